@@ -1,0 +1,229 @@
+package relay
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+)
+
+// datagram is one received datagram on its way to a handler. buf is owned
+// by whoever holds the datagram: the reader until enqueue succeeds, then the
+// dispatcher, then the worker, which returns it to the pool.
+type datagram struct {
+	buf   *[]byte
+	n     int
+	from  netip.AddrPort
+	local netip.Addr
+}
+
+// lane holds one sender's pending datagrams. At most one worker runs a lane
+// at a time, which is what keeps a sender's requests in order although the
+// pool runs workers concurrently.
+type lane struct {
+	from      netip.AddrPort
+	items     []datagram // guarded by dispatcher.mu
+	spare     []datagram // the previous batch's backing array, reused
+	scheduled bool       // in ready or held by a worker; guarded by dispatcher.mu
+}
+
+// dispatcher turns a stream of datagrams from many senders into work for a
+// bounded executor while keeping each sender's order:
+//
+//   - each sender has a lane (a FIFO of its datagrams);
+//   - a lane with work sits once in the ready queue, or is held by exactly
+//     one worker;
+//   - a worker takes a lane's whole backlog, handles it in order, puts the
+//     lane back at the tail of the ready queue if more arrived meanwhile
+//     (round robin, so one busy sender cannot starve the others), and
+//     moves on to the next lane; it exits when the ready queue is empty.
+//
+// One executor task therefore serves many datagrams: the pool hand-off is
+// amortized, not paid per datagram. Memory is bounded by maxQueued
+// datagrams in all and maxPerSender per lane; beyond either, enqueue drops
+// and counts instead of blocking.
+type dispatcher struct {
+	exec         Executor
+	handle       func(*datagram) // handles one datagram and releases its buffer
+	release      func(*datagram) // releases a dropped datagram's buffer
+	obs          Observer
+	maxQueued    int
+	maxPerSender int
+	maxWorkers   int
+	work         func() // d.run, bound once so Invoke does not allocate
+
+	mu      sync.Mutex // protects the fields below and every lane's items, spare and scheduled
+	lanes   map[netip.AddrPort]*lane
+	ready   []*lane // FIFO of lanes waiting for a worker
+	queued  int     // datagrams in lanes, not yet handled
+	workers int     // running tasks
+	closed  bool
+	abandon bool          // set when the drain deadline passed: drop, don't handle
+	idle    chan struct{} // closed when closed && workers == 0
+}
+
+func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, obs Observer, handle, release func(*datagram)) *dispatcher {
+	d := &dispatcher{
+		exec:         exec,
+		handle:       handle,
+		release:      release,
+		obs:          obs,
+		maxQueued:    maxQueued,
+		maxPerSender: maxPerSender,
+		maxWorkers:   maxWorkers,
+		lanes:        make(map[netip.AddrPort]*lane),
+		idle:         make(chan struct{}),
+	}
+	d.work = d.run
+	return d
+}
+
+// enqueue takes ownership of g. It never blocks. When g is refused, the
+// buffer is released and the drop is counted.
+func (d *dispatcher) enqueue(g datagram) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		d.drop(&g, DropShutdown)
+		return
+	}
+	if d.queued >= d.maxQueued {
+		d.mu.Unlock()
+		d.obs.PoolRejected()
+		d.drop(&g, DropQueueFull)
+		return
+	}
+	l := d.lanes[g.from]
+	if l == nil {
+		l = &lane{from: g.from}
+		d.lanes[g.from] = l
+	} else if len(l.items) >= d.maxPerSender {
+		d.mu.Unlock()
+		d.drop(&g, DropSenderQueue)
+		return
+	}
+	l.items = append(l.items, g)
+	d.queued++
+	if !l.scheduled {
+		l.scheduled = true
+		d.ready = append(d.ready, l)
+	}
+	start := len(d.ready) > 0 && d.workers < d.maxWorkers
+	if start {
+		d.workers++
+	}
+	queued := d.queued
+	d.mu.Unlock()
+	d.obs.Queued(queued)
+	if start {
+		if err := d.exec.Invoke(d.work); err != nil {
+			d.invokeFailed()
+		}
+	}
+}
+
+// invokeFailed undoes a worker start the executor refused. If no worker is
+// left to drain the ready lanes, their datagrams are dropped and counted,
+// so nothing waits forever.
+func (d *dispatcher) invokeFailed() {
+	d.mu.Lock()
+	d.workers--
+	var orphans []datagram
+	if d.workers == 0 {
+		for _, l := range d.ready {
+			orphans = append(orphans, l.items...)
+			d.queued -= len(l.items)
+			l.items = nil
+			l.scheduled = false
+			delete(d.lanes, l.from)
+		}
+		d.ready = d.ready[:0]
+	}
+	d.signalIdleLocked()
+	queued := d.queued
+	d.mu.Unlock()
+	d.obs.Queued(queued)
+	for i := range orphans {
+		d.obs.PoolRejected()
+		d.drop(&orphans[i], DropQueueFull)
+	}
+}
+
+// run is the executor task: it drains ready lanes until none is left.
+func (d *dispatcher) run() {
+	d.mu.Lock()
+	for len(d.ready) > 0 {
+		l := d.ready[0]
+		d.ready[0] = nil
+		d.ready = d.ready[1:]
+		batch := l.items
+		l.items = l.spare[:0]
+		abandon := d.abandon
+		d.mu.Unlock()
+
+		for i := range batch {
+			if abandon {
+				d.drop(&batch[i], DropShutdown)
+			} else {
+				d.handle(&batch[i])
+			}
+			batch[i] = datagram{}
+		}
+
+		d.mu.Lock()
+		d.queued -= len(batch)
+		l.spare = batch[:0]
+		if len(l.items) > 0 {
+			d.ready = append(d.ready, l)
+		} else {
+			l.scheduled = false
+			delete(d.lanes, l.from)
+		}
+		queued := d.queued
+		d.mu.Unlock()
+		d.obs.Queued(queued)
+		d.mu.Lock()
+	}
+	if len(d.ready) == 0 && cap(d.ready) > 4*d.maxWorkers+64 {
+		d.ready = nil // let a burst's backing array go
+	}
+	d.workers--
+	d.signalIdleLocked()
+	d.mu.Unlock()
+}
+
+// signalIdleLocked closes idle once the dispatcher is closed and no worker
+// runs. d.mu must be held.
+func (d *dispatcher) signalIdleLocked() {
+	if d.closed && d.workers == 0 {
+		select {
+		case <-d.idle:
+		default:
+			close(d.idle)
+		}
+	}
+}
+
+func (d *dispatcher) drop(g *datagram, reason string) {
+	d.obs.DatagramDropped(reason)
+	d.release(g)
+}
+
+// close refuses new datagrams and waits until the queued ones are handled
+// or ctx ends; after ctx ends, what is left is dropped (counted) rather than
+// handled, and close still waits for the workers to return.
+func (d *dispatcher) close(ctx context.Context) error {
+	d.mu.Lock()
+	d.closed = true
+	d.signalIdleLocked()
+	d.mu.Unlock()
+	select {
+	case <-d.idle:
+		return nil
+	case <-ctx.Done():
+	}
+	d.mu.Lock()
+	d.abandon = true
+	d.mu.Unlock()
+	<-d.idle
+	return ctx.Err()
+}

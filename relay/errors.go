@@ -1,0 +1,101 @@
+package relay
+
+import "errors"
+
+// Parse errors. Each maps to one drop reason; none is ever answered on the
+// wire, because a reply to garbage is an amplifier.
+var (
+	// ErrEmpty reports a datagram with no bytes (after the newline strip).
+	ErrEmpty = errors.New("relay: empty datagram")
+	// ErrBadUTF8 reports a datagram that is not valid UTF-8.
+	ErrBadUTF8 = errors.New("relay: invalid UTF-8")
+	// ErrUnknownVerb reports a datagram whose first field is not L, C or Q.
+	ErrUnknownVerb = errors.New("relay: unknown verb")
+	// ErrMalformed reports a known verb without the fields it needs.
+	ErrMalformed = errors.New("relay: malformed request")
+)
+
+// Name errors, returned by CanonicalName and Registry.Join. Each has its own
+// login refusal reason.
+var (
+	// ErrNameInvalid reports a name the PRECIS Nickname profile rejects, or
+	// one that is empty, longer than MaxNameRunes or contains a space.
+	ErrNameInvalid = errors.New("relay: invalid name")
+	// ErrNameReserved reports a name that belongs to the relay itself.
+	ErrNameReserved = errors.New("relay: reserved name")
+	// ErrNameTaken reports a name held by another member.
+	ErrNameTaken = errors.New("relay: name taken")
+	// ErrFull reports that the room or the sender's IP is at its member cap.
+	ErrFull = errors.New("relay: full")
+	// ErrOtherName reports a login for a second name from an address that is
+	// already logged in under another name.
+	ErrOtherName = errors.New("relay: address already logged in under another name")
+)
+
+// ErrTextControl reports chat text that carries a control, bidi override or
+// bidi isolate character.
+var ErrTextControl = errors.New("relay: control character in text")
+
+// Drop reasons: the fixed label set of chatrelay_datagrams_dropped_total.
+const (
+	DropEmpty        = "empty"         // zero bytes after the newline strip
+	DropOversize     = "oversize"      // longer than --max-datagram
+	DropBadUTF8      = "bad_utf8"      // not UTF-8
+	DropUnknownVerb  = "unknown_verb"  // not L, C or Q
+	DropMalformed    = "malformed"     // known verb, missing fields
+	DropNotLoggedIn  = "not_logged_in" // C or Q from an address with no session
+	DropImpersonate  = "impersonation" // C or Q naming someone else
+	DropControlChars = "control_chars" // chat text with control/bidi characters
+	DropQueueFull    = "queue_full"    // the pool and its queue are full
+	DropSenderQueue  = "sender_queue"  // this sender already has too much queued
+	DropPanic        = "panic"         // the handler panicked on this datagram
+	DropShutdown     = "shutdown"      // arrived while the relay was closing
+)
+
+// DropReasons lists every drop reason, for pre-initialising metrics.
+var DropReasons = []string{
+	DropEmpty, DropOversize, DropBadUTF8, DropUnknownVerb, DropMalformed,
+	DropNotLoggedIn, DropImpersonate, DropControlChars, DropQueueFull,
+	DropSenderQueue, DropPanic, DropShutdown,
+}
+
+func dropReason(err error) string {
+	switch err {
+	case ErrEmpty:
+		return DropEmpty
+	case ErrBadUTF8:
+		return DropBadUTF8
+	case ErrUnknownVerb:
+		return DropUnknownVerb
+	default:
+		return DropMalformed
+	}
+}
+
+// Login results: the fixed label set of chatrelay_logins_total.
+const (
+	LoginOK        = "ok"         // new session
+	LoginRepeat    = "repeat"     // retransmitted login, answered OK again
+	LoginTaken     = "taken"      // name held by someone else
+	LoginReserved  = "reserved"   // name belongs to the relay
+	LoginInvalid   = "invalid"    // name fails the rules
+	LoginFull      = "full"       // member cap or per-IP cap reached
+	LoginOtherName = "other_name" // address already holds another name
+)
+
+// LoginResults lists every login result, for pre-initialising metrics.
+var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName}
+
+// Broadcast kinds: the fixed label set of chatrelay_broadcasts_total.
+const (
+	KindChat   = "chat"
+	KindJoin   = "join"
+	KindLeave  = "leave"
+	KindNotice = "notice"
+)
+
+// BroadcastKinds lists every broadcast kind, for pre-initialising metrics.
+var BroadcastKinds = []string{KindChat, KindJoin, KindLeave, KindNotice}
+
+// ErrNoMember reports an admin request naming nobody in the room.
+var ErrNoMember = errors.New("relay: no such member")

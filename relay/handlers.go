@@ -1,0 +1,149 @@
+package relay
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// opSpec is one row of the handler table. The validation rules live in its
+// fields and are checked by dispatch before the handler runs (ergo's
+// commands.go), so handlers contain only their own logic.
+type opSpec struct {
+	handle func(s *Server, g *datagram, req Request, m *Member, now time.Time)
+	// needsMember: the sender's address must hold a session; otherwise the
+	// datagram is dropped as not_logged_in (after noMember, if set).
+	needsMember bool
+	// ownName: the request's name field must be the sender's own name;
+	// otherwise it is dropped as impersonation.
+	ownName bool
+	// noMember, if set, is tried when needsMember fails; it reports whether
+	// it handled the datagram.
+	noMember func(s *Server, g *datagram, now time.Time) bool
+}
+
+var classicOps = map[byte]opSpec{
+	VerbLogin: {handle: (*Server).handleLogin},
+	VerbChat:  {handle: (*Server).handleChat, needsMember: true, ownName: true},
+	VerbQuit:  {handle: (*Server).handleQuit, needsMember: true, ownName: true, noMember: (*Server).repeatQuit},
+}
+
+// dispatch parses one datagram and runs its handler. Garbage is counted,
+// never answered.
+func (s *Server) dispatch(g *datagram) {
+	req, err := ParseClassic((*g.buf)[:g.n])
+	if err != nil {
+		s.obs.DatagramDropped(dropReason(err))
+		return
+	}
+	op := classicOps[req.Verb]
+	now := s.cfg.Now()
+	var m *Member
+	if op.needsMember {
+		if m = s.reg.Lookup(g.from); m == nil {
+			if op.noMember == nil || !op.noMember(s, g, now) {
+				s.obs.DatagramDropped(DropNotLoggedIn)
+			}
+			return
+		}
+		if op.ownName && !sameName(m, req.Name) {
+			s.obs.DatagramDropped(DropImpersonate)
+			s.log.Debug("request names another member", zap.Stringer("from", g.from), zap.String("member", m.Name))
+			return
+		}
+		m.touch(now)
+	}
+	op.handle(s, g, req, m, now)
+}
+
+// sameName reports whether name refers to m (by PRECIS compare key).
+func sameName(m *Member, name string) bool {
+	if name == m.Name {
+		return true
+	}
+	_, key, err := CanonicalName(name)
+	return err == nil && key == m.Key
+}
+
+func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time) {
+	m, repeat, err := s.reg.Join(req.Name, g.from, g.local, now)
+	if err != nil {
+		reason, result := s.words.refusal(err)
+		s.obs.Login(result)
+		d := s.conn.Dest(g.from, g.local)
+		s.sendTo([]byte(reason), &d)
+		s.log.Debug("login refused", zap.Stringer("from", g.from), zap.String("result", result))
+		return
+	}
+	s.sendTo([]byte(ReplyOK), &m.Dest)
+	if repeat {
+		s.obs.Login(LoginRepeat)
+		return
+	}
+	s.obs.Login(LoginOK)
+	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
+	s.fanout(classicLine(s.words.join, m.Name), m, KindJoin)
+}
+
+func (s *Server) handleChat(g *datagram, req Request, m *Member, _ time.Time) {
+	if CheckText(req.Text) != nil {
+		s.obs.DatagramDropped(DropControlChars)
+		s.sendTo([]byte(s.words.refusedControl), &m.Dest)
+		return
+	}
+	s.log.Debug("chat", zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
+	s.fanout(classicLine(s.words.chat, m.Name, req.Text), m, KindChat)
+}
+
+func (s *Server) handleQuit(g *datagram, _ Request, m *Member, now time.Time) {
+	s.sendTo([]byte(ReplyExit), &m.Dest)
+	if !s.reg.Leave(m, now) {
+		return
+	}
+	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()))
+	s.fanout(classicLine(s.words.leave, m.Name), m, KindLeave)
+}
+
+// repeatQuit answers a `Q` from an address that quit within quitMemory:
+// the first EXIT may have been lost.
+func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
+	if !s.reg.RecentlyQuit(g.from, now) {
+		return false
+	}
+	d := s.conn.Dest(g.from, g.local)
+	s.sendTo([]byte(ReplyExit), &d)
+	return true
+}
+
+// Notice sends an administrator's notice to every member. It returns the
+// number of members it was sent to. text must pass CheckText.
+func (s *Server) Notice(text string) (int, error) {
+	if err := CheckText(text); err != nil {
+		return 0, err
+	}
+	members := s.reg.Members()
+	s.fanout(classicLine(s.words.admin, text), nil, KindNotice)
+	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
+	return len(members), nil
+}
+
+// Kick removes the member called name: it receives an admin notice with the
+// reason and then EXIT; the others receive a notice. It returns
+// ErrNoMember if nobody has that name.
+func (s *Server) Kick(name, reason string) (*Member, error) {
+	if err := CheckText(reason); err != nil {
+		return nil, err
+	}
+	m := s.reg.ByName(name)
+	if m == nil || !s.reg.Leave(m, s.cfg.Now()) {
+		return nil, ErrNoMember
+	}
+	if reason == "" {
+		reason = "-"
+	}
+	s.sendTo(classicLine(s.words.admin, TruncateUTF8(formatf(s.words.kickedSelf, reason), MaxClassicReply)), &m.Dest)
+	s.sendTo([]byte(ReplyExit), &m.Dest)
+	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
+	s.fanout(classicLine(s.words.kicked, m.Name, reason), m, KindLeave)
+	return m, nil
+}

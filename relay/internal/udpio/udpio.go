@@ -1,0 +1,38 @@
+// Package udpio is the relay's UDP socket: it reads datagrams together with
+// the local address they were sent to, and sends without ever blocking.
+//
+// On a wildcard listen address a multi-homed host has several local
+// addresses; a client with a connected socket accepts only replies that come
+// from the address it sent to. Conn therefore asks the kernel for each
+// datagram's destination (IP_PKTINFO / IPV6_PKTINFO) and sends replies with
+// that address as their source.
+package udpio
+
+import (
+	"net"
+	"net/netip"
+)
+
+// OOBSize is the control-message buffer a Read needs for the packet info.
+const OOBSize = 128
+
+// Dest is a prepared destination: the peer's address plus whatever the
+// platform needs to send to it quickly (a cached sockaddr, the source-address
+// control message). Build it once per member with Conn.Dest and reuse it.
+type Dest struct {
+	Addr  netip.AddrPort // the peer, IPv4 unmapped
+	Local netip.Addr     // the source address replies use; invalid means "kernel's choice"
+	plat  platDest
+}
+
+// normalize unmaps IPv4-mapped IPv6 addresses, so that one peer has one key
+// whether the socket is udp4 or dual-stack.
+func normalize(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// isWildcard reports whether the socket is bound to an unspecified address.
+func isWildcard(uc *net.UDPConn) bool {
+	la, ok := uc.LocalAddr().(*net.UDPAddr)
+	return ok && (la.IP == nil || la.IP.IsUnspecified())
+}

@@ -1,0 +1,136 @@
+//go:build linux
+
+package udpio
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Conn is a UDP socket prepared for the relay. Its methods are safe for
+// concurrent use.
+type Conn struct {
+	uc      *net.UDPConn
+	raw     syscall.RawConn
+	family  int  // AF_INET or AF_INET6 (dual-stack)
+	pktinfo bool // bound to a wildcard address: track each datagram's destination
+}
+
+type platDest struct {
+	sa  unix.Sockaddr
+	oob []byte // IP_PKTINFO or IPV6_PKTINFO naming the source address; nil if none
+}
+
+// New prepares uc. On a wildcard address it enables IP_PKTINFO (and
+// IPV6_RECVPKTINFO on a dual-stack socket).
+func New(uc *net.UDPConn) (*Conn, error) {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{uc: uc, raw: raw, pktinfo: isWildcard(uc)}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		c.family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if serr != nil || !c.pktinfo {
+			return
+		}
+		// IPv4 datagrams report IP_PKTINFO, also on a dual-stack socket.
+		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1); serr != nil {
+			return
+		}
+		if c.family == unix.AF_INET6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("udpio: prepare socket: %w", err)
+	}
+	return c, nil
+}
+
+// Read reads one datagram into b. from is the sender (IPv4 unmapped); local
+// is the address the datagram was sent to when the socket is on a wildcard
+// address, and the invalid Addr otherwise. oob is scratch space of OOBSize
+// bytes.
+func (c *Conn) Read(b, oob []byte) (n int, from netip.AddrPort, local netip.Addr, err error) {
+	n, oobn, _, from, err := c.uc.ReadMsgUDPAddrPort(b, oob)
+	if err != nil {
+		return n, from, local, err
+	}
+	if c.pktinfo && oobn > 0 {
+		local = parsePktinfo(oob[:oobn])
+	}
+	return n, normalize(from), local, nil
+}
+
+func parsePktinfo(oob []byte) netip.Addr {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for _, m := range msgs {
+		switch {
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
+			var a [4]byte
+			copy(a[:], m.Data[4:8]) // ipi_spec_dst: the local address
+			return netip.AddrFrom4(a)
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
+			var a [16]byte
+			copy(a[:], m.Data[:16])
+			return netip.AddrFrom16(a).Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// Dest prepares a destination. local is the address the peer sent to (from
+// Read); it becomes the source address of everything sent to the peer.
+func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
+	to = normalize(to)
+	d := Dest{Addr: to, Local: local}
+	if c.family == unix.AF_INET {
+		d.plat.sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
+	} else {
+		d.plat.sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
+	}
+	if c.pktinfo && local.IsValid() && !local.IsUnspecified() {
+		if local.Is4() {
+			d.plat.oob = unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: local.As4()})
+		} else {
+			d.plat.oob = unix.PktInfo6(&unix.Inet6Pktinfo{Addr: local.As16()})
+		}
+	}
+	return d
+}
+
+// Send sends b to d. It never blocks: a full socket buffer returns EAGAIN,
+// which the caller counts like any other send error.
+func (c *Conn) Send(b []byte, d *Dest) error {
+	var serr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), b, d.plat.oob, d.plat.sa, unix.MSG_DONTWAIT)
+		return true // never wait for writability
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// LocalAddr returns the socket's bound address.
+func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
+
+// SetReadDeadline unblocks or bounds Read, as net.Conn's.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+
+// Close closes the socket; a blocked Read returns net.ErrClosed.
+func (c *Conn) Close() error { return c.uc.Close() }

@@ -1,0 +1,48 @@
+//go:build !linux
+
+package udpio
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Conn is a UDP socket prepared for the relay. This portable version does
+// not track destination addresses: replies leave from the kernel's choice.
+type Conn struct{ uc *net.UDPConn }
+
+type platDest struct{}
+
+// New prepares uc.
+func New(uc *net.UDPConn) (*Conn, error) { return &Conn{uc: uc}, nil }
+
+// Read reads one datagram into b; local is always invalid here.
+func (c *Conn) Read(b, oob []byte) (n int, from netip.AddrPort, local netip.Addr, err error) {
+	n, from, err = c.uc.ReadFromUDPAddrPort(b)
+	return n, normalize(from), netip.Addr{}, err
+}
+
+// Dest prepares a destination.
+func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
+	return Dest{Addr: normalize(to), Local: local}
+}
+
+// Send sends b to d. Without MSG_DONTWAIT it may wait for buffer space.
+func (c *Conn) Send(b []byte, d *Dest) error {
+	to := d.Addr
+	if la, ok := c.uc.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && to.Addr().Is4() {
+		to = netip.AddrPortFrom(netip.AddrFrom16(to.Addr().As16()), to.Port())
+	}
+	_, err := c.uc.WriteToUDPAddrPort(b, to)
+	return err
+}
+
+// LocalAddr returns the socket's bound address.
+func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
+
+// SetReadDeadline unblocks or bounds Read, as net.Conn's.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.uc.Close() }

@@ -1,0 +1,216 @@
+package relay
+
+import (
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay/internal/udpio"
+)
+
+// Protocol names, as shown by the admin `who` command.
+const ProtoClassic = "classic"
+
+// Member is one logged-in session. The source address owns it: requests
+// naming the member from any other address are refused. Its fields never
+// change after Join, except lastSeen.
+type Member struct {
+	Name  string     // display form, PRECIS-enforced
+	Key   string     // PRECIS compare key: unique among members
+	Dest  udpio.Dest // address, source address for replies, cached sockaddr
+	Proto string     // ProtoClassic
+	Since time.Time  // login time
+
+	lastSeen atomic.Int64 // unix nanoseconds of the last datagram from the member
+}
+
+// Addr is the member's address.
+func (m *Member) Addr() netip.AddrPort { return m.Dest.Addr }
+
+// LastSeen is when the member last sent a datagram.
+func (m *Member) LastSeen() time.Time { return time.Unix(0, m.lastSeen.Load()) }
+
+func (m *Member) touch(now time.Time) { m.lastSeen.Store(now.UnixNano()) }
+
+// RegistryLimits bounds the registry.
+type RegistryLimits struct {
+	MaxMembers         int  // members in all; a login beyond is refused ErrFull
+	MaxPerIP           int  // sessions per source IP; 0 means no per-IP cap
+	LimitLoopbackPerIP bool // apply MaxPerIP to loopback too (exempt by default)
+}
+
+// quitMemory is how long a quit is remembered, so that a retransmitted `Q`
+// (the `EXIT` may have been lost) is answered `EXIT` again.
+const quitMemory = 30 * time.Second
+
+// Registry holds the members of the one room. It is the seam between the
+// handlers and membership: a multi-node registry (NATS) replaces it together
+// with fanout, and nothing else changes.
+//
+// Readers that fan out call Members, which returns an immutable snapshot
+// without taking the lock (copy-on-write, as ergo's membersCache).
+type Registry struct {
+	limits   RegistryLimits
+	dest     func(to netip.AddrPort, local netip.Addr) udpio.Dest
+	onChange func(members int) // called under mu after every change, so calls are in order
+
+	mu     sync.RWMutex // protects the fields below
+	byAddr map[netip.AddrPort]*Member
+	byKey  map[string]*Member
+	perIP  map[netip.Addr]int
+	quits  map[netip.AddrPort]time.Time // recent quits, pruned after quitMemory
+
+	snapshot atomic.Pointer[[]*Member] // written under mu, read without it
+}
+
+// NewRegistry returns an empty registry. dest prepares a member's address;
+// onChange, if not nil, is told the member count after every change, in
+// order, under the registry's lock, so it MUST NOT block or call back.
+func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip.Addr) udpio.Dest, onChange func(members int)) *Registry {
+	if onChange == nil {
+		onChange = func(int) {}
+	}
+	r := &Registry{
+		limits:   limits,
+		dest:     dest,
+		onChange: onChange,
+		byAddr:   make(map[netip.AddrPort]*Member),
+		byKey:    make(map[string]*Member),
+		perIP:    make(map[netip.Addr]int),
+		quits:    make(map[netip.AddrPort]time.Time),
+	}
+	r.snapshot.Store(&[]*Member{})
+	return r
+}
+
+// Join logs in name from addr. It returns the member and whether this was a
+// repeat of the login that already holds addr (answered OK again, no second
+// join notice). Errors: ErrNameInvalid, ErrNameReserved, ErrNameTaken,
+// ErrOtherName, ErrFull.
+func (r *Registry) Join(name string, from netip.AddrPort, local netip.Addr, now time.Time) (m *Member, repeat bool, err error) {
+	display, key, err := CanonicalName(name)
+	if err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur := r.byAddr[from]; cur != nil {
+		if cur.Key == key {
+			cur.touch(now)
+			return cur, true, nil
+		}
+		return nil, false, ErrOtherName
+	}
+	if r.byKey[key] != nil {
+		return nil, false, ErrNameTaken
+	}
+	if len(r.byAddr) >= r.limits.MaxMembers {
+		return nil, false, ErrFull
+	}
+	ip := from.Addr()
+	capIP := r.limits.MaxPerIP > 0 && (r.limits.LimitLoopbackPerIP || !ip.IsLoopback())
+	if capIP && r.perIP[ip] >= r.limits.MaxPerIP {
+		return nil, false, ErrFull
+	}
+	m = &Member{Name: display, Key: key, Dest: r.dest(from, local), Proto: ProtoClassic, Since: now}
+	m.touch(now)
+	r.byAddr[from] = m
+	r.byKey[key] = m
+	r.perIP[ip]++
+	delete(r.quits, from)
+	r.publishLocked()
+	return m, false, nil
+}
+
+// Lookup returns the member holding addr, or nil.
+func (r *Registry) Lookup(addr netip.AddrPort) *Member {
+	r.mu.RLock()
+	m := r.byAddr[addr]
+	r.mu.RUnlock()
+	return m
+}
+
+// ByName returns the member whose name has the same compare key as name.
+func (r *Registry) ByName(name string) *Member {
+	_, key, err := CanonicalName(name)
+	if err != nil {
+		return nil
+	}
+	r.mu.RLock()
+	m := r.byKey[key]
+	r.mu.RUnlock()
+	return m
+}
+
+// Leave removes m if it is still a member and remembers its address for
+// quitMemory. It reports whether m was removed by this call, so that two
+// racing removals announce the leave once.
+func (r *Registry) Leave(m *Member, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addr := m.Addr()
+	if r.byAddr[addr] != m {
+		return false
+	}
+	delete(r.byAddr, addr)
+	delete(r.byKey, m.Key)
+	ip := addr.Addr()
+	if r.perIP[ip]--; r.perIP[ip] <= 0 {
+		delete(r.perIP, ip)
+	}
+	r.rememberQuitLocked(addr, now)
+	r.publishLocked()
+	return true
+}
+
+// RecentlyQuit reports whether addr quit within quitMemory of now.
+func (r *Registry) RecentlyQuit(addr netip.AddrPort, now time.Time) bool {
+	r.mu.RLock()
+	t, ok := r.quits[addr]
+	r.mu.RUnlock()
+	return ok && now.Sub(t) < quitMemory
+}
+
+// rememberQuitLocked records a quit. The memory is bounded by MaxMembers:
+// expired entries are pruned first, then, if still full, the new one is not
+// kept (its repeated Q is then dropped as not logged in, and counted).
+// r.mu must be held.
+func (r *Registry) rememberQuitLocked(addr netip.AddrPort, now time.Time) {
+	if len(r.quits) >= r.limits.MaxMembers {
+		for a, t := range r.quits {
+			if now.Sub(t) >= quitMemory {
+				delete(r.quits, a)
+			}
+		}
+		if len(r.quits) >= r.limits.MaxMembers {
+			return
+		}
+	}
+	r.quits[addr] = now
+}
+
+// publishLocked rebuilds the snapshot. r.mu must be held for writing.
+func (r *Registry) publishLocked() {
+	s := make([]*Member, 0, len(r.byAddr))
+	for _, m := range r.byAddr {
+		s = append(s, m)
+	}
+	r.snapshot.Store(&s)
+	r.onChange(len(s))
+}
+
+// Members returns every member. The slice is a snapshot: it never changes,
+// and the caller MUST NOT modify it. Taking it costs one atomic load.
+func (r *Registry) Members() []*Member { return *r.snapshot.Load() }
+
+// Len returns the number of members.
+func (r *Registry) Len() int { return len(r.Members()) }
+
+// Sorted returns the members sorted by name, for display.
+func (r *Registry) Sorted() []*Member {
+	s := append([]*Member(nil), r.Members()...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Key < s[j].Key })
+	return s
+}

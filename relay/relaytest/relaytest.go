@@ -1,0 +1,100 @@
+// Package relaytest starts a real relay on loopback for tests: a UDP socket
+// on 127.0.0.1:0, the admin socket in a private temporary directory, and a
+// cleanup that shuts it down.
+package relaytest
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/internal/adminsock"
+)
+
+// Relay is a running relay.
+type Relay struct {
+	Addr        netip.AddrPort // the UDP address members send to
+	AdminSocket string         // the admin socket's path
+	Server      *relay.Server
+}
+
+// Start starts a relay with English wording and the defaults of
+// relay.Config, changed by opts, and stops it when the test ends.
+func Start(t testing.TB, opts ...func(*relay.Config)) *Relay {
+	t.Helper()
+	return StartOn(t, "127.0.0.1:0", opts...)
+}
+
+// StartOn is Start on a chosen UDP address (e.g. "0.0.0.0:0" for a
+// wildcard); Addr is then reported on 127.0.0.1 when the address is a
+// wildcard.
+func StartOn(t testing.TB, listen string, opts ...func(*relay.Config)) *Relay {
+	t.Helper()
+	cfg := relay.Config{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		t.Fatalf("relaytest: %v", err)
+	}
+	ua, err := net.ResolveUDPAddr("udp", listen)
+	if err != nil {
+		t.Fatalf("relaytest: %v", err)
+	}
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		t.Fatalf("relaytest: listen: %v", err)
+	}
+	// A short directory: Unix socket paths are limited to about 100 bytes.
+	dir, err := os.MkdirTemp("", "relaytest")
+	if err != nil {
+		t.Fatalf("relaytest: %v", err)
+	}
+	sock := filepath.Join(dir, "admin.sock")
+	ln, err := adminsock.Listen(sock)
+	if err != nil {
+		t.Fatalf("relaytest: admin socket: %v", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(uc); err != nil {
+			t.Errorf("relaytest: Serve: %v", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.ServeAdmin(ln); err != nil {
+			t.Errorf("relaytest: ServeAdmin: %v", err)
+		}
+	}()
+	<-srv.Ready()
+
+	addr := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	if addr.Addr().IsUnspecified() {
+		addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addr.Port())
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("relaytest: Shutdown: %v", err)
+		}
+		ln.Close()
+		uc.Close()
+		wg.Wait()
+		os.RemoveAll(dir)
+	})
+	return &Relay{Addr: addr, AdminSocket: sock, Server: srv}
+}
