@@ -232,7 +232,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.fanout(notice, nil, KindNotice)
 		s.fanout([]byte(ReplyExit), nil, "")
 	}
-	s.log.Info("relay stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
+	s.log.Info("relay server stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
 	return err
 }
 

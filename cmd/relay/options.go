@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay"
+)
+
+// Options is everything the daemon can be told on its command line. Each
+// field's default is set in one place, defaultOptions.
+type Options struct {
+	Listen        string        // UDP address members send to
+	MetricsListen string        // HTTP address of /metrics and /healthz; "" disables
+	AdminSocket   string        // path of the admin Unix socket
+	Workers       int           // worker pool size
+	Queue         int           // datagrams waiting for a worker, all senders
+	SenderQueue   int           // datagrams waiting for a worker, one sender
+	MaxDatagram   int           // bytes; longer datagrams are dropped
+	MaxMembers    int           // room size
+	MaxPerIP      int           // sessions per source IP (-1: no cap)
+	PerIPLoopback bool          // apply MaxPerIP to loopback too
+	Lang          string        // en or zh
+	LogLevel      string        // debug, info, warn, error
+	LogFormat     string        // console or json
+	DrainTimeout  time.Duration // how long shutdown waits for queued datagrams
+}
+
+// defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
+// session, /run/relay/admin.sock for root (the systemd unit's
+// RuntimeDirectory), and /tmp/chatrelay-UID/admin.sock otherwise.
+func defaultAdminSocket() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "chatrelay", "admin.sock")
+	}
+	if os.Geteuid() == 0 {
+		return "/run/relay/admin.sock"
+	}
+	return filepath.Join(os.TempDir(), "chatrelay-"+strconv.Itoa(os.Geteuid()), "admin.sock")
+}
+
+func defaultOptions() Options {
+	return Options{
+		Listen:        ":9999",
+		MetricsListen: "127.0.0.1:9101",
+		AdminSocket:   defaultAdminSocket(),
+		Workers:       16,
+		Queue:         8192,
+		SenderQueue:   1024,
+		MaxDatagram:   relay.DefaultMaxDatagram,
+		MaxMembers:    10000,
+		MaxPerIP:      16,
+		Lang:          "en",
+		LogLevel:      "info",
+		LogFormat:     "console",
+		DrainTimeout:  5 * time.Second,
+	}
+}
+
+// errHelp is returned when -h or --help was asked for: exit 0.
+var errHelp = flag.ErrHelp
+
+// parseFlags fills Options from args through fs (nats-server's
+// ConfigureOptions), so that flag parsing is testable.
+func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, error) {
+	o := defaultOptions()
+	fs.SetOutput(usageOut)
+	fs.StringVar(&o.Listen, "listen", o.Listen, "UDP `address` members send to")
+	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "HTTP `address` for /metrics and /healthz (empty disables)")
+	fs.StringVar(&o.AdminSocket, "admin-socket", o.AdminSocket, "`path` of the admin Unix socket")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "worker pool size")
+	fs.IntVar(&o.Queue, "queue", o.Queue, "datagrams that may wait for a worker, all senders together; beyond it they are dropped")
+	fs.IntVar(&o.SenderQueue, "sender-queue", o.SenderQueue, "datagrams that may wait for a worker from one sender")
+	fs.IntVar(&o.MaxDatagram, "max-datagram", o.MaxDatagram, "largest accepted datagram in `bytes`")
+	fs.IntVar(&o.MaxMembers, "max-members", o.MaxMembers, "most members in the room")
+	fs.IntVar(&o.MaxPerIP, "max-per-ip", o.MaxPerIP, "most sessions from one IP address (-1: no limit)")
+	fs.BoolVar(&o.PerIPLoopback, "per-ip-loopback", o.PerIPLoopback, "apply --max-per-ip to loopback addresses too")
+	fs.StringVar(&o.Lang, "lang", o.Lang, "wording of notices: en or zh")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log `level`: debug, info, warn or error")
+	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log `format`: console or json")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "on shutdown, how long queued datagrams may take")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage:
+  relay [flags]                    run the relay
+  relay admin [--admin-socket PATH] [--json] notice TEXT... | who | kick NAME [REASON...] | stats
+  relay version
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (see relay --help)", fs.Arg(0))
+	}
+	return o, o.validate()
+}
+
+func (o Options) validate() error {
+	switch {
+	case o.Listen == "":
+		return errors.New("--listen must not be empty")
+	case o.AdminSocket == "":
+		return errors.New("--admin-socket must not be empty")
+	case o.Workers < 1:
+		return fmt.Errorf("--workers %d: must be at least 1", o.Workers)
+	case o.Queue < 1 || o.SenderQueue < 1:
+		return errors.New("--queue and --sender-queue must be at least 1")
+	case o.MaxDatagram < 16 || o.MaxDatagram > 65507:
+		return fmt.Errorf("--max-datagram %d: must be between 16 and 65507", o.MaxDatagram)
+	case o.MaxMembers < 1:
+		return fmt.Errorf("--max-members %d: must be at least 1", o.MaxMembers)
+	case o.MaxPerIP == 0 || o.MaxPerIP < -1:
+		return fmt.Errorf("--max-per-ip %d: must be at least 1, or -1 for no limit", o.MaxPerIP)
+	case o.LogFormat != "console" && o.LogFormat != "json":
+		return fmt.Errorf("--log-format %q: want console or json", o.LogFormat)
+	case o.DrainTimeout <= 0:
+		return errors.New("--drain-timeout must be positive")
+	}
+	if _, err := relay.ParseLang(o.Lang); err != nil {
+		return fmt.Errorf("--lang %q: want en or zh", o.Lang)
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/chatrelay/chatrelay/metrics"
+	"github.com/chatrelay/chatrelay/pool"
+	"github.com/chatrelay/chatrelay/relay"
+)
+
+// listeners are what serve opened, reported to tests through onReady.
+type listeners struct {
+	UDP     net.Addr
+	Metrics net.Addr // nil when disabled
+	Admin   string
+}
+
+// serve runs the relay until ctx ends, then shuts down cleanly: members are
+// told, the queue drains within DrainTimeout, the admin socket file is
+// removed. Errors opening anything come back before the relay serves.
+func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listeners)) error {
+	lang, _ := relay.ParseLang(o.Lang)
+
+	// Open everything that can fail first, so a taken port or an unusable
+	// path is one clear error and nothing is left half-started.
+	ua, err := net.ResolveUDPAddr("udp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.Listen, err)
+	}
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Listen, unwrapOp(err))
+	}
+	defer uc.Close()
+	// Bursts arrive faster than any scheduler wakes a reader: a larger
+	// receive buffer turns them into latency instead of kernel drops. The
+	// kernel caps it at net.core.rmem_max; errors are not fatal.
+	_ = uc.SetReadBuffer(4 << 20)
+	_ = uc.SetWriteBuffer(4 << 20)
+
+	if o.AdminSocket == defaultAdminSocket() {
+		// Only the default's directory is ours to create; a path the
+		// operator chose must exist.
+		if err := os.MkdirAll(filepath.Dir(o.AdminSocket), 0o700); err != nil {
+			return fmt.Errorf("admin socket %s: %w", o.AdminSocket, err)
+		}
+	}
+	adminLn, err := relay.ListenAdmin(o.AdminSocket)
+	if err != nil {
+		if errors.Is(err, relay.ErrAdminInUse) {
+			return fmt.Errorf("another relay is already running with admin socket %s", o.AdminSocket)
+		}
+		return fmt.Errorf("admin socket %s: %w", o.AdminSocket, unwrapOp(err))
+	}
+	defer adminLn.Close() // removes the socket file
+
+	var metricsLn net.Listener
+	if o.MetricsListen != "" {
+		metricsLn, err = net.Listen("tcp", o.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listen on %s: %w", o.MetricsListen, unwrapOp(err))
+		}
+		defer metricsLn.Close()
+	}
+
+	reg := prometheus.NewRegistry()
+	obs := metrics.New(reg, metrics.Labels{
+		LoginResults:   relay.LoginResults,
+		BroadcastKinds: relay.BroadcastKinds,
+		DropReasons:    relay.DropReasons,
+	})
+	if err := metrics.RegisterRuntime(reg); err != nil {
+		return err
+	}
+	if err := metrics.RegisterBuildInfo(reg, version); err != nil {
+		return err
+	}
+
+	workers, err := pool.New[func()](o.Workers, func(task func()) { task() }, pool.Options{
+		OnPanic: func(v any) {
+			// The relay recovers handler panics itself; this is a backstop.
+			obs.Panic()
+			log.Error("worker panic", zap.Any("panic", v))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer workers.Close(o.DrainTimeout)
+	if err := metrics.RegisterPool(reg, workers); err != nil {
+		return err
+	}
+
+	srv, err := relay.New(relay.Config{
+		MaxDatagram:        o.MaxDatagram,
+		MaxMembers:         o.MaxMembers,
+		MaxPerIP:           o.MaxPerIP,
+		LimitLoopbackPerIP: o.PerIPLoopback,
+		Workers:            o.Workers,
+		QueueLimit:         o.Queue,
+		SenderQueueLimit:   o.SenderQueue,
+		Lang:               lang,
+		Executor:           workers,
+		Observer:           obs,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- srv.Serve(uc) }()
+	go func() { defer wg.Done(); errc <- srv.ServeAdmin(adminLn) }()
+	mctx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	if metricsLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- metrics.Serve(mctx, metricsLn, metrics.Handler(reg)) }()
+	}
+	<-srv.Ready()
+	l := listeners{UDP: uc.LocalAddr(), Admin: o.AdminSocket}
+	fields := []zap.Field{zap.Stringer("udp", l.UDP), zap.String("admin_socket", l.Admin)}
+	if metricsLn != nil {
+		l.Metrics = metricsLn.Addr()
+		fields = append(fields, zap.String("metrics", "http://"+l.Metrics.String()+"/metrics"))
+	}
+	log.Info("relay ready", fields...)
+	if onReady != nil {
+		onReady(l)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", zap.Duration("drain_timeout", o.DrainTimeout))
+	case runErr = <-errc:
+		// A server stopped on its own: shut the rest down and report it.
+		log.Error("server stopped unexpectedly", zap.Error(runErr))
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("queue did not drain in time", zap.Error(err))
+	}
+	cancel()
+	adminLn.Close()
+	stopMetrics()
+	uc.Close()
+	wg.Wait()
+	if err := workers.Close(o.DrainTimeout); err != nil {
+		log.Warn("worker pool did not stop in time", zap.Error(err))
+	}
+	log.Info("relay stopped")
+	return runErr
+}
+
+// unwrapOp drops net.OpError's repetition of the address, which the caller
+// already names: "listen udp :9999: bind: address already in use" becomes
+// "bind: address already in use".
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		var sys *os.SyscallError
+		if errors.As(op.Err, &sys) {
+			return fmt.Errorf("%s: %w", sys.Syscall, sys.Err)
+		}
+		return op.Err
+	}
+	return err
+}
+
+func parseLevel(s string) (zapcore.Level, error) {
+	l, err := zapcore.ParseLevel(s)
+	if err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger builds the daemon's logger on w (stderr).
+func newLogger(o Options, w zapcore.WriteSyncer) *zap.Logger {
+	level, _ := parseLevel(o.LogLevel)
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if o.LogFormat == "json" {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, w, level), zap.ErrorOutput(w))
+}
+
+// waitTimeout is how long admin client requests may take.
+const waitTimeout = 5 * time.Second
