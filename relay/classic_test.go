@@ -1,8 +1,10 @@
 package relay_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
@@ -296,4 +298,38 @@ func TestHandlerPanicRecovered(t *testing.T) {
 	eventually(t, "panic counted", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return rec.panics == 1 })
 	alice.send("C alice second")
 	bob.expect("alice says: second")
+}
+
+// A classic client takes the first datagram after its login as the login
+// reply. While the room is busy, nothing may reach a new member before its
+// OK: not a chat, not someone else's join notice.
+func TestLoginReplyComesFirstInABusyRoom(t *testing.T) {
+	r := relaytest.Start(t)
+	talker := dial(t, r).login("talker")
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for i := 0; i < 20000; i++ { // bounded; stops early when the logins are done
+			select {
+			case <-done:
+				return
+			default:
+			}
+			talker.conn.Write([]byte("C talker busy"))
+			if i%10 == 9 {
+				// Pace it (about 10,000/s): this test is about ordering, not
+				// overload, and a flood would make the kernel drop logins.
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	defer func() { close(done); <-stopped }()
+	for i := 0; i < 60; i++ {
+		c := dial(t, r)
+		c.send("L newcomer" + strconv.Itoa(i))
+		if got := c.recv(); got != "OK" {
+			t.Fatalf("newcomer%d: first datagram %q, want OK", i, got)
+		}
+	}
 }

@@ -80,9 +80,10 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 		s.obs.Login(LoginRepeat)
 		return
 	}
+	others := s.reg.Activate(m) // only now may fan-out reach m
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.fanout(classicLine(s.words.join, m.Name), m, KindJoin)
+	s.fanoutTo(others, classicLine(s.words.join, m.Name), nil, KindJoin)
 }
 
 func (s *Server) handleChat(g *datagram, req Request, m *Member, _ time.Time) {

@@ -24,6 +24,7 @@ type Member struct {
 	Since time.Time  // login time
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last datagram from the member
+	active   bool         // visible to fan-out; guarded by Registry.mu
 }
 
 // Addr is the member's address.
@@ -89,6 +90,10 @@ func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip
 // repeat of the login that already holds addr (answered OK again, no second
 // join notice). Errors: ErrNameInvalid, ErrNameReserved, ErrNameTaken,
 // ErrOtherName, ErrFull.
+//
+// A new member holds its name and address at once but stays invisible to
+// fan-out until Activate: a classic client reads the first datagram after
+// its login as the login reply, so nothing may reach it before its OK.
 func (r *Registry) Join(name string, from netip.AddrPort, local netip.Addr, now time.Time) (m *Member, repeat bool, err error) {
 	display, key, err := CanonicalName(name)
 	if err != nil {
@@ -120,8 +125,22 @@ func (r *Registry) Join(name string, from netip.AddrPort, local netip.Addr, now 
 	r.byKey[key] = m
 	r.perIP[ip]++
 	delete(r.quits, from)
-	r.publishLocked()
 	return m, false, nil
+}
+
+// Activate makes a new member visible to fan-out, once its OK has been sent.
+// It returns the members who were visible before, the ones to tell about
+// the join, or nil if m left in between.
+func (r *Registry) Activate(m *Member) (others []*Member) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byAddr[m.Addr()] != m || m.active {
+		return nil
+	}
+	others = r.Members()
+	m.active = true
+	r.publishLocked()
+	return others
 }
 
 // Lookup returns the member holding addr, or nil.
@@ -195,13 +214,15 @@ func (r *Registry) rememberQuitLocked(addr netip.AddrPort, now time.Time) {
 func (r *Registry) publishLocked() {
 	s := make([]*Member, 0, len(r.byAddr))
 	for _, m := range r.byAddr {
-		s = append(s, m)
+		if m.active {
+			s = append(s, m)
+		}
 	}
 	r.snapshot.Store(&s)
 	r.onChange(len(s))
 }
 
-// Members returns every member. The slice is a snapshot: it never changes,
+// Members returns every active member. The slice is a snapshot: it never changes,
 // and the caller MUST NOT modify it. Taking it costs one atomic load.
 func (r *Registry) Members() []*Member { return *r.snapshot.Load() }
 

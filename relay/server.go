@@ -296,8 +296,13 @@ func (s *Server) sendTo(b []byte, d *udpio.Dest) {
 // with no lock held. A failing recipient is counted and skipped; no send
 // blocks. kind, when not empty, counts one broadcast.
 func (s *Server) fanout(payload []byte, except *Member, kind string) {
+	s.fanoutTo(s.reg.Members(), payload, except, kind)
+}
+
+// fanoutTo is fanout to a given snapshot.
+func (s *Server) fanoutTo(members []*Member, payload []byte, except *Member, kind string) {
 	delivered := 0
-	for _, m := range s.reg.Members() {
+	for _, m := range members {
 		if m == except {
 			continue
 		}

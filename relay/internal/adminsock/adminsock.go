@@ -39,7 +39,7 @@ func Listen(path string) (*net.UnixListener, error) {
 	}
 	// The umask makes the socket 0600 from its creation: a chmod afterwards
 	// would leave a window. It is process-wide, so this runs at start-up.
-	old := syscall.Umask(0o077)
+	old := syscall.Umask(0o177)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	syscall.Umask(old)
 	if err != nil {
