@@ -333,3 +333,23 @@ func TestLoginReplyComesFirstInABusyRoom(t *testing.T) {
 		}
 	}
 }
+
+// A member whose client vanished (socket closed, port gone) must not
+// disturb the others: sends to it fail or vanish, and the room goes on.
+func TestVanishedMemberDoesNotDisturbOthers(t *testing.T) {
+	rec := newRecorder()
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	alice := dial(t, r).login("alice")
+	ghost := dial(t, r).login("ghost")
+	alice.expect("ghost joined the chat room")
+	bob := dial(t, r).login("bob")
+	alice.expect("bob joined the chat room")
+	ghost.conn.Close()
+	for i := 0; i < 50; i++ {
+		msg := "message " + strconv.Itoa(i)
+		alice.send("C alice " + msg)
+		bob.expect("alice says: " + msg)
+		bob.send("C bob re " + msg)
+		alice.expect("bob says: re " + msg)
+	}
+}

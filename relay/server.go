@@ -247,6 +247,13 @@ func (s *Server) Addr() net.Addr {
 	return s.conn.LocalAddr()
 }
 
+// Running returns how many worker tasks are handling datagrams now.
+func (s *Server) Running() int {
+	s.disp.mu.Lock()
+	defer s.disp.mu.Unlock()
+	return s.disp.workers
+}
+
 // Registry returns the member registry, once Serve runs.
 func (s *Server) Registry() *Registry { return s.reg }
 

@@ -98,9 +98,6 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 		return err
 	}
 	defer workers.Close(o.DrainTimeout)
-	if err := metrics.RegisterPool(reg, workers); err != nil {
-		return err
-	}
 
 	srv, err := relay.New(relay.Config{
 		MaxDatagram:        o.MaxDatagram,
@@ -116,6 +113,11 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 		Logger:             log,
 	})
 	if err != nil {
+		return err
+	}
+	// ants counts idle workers as running; the relay knows how many are
+	// busy, which is what an operator watching saturation wants.
+	if err := metrics.RegisterPool(reg, poolGauges{srv, workers}); err != nil {
 		return err
 	}
 
@@ -165,6 +167,15 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 	log.Info("relay stopped")
 	return runErr
 }
+
+// poolGauges reports busy workers from the relay and capacity from the pool.
+type poolGauges struct {
+	srv  *relay.Server
+	pool *pool.Pool[func()]
+}
+
+func (g poolGauges) Running() int { return g.srv.Running() }
+func (g poolGauges) Cap() int     { return g.pool.Cap() }
 
 // unwrapOp drops net.OpError's repetition of the address, which the caller
 // already names: "listen udp :9999: bind: address already in use" becomes

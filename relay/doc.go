@@ -1,0 +1,43 @@
+// Package relay is chatrelay's engine: it turns datagrams from members into
+// replies and fan-out, for one room, on one node. It speaks the classic
+// text protocol (docs/PROTOCOL.md), keeps the registry of members, and
+// serves the admin requests; it knows nothing of goroutine pools or
+// Prometheus, which it reaches through the Executor and Observer interfaces
+// (cmd/relay wires in pool and metrics).
+//
+// # The datagram path
+//
+//  1. Server.readLoop reads one datagram (with the local address it was sent
+//     to, IP_PKTINFO), drops and counts empty or oversize ones, and hands the
+//     buffer to the dispatcher. It never parses, never answers, never blocks.
+//  2. The dispatcher appends the datagram to its sender's lane. A full queue
+//     (all senders, or this sender) drops and counts it. A lane is run by at
+//     most one worker at a time, so each sender's requests are handled in
+//     the order they arrived, while different senders run in parallel.
+//  3. A worker (an Executor task) takes a lane's backlog, handles each
+//     datagram in order, and moves on to the next ready lane; it exits when
+//     none is left. Handler panics are recovered per datagram.
+//  4. dispatch parses the datagram and runs the row of the handler table for
+//     its verb; the row's fields carry the checks (must be a member, must
+//     name oneself). Garbage is counted, never answered.
+//  5. Fan-out takes the registry's snapshot (one atomic load, no lock) and
+//     sends to each member with MSG_DONTWAIT: a failing or full recipient is
+//     counted and skipped, and no send can block a worker.
+//
+// # Locks
+//
+// Every mutex sits directly above the fields it guards. The lock order
+// (A -> B: B may be taken while A is held, never the reverse):
+//
+//	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
+//	Registry.mu      leaf: only the onChange callback (a gauge) runs under it
+//	ServeAdmin's mu  leaf: guards the set of admin connections
+//
+// No lock is held while a datagram is sent or a handler runs.
+//
+// # Membership seam
+//
+// Registry (membership) and Server.fanout (delivery to a snapshot) are the
+// only places that know where members are. A multi-node relay replaces these
+// two behind the same methods; handlers do not change.
+package relay
