@@ -128,8 +128,13 @@ func (s *Server) AdminRequest(line string, w *bufio.Writer) error {
 	if len(strings.Fields(args)) < cmd.minArgs {
 		return fmt.Errorf("usage: %s needs an argument", name)
 	}
-	if s.reg == nil {
+	select {
+	case <-s.ready: // orders the read of s.reg after Serve's setup
+	default:
 		return errors.New("relay is not serving yet")
+	}
+	if s.reg == nil {
+		return errors.New("relay failed to start")
 	}
 	return cmd.run(s, args, w)
 }
