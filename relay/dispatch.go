@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"net/netip"
+	"runtime"
 	"sync"
 )
 
@@ -115,9 +116,28 @@ func (d *dispatcher) enqueue(g datagram) {
 	d.mu.Unlock()
 	d.obs.Queued(queued)
 	if start {
-		if err := d.exec.Invoke(d.work); err != nil {
-			d.invokeFailed()
+		d.startWorker()
+	}
+}
+
+// invokeRetries bounds how often startWorker retries a refused Invoke. A
+// pool sized to maxWorkers refuses only in the instant between one of our
+// tasks returning and the pool taking its goroutine back; a few yields
+// cover that without ever blocking for long.
+const invokeRetries = 8
+
+// startWorker submits one drain task; d.workers already counts it.
+func (d *dispatcher) startWorker() {
+	for try := 0; ; try++ {
+		err := d.exec.Invoke(d.work)
+		if err == nil {
+			return
 		}
+		if try == invokeRetries {
+			d.invokeFailed()
+			return
+		}
+		runtime.Gosched()
 	}
 }
 

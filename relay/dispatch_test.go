@@ -1,0 +1,136 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// countObs counts drops by reason for dispatcher tests.
+type countObs struct {
+	NopObserver
+	mu       sync.Mutex
+	drops    map[string]int
+	rejected int
+}
+
+func (o *countObs) DatagramDropped(r string) { o.mu.Lock(); o.drops[r]++; o.mu.Unlock() }
+func (o *countObs) PoolRejected()            { o.mu.Lock(); o.rejected++; o.mu.Unlock() }
+
+// refusingExec refuses the first n Invokes, then runs tasks on goroutines.
+type refusingExec struct {
+	mu sync.Mutex
+	n  int
+	wg sync.WaitGroup
+}
+
+func (e *refusingExec) Invoke(task func()) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n != 0 {
+		e.n--
+		return errors.New("overloaded")
+	}
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); task() }()
+	return nil
+}
+
+func newTestDispatcher(exec Executor, obs Observer, handled *[]int, mu *sync.Mutex, released *int) *dispatcher {
+	return newDispatcher(exec, 100, 10, 4, obs,
+		func(g *datagram) { mu.Lock(); *handled = append(*handled, g.n); *released++; mu.Unlock() },
+		func(g *datagram) { mu.Lock(); *released++; mu.Unlock() })
+}
+
+func TestDispatcherExecutorRefusingDropsAndCounts(t *testing.T) {
+	obs := &countObs{drops: map[string]int{}}
+	exec := &refusingExec{n: -1} // refuses forever
+	var (
+		mu       sync.Mutex
+		handled  []int
+		released int
+	)
+	d := newTestDispatcher(exec, obs, &handled, &mu, &released)
+	from := netip.MustParseAddrPort("127.0.0.1:1000")
+	for i := 0; i < 3; i++ {
+		d.enqueue(datagram{n: i, from: from})
+	}
+	if obs.drops[DropQueueFull] != 3 || obs.rejected != 3 || released != 3 || len(handled) != 0 || d.queued != 0 || len(d.lanes) != 0 {
+		t.Fatalf("drops %v rejected %d released %d handled %v queued %d lanes %d", obs.drops, obs.rejected, released, handled, d.queued, len(d.lanes))
+	}
+}
+
+func TestDispatcherRetriesABrieflyFullPool(t *testing.T) {
+	obs := &countObs{drops: map[string]int{}}
+	exec := &refusingExec{n: invokeRetries} // refuses just short of giving up
+	var (
+		mu       sync.Mutex
+		handled  []int
+		released int
+	)
+	d := newTestDispatcher(exec, obs, &handled, &mu, &released)
+	from := netip.MustParseAddrPort("127.0.0.1:1000")
+	d.enqueue(datagram{n: 7, from: from})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec.wg.Wait()
+	if len(handled) != 1 || handled[0] != 7 || len(obs.drops) != 0 {
+		t.Fatalf("handled %v drops %v", handled, obs.drops)
+	}
+}
+
+func TestDispatcherBoundsAndOrder(t *testing.T) {
+	obs := &countObs{drops: map[string]int{}}
+	gate := make(chan struct{})
+	exec := &gatedExec{gate: gate}
+	var (
+		mu       sync.Mutex
+		handled  []int
+		released int
+	)
+	d := newTestDispatcher(exec, obs, &handled, &mu, &released)
+	a := netip.MustParseAddrPort("127.0.0.1:1")
+	for i := 0; i < 15; i++ { // per-sender bound is 10
+		d.enqueue(datagram{n: i, from: a})
+	}
+	if obs.drops[DropSenderQueue] != 5 {
+		t.Fatalf("sender_queue drops %d, want 5", obs.drops[DropSenderQueue])
+	}
+	close(gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec.wg.Wait()
+	for i, n := range handled {
+		if n != i {
+			t.Fatalf("handled out of order: %v", handled)
+		}
+	}
+	if len(handled) != 10 || released != 15 {
+		t.Fatalf("handled %d released %d, want 10 and 15", len(handled), released)
+	}
+	d.enqueue(datagram{n: 99, from: a})
+	if obs.drops[DropShutdown] != 1 || released != 16 {
+		t.Fatalf("after close: drops %v released %d", obs.drops, released)
+	}
+}
+
+// gatedExec runs tasks on goroutines that wait for gate first.
+type gatedExec struct {
+	gate chan struct{}
+	wg   sync.WaitGroup
+}
+
+func (e *gatedExec) Invoke(task func()) error {
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); <-e.gate; task() }()
+	return nil
+}
