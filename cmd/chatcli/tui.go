@@ -1,0 +1,633 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"charm.land/bubbles/v2/textinput"
+	"charm.land/bubbles/v2/viewport"
+	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
+
+	"github.com/chatrelay/chatrelay/relay"
+)
+
+// maxHistory bounds the lines kept for scrolling back. The viewport measures
+// every line on each update, so this also bounds the cost of a message.
+const maxHistory = 2000
+
+// maxBatch bounds the received lines handed to the model in one message;
+// under a flood, batching keeps the viewport from being rebuilt per line.
+const maxBatch = 256
+
+// The terminal mode is three pieces:
+//
+//   - model, the bubbletea model: the message viewport, a status line and the
+//     line editor. It never touches the network; it pushes requests onto a
+//     requestQueue and learns the results from messages.
+//   - controller, one goroutine that owns the session: it performs logins,
+//     chats and the quit handshake (which block on replies) and turns received
+//     datagrams into messages for the program (Program.Send).
+//   - runTUI, which wires them up, runs the program and waits for both.
+
+// runTUI is terminal mode.
+func runTUI(ctx context.Context, o options, s *session, stdin io.Reader, stdout, stderr io.Writer) int {
+	reqs := newRequestQueue()
+	m := newModel(o, s.addr, reqs)
+	p := tea.NewProgram(m,
+		tea.WithInput(stdin),
+		tea.WithOutput(stdout),
+		tea.WithoutSignalHandler(), // ctx carries SIGINT/SIGTERM/SIGHUP: leave cleanly
+	)
+	if m.state == stateLoggingIn {
+		reqs.push(request{kind: reqLogin, text: o.Name})
+	}
+
+	loginCtx, cancelLogin := context.WithCancel(ctx)
+	c := &controller{s: s, send: p.Send, reqs: reqs, stop: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.loop(ctx, loginCtx)
+	}()
+
+	final, err := p.Run()
+	cancelLogin()
+	close(c.stop)
+	wg.Wait()
+
+	if err != nil {
+		fmt.Fprintf(stderr, "chatcli: terminal: %v\n", err)
+		return 1
+	}
+	fm, _ := final.(model)
+	switch {
+	case errors.Is(fm.err, errEnded):
+		msg := s.describe(errEnded)
+		if fm.lastLine != "" {
+			msg += "; last message: " + fm.lastLine
+		}
+		fmt.Fprintln(stderr, msg)
+		return 1
+	case fm.err != nil:
+		fmt.Fprintln(stderr, s.describe(fm.err))
+		return 1
+	}
+	return 0
+}
+
+// requestKind is what the model asks the controller to do.
+type requestKind int
+
+const (
+	reqLogin requestKind = iota // log in as text
+	reqChat                     // send text as chat
+	reqQuit                     // leave: Q, wait for EXIT, then leftMsg
+)
+
+type request struct {
+	kind requestKind
+	text string
+}
+
+// requestQueue is an unbounded FIFO, so that Update never blocks on the
+// controller (which may itself be blocked in Program.Send).
+type requestQueue struct {
+	ready chan struct{} // holds a token while q may be non-empty
+
+	mu sync.Mutex // protects q
+	q  []request
+}
+
+func newRequestQueue() *requestQueue {
+	return &requestQueue{ready: make(chan struct{}, 1)}
+}
+
+func (rq *requestQueue) push(r request) {
+	rq.mu.Lock()
+	rq.q = append(rq.q, r)
+	rq.mu.Unlock()
+	select {
+	case rq.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (rq *requestQueue) pop() (request, bool) {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	if len(rq.q) == 0 {
+		return request{}, false
+	}
+	r := rq.q[0]
+	rq.q = rq.q[1:]
+	return r, true
+}
+
+// Messages from the controller to the model.
+type (
+	loginMsg struct { // the answer to reqLogin
+		name   string
+		reason string // refusal reason; "" with err == nil means logged in
+		err    error
+	}
+	linesMsg []string            // received lines, cleaned
+	endedMsg struct{}            // the relay sent EXIT unprompted
+	fatalMsg struct{ err error } // the session is unusable
+	leftMsg  struct{}            // the quit handshake is over
+)
+
+// controller owns the session while the program runs.
+type controller struct {
+	s    *session
+	send func(tea.Msg) // Program.Send: a no-op once the program has ended
+	reqs *requestQueue
+	stop chan struct{} // closed by runTUI after the program ended
+}
+
+// loop serves requests and datagrams until stop is closed. loginCtx aborts
+// a login in progress; ctx ending means leave the chat.
+func (c *controller) loop(ctx, loginCtx context.Context) {
+	loggedIn := false
+	leave := func() {
+		if loggedIn {
+			c.s.quit(nil)
+			loggedIn = false
+		}
+		c.send(leftMsg{})
+	}
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case <-c.stop:
+			if loggedIn {
+				// The program ended without the quit handshake (a second
+				// Ctrl-C, or a terminal failure): still say goodbye, once.
+				c.s.send(relay.AppendQuit(nil, c.s.name))
+			}
+			return
+		case <-ctxDone:
+			ctxDone = nil
+			leave()
+		case <-c.reqs.ready:
+			for r, ok := c.reqs.pop(); ok; r, ok = c.reqs.pop() {
+				switch r.kind {
+				case reqLogin:
+					reason, err := c.s.login(loginCtx, r.text)
+					loggedIn = err == nil && reason == ""
+					c.send(loginMsg{name: r.text, reason: reason, err: err})
+				case reqChat:
+					if !loggedIn {
+						continue
+					}
+					if err := c.s.chat(r.text); err != nil {
+						loggedIn = false
+						c.send(fatalMsg{err})
+					}
+				case reqQuit:
+					leave()
+				}
+			}
+		case p := <-c.s.in:
+			if !loggedIn {
+				continue // a stray reply to an earlier login attempt
+			}
+			loggedIn = c.received(p)
+		}
+	}
+}
+
+// received hands p, and whatever else has already arrived, to the model.
+// It reports whether the session is still up.
+func (c *controller) received(p packet) bool {
+	var lines []string
+	var last tea.Msg // endedMsg or fatalMsg, sent after the lines before it
+collect:
+	for {
+		switch kind, line := c.s.classify(p); kind {
+		case recvLine:
+			lines = append(lines, line)
+		case recvExit:
+			last = endedMsg{}
+			break collect
+		case recvError:
+			last = fatalMsg{p.err}
+			break collect
+		}
+		if len(lines) >= maxBatch {
+			break
+		}
+		select {
+		case p = <-c.s.in:
+		default:
+			break collect
+		}
+	}
+	if len(lines) > 0 {
+		c.send(linesMsg(lines))
+	}
+	if last != nil {
+		c.send(last)
+		return false
+	}
+	return true
+}
+
+// modelState is where the model is in the session's life.
+type modelState int
+
+const (
+	stateAskName   modelState = iota // editing a name
+	stateLoggingIn                   // waiting for the login reply
+	stateChat                        // logged in: editing chat lines
+	stateLeaving                     // waiting for the quit handshake
+)
+
+var (
+	statusStyle = lipgloss.NewStyle().Reverse(true)
+	noteStyle   = lipgloss.NewStyle().Faint(true).Italic(true)
+	selfStyle   = lipgloss.NewStyle().Faint(true)
+)
+
+// model is the bubbletea model. It is a value; Update returns the new one.
+type model struct {
+	state modelState
+	name  string // the name logged in as, or being tried
+	addr  string
+	reqs  *requestQueue
+
+	input   textinput.Model // the line editor; rendered by inputLine, not its View
+	inOff   int             // first rune of the value shown on the input line
+	vp      viewport.Model
+	lines   []string // history shown in vp, at most maxHistory
+	unread  int      // lines received while scrolled up
+	width   int
+	height  int
+	notice  string // shown in the status line in place of the usual text
+	quitHit bool   // Ctrl-C pressed once while busy: the next one forces exit
+
+	lastLine string // the last received line, reported after an unprompted EXIT
+	err      error  // why the program ended, nil when the user left
+}
+
+func newModel(o options, addr string, reqs *requestQueue) model {
+	in := textinput.New()
+	// A real terminal cursor (placed by inputLine), so that input methods
+	// put their composition window where the text goes.
+	in.SetVirtualCursor(false)
+	in.Prompt = ""
+	in.Focus()
+	vp := viewport.New()
+	vp.SoftWrap = true
+	vp.KeyMap = viewport.KeyMap{} // keys are routed explicitly in Update
+	m := model{state: stateAskName, addr: addr, reqs: reqs, input: in, vp: vp}
+	if o.Name != "" {
+		if why := checkName(o.Name); why != "" {
+			m.note(fmt.Sprintf("%q: %s; choose another name", o.Name, why))
+		} else {
+			m.state, m.name = stateLoggingIn, o.Name
+		}
+	}
+	return m
+}
+
+func (m model) Init() tea.Cmd { return nil }
+
+func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		m.vp.SetWidth(m.width)
+		m.vp.SetHeight(max(m.height-2, 0))
+		m.vp.GotoBottom()
+		m.unread = 0
+		m.fixInputOffset()
+		return m, nil
+
+	case tea.KeyPressMsg:
+		return m.key(msg)
+
+	case tea.PasteMsg:
+		return m.edit(msg)
+
+	case loginMsg:
+		return m.loginResult(msg)
+
+	case linesMsg:
+		m.lastLine = msg[len(msg)-1]
+		m.addLines(msg...)
+		return m, nil
+
+	case endedMsg:
+		m.err = errEnded
+		return m, tea.Quit
+
+	case fatalMsg:
+		m.err = msg.err
+		return m, tea.Quit
+
+	case leftMsg:
+		return m, tea.Quit
+	}
+	return m, nil
+}
+
+// key handles one key press.
+func (m model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	switch k.String() {
+	case "ctrl+c":
+		return m.leave()
+	case "ctrl+d":
+		if m.input.Value() == "" {
+			return m.leave()
+		}
+	case "enter":
+		return m.submit()
+	case "pgup":
+		m.vp.PageUp()
+		return m, nil
+	case "pgdown":
+		m.vp.PageDown()
+		m.seenIfBottom()
+		return m, nil
+	case "up":
+		m.vp.ScrollUp(1)
+		return m, nil
+	case "down":
+		m.vp.ScrollDown(1)
+		m.seenIfBottom()
+		return m, nil
+	case "ctrl+end":
+		m.vp.GotoBottom()
+		m.seenIfBottom()
+		return m, nil
+	}
+	return m.edit(k)
+}
+
+// edit passes a key or paste to the line editor when it is accepting input.
+func (m model) edit(msg tea.Msg) (tea.Model, tea.Cmd) {
+	if m.state != stateAskName && m.state != stateChat {
+		return m, nil
+	}
+	var cmd tea.Cmd
+	m.input, cmd = m.input.Update(msg)
+	m.fixInputOffset()
+	return m, cmd
+}
+
+// submit handles Enter.
+func (m model) submit() (tea.Model, tea.Cmd) {
+	value := m.input.Value()
+	switch m.state {
+	case stateAskName:
+		name := strings.TrimSpace(value)
+		if name == "" {
+			return m, nil
+		}
+		if isQuit(name) {
+			return m, tea.Quit
+		}
+		m.resetInput()
+		if why := checkName(name); why != "" {
+			m.note(fmt.Sprintf("%q: %s; choose another name", name, why))
+			return m, nil
+		}
+		m.state, m.name, m.notice = stateLoggingIn, name, ""
+		m.reqs.push(request{kind: reqLogin, text: name})
+	case stateChat:
+		m.resetInput()
+		if isQuit(value) {
+			return m.leave()
+		}
+		text := cleanText(value)
+		if strings.TrimSpace(text) == "" {
+			return m, nil
+		}
+		m.reqs.push(request{kind: reqChat, text: text})
+		m.addLine(selfStyle.Render(cleanLine(m.name + " (you): " + text)))
+		m.vp.GotoBottom() // after sending, show the conversation's end
+		m.unread = 0
+	}
+	return m, nil
+}
+
+// leave starts leaving the chat. A second Ctrl-C while busy exits at once.
+func (m model) leave() (tea.Model, tea.Cmd) {
+	switch m.state {
+	case stateAskName:
+		return m, tea.Quit
+	case stateChat, stateLoggingIn:
+		// While logging in, the quit request waits behind the login, so a
+		// login that succeeds is still followed by Q.
+		m.state = stateLeaving
+		m.reqs.push(request{kind: reqQuit})
+		return m, nil
+	default: // stateLeaving
+		if m.quitHit {
+			return m, tea.Quit
+		}
+		m.quitHit = true
+		return m, nil
+	}
+}
+
+// loginResult handles the controller's answer to a login request.
+func (m model) loginResult(msg loginMsg) (tea.Model, tea.Cmd) {
+	if m.state != stateLoggingIn {
+		return m, nil // leaving already; the quit request follows
+	}
+	switch {
+	case errors.Is(msg.err, context.Canceled):
+		return m, tea.Quit // ctx ended: leaving quietly, as if Ctrl-C
+	case msg.err != nil:
+		m.err = msg.err
+		return m, tea.Quit
+	case msg.reason != "":
+		m.state = stateAskName
+		m.note(fmt.Sprintf("login as %s refused: %s; choose another name", msg.name, msg.reason))
+	default:
+		m.state, m.name, m.notice = stateChat, msg.name, ""
+		m.addLine(noteStyle.Render(cleanLine(fmt.Sprintf("* logged in as %s at %s; /quit to leave", m.name, m.addr))))
+	}
+	return m, nil
+}
+
+// note shows a system message in the history and the status line.
+func (m *model) note(s string) {
+	s = cleanLine(s)
+	m.notice = s
+	m.addLine(noteStyle.Render("* " + s))
+}
+
+// addLine appends a history line.
+func (m *model) addLine(line string) { m.addLines(line) }
+
+// addLines appends history lines, following the end unless scrolled up.
+func (m *model) addLines(lines ...string) {
+	follow := m.vp.AtBottom()
+	m.lines = append(m.lines, lines...)
+	if len(m.lines) > maxHistory {
+		m.lines = append(m.lines[:0:0], m.lines[len(m.lines)-maxHistory*3/4:]...)
+	}
+	m.vp.SetContentLines(m.lines)
+	if follow {
+		m.vp.GotoBottom()
+	} else {
+		m.unread += len(lines)
+	}
+}
+
+func (m *model) seenIfBottom() {
+	if m.vp.AtBottom() {
+		m.unread = 0
+	}
+}
+
+func (m *model) resetInput() {
+	m.input.Reset()
+	m.inOff = 0
+}
+
+// prompt is the input line's prompt for the current state.
+func (m model) prompt() string {
+	if m.state == stateAskName {
+		return "name: "
+	}
+	return "> "
+}
+
+// fixInputOffset scrolls the input line horizontally so the cursor shows.
+func (m *model) fixInputOffset() {
+	m.inOff = inputOffset([]rune(m.input.Value()), m.input.Position(), m.inOff, m.width-ansi.StringWidth(m.prompt()))
+}
+
+// statusText is the status line: who, where, and what is going on. It keeps
+// to ASCII punctuation: East Asian "ambiguous" characters such as "·" or "…"
+// are two columns wide on terminals set up for CJK, and would shift it.
+func (m model) statusText() string {
+	var s string
+	switch m.state {
+	case stateAskName:
+		s = fmt.Sprintf("relay %s | type your name and press Enter | Ctrl-C quits", m.addr)
+	case stateLoggingIn:
+		s = fmt.Sprintf("logging in as %s at %s ...", m.name, m.addr)
+	case stateChat:
+		s = fmt.Sprintf("%s @ %s | PgUp/PgDn scroll | /quit leaves", m.name, m.addr)
+		if m.unread > 0 {
+			s += fmt.Sprintf(" | %d new below", m.unread)
+		}
+	case stateLeaving:
+		s = fmt.Sprintf("%s @ %s | leaving ...", m.name, m.addr)
+	}
+	if m.notice != "" && m.state == stateAskName {
+		s = m.notice
+	}
+	return cleanLine(s)
+}
+
+func (m model) View() tea.View {
+	var v tea.View
+	v.AltScreen = true
+	v.WindowTitle = "chatcli " + m.addr
+	if m.width <= 0 || m.height <= 0 {
+		return v
+	}
+	prompt := m.prompt()
+	line, col := inputLine(prompt, []rune(m.input.Value()), m.input.Position(), m.inOff, m.width)
+
+	var b strings.Builder
+	if m.height >= 3 {
+		b.WriteString(m.vp.View())
+		b.WriteByte('\n')
+	}
+	if m.height >= 2 {
+		status := ansi.Truncate(m.statusText(), m.width, "")
+		status += strings.Repeat(" ", max(m.width-ansi.StringWidth(status), 0))
+		b.WriteString(statusStyle.Render(status))
+		b.WriteByte('\n')
+	}
+	b.WriteString(line)
+	v.SetContent(b.String())
+	if m.state == stateAskName || m.state == stateChat {
+		v.Cursor = tea.NewCursor(col, m.height-1)
+		v.Cursor.Shape = tea.CursorBar
+	}
+	return v
+}
+
+// runeWidth is the display width of one rune, in terminal columns, measured
+// the way the renderer measures it (wcwidth): 2 for CJK, 0 for combining.
+func runeWidth(r rune) int {
+	return ansi.StringWidthWc(string(r))
+}
+
+// inputOffset returns the first rune to show of value so that the cursor at
+// pos (a rune index) and the rune under it fit in cols columns, starting
+// from the previous offset off so the line does not jump while editing.
+func inputOffset(value []rune, pos, off, cols int) int {
+	if cols < 2 {
+		cols = 2
+	}
+	pos = min(max(pos, 0), len(value))
+	off = min(max(off, 0), pos)
+	// need is the width from off up to and including the cursor cell.
+	need := func(off int) int {
+		w := 1 // the cursor cell after the end
+		if pos < len(value) {
+			w = runeWidth(value[pos])
+		}
+		for _, r := range value[off:pos] {
+			w += runeWidth(r)
+		}
+		return w
+	}
+	for off < pos && need(off) > cols {
+		off++
+	}
+	// Show as much as fits when the line got shorter.
+	for off > 0 {
+		w := 1
+		for _, r := range value[off-1:] {
+			w += runeWidth(r)
+		}
+		if w > cols {
+			break
+		}
+		off--
+	}
+	return off
+}
+
+// inputLine renders prompt and the visible part of value within width
+// columns, and returns the cursor's column.
+func inputLine(prompt string, value []rune, pos, off, width int) (line string, cursorCol int) {
+	pw := ansi.StringWidth(prompt)
+	if width-pw < 3 { // no room for a wide rune and the cursor: drop the prompt
+		prompt, pw = "", 0
+	}
+	cols := width - pw
+	off = inputOffset(value, pos, off, cols)
+	pos = min(max(pos, 0), len(value))
+	var b strings.Builder
+	b.WriteString(prompt)
+	used, col := 0, pw
+	for i := off; i < len(value); i++ {
+		w := runeWidth(value[i])
+		if used+w > cols {
+			break
+		}
+		if i < pos {
+			col += w
+		}
+		b.WriteRune(value[i])
+		used += w
+	}
+	return b.String(), min(col, max(width-1, 0))
+}
