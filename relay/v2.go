@@ -1,0 +1,159 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"unicode/utf8"
+)
+
+// V2Magic starts every v2 datagram: the line "CR2". No classic request can
+// start with it (a classic verb is followed by a space), and the classic
+// parser drops it as an unknown verb.
+const V2Magic = "CR2\n"
+
+// RoomMain is the one room, named in every frame.
+const RoomMain = "main"
+
+// MaxFramesPerDatagram bounds how many frames one datagram may carry.
+const MaxFramesPerDatagram = 64
+
+// Frame types. See docs/PROTOCOL.md.
+const (
+	// client to relay
+	FrameHello  = "hello"
+	FrameResume = "resume"
+	FrameChat   = "chat" // also the room event
+	FramePing   = "ping"
+	FrameRepair = "repair"
+	FrameWho    = "who"
+	FrameQuit   = "quit"
+	// relay to client
+	FrameRetry     = "retry"
+	FrameWelcome   = "welcome"
+	FrameRefused   = "refused"
+	FrameJoin      = "join"
+	FrameLeave     = "leave"
+	FrameTimeout   = "timeout"
+	FrameNotice    = "notice"
+	FrameAck       = "ack"
+	FrameMissed    = "missed"
+	FramePong      = "pong"
+	FrameMembers   = "members"
+	FrameBye       = "bye"
+	FrameThrottled = "throttled"
+	FrameRestart   = "restart"
+	FrameError     = "error"
+)
+
+// Frame is one v2 frame: a JSON object on one line. Every field is
+// optional except T; zero values are omitted on the wire, so sequence
+// numbers and ids start at 1. Unknown fields are ignored when decoding.
+type Frame struct {
+	T       string   `json:"t"`
+	Room    string   `json:"room,omitempty"`
+	Seq     uint64   `json:"seq,omitempty"`
+	Epoch   string   `json:"epoch,omitempty"`
+	From    string   `json:"from,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	ID      uint64   `json:"id,omitempty"`
+	Text    string   `json:"text,omitempty"`
+	Token   string   `json:"token,omitempty"`
+	Cookie  string   `json:"cookie,omitempty"`
+	Last    uint64   `json:"last,omitempty"`
+	FromSeq uint64   `json:"from_seq,omitempty"`
+	ToSeq   uint64   `json:"to_seq,omitempty"`
+	Count   uint64   `json:"count,omitempty"`
+	History bool     `json:"history,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	RetryMS int64    `json:"retry_ms,omitempty"`
+	Names   []string `json:"names,omitempty"`
+	More    bool     `json:"more,omitempty"`
+	Pad     string   `json:"pad,omitempty"`
+}
+
+// IsV2 reports whether a datagram is a v2 datagram (it starts with
+// V2Magic). It looks at the first four bytes only.
+func IsV2(b []byte) bool { return bytes.HasPrefix(b, []byte(V2Magic)) }
+
+// v2 decode errors.
+var (
+	// ErrV2NoFrames reports a v2 datagram with no frame after the magic.
+	ErrV2NoFrames = errors.New("relay: v2 datagram without frames")
+	// ErrV2TooManyFrames reports more than MaxFramesPerDatagram frames.
+	ErrV2TooManyFrames = errors.New("relay: too many v2 frames")
+	// ErrV2BadFrame reports a line that is not a JSON object with a "t".
+	ErrV2BadFrame = errors.New("relay: malformed v2 frame")
+)
+
+// DecodeV2 decodes a v2 datagram into its frames, appending to dst. The
+// datagram must be valid UTF-8, start with V2Magic, and hold 1 to
+// MaxFramesPerDatagram lines, each a JSON object with a non-empty "t"; the
+// last line's "\n" may be missing. Blank lines are skipped. On error, no
+// frame of the datagram is returned: a datagram is accepted whole or not.
+func DecodeV2(dst []Frame, b []byte) ([]Frame, error) {
+	if !IsV2(b) {
+		return dst, ErrUnknownVerb
+	}
+	if !utf8.Valid(b) {
+		return dst, ErrBadUTF8
+	}
+	start := len(dst)
+	rest := b[len(V2Magic):]
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if len(dst)-start == MaxFramesPerDatagram {
+			return dst[:start], ErrV2TooManyFrames
+		}
+		if line[0] != '{' {
+			return dst[:start], ErrV2BadFrame
+		}
+		var f Frame
+		if err := json.Unmarshal(line, &f); err != nil || f.T == "" {
+			return dst[:start], ErrV2BadFrame
+		}
+		if len(f.Names) == 0 {
+			f.Names = nil // "names":[] and no names are the same
+		}
+		dst = append(dst, f)
+	}
+	if len(dst) == start {
+		return dst, ErrV2NoFrames
+	}
+	return dst, nil
+}
+
+// AppendV2Header appends V2Magic to dst: the start of a v2 datagram.
+func AppendV2Header(dst []byte) []byte { return append(dst, V2Magic...) }
+
+// AppendFrame appends f as one JSON line (with its "\n") to dst. HTML
+// characters are not escaped, so captures stay readable.
+func AppendFrame(dst []byte, f *Frame) []byte {
+	buf := bytes.NewBuffer(dst)
+	enc := json.NewEncoder(buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(f); err != nil {
+		// A Frame holds only strings, numbers and bools: it always encodes.
+		panic("relay: encode frame: " + err.Error())
+	}
+	return buf.Bytes()
+}
+
+// EncodeV2 returns a whole datagram holding frames.
+func EncodeV2(frames ...*Frame) []byte {
+	b := AppendV2Header(make([]byte, 0, 256))
+	for _, f := range frames {
+		b = AppendFrame(b, f)
+	}
+	return b
+}
