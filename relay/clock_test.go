@@ -1,7 +1,9 @@
 package relay_test
 
 import (
+	"context"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -16,3 +18,9 @@ func newClock() *clock { return &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0,
 func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 
 func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+func shortCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -50,13 +50,17 @@ const (
 	DropSenderQueue  = "sender_queue"  // this sender already has too much queued
 	DropPanic        = "panic"         // the handler panicked on this datagram
 	DropShutdown     = "shutdown"      // arrived while the relay was closing
+	DropClassicOff   = "classic_off"   // a classic request while --classic off
+	DropUnvalidated  = "unvalidated"   // a v2 hello too small to answer with a retry
+	DropDuplicate    = "duplicate"     // a retransmitted v2 chat, acknowledged again
 )
 
 // DropReasons lists every drop reason, for pre-initialising metrics.
 var DropReasons = []string{
 	DropEmpty, DropOversize, DropBadUTF8, DropUnknownVerb, DropMalformed,
 	DropNotLoggedIn, DropImpersonate, DropControlChars, DropQueueFull,
-	DropSenderQueue, DropPanic, DropShutdown,
+	DropSenderQueue, DropPanic, DropShutdown, DropClassicOff, DropUnvalidated,
+	DropDuplicate,
 }
 
 func dropReason(err error) string {
@@ -74,28 +78,31 @@ func dropReason(err error) string {
 
 // Login results: the fixed label set of chatrelay_logins_total.
 const (
-	LoginOK        = "ok"         // new session
-	LoginRepeat    = "repeat"     // retransmitted login, answered OK again
-	LoginTaken     = "taken"      // name held by someone else
-	LoginReserved  = "reserved"   // name belongs to the relay
-	LoginInvalid   = "invalid"    // name fails the rules
-	LoginFull      = "full"       // member cap or per-IP cap reached
-	LoginOtherName = "other_name" // address already holds another name
+	LoginOK             = "ok"              // new session
+	LoginRepeat         = "repeat"          // retransmitted login, answered OK again
+	LoginTaken          = "taken"           // name held by someone else
+	LoginReserved       = "reserved"        // name belongs to the relay
+	LoginInvalid        = "invalid"         // name fails the rules
+	LoginFull           = "full"            // member cap or per-IP cap reached
+	LoginOtherName      = "other_name"      // address already holds another name
+	LoginResumed        = "resumed"         // a v2 session resumed with its token
+	LoginUnknownSession = "unknown_session" // a resume with an unknown or expired token
 )
 
 // LoginResults lists every login result, for pre-initialising metrics.
-var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName}
+var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession}
 
 // Broadcast kinds: the fixed label set of chatrelay_broadcasts_total.
 const (
-	KindChat   = "chat"
-	KindJoin   = "join"
-	KindLeave  = "leave"
-	KindNotice = "notice"
+	KindChat    = "chat"
+	KindJoin    = "join"
+	KindLeave   = "leave"
+	KindNotice  = "notice"
+	KindTimeout = "timeout" // a member evicted for silence or idleness
 )
 
 // BroadcastKinds lists every broadcast kind, for pre-initialising metrics.
-var BroadcastKinds = []string{KindChat, KindJoin, KindLeave, KindNotice}
+var BroadcastKinds = []string{KindChat, KindJoin, KindLeave, KindNotice, KindTimeout}
 
 // ErrNoMember reports an admin request naming nobody in the room.
 var ErrNoMember = errors.New("relay: no such member")

@@ -31,6 +31,14 @@ var classicOps = map[byte]opSpec{
 // dispatch parses one datagram and runs its handler. Garbage is counted,
 // never answered.
 func (s *Server) dispatch(g *datagram) {
+	if IsV2((*g.buf)[:g.n]) {
+		s.dispatchV2(g)
+		return
+	}
+	if s.cfg.DisableClassic {
+		s.obs.DatagramDropped(DropClassicOff)
+		return
+	}
 	req, err := ParseClassic((*g.buf)[:g.n])
 	if err != nil {
 		s.obs.DatagramDropped(dropReason(err))
@@ -40,7 +48,7 @@ func (s *Server) dispatch(g *datagram) {
 	now := s.cfg.Now()
 	var m *Member
 	if op.needsMember {
-		if m = s.reg.Lookup(g.from); m == nil {
+		if m = s.reg.Lookup(g.from); m == nil || m.Proto != ProtoClassic {
 			if op.noMember == nil || !op.noMember(s, g, now) {
 				s.obs.DatagramDropped(DropNotLoggedIn)
 			}
@@ -66,7 +74,7 @@ func sameName(m *Member, name string) bool {
 }
 
 func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time) {
-	m, repeat, err := s.reg.Join(req.Name, g.from, g.local, now)
+	m, repeat, err := s.reg.Join(req.Name, ProtoClassic, "", g.from, g.local, now)
 	if err != nil {
 		reason, result := s.words.refusal(err)
 		s.obs.Login(result)
@@ -75,7 +83,7 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 		s.log.Debug("login refused", zap.Stringer("from", g.from), zap.String("result", result))
 		return
 	}
-	s.sendTo([]byte(ReplyOK), &m.Dest)
+	s.sendTo([]byte(ReplyOK), m.Dest())
 	if repeat {
 		s.obs.Login(LoginRepeat)
 		return
@@ -83,26 +91,22 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 	others := s.reg.Activate(m) // only now may fan-out reach m
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.fanoutTo(others, classicLine(s.words.join, m.Name), nil, KindJoin)
+	s.broadcastTo(others, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
 }
 
 func (s *Server) handleChat(g *datagram, req Request, m *Member, _ time.Time) {
 	if CheckText(req.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
-		s.sendTo([]byte(s.words.refusedControl), &m.Dest)
+		s.sendTo([]byte(s.words.refusedControl), m.Dest())
 		return
 	}
 	s.log.Debug("chat", zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
-	s.fanout(classicLine(s.words.chat, m.Name, req.Text), m, KindChat)
+	s.broadcast(&Frame{T: FrameChat, From: m.Name, Text: req.Text}, classicLine(s.words.chat, m.Name, req.Text), m, KindChat)
 }
 
 func (s *Server) handleQuit(g *datagram, _ Request, m *Member, now time.Time) {
-	s.sendTo([]byte(ReplyExit), &m.Dest)
-	if !s.reg.Leave(m, now) {
-		return
-	}
-	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()))
-	s.fanout(classicLine(s.words.leave, m.Name), m, KindLeave)
+	s.sendTo([]byte(ReplyExit), m.Dest())
+	s.leave(m, now, &Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words.leave, m.Name))
 }
 
 // repeatQuit answers a `Q` from an address that quit within quitMemory:
@@ -116,6 +120,20 @@ func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
 	return true
 }
 
+// tellRemoved tells a member who was removed by the relay why: a classic
+// member gets an admin notice and EXIT, a v2 member an error frame and bye.
+func (s *Server) tellRemoved(m *Member, why string) {
+	if m.Proto == ProtoV2 {
+		s.sendBatch(m, [][]byte{
+			AppendFrame(nil, &Frame{T: FrameError, Room: s.room.name, Code: "removed", Reason: why}),
+			AppendFrame(nil, &Frame{T: FrameBye, Room: s.room.name}),
+		})
+		return
+	}
+	s.sendTo(classicLine(s.words.admin, why), m.Dest())
+	s.sendTo([]byte(ReplyExit), m.Dest())
+}
+
 // Notice sends an administrator's notice to every member. It returns the
 // number of members it was sent to. text must pass CheckText.
 func (s *Server) Notice(text string) (int, error) {
@@ -123,7 +141,7 @@ func (s *Server) Notice(text string) (int, error) {
 		return 0, err
 	}
 	members := s.reg.Members()
-	s.fanout(classicLine(s.words.admin, text), nil, KindNotice)
+	s.broadcast(&Frame{T: FrameNotice, Text: text}, classicLine(s.words.admin, text), nil, KindNotice)
 	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
 	return len(members), nil
 }
@@ -142,9 +160,8 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 	if reason == "" {
 		reason = "-"
 	}
-	s.sendTo(classicLine(s.words.admin, TruncateUTF8(formatf(s.words.kickedSelf, reason), MaxClassicReply)), &m.Dest)
-	s.sendTo([]byte(ReplyExit), &m.Dest)
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
-	s.fanout(classicLine(s.words.kicked, m.Name, reason), m, KindLeave)
+	s.tellRemoved(m, formatf(s.words.kickedSelf, reason))
+	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words.kicked, m.Name, reason), m, KindLeave)
 	return m, nil
 }

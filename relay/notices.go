@@ -31,6 +31,9 @@ type wording struct {
 	timedOut                 string
 	shutdown                 string
 	refusedControl           string
+	idleSelf                 string
+	noRoom, unknownSession   string
+	malformed                string
 
 	reasonInvalid, reasonReserved, reasonTaken, reasonFull, reasonOtherName string
 }
@@ -46,6 +49,10 @@ var wordings = map[Lang]*wording{
 		timedOut:        "%s timed out",
 		shutdown:        "the relay is shutting down",
 		refusedControl:  "message not sent: control characters are not allowed",
+		idleSelf:        "you were disconnected after being idle too long",
+		noRoom:          "no such room",
+		unknownSession:  "unknown or expired session: log in again",
+		malformed:       "malformed frame",
 		reasonInvalid:   "invalid name: use 1-32 letters or digits, no spaces",
 		reasonReserved:  "name reserved",
 		reasonTaken:     "name taken",
@@ -62,6 +69,10 @@ var wordings = map[Lang]*wording{
 		timedOut:        "%s 超时离开",
 		shutdown:        "服务器即将关闭",
 		refusedControl:  "消息未发送: 不允许控制字符",
+		idleSelf:        "你因长时间无活动已被断开",
+		noRoom:          "没有这个聊天室",
+		unknownSession:  "会话不存在或已过期: 请重新登录",
+		malformed:       "格式错误",
 		reasonInvalid:   "用户名无效: 1-32 个字符, 不能有空格",
 		reasonReserved:  "用户名为保留名",
 		reasonTaken:     "用户名已被占用",

@@ -11,24 +11,33 @@ import (
 )
 
 // Protocol names, as shown by the admin `who` command.
-const ProtoClassic = "classic"
+const (
+	ProtoClassic = "classic"
+	ProtoV2      = "v2"
+)
 
 // Member is one logged-in session. The source address owns it: requests
-// naming the member from any other address are refused. Its fields never
-// change after Join, except lastSeen.
+// naming the member from any other address are refused. Name, Key, Proto,
+// Since and Token never change after Join; the address changes only when a
+// v2 session resumes from elsewhere (Registry.Move).
 type Member struct {
-	Name  string     // display form, PRECIS-enforced
-	Key   string     // PRECIS compare key: unique among members
-	Dest  udpio.Dest // address, source address for replies, cached sockaddr
-	Proto string     // ProtoClassic
-	Since time.Time  // login time
+	Name  string    // display form, PRECIS-enforced
+	Key   string    // PRECIS compare key: unique among members
+	Proto string    // ProtoClassic or ProtoV2
+	Since time.Time // login time
+	Token string    // v2 session token; empty for classic
 
-	lastSeen atomic.Int64 // unix nanoseconds of the last datagram from the member
-	active   bool         // visible to fan-out; guarded by Registry.mu
+	dest     atomic.Pointer[udpio.Dest] // address, reply source, cached sockaddr
+	lastSeen atomic.Int64               // unix nanoseconds of the last datagram from the member
+	active   bool                       // visible to fan-out; guarded by Registry.mu
+	v2       *v2State                   // nil for classic members
 }
 
 // Addr is the member's address.
-func (m *Member) Addr() netip.AddrPort { return m.Dest.Addr }
+func (m *Member) Addr() netip.AddrPort { return m.dest.Load().Addr }
+
+// Dest is the member's prepared destination.
+func (m *Member) Dest() *udpio.Dest { return m.dest.Load() }
 
 // LastSeen is when the member last sent a datagram.
 func (m *Member) LastSeen() time.Time { return time.Unix(0, m.lastSeen.Load()) }
@@ -57,11 +66,12 @@ type Registry struct {
 	dest     func(to netip.AddrPort, local netip.Addr) udpio.Dest
 	onChange func(members int) // called under mu after every change, so calls are in order
 
-	mu     sync.RWMutex // protects the fields below
-	byAddr map[netip.AddrPort]*Member
-	byKey  map[string]*Member
-	perIP  map[netip.Addr]int
-	quits  map[netip.AddrPort]time.Time // recent quits, pruned after quitMemory
+	mu      sync.RWMutex // protects the fields below
+	byAddr  map[netip.AddrPort]*Member
+	byKey   map[string]*Member
+	byToken map[string]*Member // v2 sessions
+	perIP   map[netip.Addr]int
+	quits   map[netip.AddrPort]time.Time // recent quits, pruned after quitMemory
 
 	snapshot atomic.Pointer[[]*Member] // written under mu, read without it
 }
@@ -79,6 +89,7 @@ func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip
 		onChange: onChange,
 		byAddr:   make(map[netip.AddrPort]*Member),
 		byKey:    make(map[string]*Member),
+		byToken:  make(map[string]*Member),
 		perIP:    make(map[netip.Addr]int),
 		quits:    make(map[netip.AddrPort]time.Time),
 	}
@@ -94,7 +105,10 @@ func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip
 // A new member holds its name and address at once but stays invisible to
 // fan-out until Activate: a classic client reads the first datagram after
 // its login as the login reply, so nothing may reach it before its OK.
-func (r *Registry) Join(name string, from netip.AddrPort, local netip.Addr, now time.Time) (m *Member, repeat bool, err error) {
+//
+// proto is ProtoClassic or ProtoV2; token is the new session's token (v2).
+// A repeat must use the same protocol.
+func (r *Registry) Join(name, proto, token string, from netip.AddrPort, local netip.Addr, now time.Time) (m *Member, repeat bool, err error) {
 	display, key, err := CanonicalName(name)
 	if err != nil {
 		return nil, false, err
@@ -102,7 +116,7 @@ func (r *Registry) Join(name string, from netip.AddrPort, local netip.Addr, now 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur := r.byAddr[from]; cur != nil {
-		if cur.Key == key {
+		if cur.Key == key && cur.Proto == proto {
 			cur.touch(now)
 			return cur, true, nil
 		}
@@ -119,8 +133,15 @@ func (r *Registry) Join(name string, from netip.AddrPort, local netip.Addr, now 
 	if capIP && r.perIP[ip] >= r.limits.MaxPerIP {
 		return nil, false, ErrFull
 	}
-	m = &Member{Name: display, Key: key, Dest: r.dest(from, local), Proto: ProtoClassic, Since: now}
+	m = &Member{Name: display, Key: key, Proto: proto, Since: now}
+	d := r.dest(from, local)
+	m.dest.Store(&d)
 	m.touch(now)
+	if proto == ProtoV2 {
+		m.Token = token
+		m.v2 = newV2State()
+		r.byToken[token] = m
+	}
 	r.byAddr[from] = m
 	r.byKey[key] = m
 	r.perIP[ip]++
@@ -151,6 +172,43 @@ func (r *Registry) Lookup(addr netip.AddrPort) *Member {
 	return m
 }
 
+// ByToken returns the v2 session with token, or nil.
+func (r *Registry) ByToken(token string) *Member {
+	r.mu.RLock()
+	m := r.byToken[token]
+	r.mu.RUnlock()
+	return m
+}
+
+// Move gives m a new address (a v2 session resuming after NAT rebinding or
+// a network change). It fails with ErrOtherName if another member holds
+// to, and with ErrNoMember if m is gone. Nobody sees a leave or a join.
+func (r *Registry) Move(m *Member, to netip.AddrPort, local netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := m.Addr()
+	if r.byAddr[old] != m {
+		return ErrNoMember
+	}
+	if old == to {
+		return nil
+	}
+	if r.byAddr[to] != nil {
+		return ErrOtherName
+	}
+	delete(r.byAddr, old)
+	if ip := old.Addr(); r.perIP[ip] <= 1 {
+		delete(r.perIP, ip)
+	} else {
+		r.perIP[ip]--
+	}
+	r.perIP[to.Addr()]++
+	r.byAddr[to] = m
+	d := r.dest(to, local)
+	m.dest.Store(&d)
+	return nil
+}
+
 // ByName returns the member whose name has the same compare key as name.
 func (r *Registry) ByName(name string) *Member {
 	_, key, err := CanonicalName(name)
@@ -175,6 +233,9 @@ func (r *Registry) Leave(m *Member, now time.Time) bool {
 	}
 	delete(r.byAddr, addr)
 	delete(r.byKey, m.Key)
+	if m.Token != "" {
+		delete(r.byToken, m.Token)
+	}
 	ip := addr.Addr()
 	if r.perIP[ip]--; r.perIP[ip] <= 0 {
 		delete(r.perIP, ip)

@@ -39,6 +39,28 @@ type Config struct {
 	SenderQueueLimit int
 	// Lang selects the wording of notices and refusals. Default LangEN.
 	Lang Lang
+	// DisableClassic drops every classic request (counted as classic_off),
+	// for relays reachable from the internet: classic clients cannot prove
+	// their address, so a spoofed classic login could aim replies at a
+	// victim. Default false: classic is served.
+	DisableClassic bool
+	// V2Timeout evicts a v2 session silent for longer. Default 15 s
+	// (clients heartbeat every 2 s).
+	V2Timeout time.Duration
+	// ClassicIdle evicts a classic member that sent nothing for longer.
+	// Default 1 h: classic clients cannot heartbeat, and people read.
+	ClassicIdle time.Duration
+	// Ring is how many recent events the room keeps for repair. Default 4096.
+	Ring int
+	// Backlog is how many recent events a joining v2 member receives as
+	// history. Default 20; -1 sends none.
+	Backlog int
+	// SendBudget bounds a v2 datagram the relay packs several frames into.
+	// Default 1200 bytes, safe under common path MTUs.
+	SendBudget int
+	// SweepEvery is how often idle and silent members are looked for.
+	// Default 1 s.
+	SweepEvery time.Duration
 	// Executor runs handler tasks. Default: one goroutine per task, which
 	// is still bounded by Workers.
 	Executor Executor
@@ -72,6 +94,27 @@ func (c *Config) setDefaults() error {
 	if c.Lang == "" {
 		c.Lang = LangEN
 	}
+	if c.V2Timeout == 0 {
+		c.V2Timeout = 15 * time.Second
+	}
+	if c.ClassicIdle == 0 {
+		c.ClassicIdle = time.Hour
+	}
+	if c.Ring == 0 {
+		c.Ring = 4096
+	}
+	switch {
+	case c.Backlog == 0:
+		c.Backlog = 20
+	case c.Backlog < 0:
+		c.Backlog = 0
+	}
+	if c.SendBudget == 0 {
+		c.SendBudget = 1200
+	}
+	if c.SweepEvery == 0 {
+		c.SweepEvery = time.Second
+	}
 	if c.Executor == nil {
 		c.Executor = goExecutor{}
 	}
@@ -91,6 +134,14 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("relay: max members %d must be at least 1", c.MaxMembers)
 	case c.Workers < 1 || c.QueueLimit < 1 || c.SenderQueueLimit < 1:
 		return errors.New("relay: workers and queue limits must be at least 1")
+	case c.Ring < 16:
+		return fmt.Errorf("relay: ring %d must be at least 16", c.Ring)
+	case c.Backlog > c.Ring:
+		return fmt.Errorf("relay: backlog %d is larger than the ring (%d)", c.Backlog, c.Ring)
+	case c.SendBudget < 512 || c.SendBudget > 65507:
+		return fmt.Errorf("relay: send budget %d out of range 512..65507", c.SendBudget)
+	case c.V2Timeout < 0 || c.ClassicIdle < 0 || c.SweepEvery < 0:
+		return errors.New("relay: timeouts must be positive")
 	}
 	if _, ok := wordings[c.Lang]; !ok {
 		return fmt.Errorf("relay: unknown language %q", c.Lang)
@@ -111,6 +162,9 @@ type Server struct {
 	log   *zap.Logger
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
+	room    *room
+	cookies *cookies
+
 	// set once by Serve, read-only afterwards
 	conn  *udpio.Conn
 	reg   *Registry
@@ -121,6 +175,9 @@ type Server struct {
 	closing  atomic.Bool
 	ready    chan struct{} // closed when Serve has set up and starts reading
 	readDone chan struct{} // closed when the read loop returns
+
+	stopSweep chan struct{} // closed by Shutdown
+	sweepDone chan struct{} // closed when the sweeper returns
 }
 
 // New checks cfg and returns a Server ready to Serve.
@@ -129,12 +186,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		words:    wordings[cfg.Lang],
-		obs:      &counting{next: cfg.Observer},
-		log:      cfg.Logger,
-		ready:    make(chan struct{}),
-		readDone: make(chan struct{}),
+		cfg:       cfg,
+		words:     wordings[cfg.Lang],
+		obs:       &counting{next: cfg.Observer},
+		log:       cfg.Logger,
+		ready:     make(chan struct{}),
+		readDone:  make(chan struct{}),
+		room:      newRoom(RoomMain, cfg.Ring),
+		cookies:   newCookies(),
+		stopSweep: make(chan struct{}),
+		sweepDone: make(chan struct{}),
 	}
 	size := cfg.MaxDatagram + 1 // one spare byte tells an oversize datagram apart
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
@@ -162,6 +223,7 @@ func (s *Server) Serve(uc *net.UDPConn) error {
 		LimitLoopbackPerIP: s.cfg.LimitLoopbackPerIP,
 	}, conn.Dest, s.obs.Members)
 	s.start = s.cfg.Now()
+	go s.sweeper()
 	close(s.ready)
 	s.log.Info("relay listening", zap.Stringer("addr", uc.LocalAddr()),
 		zap.String("lang", string(s.cfg.Lang)), zap.Int("max_members", s.cfg.MaxMembers))
@@ -212,7 +274,7 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 // EXIT). It returns ctx.Err() if the queue could not drain in time.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
-		return errors.New("relay: Shutdown called twice")
+		return nil // already shut down (or shutting down)
 	}
 	if !s.serving.Load() {
 		return nil
@@ -225,12 +287,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// to drain and to say goodbye.
 	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 	<-s.readDone
+	close(s.stopSweep)
+	<-s.sweepDone
 	err := s.disp.close(ctx)
 	members := s.reg.Members()
-	if len(members) > 0 {
-		notice := classicLine(s.words.admin, s.words.shutdown)
-		s.fanout(notice, nil, KindNotice)
-		s.fanout([]byte(ReplyExit), nil, "")
+	// Classic members get a notice and EXIT; v2 members are told the relay
+	// restarts, and log in again by themselves when it is back.
+	notice := classicLine(s.words.admin, s.words.shutdown)
+	restart := EncodeV2(&Frame{T: FrameRestart, Room: s.room.name, Epoch: s.room.epoch})
+	for _, m := range members {
+		if m.Proto == ProtoV2 {
+			s.sendTo(restart, m.Dest())
+			continue
+		}
+		s.sendTo(notice, m.Dest())
+		s.sendTo([]byte(ReplyExit), m.Dest())
 	}
 	s.log.Info("relay server stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
 	return err
@@ -299,28 +370,73 @@ func (s *Server) sendTo(b []byte, d *udpio.Dest) {
 	s.obs.Delivered(1)
 }
 
-// fanout sends payload to every member except except, from a snapshot and
-// with no lock held. A failing recipient is counted and skipped; no send
-// blocks. kind, when not empty, counts one broadcast.
-func (s *Server) fanout(payload []byte, except *Member, kind string) {
-	s.fanoutTo(s.reg.Members(), payload, except, kind)
+// broadcast sequences ev as the room's next event and sends it to the
+// members' snapshot, with no lock held: v2 members get the frame, encoded
+// once, the same bytes for all (the sender too: its echo is its ack);
+// classic members except except get the classic line. A failing recipient
+// is counted and skipped; no send blocks.
+func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind string) {
+	s.broadcastTo(s.reg.Members(), ev, classic, except, kind)
 }
 
-// fanoutTo is fanout to a given snapshot.
-func (s *Server) fanoutTo(members []*Member, payload []byte, except *Member, kind string) {
+// broadcastTo is broadcast to a given snapshot.
+func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
+	v2 := AppendV2Header(nil)
+	v2 = append(v2, s.room.append(ev)...)
 	delivered := 0
 	for _, m := range members {
-		if m == except {
-			continue
+		payload := v2
+		if m.Proto == ProtoClassic {
+			if m == except {
+				continue
+			}
+			payload = classic
 		}
-		if err := s.conn.Send(payload, &m.Dest); err != nil {
+		if err := s.conn.Send(payload, m.Dest()); err != nil {
 			s.obs.SendError()
 			continue
 		}
 		delivered++
 	}
 	s.obs.Delivered(delivered)
-	if kind != "" {
-		s.obs.Broadcast(kind)
+	s.obs.Broadcast(kind)
+}
+
+// sweeper evicts v2 sessions silent for longer than V2Timeout and classic
+// members idle for longer than ClassicIdle, until Shutdown.
+func (s *Server) sweeper() {
+	defer close(s.sweepDone)
+	t := time.NewTicker(s.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopSweep:
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		for _, m := range s.reg.Members() {
+			limit := s.cfg.ClassicIdle
+			if m.Proto == ProtoV2 {
+				limit = s.cfg.V2Timeout
+			}
+			if now.Sub(m.LastSeen()) > limit {
+				s.evict(m, now)
+			}
+		}
 	}
+}
+
+// evict removes a member that went silent: it is told (if it can still
+// hear), the others get a timeout event.
+func (s *Server) evict(m *Member, now time.Time) {
+	if !s.reg.Leave(m, now) {
+		return
+	}
+	s.log.Info("evicted", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto),
+		zap.Duration("silent", now.Sub(m.LastSeen())))
+	if m.Proto == ProtoClassic {
+		s.tellRemoved(m, s.words.idleSelf)
+	}
+	s.broadcast(&Frame{T: FrameTimeout, From: m.Name}, classicLine(s.words.timedOut, m.Name), m, KindTimeout)
 }

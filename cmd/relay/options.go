@@ -30,6 +30,12 @@ type Options struct {
 	LogLevel      string        // debug, info, warn, error
 	LogFormat     string        // console or json
 	DrainTimeout  time.Duration // how long shutdown waits for queued datagrams
+	Classic       string        // on or off: serve the classic protocol
+	V2Timeout     time.Duration // evict a silent v2 session after this
+	ClassicIdle   time.Duration // evict an idle classic member after this
+	Ring          int           // recent events kept for repair
+	Backlog       int           // events a joining v2 member receives as history
+	SendBudget    int           // bytes per v2 datagram when packing frames
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
@@ -60,6 +66,12 @@ func defaultOptions() Options {
 		LogLevel:      "info",
 		LogFormat:     "console",
 		DrainTimeout:  5 * time.Second,
+		Classic:       "on",
+		V2Timeout:     15 * time.Second,
+		ClassicIdle:   time.Hour,
+		Ring:          4096,
+		Backlog:       20,
+		SendBudget:    1200,
 	}
 }
 
@@ -85,6 +97,12 @@ func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, e
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log `level`: debug, info, warn or error")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "log `format`: console or json")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", o.DrainTimeout, "on shutdown, how long queued datagrams may take")
+	fs.StringVar(&o.Classic, "classic", o.Classic, "serve the classic protocol: on, or off for relays reachable from the internet (classic clients cannot prove their address)")
+	fs.DurationVar(&o.V2Timeout, "v2-timeout", o.V2Timeout, "evict a v2 session silent for longer (clients heartbeat every 2s)")
+	fs.DurationVar(&o.ClassicIdle, "classic-idle", o.ClassicIdle, "evict a classic member idle for longer (classic clients cannot heartbeat)")
+	fs.IntVar(&o.Ring, "ring", o.Ring, "recent events kept for v2 repair")
+	fs.IntVar(&o.Backlog, "backlog", o.Backlog, "recent events a joining v2 member receives as history (0: none)")
+	fs.IntVar(&o.SendBudget, "send-budget", o.SendBudget, "largest v2 datagram, in `bytes`, when packing several frames")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage:
   relay [flags]                    run the relay
@@ -124,6 +142,16 @@ func (o Options) validate() error {
 		return fmt.Errorf("--log-format %q: want console or json", o.LogFormat)
 	case o.DrainTimeout <= 0:
 		return errors.New("--drain-timeout must be positive")
+	case o.Classic != "on" && o.Classic != "off":
+		return fmt.Errorf("--classic %q: want on or off", o.Classic)
+	case o.V2Timeout <= 0 || o.ClassicIdle <= 0:
+		return errors.New("--v2-timeout and --classic-idle must be positive")
+	case o.Ring < 16:
+		return fmt.Errorf("--ring %d: must be at least 16", o.Ring)
+	case o.Backlog < 0 || o.Backlog > o.Ring:
+		return fmt.Errorf("--backlog %d: must be between 0 and --ring", o.Backlog)
+	case o.SendBudget < 512 || o.SendBudget > 65507:
+		return fmt.Errorf("--send-budget %d: must be between 512 and 65507", o.SendBudget)
 	}
 	if _, err := relay.ParseLang(o.Lang); err != nil {
 		return fmt.Errorf("--lang %q: want en or zh", o.Lang)

@@ -108,6 +108,12 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 		QueueLimit:         o.Queue,
 		SenderQueueLimit:   o.SenderQueue,
 		Lang:               lang,
+		DisableClassic:     o.Classic == "off",
+		V2Timeout:          o.V2Timeout,
+		ClassicIdle:        o.ClassicIdle,
+		Ring:               o.Ring,
+		Backlog:            backlog(o.Backlog),
+		SendBudget:         o.SendBudget,
 		Executor:           workers,
 		Observer:           obs,
 		Logger:             log,
@@ -166,6 +172,14 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 	}
 	log.Info("relay stopped")
 	return runErr
+}
+
+// backlog maps the flag's 0 (none) to the Config's -1.
+func backlog(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // poolGauges reports busy workers from the relay and capacity from the pool.

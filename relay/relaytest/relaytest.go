@@ -52,6 +52,9 @@ func StartOn(t testing.TB, listen string, opts ...func(*relay.Config)) *Relay {
 	if err != nil {
 		t.Fatalf("relaytest: listen: %v", err)
 	}
+	// As the daemon does: bursts become latency, not kernel drops.
+	_ = uc.SetReadBuffer(4 << 20)
+	_ = uc.SetWriteBuffer(4 << 20)
 	// A short directory: Unix socket paths are limited to about 100 bytes.
 	dir, err := os.MkdirTemp("", "relaytest")
 	if err != nil {

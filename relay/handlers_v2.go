@@ -1,0 +1,307 @@
+package relay
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// v2State is a v2 session's memory of the client message ids it has seen,
+// so that a retransmitted chat is acknowledged, never broadcast twice.
+type v2State struct {
+	mu          sync.Mutex // protects the fields below
+	ids         map[uint64]uint64
+	order       [v2IDMemory]uint64 // ring of remembered ids, oldest evicted
+	pos         int
+	throttledAt time.Time // last throttled frame sent, at most one per second
+}
+
+// v2IDMemory is how many recent message ids a session remembers.
+const v2IDMemory = 1024
+
+func newV2State() *v2State { return &v2State{ids: make(map[uint64]uint64)} }
+
+// seen returns the seq a message id was broadcast as, if it was.
+func (v *v2State) seen(id uint64) (uint64, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	seq, ok := v.ids[id]
+	return seq, ok
+}
+
+// remember records that id was broadcast as seq.
+func (v *v2State) remember(id, seq uint64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if old := v.order[v.pos]; old != 0 {
+		delete(v.ids, old)
+	}
+	v.order[v.pos] = id
+	v.pos = (v.pos + 1) % v2IDMemory
+	v.ids[id] = seq
+}
+
+// minV2Request is the padding the spec asks clients for: a retry must not
+// be larger than its request, and a cookie retry is about 80 bytes.
+const minV2Request = 256
+
+// v2Op is one row of the v2 frame table; as for classic, the checks live
+// in the fields.
+type v2Op struct {
+	handle      func(s *Server, g *datagram, f *Frame, m *Member, now time.Time)
+	needsMember bool // the sender's address must hold a v2 session
+}
+
+var v2Ops = map[string]v2Op{
+	FrameHello:  {handle: (*Server).v2Hello},
+	FrameResume: {handle: (*Server).v2Resume},
+	FrameChat:   {handle: (*Server).v2Chat, needsMember: true},
+	FramePing:   {handle: (*Server).v2Ping, needsMember: true},
+	FrameRepair: {handle: (*Server).v2Repair, needsMember: true},
+	FrameWho:    {handle: (*Server).v2Who, needsMember: true},
+	FrameQuit:   {handle: (*Server).v2Quit, needsMember: true},
+}
+
+// dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
+// frames from addresses without a session, are counted and never answered.
+func (s *Server) dispatchV2(g *datagram) {
+	frames, err := DecodeV2(nil, (*g.buf)[:g.n])
+	if err != nil {
+		s.obs.DatagramDropped(dropReason(err))
+		return
+	}
+	now := s.cfg.Now()
+	for i := range frames {
+		f := &frames[i]
+		op, ok := v2Ops[f.T]
+		if !ok {
+			s.obs.DatagramDropped(DropUnknownVerb)
+			continue
+		}
+		var m *Member
+		if op.needsMember {
+			m = s.reg.Lookup(g.from)
+			if m == nil || m.Proto != ProtoV2 {
+				if f.T == FrameQuit && s.reg.RecentlyQuit(g.from, now) {
+					s.replyV2(g, &Frame{T: FrameBye, Room: RoomMain})
+					continue
+				}
+				s.obs.DatagramDropped(DropNotLoggedIn)
+				continue
+			}
+			m.touch(now)
+			if f.Room != s.room.name {
+				s.sendV2(m, &Frame{T: FrameError, Room: f.Room, Code: "room", Reason: s.words.noRoom})
+				continue
+			}
+		}
+		op.handle(s, g, f, m, now)
+	}
+}
+
+// validated checks a hello or resume for a cookie proving the address. If
+// it has none, the sender gets one retry, only if no larger than its
+// request (a spoofed hello must not be amplified), and false is returned.
+func (s *Server) validated(g *datagram, f *Frame, now time.Time) bool {
+	if f.Cookie != "" && s.cookies.valid(f.Cookie, g.from, now) {
+		return true
+	}
+	reply := EncodeV2(&Frame{T: FrameRetry, Room: RoomMain, Cookie: s.cookies.make(g.from, now)})
+	if len(reply) > g.n {
+		s.obs.DatagramDropped(DropUnvalidated)
+		return false
+	}
+	d := s.conn.Dest(g.from, g.local)
+	s.sendTo(reply, &d)
+	return false
+}
+
+func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
+	if !s.validated(g, f, now) {
+		return
+	}
+	if f.Room != s.room.name {
+		s.replyV2(g, &Frame{T: FrameRefused, Room: f.Room, Code: "room", Reason: s.words.noRoom})
+		return
+	}
+	m, repeat, err := s.reg.Join(f.Name, ProtoV2, newToken(), g.from, g.local, now)
+	if err != nil {
+		reason, result := s.words.refusal(err)
+		s.obs.Login(result)
+		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
+		return
+	}
+	s.welcome(m)
+	if repeat {
+		s.obs.Login(LoginRepeat)
+		return
+	}
+	s.sendBatch(m, s.room.backlog(s.cfg.Backlog))
+	others := s.reg.Activate(m)
+	s.obs.Login(LoginOK)
+	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
+	s.broadcastTo(append(others, m), &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
+}
+
+func (s *Server) welcome(m *Member) {
+	s.sendV2(m, &Frame{T: FrameWelcome, Room: s.room.name, Name: m.Name, Token: m.Token, Epoch: s.room.epoch, Seq: s.room.latest()})
+}
+
+func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
+	if !s.validated(g, f, now) {
+		return
+	}
+	m := s.reg.ByToken(f.Token)
+	if m == nil {
+		s.obs.Login(LoginUnknownSession)
+		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: LoginUnknownSession, Reason: s.words.unknownSession})
+		return
+	}
+	from := m.Addr()
+	if err := s.reg.Move(m, g.from, g.local); err != nil {
+		reason, result := s.words.refusal(err)
+		s.obs.Login(result)
+		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
+		return
+	}
+	m.touch(now)
+	s.obs.Login(LoginResumed)
+	if from != g.from {
+		s.log.Info("session resumed", zap.String("name", m.Name), zap.Stringer("from", from), zap.Stringer("to", g.from))
+	}
+	s.welcome(m)
+	s.repair(m, f.Last+1, s.room.latest())
+}
+
+func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, _ time.Time) {
+	if f.ID == 0 || f.Text == "" {
+		s.obs.DatagramDropped(DropMalformed)
+		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "malformed", Reason: s.words.malformed})
+		return
+	}
+	if seq, dup := m.v2.seen(f.ID); dup {
+		s.obs.DatagramDropped(DropDuplicate)
+		s.sendV2(m, &Frame{T: FrameAck, Room: RoomMain, ID: f.ID, Seq: seq})
+		return
+	}
+	if CheckText(f.Text) != nil {
+		s.obs.DatagramDropped(DropControlChars)
+		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "control_chars", Reason: s.words.refusedControl})
+		return
+	}
+	if len(f.Text) > s.cfg.MaxDatagram {
+		s.obs.DatagramDropped(DropOversize)
+		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "oversize", Reason: s.words.malformed})
+		return
+	}
+	ev := &Frame{T: FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
+	s.broadcast(ev, classicLine(s.words.chat, m.Name, f.Text), m, KindChat)
+	m.v2.remember(f.ID, ev.Seq)
+}
+
+func (s *Server) v2Ping(_ *datagram, f *Frame, m *Member, _ time.Time) {
+	latest := s.room.latest()
+	if f.Last < latest {
+		// Tail loss: resend what the client lacks, a bounded amount per ping.
+		s.repair(m, f.Last+1, min(latest, f.Last+maxRepair))
+	}
+	s.sendV2(m, &Frame{T: FramePong, Room: s.room.name, Seq: latest, Epoch: s.room.epoch})
+}
+
+// maxRepair bounds the events one repair request or ping is answered with.
+const maxRepair = 1024
+
+func (s *Server) v2Repair(_ *datagram, f *Frame, m *Member, _ time.Time) {
+	if f.FromSeq == 0 || f.ToSeq < f.FromSeq {
+		s.obs.DatagramDropped(DropMalformed)
+		return
+	}
+	s.repair(m, f.FromSeq, min(f.ToSeq, f.FromSeq+maxRepair-1))
+}
+
+// repair sends m the events from..to still in the ring, and a missed frame
+// for those that are not, so nothing is skipped silently.
+func (s *Server) repair(m *Member, from, to uint64) {
+	lines, lostFrom, lostTo := s.room.span(from, to)
+	if lostTo != 0 {
+		s.sendV2(m, &Frame{T: FrameMissed, Room: s.room.name, Epoch: s.room.epoch, FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
+	}
+	s.sendBatch(m, lines)
+}
+
+func (s *Server) v2Who(_ *datagram, _ *Frame, m *Member, _ time.Time) {
+	var (
+		names []string
+		size  int
+	)
+	flush := func(more bool) {
+		s.sendV2(m, &Frame{T: FrameMembers, Room: s.room.name, Names: names, More: more})
+		names, size = nil, 0
+	}
+	for _, o := range s.reg.Sorted() {
+		if size+len(o.Name)+3 > s.cfg.SendBudget-96 && len(names) > 0 {
+			flush(true)
+		}
+		names = append(names, o.Name)
+		size += len(o.Name) + 3
+	}
+	flush(false)
+}
+
+func (s *Server) v2Quit(g *datagram, _ *Frame, m *Member, now time.Time) {
+	s.sendV2(m, &Frame{T: FrameBye, Room: s.room.name})
+	s.leave(m, now, &Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words.leave, m.Name))
+}
+
+// leave removes m and tells the room, once, however many removals race.
+func (s *Server) leave(m *Member, now time.Time, ev *Frame, classic []byte) {
+	if !s.reg.Leave(m, now) {
+		return
+	}
+	s.log.Info("left", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto), zap.String("why", ev.T+" "+ev.Reason))
+	kind := KindLeave
+	if ev.T == FrameTimeout {
+		kind = KindTimeout
+	}
+	s.broadcast(ev, classic, m, kind)
+}
+
+// replyV2 answers the sender of g, member or not, with one v2 datagram.
+func (s *Server) replyV2(g *datagram, f *Frame) {
+	d := s.conn.Dest(g.from, g.local)
+	s.sendTo(EncodeV2(f), &d)
+}
+
+// sendV2 sends one frame to m.
+func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(EncodeV2(f), m.Dest()) }
+
+// sendBatch sends encoded frame lines to m, packed into as few datagrams as
+// the send budget allows.
+func (s *Server) sendBatch(m *Member, lines [][]byte) {
+	var b []byte
+	for _, l := range lines {
+		if len(b) > len(V2Magic) && len(b)+len(l) > s.cfg.SendBudget {
+			s.sendTo(b, m.Dest())
+			b = nil
+		}
+		if b == nil {
+			b = AppendV2Header(make([]byte, 0, s.cfg.SendBudget))
+		}
+		b = append(b, l...)
+	}
+	if b != nil {
+		s.sendTo(b, m.Dest())
+	}
+}
+
+// newToken returns an unguessable session token: 128 bits from crypto/rand.
+func newToken() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("relay: crypto/rand: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

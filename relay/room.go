@@ -1,0 +1,106 @@
+package relay
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"sync"
+)
+
+// event is one sequenced room event, kept in the ring for repair and
+// backlog.
+type event struct {
+	frame Frame  // the event, Seq and Epoch set
+	line  []byte // frame encoded once as a JSON line; shared, never modified
+}
+
+// room is the sequence and the recent history of one room: every broadcast
+// gets the next seq, is encoded once, and is kept in a bounded ring so that
+// clients can repair gaps and joiners get a backlog.
+type room struct {
+	name  string
+	epoch string // random per start: a new epoch means history was lost
+
+	mu   sync.Mutex // protects seq and ring
+	seq  uint64     // the latest event's seq; 0 before the first
+	ring []event    // ring[seq % len(ring)]
+}
+
+func newRoom(name string, ringSize int) *room {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("relay: crypto/rand: " + err.Error())
+	}
+	return &room{name: name, epoch: hex.EncodeToString(b[:]), ring: make([]event, ringSize)}
+}
+
+// append sequences f (setting Room, Seq and Epoch), encodes it once, keeps
+// it in the ring and returns the encoded line.
+func (r *room) append(f *Frame) []byte {
+	f.Room = r.name
+	f.Epoch = r.epoch
+	r.mu.Lock()
+	r.seq++
+	f.Seq = r.seq
+	line := AppendFrame(nil, f)
+	r.ring[r.seq%uint64(len(r.ring))] = event{frame: *f, line: line}
+	r.mu.Unlock()
+	return line
+}
+
+// latest returns the latest event's seq.
+func (r *room) latest() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq
+}
+
+// oldestLocked is the oldest seq still in the ring. r.mu must be held.
+func (r *room) oldestLocked() uint64 {
+	if n := uint64(len(r.ring)); r.seq > n {
+		return r.seq - n + 1
+	}
+	return 1
+}
+
+// span returns the encoded events from..to (inclusive, clamped to what
+// exists) that are still in the ring, and the part of the range that fell
+// out of the ring (lostFrom..lostTo; lostTo == 0 if none).
+func (r *room) span(from, to uint64) (lines [][]byte, lostFrom, lostTo uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if from == 0 {
+		from = 1
+	}
+	if to > r.seq {
+		to = r.seq
+	}
+	if from > to {
+		return nil, 0, 0
+	}
+	if oldest := r.oldestLocked(); from < oldest {
+		lostFrom, lostTo = from, min(to, oldest-1)
+		from = oldest
+	}
+	for seq := from; seq <= to; seq++ {
+		lines = append(lines, r.ring[seq%uint64(len(r.ring))].line)
+	}
+	return lines, lostFrom, lostTo
+}
+
+// backlog returns up to n of the latest events, oldest first, marked as
+// history (encoded anew: the history flag makes them different bytes).
+func (r *room) backlog(n int) [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from := r.oldestLocked()
+	if r.seq >= uint64(n) && r.seq-uint64(n)+1 > from {
+		from = r.seq - uint64(n) + 1
+	}
+	var lines [][]byte
+	for seq := from; seq <= r.seq && n > 0; seq++ {
+		f := r.ring[seq%uint64(len(r.ring))].frame
+		f.History = true
+		lines = append(lines, AppendFrame(nil, &f))
+	}
+	return lines
+}

@@ -1,0 +1,329 @@
+package relay_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/relaytest"
+)
+
+// v2c is a raw v2 client for protocol tests: it sends frames and reads
+// frames, with no reliability of its own.
+type v2c struct {
+	*client
+	pending []relay.Frame
+	token   string
+	name    string
+}
+
+func dialV2(t testing.TB, r *relaytest.Relay) *v2c { return &v2c{client: dial(t, r)} }
+
+func (c *v2c) sendFrames(fs ...*relay.Frame) int {
+	c.t.Helper()
+	b := relay.EncodeV2(fs...)
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatal(err)
+	}
+	return len(b)
+}
+
+// next returns the next frame, reading a datagram if none is pending.
+func (c *v2c) next() relay.Frame {
+	c.t.Helper()
+	for len(c.pending) == 0 {
+		d := c.recv()
+		fs, err := relay.DecodeV2(nil, []byte(d))
+		if err != nil {
+			c.t.Fatalf("not v2: %q: %v", d, err)
+		}
+		c.pending = fs
+	}
+	f := c.pending[0]
+	c.pending = c.pending[1:]
+	return f
+}
+
+// settle reads the backlog after a login, up to and including the
+// member's own join.
+func (c *v2c) settle() {
+	c.t.Helper()
+	for {
+		f := c.next()
+		if f.T == relay.FrameJoin && f.From == c.name && !f.History {
+			return
+		}
+		if !f.History {
+			c.t.Fatalf("before own join: %+v", f)
+		}
+	}
+}
+
+// expectT returns the next frame, failing unless it has type typ.
+func (c *v2c) expectT(typ string) relay.Frame {
+	c.t.Helper()
+	f := c.next()
+	if f.T != typ {
+		c.t.Fatalf("got frame %+v, want type %s", f, typ)
+	}
+	return f
+}
+
+// login does the whole validated login and returns the welcome.
+func (c *v2c) login(name string) relay.Frame {
+	c.t.Helper()
+	pad := strings.Repeat("p", 256)
+	c.sendFrames(&relay.Frame{T: relay.FrameHello, Room: relay.RoomMain, Name: name, Pad: pad})
+	retry := c.expectT(relay.FrameRetry)
+	c.sendFrames(&relay.Frame{T: relay.FrameHello, Room: relay.RoomMain, Name: name, Cookie: retry.Cookie})
+	w := c.expectT(relay.FrameWelcome)
+	c.token, c.name = w.Token, w.Name
+	return w
+}
+
+func TestV2LoginChatAndClassicSideBySide(t *testing.T) {
+	rec := newRecorder()
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	alice := dial(t, r).login("alice") // classic
+	bob := dialV2(t, r)
+	w := bob.login("Bob")
+	if w.Name != "Bob" || len(w.Token) < 20 || w.Epoch == "" || w.Room != "main" {
+		t.Fatalf("welcome %+v", w)
+	}
+	if h := bob.expectT(relay.FrameJoin); !h.History || h.From != "alice" || h.Seq != w.Seq {
+		t.Fatalf("backlog %+v, want alice's join as history", h)
+	}
+	join := bob.expectT(relay.FrameJoin) // its own join, in room order
+	if join.From != "Bob" || join.Seq != w.Seq+1 || join.Epoch != w.Epoch || join.History {
+		t.Fatalf("join %+v after welcome %+v", join, w)
+	}
+	alice.expect("Bob joined the chat room")
+
+	alice.send("C alice hello bob")
+	ev := bob.expectT(relay.FrameChat)
+	if ev.From != "alice" || ev.Text != "hello bob" || ev.Seq != join.Seq+1 {
+		t.Fatalf("chat %+v", ev)
+	}
+	bob.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 1, Text: "hi alice 中文"})
+	alice.expect("Bob says: hi alice 中文")
+	echo := bob.expectT(relay.FrameChat) // the echo is the ack
+	if echo.ID != 1 || echo.From != "Bob" || echo.Seq != ev.Seq+1 {
+		t.Fatalf("echo %+v", echo)
+	}
+	// A retransmission is acknowledged, not broadcast again.
+	bob.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 1, Text: "hi alice 中文"})
+	ack := bob.expectT(relay.FrameAck)
+	if ack.ID != 1 || ack.Seq != echo.Seq {
+		t.Fatalf("ack %+v", ack)
+	}
+	alice.sync("alice")
+	eventually(t, "duplicate counted", func() bool { return rec.drop(relay.DropDuplicate) == 1 })
+
+	// who
+	bob.sendFrames(&relay.Frame{T: relay.FrameWho, Room: "main"})
+	who := bob.expectT(relay.FrameMembers)
+	if strings.Join(who.Names, ",") != "alice,Bob" {
+		t.Fatalf("who %+v", who)
+	}
+	// quit, and a repeated quit
+	bob.sendFrames(&relay.Frame{T: relay.FrameQuit, Room: "main"})
+	bob.expectT(relay.FrameBye)
+	alice.expect("Bob left the chat room")
+	bob.sendFrames(&relay.Frame{T: relay.FrameQuit, Room: "main"})
+	bob.expectT(relay.FrameBye)
+}
+
+func TestV2RepairAndMissed(t *testing.T) {
+	r := relaytest.Start(t, func(c *relay.Config) { c.Ring = 16; c.Backlog = 3 })
+	talker := dial(t, r).login("talker")
+	for i := 0; i < 30; i++ {
+		talker.send("C talker line " + string(rune('a'+i%26)))
+	}
+	bob := dialV2(t, r)
+	talker.sync("talker") // all 30 chats are sequenced before bob logs in
+	w := bob.login("bob")
+	if w.Seq != 31 { // talker's join and 30 chats
+		t.Fatalf("welcome seq %d, want 31", w.Seq)
+	}
+	for i := 29; i <= 31; i++ { // backlog: the last 3, marked history
+		h := bob.expectT(relay.FrameChat)
+		if !h.History || h.Seq != uint64(i) {
+			t.Fatalf("backlog %+v, want seq %d history", h, i)
+		}
+	}
+	bob.expectT(relay.FrameJoin) // seq 32
+	// Repair a range partly out of the 16-event ring (17..32):
+	// 5..20 -> missed 5..16, then 17..20.
+	bob.sendFrames(&relay.Frame{T: relay.FrameRepair, Room: "main", FromSeq: 5, ToSeq: 20})
+	missed := bob.expectT(relay.FrameMissed)
+	if missed.FromSeq != 5 || missed.ToSeq != 16 || missed.Count != 12 {
+		t.Fatalf("missed %+v", missed)
+	}
+	for i := 17; i <= 20; i++ {
+		if f := bob.expectT(relay.FrameChat); f.Seq != uint64(i) || f.History {
+			t.Fatalf("repair %+v, want seq %d", f, i)
+		}
+	}
+	// Tail loss: a ping with an old last gets the events after it, then pong.
+	bob.sendFrames(&relay.Frame{T: relay.FramePing, Room: "main", Last: 30})
+	if f := bob.expectT(relay.FrameChat); f.Seq != 31 {
+		t.Fatalf("tail repair %+v", f)
+	}
+	if f := bob.expectT(relay.FrameJoin); f.Seq != 32 {
+		t.Fatalf("tail repair %+v", f)
+	}
+	if p := bob.expectT(relay.FramePong); p.Seq != 32 || p.Epoch != w.Epoch {
+		t.Fatalf("pong %+v", p)
+	}
+}
+
+func TestV2ResumeFromANewAddress(t *testing.T) {
+	r := relaytest.Start(t)
+	alice := dial(t, r).login("alice")
+	bob := dialV2(t, r)
+	bob.login("bob")
+	bob.settle()
+	alice.expect("bob joined the chat room")
+	alice.send("C alice one")
+	one := bob.expectT(relay.FrameChat)
+
+	// bob's NAT rebinds: a new source port. alice says two things meanwhile.
+	moved := dialV2(t, r)
+	bob.conn.Close()
+	alice.send("C alice two")
+	alice.send("C alice three")
+	alice.sync("alice")
+	pad := strings.Repeat("p", 256)
+	moved.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: bob.token, Last: one.Seq, Pad: pad})
+	retry := moved.expectT(relay.FrameRetry)
+	moved.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: bob.token, Last: one.Seq, Cookie: retry.Cookie})
+	w := moved.expectT(relay.FrameWelcome)
+	if w.Name != "bob" || w.Token != bob.token {
+		t.Fatalf("welcome %+v", w)
+	}
+	for _, want := range []string{"two", "three"} {
+		if f := moved.expectT(relay.FrameChat); f.Text != want {
+			t.Fatalf("after resume got %+v, want %q", f, want)
+		}
+	}
+	moved.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 1, Text: "back"})
+	alice.expect("bob says: back") // no leave or join came first
+	if got := r.Server.Registry().ByName("bob").Addr(); got.String() != moved.conn.LocalAddr().String() {
+		t.Fatalf("bob at %v, want %v", got, moved.conn.LocalAddr())
+	}
+	// An unknown token is refused, so the client logs in again.
+	x := dialV2(t, r)
+	x.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: "nope", Pad: pad})
+	retry = x.expectT(relay.FrameRetry)
+	x.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: "nope", Cookie: retry.Cookie})
+	if f := x.expectT(relay.FrameRefused); f.Code != relay.LoginUnknownSession {
+		t.Fatalf("refused %+v", f)
+	}
+}
+
+// A spoofed v2 login (its sender never completes validation) gets at most
+// one reply no larger than its request, creates no member, and its address
+// never receives room traffic.
+func TestV2NoAmplification(t *testing.T) {
+	rec := newRecorder()
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	alice := dial(t, r).login("alice")
+	victim := dialV2(t, r)
+	n := victim.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "victim", Pad: strings.Repeat("p", 256)})
+	reply := victim.recv()
+	if len(reply) > n {
+		t.Fatalf("retry of %d bytes to a %d-byte hello", len(reply), n)
+	}
+	// A bare hello, smaller than any retry, gets nothing at all.
+	victim.sendFrames(&relay.Frame{T: relay.FrameHello, Name: "v"})
+	// A forged cookie gets a retry again, never a welcome.
+	victim.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "victim", Cookie: "AAAAAAAAAAAAAAAAAAAAAAAAAAA", Pad: strings.Repeat("p", 256)})
+	if f, _ := relay.DecodeV2(nil, []byte(victim.recv())); len(f) != 1 || f[0].T != relay.FrameRetry {
+		t.Fatalf("forged cookie answered with %+v", f)
+	}
+	eventually(t, "unvalidated drop counted", func() bool { return rec.drop(relay.DropUnvalidated) == 1 })
+	if r.Server.Registry().Len() != 1 {
+		t.Fatalf("%d members, want only alice", r.Server.Registry().Len())
+	}
+	alice.send("C alice room traffic")
+	alice.sync("alice")
+	// The victim's next datagram is the answer to this probe, so no room
+	// traffic reached it.
+	victim.conn.Write([]byte("nonsense"))
+	victim.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "x", Pad: strings.Repeat("p", 256)})
+	victim.expectT(relay.FrameRetry)
+}
+
+func TestClassicOff(t *testing.T) {
+	rec := newRecorder()
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec; c.DisableClassic = true })
+	c := dial(t, r)
+	c.send("L alice")
+	bob := dialV2(t, r)
+	bob.login("bob") // v2 still works, and c got nothing (no reply to any classic request)
+	eventually(t, "classic_off counted", func() bool { return rec.drop(relay.DropClassicOff) == 1 })
+	c.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.conn.Read(make([]byte, 64)); err == nil {
+		t.Fatal("a classic login was answered with --classic off")
+	}
+}
+
+func TestEvictions(t *testing.T) {
+	clock := newClock()
+	r := relaytest.Start(t, func(c *relay.Config) {
+		c.Now = clock.Now
+		c.SweepEvery = 5 * time.Millisecond
+		c.V2Timeout = 15 * time.Second
+		c.ClassicIdle = time.Hour
+	})
+	watcher := dialV2(t, r)
+	watcher.login("watcher")
+	watcher.settle()
+	ghost := dialV2(t, r)
+	ghost.login("ghost")
+	watcher.expectT(relay.FrameJoin)
+	reader := dial(t, r).login("reader")
+	watcher.expectT(relay.FrameJoin)
+
+	// 16 s pass; the watcher heartbeats, ghost does not.
+	clock.Advance(16 * time.Second)
+	watcher.sendFrames(&relay.Frame{T: relay.FramePing, Room: "main", Last: 3})
+	for {
+		f := watcher.next()
+		if f.T == relay.FrameTimeout {
+			if f.From != "ghost" {
+				t.Fatalf("timeout %+v", f)
+			}
+			break
+		}
+	}
+	reader.expect("ghost timed out")
+
+	// A classic member idle for over an hour gets a notice, then EXIT.
+	clock.Advance(time.Hour)
+	watcher.sendFrames(&relay.Frame{T: relay.FramePing, Room: "main", Last: 4})
+	reader.expect("Admin notice: you were disconnected after being idle too long")
+	reader.expect("EXIT")
+	for {
+		if f := watcher.next(); f.T == relay.FrameTimeout && f.From == "reader" {
+			break
+		}
+	}
+	if n := r.Server.Registry().Len(); n != 1 {
+		t.Fatalf("%d members, want the watcher only", n)
+	}
+}
+
+func TestShutdownTellsV2ToReconnect(t *testing.T) {
+	r := relaytest.Start(t)
+	bob := dialV2(t, r)
+	w := bob.login("bob")
+	bob.settle()
+	if err := r.Server.Shutdown(shortCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if f := bob.expectT(relay.FrameRestart); f.Epoch != w.Epoch {
+		t.Fatalf("restart %+v", f)
+	}
+}
