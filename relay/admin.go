@@ -30,6 +30,28 @@ const (
 	adminIdle = time.Minute
 )
 
+// ParseAdmin splits one admin request line into its command and its
+// arguments, checking them against the command table: the line must be
+// UTF-8 and at most MaxAdminLine bytes, the command known, and the required
+// arguments present. It does not run anything.
+func ParseAdmin(line string) (cmd, args string, err error) {
+	if len(line) > MaxAdminLine {
+		return "", "", fmt.Errorf("request longer than %d bytes", MaxAdminLine)
+	}
+	if !utf8.ValidString(line) {
+		return "", "", errors.New("request is not UTF-8")
+	}
+	cmd, args, _ = strings.Cut(strings.TrimLeft(line, " "), " ")
+	c, ok := adminCommands[cmd]
+	if !ok {
+		return "", "", fmt.Errorf("unknown command %q (want notice, who, kick or stats)", TruncateUTF8(cmd, 32))
+	}
+	if len(strings.Fields(args)) < c.minArgs {
+		return "", "", fmt.Errorf("usage: %s needs an argument", cmd)
+	}
+	return cmd, args, nil
+}
+
 // adminCommand is one row of the admin table.
 type adminCommand struct {
 	run     func(s *Server, args string, w *bufio.Writer) error
@@ -117,17 +139,11 @@ func (s *Server) HandleAdmin(c net.Conn) {
 // AdminRequest runs one admin request line, writing its data lines to w.
 // The caller writes the final "ok" or "err" line.
 func (s *Server) AdminRequest(line string, w *bufio.Writer) error {
-	if !utf8.ValidString(line) {
-		return errors.New("request is not UTF-8")
+	name, args, err := ParseAdmin(line)
+	if err != nil {
+		return err
 	}
-	name, args, _ := strings.Cut(strings.TrimLeft(line, " "), " ")
-	cmd, ok := adminCommands[name]
-	if !ok {
-		return fmt.Errorf("unknown command %q (want notice, who, kick or stats)", TruncateUTF8(name, 32))
-	}
-	if len(strings.Fields(args)) < cmd.minArgs {
-		return fmt.Errorf("usage: %s needs an argument", name)
-	}
+	cmd := adminCommands[name]
 	select {
 	case <-s.ready: // orders the read of s.reg after Serve's setup
 	default:

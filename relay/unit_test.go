@@ -168,3 +168,47 @@ func FuzzNamesAndText(f *testing.F) {
 		}
 	})
 }
+
+func TestParseAdmin(t *testing.T) {
+	tests := []struct {
+		line, cmd, args string
+		ok              bool
+	}{
+		{"who", "who", "", true},
+		{"  stats", "stats", "", true},
+		{"notice hello  world", "notice", "hello  world", true},
+		{"kick bob spamming links", "kick", "bob spamming links", true},
+		{"notice", "", "", false},
+		{"notice   ", "", "", false},
+		{"kick", "", "", false},
+		{"dance", "", "", false},
+		{"WHO", "", "", false},
+		{"who\xff", "", "", false},
+		{"notice " + strings.Repeat("x", MaxAdminLine), "", "", false},
+	}
+	for _, tt := range tests {
+		cmd, args, err := ParseAdmin(tt.line)
+		if (err == nil) != tt.ok || cmd != tt.cmd || args != tt.args {
+			t.Errorf("ParseAdmin(%.40q) = %q, %q, %v", tt.line, cmd, args, err)
+		}
+	}
+}
+
+func FuzzParseAdmin(f *testing.F) {
+	for _, s := range []string{"who", "stats", "notice hi", "kick bob reason", "kick", "x", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		cmd, args, err := ParseAdmin(line)
+		if err != nil {
+			if cmd != "" || args != "" {
+				t.Fatal("parts returned with an error")
+			}
+			return
+		}
+		c, ok := adminCommands[cmd]
+		if !ok || len(strings.Fields(args)) < c.minArgs || !utf8.ValidString(args) {
+			t.Fatalf("accepted %q as %q %q", line, cmd, args)
+		}
+	})
+}
