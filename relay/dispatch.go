@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // datagram is one received datagram on its way to a handler. buf is owned
@@ -24,6 +25,7 @@ type lane struct {
 	from      netip.AddrPort
 	items     []datagram // guarded by dispatcher.mu
 	spare     []datagram // the previous batch's backing array, reused
+	inflight  int        // datagrams of this lane a worker is handling now
 	scheduled bool       // in ready or held by a worker; guarded by dispatcher.mu
 }
 
@@ -52,7 +54,7 @@ type dispatcher struct {
 	maxWorkers   int
 	work         func() // d.run, bound once so Invoke does not allocate
 
-	mu      sync.Mutex // protects the fields below and every lane's items, spare and scheduled
+	mu      sync.Mutex // protects the fields below and every lane's items, spare, inflight and scheduled
 	lanes   map[netip.AddrPort]*lane
 	ready   []*lane // FIFO of lanes waiting for a worker
 	queued  int     // datagrams in lanes, not yet handled
@@ -97,7 +99,7 @@ func (d *dispatcher) enqueue(g datagram) {
 	if l == nil {
 		l = &lane{from: g.from}
 		d.lanes[g.from] = l
-	} else if len(l.items) >= d.maxPerSender {
+	} else if len(l.items)+l.inflight >= d.maxPerSender {
 		d.mu.Unlock()
 		d.drop(&g, DropSenderQueue)
 		return
@@ -112,9 +114,8 @@ func (d *dispatcher) enqueue(g datagram) {
 	if start {
 		d.workers++
 	}
-	queued := d.queued
+	d.obs.Queued(d.queued) // under mu, so the gauge's updates are in order
 	d.mu.Unlock()
-	d.obs.Queued(queued)
 	if start {
 		d.startWorker()
 	}
@@ -159,9 +160,8 @@ func (d *dispatcher) invokeFailed() {
 		d.ready = d.ready[:0]
 	}
 	d.signalIdleLocked()
-	queued := d.queued
+	d.obs.Queued(d.queued)
 	d.mu.Unlock()
-	d.obs.Queued(queued)
 	for i := range orphans {
 		d.obs.PoolRejected()
 		d.drop(&orphans[i], DropQueueFull)
@@ -177,6 +177,7 @@ func (d *dispatcher) run() {
 		d.ready = d.ready[1:]
 		batch := l.items
 		l.items = l.spare[:0]
+		l.inflight = len(batch)
 		abandon := d.abandon
 		d.mu.Unlock()
 
@@ -191,6 +192,7 @@ func (d *dispatcher) run() {
 
 		d.mu.Lock()
 		d.queued -= len(batch)
+		l.inflight = 0
 		l.spare = batch[:0]
 		if len(l.items) > 0 {
 			d.ready = append(d.ready, l)
@@ -198,10 +200,7 @@ func (d *dispatcher) run() {
 			l.scheduled = false
 			delete(d.lanes, l.from)
 		}
-		queued := d.queued
-		d.mu.Unlock()
-		d.obs.Queued(queued)
-		d.mu.Lock()
+		d.obs.Queued(d.queued)
 	}
 	if len(d.ready) == 0 && cap(d.ready) > 4*d.maxWorkers+64 {
 		d.ready = nil // let a burst's backing array go
@@ -228,9 +227,14 @@ func (d *dispatcher) drop(g *datagram, reason string) {
 	d.release(g)
 }
 
+// abandonGrace bounds how long close waits for workers after its context
+// ended: handlers never block, so they finish well within it, but an
+// executor that accepted a task and never ran it must not hang shutdown.
+const abandonGrace = time.Second
+
 // close refuses new datagrams and waits until the queued ones are handled
 // or ctx ends; after ctx ends, what is left is dropped (counted) rather than
-// handled, and close still waits for the workers to return.
+// handled, and close waits at most abandonGrace more for the workers.
 func (d *dispatcher) close(ctx context.Context) error {
 	d.mu.Lock()
 	d.closed = true
@@ -244,6 +248,9 @@ func (d *dispatcher) close(ctx context.Context) error {
 	d.mu.Lock()
 	d.abandon = true
 	d.mu.Unlock()
-	<-d.idle
+	select {
+	case <-d.idle:
+	case <-time.After(abandonGrace):
+	}
 	return ctx.Err()
 }

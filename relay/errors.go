@@ -53,6 +53,7 @@ const (
 	DropClassicOff   = "classic_off"   // a classic request while --classic off
 	DropUnvalidated  = "unvalidated"   // a v2 hello too small to answer with a retry
 	DropDuplicate    = "duplicate"     // a retransmitted v2 chat, acknowledged again
+	DropRcvbuf       = "rcvbuf"        // dropped by the kernel: the relay's receive buffer was full
 )
 
 // DropReasons lists every drop reason, for pre-initialising metrics.
@@ -60,7 +61,7 @@ var DropReasons = []string{
 	DropEmpty, DropOversize, DropBadUTF8, DropUnknownVerb, DropMalformed,
 	DropNotLoggedIn, DropImpersonate, DropControlChars, DropQueueFull,
 	DropSenderQueue, DropPanic, DropShutdown, DropClassicOff, DropUnvalidated,
-	DropDuplicate,
+	DropDuplicate, DropRcvbuf,
 }
 
 func dropReason(err error) string {

@@ -143,7 +143,9 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 	others := s.reg.Activate(m)
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcastTo(append(others, m), &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
+	// others is a shared snapshot: never append to it in place.
+	to := append(others[:len(others):len(others)], m) // the joiner gets its own join, in room order
+	s.broadcastTo(to, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
 }
 
 func (s *Server) welcome(m *Member) {

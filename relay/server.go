@@ -238,6 +238,7 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 	buf := s.bufs.Get().(*[]byte)
 	defer func() { s.bufs.Put(buf) }()
 	failures := 0
+	var rxDrops uint32 // the kernel's drop count already reported
 	for {
 		n, from, local, err := s.conn.Read(*buf, oob)
 		if err != nil {
@@ -255,6 +256,14 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 			continue
 		}
 		failures = 0
+		if d := s.conn.RxDrops(); d != rxDrops {
+			// The kernel dropped datagrams at our socket (receive buffer
+			// full): they are lost before we ever saw them, but counted.
+			for i := d - rxDrops; i > 0; i-- {
+				s.obs.DatagramDropped(DropRcvbuf)
+			}
+			rxDrops = d
+		}
 		s.obs.DatagramReceived()
 		switch {
 		case n == 0:

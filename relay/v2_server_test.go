@@ -86,6 +86,7 @@ func TestV2LoginChatAndClassicSideBySide(t *testing.T) {
 	rec := newRecorder()
 	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
 	alice := dial(t, r).login("alice") // classic
+	alice.sync("alice")                // her join event is sequenced before bob arrives
 	bob := dialV2(t, r)
 	w := bob.login("Bob")
 	if w.Name != "Bob" || len(w.Token) < 20 || w.Epoch == "" || w.Room != "main" {

@@ -36,6 +36,19 @@ func Start(t testing.TB, opts ...func(*relay.Config)) *Relay {
 // wildcard.
 func StartOn(t testing.TB, listen string, opts ...func(*relay.Config)) *Relay {
 	t.Helper()
+	return start(t, listen, 4<<20, opts)
+}
+
+// StartSmallBuffer is Start with the relay socket's receive buffer set to
+// readBuffer bytes instead of the daemon's 4 MiB, so that a burst overflows
+// it in the kernel.
+func StartSmallBuffer(t testing.TB, readBuffer int, opts ...func(*relay.Config)) *Relay {
+	t.Helper()
+	return start(t, "127.0.0.1:0", readBuffer, opts)
+}
+
+func start(t testing.TB, listen string, readBuffer int, opts []func(*relay.Config)) *Relay {
+	t.Helper()
 	cfg := relay.Config{}
 	for _, o := range opts {
 		o(&cfg)
@@ -52,8 +65,8 @@ func StartOn(t testing.TB, listen string, opts ...func(*relay.Config)) *Relay {
 	if err != nil {
 		t.Fatalf("relaytest: listen: %v", err)
 	}
-	// As the daemon does: bursts become latency, not kernel drops.
-	_ = uc.SetReadBuffer(4 << 20)
+	// As the daemon does (4 MiB): bursts become latency, not kernel drops.
+	_ = uc.SetReadBuffer(readBuffer)
 	_ = uc.SetWriteBuffer(4 << 20)
 	// A short directory: Unix socket paths are limited to about 100 bytes.
 	dir, err := os.MkdirTemp("", "relaytest")

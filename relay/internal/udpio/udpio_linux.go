@@ -3,6 +3,7 @@
 package udpio
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -19,6 +20,8 @@ type Conn struct {
 	raw     syscall.RawConn
 	family  int  // AF_INET or AF_INET6 (dual-stack)
 	pktinfo bool // bound to a wildcard address: track each datagram's destination
+
+	rxDrops uint32 // the kernel's count of datagrams dropped at this socket; reader-owned
 }
 
 type platDest struct {
@@ -37,7 +40,12 @@ func New(uc *net.UDPConn) (*Conn, error) {
 	var serr error
 	err = raw.Control(func(fd uintptr) {
 		c.family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
-		if serr != nil || !c.pktinfo {
+		if serr != nil {
+			return
+		}
+		// Every datagram then carries the count of datagrams the kernel
+		// dropped because the receive buffer was full, so they are counted.
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1); serr != nil || !c.pktinfo {
 			return
 		}
 		// IPv4 datagrams report IP_PKTINFO, also on a dual-stack socket.
@@ -66,30 +74,42 @@ func (c *Conn) Read(b, oob []byte) (n int, from netip.AddrPort, local netip.Addr
 	if err != nil {
 		return n, from, local, err
 	}
-	if c.pktinfo && oobn > 0 {
-		local = parsePktinfo(oob[:oobn])
+	if oobn > 0 {
+		local = c.parseControl(oob[:oobn])
 	}
 	return n, normalize(from), local, nil
 }
 
-func parsePktinfo(oob []byte) netip.Addr {
+// RxDrops returns how many datagrams the kernel has dropped at this socket
+// because its receive buffer was full, as of the last Read. Only the
+// goroutine calling Read may call it.
+func (c *Conn) RxDrops() uint32 { return c.rxDrops }
+
+// parseControl reads the packet info (the local address, returned) and the
+// drop counter from a datagram's control messages.
+func (c *Conn) parseControl(oob []byte) (local netip.Addr) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return netip.Addr{}
 	}
 	for _, m := range msgs {
 		switch {
+		case m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_RXQ_OVFL && len(m.Data) >= 4:
+			c.rxDrops = binary.NativeEndian.Uint32(m.Data[:4])
 		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
 			var a [4]byte
 			copy(a[:], m.Data[4:8]) // ipi_spec_dst: the local address
-			return netip.AddrFrom4(a)
+			local = netip.AddrFrom4(a)
 		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
 			var a [16]byte
 			copy(a[:], m.Data[:16])
-			return netip.AddrFrom16(a).Unmap()
+			local = netip.AddrFrom16(a).Unmap()
 		}
 	}
-	return netip.Addr{}
+	if !c.pktinfo {
+		return netip.Addr{}
+	}
+	return local
 }
 
 // Dest prepares a destination. local is the address the peer sent to (from

@@ -23,6 +23,9 @@ func (c *Conn) Read(b, oob []byte) (n int, from netip.AddrPort, local netip.Addr
 	return n, normalize(from), netip.Addr{}, err
 }
 
+// RxDrops is always 0 here: the kernel's drop count is not available.
+func (c *Conn) RxDrops() uint32 { return 0 }
+
 // Dest prepares a destination.
 func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
 	return Dest{Addr: normalize(to), Local: local}
