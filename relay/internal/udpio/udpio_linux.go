@@ -134,7 +134,21 @@ func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
 
 // Send sends b to d. It never blocks: a full socket buffer returns EAGAIN,
 // which the caller counts like any other send error.
+//
+// With IP_RECVERR on, an ICMP error about one peer is left as the socket's
+// pending error and returned by whatever call comes next, a send to
+// another member included, which then sends nothing. An unconnected UDP
+// socket returns these errnos only that way, so Send tries once more.
 func (c *Conn) Send(b []byte, d *Dest) error {
+	err := c.send(b, d)
+	switch err {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+		err = c.send(b, d)
+	}
+	return err
+}
+
+func (c *Conn) send(b []byte, d *Dest) error {
 	var serr error
 	err := c.raw.Write(func(fd uintptr) bool {
 		serr = unix.Sendmsg(int(fd), b, d.plat.oob, d.plat.sa, unix.MSG_DONTWAIT)

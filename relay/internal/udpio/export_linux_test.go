@@ -1,0 +1,16 @@
+package udpio
+
+import "golang.org/x/sys/unix"
+
+// PeekErrQueue reports whether c has a pending or queued error, without
+// consuming it: poll reports POLLERR and leaves both in place (a
+// MSG_ERRQUEUE read would dequeue even with MSG_PEEK). For tests.
+func PeekErrQueue(c *Conn) bool {
+	var pending bool
+	_ = c.raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd)}}
+		n, err := unix.Poll(fds, 0)
+		pending = err == nil && n == 1 && fds[0].Revents&unix.POLLERR != 0
+	})
+	return pending
+}
