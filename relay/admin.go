@@ -195,6 +195,7 @@ func (s *Server) adminStats(_ string, w *bufio.Writer) error {
 	fmt.Fprintf(w, "send_errors %d\n", st.SendErrors)
 	fmt.Fprintf(w, "panics %d\n", st.Panics)
 	fmt.Fprintf(w, "queued %d\n", st.Queued)
+	fmt.Fprintf(w, "icmp_port_unreachable %d\n", st.ICMPErrors)
 	return nil
 }
 

@@ -30,6 +30,8 @@ var (
 	// ErrOtherName reports a login for a second name from an address that is
 	// already logged in under another name.
 	ErrOtherName = errors.New("relay: address already logged in under another name")
+	// ErrBanned reports a login from an IP banned for too many refusals.
+	ErrBanned = errors.New("relay: too many refused logins")
 )
 
 // ErrTextControl reports chat text that carries a control, bidi override or
@@ -54,6 +56,8 @@ const (
 	DropUnvalidated  = "unvalidated"   // a v2 hello too small to answer with a retry
 	DropDuplicate    = "duplicate"     // a retransmitted v2 chat, acknowledged again
 	DropRcvbuf       = "rcvbuf"        // dropped by the kernel: the relay's receive buffer was full
+	DropFlood        = "flood"         // over its source's or session's rate
+	DropBlocked      = "blocked"       // its source or session is blocked for sustained abuse
 )
 
 // DropReasons lists every drop reason, for pre-initialising metrics.
@@ -61,7 +65,7 @@ var DropReasons = []string{
 	DropEmpty, DropOversize, DropBadUTF8, DropUnknownVerb, DropMalformed,
 	DropNotLoggedIn, DropImpersonate, DropControlChars, DropQueueFull,
 	DropSenderQueue, DropPanic, DropShutdown, DropClassicOff, DropUnvalidated,
-	DropDuplicate, DropRcvbuf,
+	DropDuplicate, DropRcvbuf, DropFlood, DropBlocked,
 }
 
 func dropReason(err error) string {
@@ -88,10 +92,11 @@ const (
 	LoginOtherName      = "other_name"      // address already holds another name
 	LoginResumed        = "resumed"         // a v2 session resumed with its token
 	LoginUnknownSession = "unknown_session" // a resume with an unknown or expired token
+	LoginBanned         = "banned"          // the IP is banned after too many refused logins
 )
 
 // LoginResults lists every login result, for pre-initialising metrics.
-var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession}
+var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned}
 
 // Broadcast kinds: the fixed label set of chatrelay_broadcasts_total.
 const (

@@ -64,6 +64,20 @@ func (s *Server) dispatch(g *datagram) {
 	op.handle(s, g, req, m, now)
 }
 
+// join logs a member in, unless its IP is banned for too many refused
+// logins; a refusal counts towards that ban.
+func (s *Server) join(name, proto, token string, g *datagram, now time.Time) (*Member, bool, error) {
+	ip := g.from.Addr()
+	if s.loginBanned(ip) {
+		return nil, false, ErrBanned
+	}
+	m, repeat, err := s.reg.Join(name, proto, token, g.from, g.local, now)
+	if err != nil {
+		s.loginRefused(ip)
+	}
+	return m, repeat, err
+}
+
 // sameName reports whether name refers to m (by PRECIS compare key).
 func sameName(m *Member, name string) bool {
 	if name == m.Name {
@@ -74,7 +88,7 @@ func sameName(m *Member, name string) bool {
 }
 
 func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time) {
-	m, repeat, err := s.reg.Join(req.Name, ProtoClassic, "", g.from, g.local, now)
+	m, repeat, err := s.join(req.Name, ProtoClassic, "", g, now)
 	if err != nil {
 		reason, result := s.words.refusal(err)
 		s.obs.Login(result)
@@ -94,7 +108,12 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 	s.broadcastTo(others, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
 }
 
-func (s *Server) handleChat(g *datagram, req Request, m *Member, _ time.Time) {
+func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) {
+	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
+		s.floodDrop(v, "session", m.Name)
+		s.throttle(m, v, 0, now)
+		return
+	}
 	if CheckText(req.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
 		s.sendTo([]byte(s.words.refusedControl), m.Dest())
@@ -157,6 +176,7 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 	if m == nil || !s.reg.Leave(m, s.cfg.Now()) {
 		return nil, ErrNoMember
 	}
+	s.flood.ForgetSession(m.Key)
 	if reason == "" {
 		reason = "-"
 	}

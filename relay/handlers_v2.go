@@ -127,7 +127,7 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 		s.replyV2(g, &Frame{T: FrameRefused, Room: f.Room, Code: "room", Reason: s.words.noRoom})
 		return
 	}
-	m, repeat, err := s.reg.Join(f.Name, ProtoV2, newToken(), g.from, g.local, now)
+	m, repeat, err := s.join(f.Name, ProtoV2, newToken(), g, now)
 	if err != nil {
 		reason, result := s.words.refusal(err)
 		s.obs.Login(result)
@@ -178,7 +178,7 @@ func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
 	s.repair(m, f.Last+1, s.room.latest())
 }
 
-func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, _ time.Time) {
+func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 	if f.ID == 0 || f.Text == "" {
 		s.obs.DatagramDropped(DropMalformed)
 		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "malformed", Reason: s.words.malformed})
@@ -187,6 +187,11 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, _ time.Time) {
 	if seq, dup := m.v2.seen(f.ID); dup {
 		s.obs.DatagramDropped(DropDuplicate)
 		s.sendV2(m, &Frame{T: FrameAck, Room: RoomMain, ID: f.ID, Seq: seq})
+		return
+	}
+	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
+		s.floodDrop(v, "session", m.Name)
+		s.throttle(m, v, f.ID, now)
 		return
 	}
 	if CheckText(f.Text) != nil {
@@ -263,6 +268,7 @@ func (s *Server) leave(m *Member, now time.Time, ev *Frame, classic []byte) {
 	if !s.reg.Leave(m, now) {
 		return
 	}
+	s.flood.ForgetSession(m.Key)
 	s.log.Info("left", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto), zap.String("why", ev.T+" "+ev.Reason))
 	kind := KindLeave
 	if ev.T == FrameTimeout {

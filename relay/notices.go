@@ -34,6 +34,8 @@ type wording struct {
 	idleSelf                 string
 	noRoom, unknownSession   string
 	malformed                string
+	throttled                string
+	reasonBanned             string
 
 	reasonInvalid, reasonReserved, reasonTaken, reasonFull, reasonOtherName string
 }
@@ -53,6 +55,8 @@ var wordings = map[Lang]*wording{
 		noRoom:          "no such room",
 		unknownSession:  "unknown or expired session: log in again",
 		malformed:       "malformed frame",
+		throttled:       "message not sent: you are sending too fast",
+		reasonBanned:    "too many refused logins: try again later",
 		reasonInvalid:   "invalid name: use 1-32 letters or digits, no spaces",
 		reasonReserved:  "name reserved",
 		reasonTaken:     "name taken",
@@ -73,6 +77,8 @@ var wordings = map[Lang]*wording{
 		noRoom:          "没有这个聊天室",
 		unknownSession:  "会话不存在或已过期: 请重新登录",
 		malformed:       "格式错误",
+		throttled:       "消息未发送: 发送太快了",
+		reasonBanned:    "登录失败次数过多: 请稍后再试",
 		reasonInvalid:   "用户名无效: 1-32 个字符, 不能有空格",
 		reasonReserved:  "用户名为保留名",
 		reasonTaken:     "用户名已被占用",
@@ -92,6 +98,8 @@ func (w *wording) refusal(err error) (reason, result string) {
 		return w.reasonFull, LoginFull
 	case ErrOtherName:
 		return w.reasonOtherName, LoginOtherName
+	case ErrBanned:
+		return w.reasonBanned, LoginBanned
 	default:
 		return w.reasonInvalid, LoginInvalid
 	}

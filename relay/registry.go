@@ -31,6 +31,9 @@ type Member struct {
 	lastSeen atomic.Int64               // unix nanoseconds of the last datagram from the member
 	active   bool                       // visible to fan-out; guarded by Registry.mu
 	v2       *v2State                   // nil for classic members
+
+	throttledAt atomic.Int64 // unix nanoseconds of the last throttled notice
+	icmp        icmpState    // port-unreachable errors (classic)
 }
 
 // Addr is the member's address.

@@ -7,10 +7,12 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/chatrelay/chatrelay/relay/internal/flood"
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
@@ -61,6 +63,9 @@ type Config struct {
 	// SweepEvery is how often idle and silent members are looked for.
 	// Default 1 s.
 	SweepEvery time.Duration
+	// Flood configures flood control. nil means DefaultFloodSettings() (on);
+	// FloodOff() disables it.
+	Flood *FloodSettings
 	// Executor runs handler tasks. Default: one goroutine per task, which
 	// is still bounded by Workers.
 	Executor Executor
@@ -127,6 +132,13 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Flood == nil {
+		fs := DefaultFloodSettings()
+		c.Flood = &fs
+	}
+	if err := c.Flood.Validate(); err != nil {
+		return fmt.Errorf("relay: flood settings: %w", err)
+	}
 	switch {
 	case c.MaxDatagram < 16 || c.MaxDatagram > 65507:
 		return fmt.Errorf("relay: max datagram %d out of range 16..65507", c.MaxDatagram)
@@ -164,6 +176,8 @@ type Server struct {
 
 	room    *room
 	cookies *cookies
+	flood   *flood.Limiter
+	bg      sync.WaitGroup // evictions started off the reader
 
 	// set once by Serve, read-only afterwards
 	conn  *udpio.Conn
@@ -193,6 +207,7 @@ func New(cfg Config) (*Server, error) {
 		ready:     make(chan struct{}),
 		readDone:  make(chan struct{}),
 		room:      newRoom(RoomMain, cfg.Ring),
+		flood:     flood.New(*cfg.Flood, cfg.Now),
 		cookies:   newCookies(),
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
@@ -217,6 +232,9 @@ func (s *Server) Serve(uc *net.UDPConn) error {
 		return err
 	}
 	s.conn = conn
+	if err := conn.EnableRecvErr(); err != nil {
+		s.log.Warn("cannot receive ICMP errors: classic clients whose port is gone stay until --classic-idle", zap.Error(err))
+	}
 	s.reg = NewRegistry(RegistryLimits{
 		MaxMembers:         s.cfg.MaxMembers,
 		MaxPerIP:           max(s.cfg.MaxPerIP, 0),
@@ -244,6 +262,11 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
+			}
+			if isICMPError(err) {
+				// A queued ICMP error surfaces here first: read the queue.
+				s.drainICMP()
+				continue
 			}
 			// Errors such as a queued ICMP error are counted, never fatal.
 			// A socket that fails on every read would spin: back off.
@@ -273,6 +296,10 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 			s.obs.DatagramDropped(DropOversize)
 			continue
 		}
+		if v := s.flood.AllowDatagram(from); !v.Allowed() {
+			s.floodDrop(v, "source", from.String())
+			continue
+		}
 		s.disp.enqueue(datagram{buf: buf, n: n, from: from, local: local})
 		buf = s.bufs.Get().(*[]byte)
 	}
@@ -298,6 +325,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-s.readDone
 	close(s.stopSweep)
 	<-s.sweepDone
+	s.bg.Wait()
 	err := s.disp.close(ctx)
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
@@ -314,6 +342,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("relay server stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
 	return err
+}
+
+// isICMPError reports a read error that is an ICMP error the kernel queued
+// for the socket (IP_RECVERR), not a failure of the socket.
+func isICMPError(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
 }
 
 // Ready is closed once Serve has set up and is reading (or has failed).
@@ -423,6 +458,7 @@ func (s *Server) sweeper() {
 			return
 		case <-t.C:
 		}
+		s.drainICMP()
 		now := s.cfg.Now()
 		for _, m := range s.reg.Members() {
 			limit := s.cfg.ClassicIdle
@@ -442,6 +478,7 @@ func (s *Server) evict(m *Member, now time.Time) {
 	if !s.reg.Leave(m, now) {
 		return
 	}
+	s.flood.ForgetSession(m.Key)
 	s.log.Info("evicted", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto),
 		zap.Duration("silent", now.Sub(m.LastSeen())))
 	if m.Proto == ProtoClassic {

@@ -18,6 +18,7 @@ type Stats struct {
 	SendErrors        uint64
 	Panics            uint64
 	Queued            int64
+	ICMPErrors        uint64 // port-unreachable errors about members' addresses
 }
 
 // counting tees every count to the configured Observer and keeps the few
@@ -27,6 +28,7 @@ type counting struct {
 
 	received, dropped, logins, broadcasts, deliveries, sendErrors, panics atomic.Uint64
 	queued                                                                atomic.Int64
+	icmpErrors                                                            atomic.Uint64
 }
 
 func (c *counting) DatagramReceived() { c.received.Add(1); c.next.DatagramReceived() }
@@ -65,5 +67,6 @@ func (c *counting) snapshot() Stats {
 		SendErrors:        c.sendErrors.Load(),
 		Panics:            c.panics.Load(),
 		Queued:            c.queued.Load(),
+		ICMPErrors:        c.icmpErrors.Load(),
 	}
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -216,4 +217,34 @@ func FuzzParseAdmin(f *testing.F) {
 			t.Fatalf("accepted %q as %q %q", line, cmd, args)
 		}
 	})
+}
+
+func TestICMPStrikes(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	var st icmpState
+	seen := at(0)
+	for _, c := range []struct {
+		now   int
+		spoke bool // the member sent something just before this error
+		evict bool
+	}{
+		{now: 1}, {now: 5}, {now: 9}, // 3 errors in 8 s: not yet
+		{now: 12, evict: true}, // 11 s after the first
+	} {
+		if c.spoke {
+			seen = at(c.now)
+		}
+		if got := st.strike(seen, at(c.now)); got != c.evict {
+			t.Fatalf("strike at %ds = %v, want %v", c.now, got, c.evict)
+		}
+	}
+	// Forged errors while the member keeps talking never add up.
+	st = icmpState{}
+	for s := 0; s < 100; s += 6 {
+		seen = at(s)
+		if st.strike(seen, at(s+1)) {
+			t.Fatalf("evicted at %ds although the member spoke at %ds", s+1, s)
+		}
+	}
 }

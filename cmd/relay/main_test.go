@@ -47,6 +47,19 @@ func TestParseFlags(t *testing.T) {
 				return o.Lang == "zh" && o.MaxMembers == 5 && o.Workers == 32 && o.Queue == 100 && o.MaxDatagram == 2048
 			}, ""},
 		{"json logs", []string{"--log-format=json", "--log-level=debug"}, func(o Options) bool { return o.LogFormat == "json" && o.LogLevel == "debug" }, ""},
+		{"flood off for a benchmark", []string{"--flood", "off", "--limit-exempt", ""}, func(o Options) bool {
+			fs, err := o.floodSettings()
+			return err == nil && !fs.Enabled && len(fs.Exempt) == 0
+		}, ""},
+		{"flood defaults", nil, func(o Options) bool {
+			fs, err := o.floodSettings()
+			return err == nil && fs.Enabled && fs.ChatBurst == 50 && len(fs.Exempt) == 2
+		}, ""},
+		{"classic off", []string{"--classic", "off", "--v2-timeout", "30s"}, func(o Options) bool { return o.Classic == "off" && o.V2Timeout == 30*time.Second }, ""},
+		{"bad flood", []string{"--flood", "maybe"}, nil, "--flood"},
+		{"bad exempt prefix", []string{"--limit-exempt", "10.0.0.0/33"}, nil, "--limit-exempt"},
+		{"bad classic", []string{"--classic", "yes"}, nil, "--classic"},
+		{"backlog beyond ring", []string{"--ring", "32", "--backlog", "64"}, nil, "--backlog"},
 		{"bad lang", []string{"--lang", "fr"}, nil, "--lang"},
 		{"bad level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"bad format", []string{"--log-format", "xml"}, nil, "--log-format"},

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"net/netip"
+	"strings"
+
 	"errors"
 	"flag"
 	"fmt"
+	"golang.org/x/time/rate"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,6 +40,12 @@ type Options struct {
 	Ring          int           // recent events kept for repair
 	Backlog       int           // events a joining v2 member receives as history
 	SendBudget    int           // bytes per v2 datagram when packing frames
+	Flood         string        // on or off
+	ChatRate      float64       // chats per second per session
+	ChatBurst     int           // chats at once per session
+	DatagramRate  float64       // datagrams per second per source IP:port
+	DatagramBurst int           // datagrams at once per source
+	LimitExempt   string        // comma-separated prefixes exempt from login bans
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
@@ -72,6 +82,12 @@ func defaultOptions() Options {
 		Ring:          4096,
 		Backlog:       20,
 		SendBudget:    1200,
+		Flood:         "on",
+		ChatRate:      float64(relay.DefaultFloodSettings().ChatRate),
+		ChatBurst:     relay.DefaultFloodSettings().ChatBurst,
+		DatagramRate:  float64(relay.DefaultFloodSettings().DatagramRate),
+		DatagramBurst: relay.DefaultFloodSettings().DatagramBurst,
+		LimitExempt:   "127.0.0.0/8,::1/128",
 	}
 }
 
@@ -102,6 +118,12 @@ func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, e
 	fs.DurationVar(&o.ClassicIdle, "classic-idle", o.ClassicIdle, "evict a classic member idle for longer (classic clients cannot heartbeat)")
 	fs.IntVar(&o.Ring, "ring", o.Ring, "recent events kept for v2 repair")
 	fs.IntVar(&o.Backlog, "backlog", o.Backlog, "recent events a joining v2 member receives as history (0: none)")
+	fs.StringVar(&o.Flood, "flood", o.Flood, "flood control: on, or off for benchmarks, load tools and trusted networks")
+	fs.Float64Var(&o.ChatRate, "flood-chat-rate", o.ChatRate, "chats per second a session may sustain")
+	fs.IntVar(&o.ChatBurst, "flood-chat-burst", o.ChatBurst, "chats a session may send at once")
+	fs.Float64Var(&o.DatagramRate, "flood-datagram-rate", o.DatagramRate, "datagrams per second one source IP:port may sustain")
+	fs.IntVar(&o.DatagramBurst, "flood-datagram-burst", o.DatagramBurst, "datagrams one source IP:port may send at once")
+	fs.StringVar(&o.LimitExempt, "limit-exempt", o.LimitExempt, "comma-separated `prefixes` never banned for refused logins (empty: none)")
 	fs.IntVar(&o.SendBudget, "send-budget", o.SendBudget, "largest v2 datagram, in `bytes`, when packing several frames")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage:
@@ -153,6 +175,12 @@ func (o Options) validate() error {
 	case o.SendBudget < 512 || o.SendBudget > 65507:
 		return fmt.Errorf("--send-budget %d: must be between 512 and 65507", o.SendBudget)
 	}
+	if o.Flood != "on" && o.Flood != "off" {
+		return fmt.Errorf("--flood %q: want on or off", o.Flood)
+	}
+	if _, err := o.floodSettings(); err != nil {
+		return err
+	}
 	if _, err := relay.ParseLang(o.Lang); err != nil {
 		return fmt.Errorf("--lang %q: want en or zh", o.Lang)
 	}
@@ -160,4 +188,30 @@ func (o Options) validate() error {
 		return err
 	}
 	return nil
+}
+
+// floodSettings turns the --flood flags into relay settings.
+func (o Options) floodSettings() (relay.FloodSettings, error) {
+	fs := relay.DefaultFloodSettings()
+	fs.Enabled = o.Flood == "on"
+	fs.ChatRate, fs.ChatBurst = rate.Limit(o.ChatRate), o.ChatBurst
+	fs.DatagramRate, fs.DatagramBurst = rate.Limit(o.DatagramRate), o.DatagramBurst
+	fs.Exempt = []netip.Prefix{}
+	for _, p := range strings.Split(o.LimitExempt, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fs, fmt.Errorf("--limit-exempt %q: %v", p, err)
+		}
+		fs.Exempt = append(fs.Exempt, pfx)
+	}
+	if o.ChatRate <= 0 || o.ChatBurst < 1 || o.DatagramRate <= 0 || o.DatagramBurst < 1 {
+		return fs, errors.New("--flood-*-rate must be positive and --flood-*-burst at least 1")
+	}
+	if err := fs.Validate(); err != nil {
+		return fs, fmt.Errorf("flood settings: %w", err)
+	}
+	return fs, nil
 }

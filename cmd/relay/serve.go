@@ -31,6 +31,10 @@ type listeners struct {
 // removed. Errors opening anything come back before the relay serves.
 func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listeners)) error {
 	lang, _ := relay.ParseLang(o.Lang)
+	floodSettings, err := o.floodSettings()
+	if err != nil {
+		return err
+	}
 
 	// Open everything that can fail first, so a taken port or an unusable
 	// path is one clear error and nothing is left half-started.
@@ -114,6 +118,7 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 		Ring:               o.Ring,
 		Backlog:            backlog(o.Backlog),
 		SendBudget:         o.SendBudget,
+		Flood:              &floodSettings,
 		Executor:           workers,
 		Observer:           obs,
 		Logger:             log,

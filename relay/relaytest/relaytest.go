@@ -25,7 +25,8 @@ type Relay struct {
 }
 
 // Start starts a relay with English wording and the defaults of
-// relay.Config, changed by opts, and stops it when the test ends.
+// relay.Config (except flood control, off), changed by opts, and stops it
+// when the test ends.
 func Start(t testing.TB, opts ...func(*relay.Config)) *Relay {
 	t.Helper()
 	return StartOn(t, "127.0.0.1:0", opts...)
@@ -49,7 +50,9 @@ func StartSmallBuffer(t testing.TB, readBuffer int, opts ...func(*relay.Config))
 
 func start(t testing.TB, listen string, readBuffer int, opts []func(*relay.Config)) *Relay {
 	t.Helper()
-	cfg := relay.Config{}
+	// Flood control is off unless a test turns it on: tests, like load
+	// tools, send faster than people type.
+	cfg := relay.Config{Flood: relay.FloodOff()}
 	for _, o := range opts {
 		o(&cfg)
 	}
