@@ -48,18 +48,17 @@ func StartSmallBuffer(t testing.TB, readBuffer int, opts ...func(*relay.Config))
 	return start(t, "127.0.0.1:0", readBuffer, opts)
 }
 
+// StartConn is Start on a socket the test made, e.g. inside a network
+// namespace (see Netns.Do). The relay owns uc from now on.
+func StartConn(t testing.TB, uc *net.UDPConn, opts ...func(*relay.Config)) *Relay {
+	t.Helper()
+	_ = uc.SetReadBuffer(4 << 20)
+	_ = uc.SetWriteBuffer(4 << 20)
+	return startOn(t, uc, opts)
+}
+
 func start(t testing.TB, listen string, readBuffer int, opts []func(*relay.Config)) *Relay {
 	t.Helper()
-	// Flood control is off unless a test turns it on: tests, like load
-	// tools, send faster than people type.
-	cfg := relay.Config{Flood: relay.FloodOff()}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	srv, err := relay.New(cfg)
-	if err != nil {
-		t.Fatalf("relaytest: %v", err)
-	}
 	ua, err := net.ResolveUDPAddr("udp", listen)
 	if err != nil {
 		t.Fatalf("relaytest: %v", err)
@@ -71,6 +70,22 @@ func start(t testing.TB, listen string, readBuffer int, opts []func(*relay.Confi
 	// As the daemon does (4 MiB): bursts become latency, not kernel drops.
 	_ = uc.SetReadBuffer(readBuffer)
 	_ = uc.SetWriteBuffer(4 << 20)
+	return startOn(t, uc, opts)
+}
+
+func startOn(t testing.TB, uc *net.UDPConn, opts []func(*relay.Config)) *Relay {
+	t.Helper()
+	// Flood control is off unless a test turns it on: tests, like load
+	// tools, send faster than people type.
+	cfg := relay.Config{Flood: relay.FloodOff()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := relay.New(cfg)
+	if err != nil {
+		uc.Close()
+		t.Fatalf("relaytest: %v", err)
+	}
 	// A short directory: Unix socket paths are limited to about 100 bytes.
 	dir, err := os.MkdirTemp("", "relaytest")
 	if err != nil {
