@@ -4,32 +4,55 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 )
 
-// v2State is a v2 session's memory of the client message ids it has seen,
-// so that a retransmitted chat is acknowledged, never broadcast twice.
+// v2State is a v2 session's memory of the client message ids it has
+// broadcast, so that a retransmitted chat is acknowledged, never broadcast
+// twice. Ids run 1, 2, 3… but arrive in any order (a lost one is
+// retransmitted while later ones go through), so the memory is a floor
+// (every id up to it was broadcast) plus the ids above it, as TCP keeps
+// its receive window.
 type v2State struct {
-	mu          sync.Mutex // protects the fields below
-	ids         map[uint64]uint64
-	order       [v2IDMemory]uint64 // ring of remembered ids, oldest evicted
-	pos         int
-	throttledAt time.Time // last throttled frame sent, at most one per second
+	mu    sync.Mutex          // protects the fields below
+	floor uint64              // every id <= floor was broadcast
+	above map[uint64]struct{} // ids > floor that were broadcast
+	seqs  map[uint64]uint64   // recent ids' seqs, for acks
+	order [v2SeqMemory]uint64 // ring of the ids in seqs, oldest evicted
+	pos   int
+
+	base atomic.Uint64 // the room seq the session began at (its welcome's)
 }
 
-// v2IDMemory is how many recent message ids a session remembers.
-const v2IDMemory = 1024
+const (
+	// v2SeqMemory is how many recent ids' seqs a session remembers; an
+	// older duplicate is acknowledged without its seq.
+	v2SeqMemory = 1024
+	// v2MaxAbove bounds the ids kept above the floor. A hole (an id that
+	// never arrived) keeps them from folding into the floor; a client
+	// retransmits it every 2 s at most, so this is never reached in
+	// practice. If it is, the oldest are forgotten: a very late copy of one
+	// would be broadcast again rather than a message lost.
+	v2MaxAbove = 8192
+)
 
-func newV2State() *v2State { return &v2State{ids: make(map[uint64]uint64)} }
+func newV2State() *v2State {
+	return &v2State{above: make(map[uint64]struct{}), seqs: make(map[uint64]uint64)}
+}
 
-// seen returns the seq a message id was broadcast as, if it was.
+// seen reports whether id was broadcast, and as which seq if that is still
+// remembered (0 otherwise).
 func (v *v2State) seen(id uint64) (uint64, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	seq, ok := v.ids[id]
-	return seq, ok
+	_, above := v.above[id]
+	if id > v.floor && !above {
+		return 0, false
+	}
+	return v.seqs[id], true
 }
 
 // remember records that id was broadcast as seq.
@@ -37,11 +60,31 @@ func (v *v2State) remember(id, seq uint64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if old := v.order[v.pos]; old != 0 {
-		delete(v.ids, old)
+		delete(v.seqs, old)
 	}
 	v.order[v.pos] = id
-	v.pos = (v.pos + 1) % v2IDMemory
-	v.ids[id] = seq
+	v.pos = (v.pos + 1) % v2SeqMemory
+	v.seqs[id] = seq
+	if id <= v.floor {
+		return
+	}
+	v.above[id] = struct{}{}
+	for {
+		if _, ok := v.above[v.floor+1]; !ok {
+			break
+		}
+		delete(v.above, v.floor+1)
+		v.floor++
+	}
+	if len(v.above) > v2MaxAbove {
+		oldest := uint64(0)
+		for a := range v.above {
+			if oldest == 0 || a < oldest {
+				oldest = a
+			}
+		}
+		delete(v.above, oldest)
+	}
 }
 
 // minV2Request is the padding the spec asks clients for: a retry must not
@@ -134,12 +177,20 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
 		return
 	}
-	s.welcome(m)
 	if repeat {
+		// The welcome was lost: the same welcome again (the seq at which
+		// the session began, so the client repairs what came after) and
+		// the same backlog.
 		s.obs.Login(LoginRepeat)
+		base := m.v2.base.Load()
+		s.welcome(m, base)
+		s.sendBatch(m, s.room.backlog(s.cfg.Backlog, base))
 		return
 	}
-	s.sendBatch(m, s.room.backlog(s.cfg.Backlog))
+	base := s.room.latest()
+	m.v2.base.Store(base)
+	s.welcome(m, base)
+	s.sendBatch(m, s.room.backlog(s.cfg.Backlog, base))
 	others := s.reg.Activate(m)
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
@@ -148,8 +199,9 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 	s.broadcastTo(to, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
 }
 
-func (s *Server) welcome(m *Member) {
-	s.sendV2(m, &Frame{T: FrameWelcome, Room: s.room.name, Name: m.Name, Token: m.Token, Epoch: s.room.epoch, Seq: s.room.latest()})
+// welcome tells m it is in, as of room event seq.
+func (s *Server) welcome(m *Member, seq uint64) {
+	s.sendV2(m, &Frame{T: FrameWelcome, Room: s.room.name, Name: m.Name, Token: m.Token, Epoch: s.room.epoch, Seq: seq})
 }
 
 func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
@@ -174,8 +226,9 @@ func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
 	if from != g.from {
 		s.log.Info("session resumed", zap.String("name", m.Name), zap.Stringer("from", from), zap.Stringer("to", g.from))
 	}
-	s.welcome(m)
-	s.repair(m, f.Last+1, s.room.latest())
+	latest := s.room.latest()
+	s.welcome(m, latest)
+	s.repair(m, f.Last+1, latest)
 }
 
 func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
@@ -212,14 +265,21 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 func (s *Server) v2Ping(_ *datagram, f *Frame, m *Member, _ time.Time) {
 	latest := s.room.latest()
 	if f.Last < latest {
-		// Tail loss: resend what the client lacks, a bounded amount per ping.
-		s.repair(m, f.Last+1, min(latest, f.Last+maxRepair))
+		// Tail loss: resend what the client lacks after its last, a little
+		// per ping. A client with a gap further back also holds later
+		// events, so resending all would repeat them every heartbeat; it
+		// asks for its gaps with repair.
+		s.repair(m, f.Last+1, min(latest, f.Last+maxPingRepair))
 	}
 	s.sendV2(m, &Frame{T: FramePong, Room: s.room.name, Seq: latest, Epoch: s.room.epoch})
 }
 
-// maxRepair bounds the events one repair request or ping is answered with.
-const maxRepair = 1024
+// maxRepair bounds the events one repair request is answered with;
+// maxPingRepair those a heartbeat is.
+const (
+	maxRepair     = 1024
+	maxPingRepair = 64
+)
 
 func (s *Server) v2Repair(_ *datagram, f *Frame, m *Member, _ time.Time) {
 	if f.FromSeq == 0 || f.ToSeq < f.FromSeq {

@@ -87,17 +87,18 @@ func (r *room) span(from, to uint64) (lines [][]byte, lostFrom, lostTo uint64) {
 	return lines, lostFrom, lostTo
 }
 
-// backlog returns up to n of the latest events, oldest first, marked as
+// backlog returns up to n events up to seq upto, oldest first, marked as
 // history (encoded anew: the history flag makes them different bytes).
-func (r *room) backlog(n int) [][]byte {
+func (r *room) backlog(n int, upto uint64) [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	upto = min(upto, r.seq)
 	from := r.oldestLocked()
-	if r.seq >= uint64(n) && r.seq-uint64(n)+1 > from {
-		from = r.seq - uint64(n) + 1
+	if upto >= uint64(n) && upto-uint64(n)+1 > from {
+		from = upto - uint64(n) + 1
 	}
 	var lines [][]byte
-	for seq := from; seq <= r.seq && n > 0; seq++ {
+	for seq := from; seq <= upto && n > 0; seq++ {
 		f := r.ring[seq%uint64(len(r.ring))].frame
 		f.History = true
 		lines = append(lines, AppendFrame(nil, &f))

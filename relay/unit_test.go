@@ -248,3 +248,30 @@ func TestICMPStrikes(t *testing.T) {
 		}
 	}
 }
+
+func TestV2IDMemory(t *testing.T) {
+	v := newV2State()
+	// Ids arrive out of order, with a hole at 5 that stays open for long.
+	for id := uint64(1); id <= 3*v2SeqMemory; id++ {
+		if id != 5 {
+			v.remember(id, id+100)
+		}
+	}
+	if seq, dup := v.seen(3 * v2SeqMemory); !dup || seq != 3*v2SeqMemory+100 {
+		t.Fatalf("recent id: seq %d dup %v", seq, dup)
+	}
+	if _, dup := v.seen(5); dup {
+		t.Fatal("the hole, arriving late, taken for a duplicate: it would be lost")
+	}
+	// Old ids are still known as broadcast, their seq forgotten.
+	if seq, dup := v.seen(7); !dup || seq != 0 {
+		t.Fatalf("old id: seq %d dup %v", seq, dup)
+	}
+	v.remember(5, 9999)
+	if v.floor != 3*v2SeqMemory || len(v.above) != 0 {
+		t.Fatalf("floor %d, %d above", v.floor, len(v.above))
+	}
+	if _, dup := v.seen(3*v2SeqMemory + 1); dup {
+		t.Fatal("a new id taken for a duplicate")
+	}
+}

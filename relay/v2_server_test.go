@@ -328,3 +328,36 @@ func TestShutdownTellsV2ToReconnect(t *testing.T) {
 		t.Fatalf("restart %+v", f)
 	}
 }
+
+// A lost welcome makes the client send its hello again: the answer is the
+// same welcome (the seq the session began at, so it repairs what came
+// after, its own join included) and the same backlog, not a second join.
+func TestV2RepeatedHelloGetsTheSameWelcome(t *testing.T) {
+	r := relaytest.Start(t)
+	alice := dial(t, r).login("alice")
+	alice.sync("alice")
+	bob := dialV2(t, r)
+	pad := strings.Repeat("p", 256)
+	bob.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "bob", Pad: pad})
+	retry := bob.expectT(relay.FrameRetry)
+	hello := &relay.Frame{T: relay.FrameHello, Room: "main", Name: "bob", Cookie: retry.Cookie}
+	bob.sendFrames(hello)
+	w1 := bob.expectT(relay.FrameWelcome)
+	bob.name = w1.Name
+	bob.settle() // alice's join as history, then bob's own join
+	alice.expect("bob joined the chat room")
+	alice.send("C alice after bob came")
+	if f := bob.expectT(relay.FrameChat); f.Text != "after bob came" {
+		t.Fatalf("got %+v", f)
+	}
+
+	bob.sendFrames(hello) // as if the first welcome was lost
+	w2 := bob.expectT(relay.FrameWelcome)
+	if w2.Seq != w1.Seq || w2.Token != w1.Token {
+		t.Fatalf("second welcome %+v, first %+v", w2, w1)
+	}
+	if h := bob.expectT(relay.FrameJoin); !h.History || h.From != "alice" || h.Seq != w1.Seq {
+		t.Fatalf("backlog %+v", h)
+	}
+	alice.sync("alice") // and no second join notice
+}
