@@ -1,0 +1,22 @@
+// Package client is a client of the relay's extended protocol, v2 (see
+// docs/PROTOCOL.md, second half): address validation with a padded hello
+// and a cookie, sessions that resume with their token after an address
+// change, gap-free ordered delivery with repair, acknowledged sends with
+// retransmission, heartbeats, and re-login after a relay restart.
+//
+// A Client is one session. Dial logs in; Send queues a chat message, which
+// is retransmitted with backoff until the relay echoes it (or acks a
+// duplicate); Events delivers what happens in the room in room order, each
+// seq exactly once, together with the client's own state changes; Close
+// quits.
+//
+// # Goroutines and ownership
+//
+// A Client runs one loop goroutine that owns all protocol state (the
+// sequencer, the outbox, timers and the socket), and one reader goroutine
+// per socket that hands datagrams to the loop. The API methods talk to the
+// loop through channels, so no protocol state is locked. Events are queued
+// inside the loop without bound and handed to the Events channel as the
+// consumer reads: the loop never blocks on a slow consumer, so memory grows
+// with what the relay sends while nobody reads. Close ends every goroutine.
+package client
