@@ -1,5 +1,8 @@
-// Command chatcli is a chat client for a relay speaking the classic chatrelay
-// UDP protocol (`L name`, `C name text`, `Q name`).
+// Command chatcli is a chat client for a chatrelay relay: it speaks the
+// extended protocol v2 (ordered, gap-free, acknowledged; see
+// docs/PROTOCOL.md and package relay/client) and falls back to the classic
+// UDP protocol (`L name`, `C name text`, `Q name`) for relays that do not
+// answer v2.
 //
 // On a terminal it runs a full-screen chat (bubbletea): received lines scroll
 // above, the line editor sits at the bottom. When stdin is not a terminal it
@@ -25,10 +28,17 @@ import (
 // defaultAddr is the relay address used when none is given.
 const defaultAddr = "127.0.0.1:9999"
 
-const usageText = `Usage: chatcli [--name NAME] [HOST:PORT]
+const usageText = `Usage: chatcli [--name NAME] [--proto auto|v2|classic] [--json] [HOST:PORT]
 
-Chat through a chatrelay relay (classic UDP protocol) at HOST:PORT
-(default ` + defaultAddr + `).
+Chat through a chatrelay relay at HOST:PORT (default ` + defaultAddr + `).
+
+Protocol (--proto): v2 is the extended protocol: messages arrive in the
+room's order, each once, lost ones are repaired, sends are retransmitted
+until the relay confirms them, and the session survives address changes and
+relay restarts (it logs in again by itself). classic is the old text
+protocol. auto (the default) tries v2 and falls back to classic only after
+6 hellos over more than 3 s got no answer at all (a classic-only relay
+ignores v2, and loss looks the same, so auto waits that long).
 
 Terminal mode (stdin and stdout are terminals): a full-screen chat. Without
 --name it asks for a name; a refused name shows the relay's reason and asks
@@ -40,8 +50,27 @@ received message is printed as one line. Without --name the first input line
 is the name; if the relay refuses it, the reason goes to stderr and the next
 line is tried as the name. With --name a refused name prints the reason to
 stderr and exits 1, since there is nobody to ask. A "quit" or "/quit" line,
-or the end of input, leaves the chat. Lines longer than one datagram are sent
-as several messages.
+or the end of input, leaves the chat (v2: after the relay confirmed every
+message). Lines longer than one datagram are sent as several messages.
+With v2 the output shows the other members' messages, joins, leaves and
+notices in room order, backlog included; your own messages are not printed;
+missed messages print a "* ..." line; reconnections are reported on stderr.
+
+--json (script mode): one JSON object per line per event, "type" one of
+chat, join, leave, notice, timeout, missed, throttled, error. A chat is
+exactly {"type":"chat","from":NAME,"text":TEXT,"seq":N}, your own included;
+join, leave and timeout carry "from" and "seq" (leave a "reason" for a
+kick), notice "text" and "seq", missed "from_seq", "to_seq" and "count",
+throttled "retry_ms", error "code" and "reason". Backlog events add
+"history":true. No seq is printed twice within one relay run; after a relay
+restart (reported on stderr) seqs start again. With the classic protocol,
+lines are mapped best effort from the English wording and carry no seq:
+"X says: T" is a chat, "X joined the chat room" a join, "X left the chat
+room" and "X was removed by the administrator: R" a leave, "X timed out" a
+timeout, anything else a notice whose text is the whole line.
+
+In the terminal, /who lists the room (v2 only), and the status line shows
+reconnections.
 
 Exit status: 0 after leaving the chat; 1 if the relay does not answer, refuses
 the login (script mode), is unreachable, or ends the session itself; 2 for a
@@ -50,10 +79,19 @@ usage error.
 Flags:
 `
 
+// Protocols for --proto.
+const (
+	protoAuto    = "auto"    // v2, falling back to classic when hellos go unanswered
+	protoV2      = "v2"      // the extended protocol only
+	protoClassic = "classic" // the classic text protocol only
+)
+
 // options holds the parsed command line.
 type options struct {
-	Name string // --name: the chat name; empty means ask (terminal) or read the first line (script)
-	Addr string // the relay's HOST:PORT; defaultAddr when not given
+	Name  string // --name: the chat name; empty means ask (terminal) or read the first line (script)
+	Addr  string // the relay's HOST:PORT; defaultAddr when not given
+	Proto string // --proto: protoAuto, protoV2 or protoClassic
+	JSON  bool   // --json: script mode prints one JSON object per event
 }
 
 // parseFlags fills options from args through fs, which the caller owns, so
@@ -61,8 +99,15 @@ type options struct {
 func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	o := options{Addr: defaultAddr}
 	fs.StringVar(&o.Name, "name", "", "chat name (asked for, or read from the first input line, when not given)")
+	fs.StringVar(&o.Proto, "proto", protoAuto, "protocol: auto (v2, or classic if the relay does not answer v2), v2 or classic")
+	fs.BoolVar(&o.JSON, "json", false, "script mode: print one JSON object per event (see above)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	switch o.Proto {
+	case protoAuto, protoV2, protoClassic:
+	default:
+		return o, usageError{fmt.Sprintf("bad --proto %q: want auto, v2 or classic", o.Proto)}
 	}
 	switch fs.NArg() {
 	case 0:
@@ -121,6 +166,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 
+	if o.Proto != protoClassic {
+		if tui {
+			return runTUIv2(ctx, o, stdin, stdout, stderr)
+		}
+		return runScriptV2(ctx, o, stdin, stdout, stderr)
+	}
 	s, err := dial(o.Addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "chatcli: %v\n", err)

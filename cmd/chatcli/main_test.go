@@ -216,10 +216,13 @@ func TestParseFlags(t *testing.T) {
 		want    options
 		wantErr bool
 	}{
-		{args: nil, want: options{Addr: defaultAddr}},
-		{args: []string{"--name", "张三"}, want: options{Name: "张三", Addr: defaultAddr}},
-		{args: []string{"-name=bob", "example.org:7000"}, want: options{Name: "bob", Addr: "example.org:7000"}},
-		{args: []string{"[::1]:9999"}, want: options{Addr: "[::1]:9999"}},
+		{args: nil, want: options{Addr: defaultAddr, Proto: protoAuto}},
+		{args: []string{"--name", "张三"}, want: options{Name: "张三", Addr: defaultAddr, Proto: protoAuto}},
+		{args: []string{"-name=bob", "example.org:7000"}, want: options{Name: "bob", Addr: "example.org:7000", Proto: protoAuto}},
+		{args: []string{"[::1]:9999"}, want: options{Addr: "[::1]:9999", Proto: protoAuto}},
+		{args: []string{"--proto", "classic", "--json"}, want: options{Addr: defaultAddr, Proto: protoClassic, JSON: true}},
+		{args: []string{"--proto=v2"}, want: options{Addr: defaultAddr, Proto: protoV2}},
+		{args: []string{"--proto", "v3"}, wantErr: true},
 		{args: []string{"a:1", "b:2"}, wantErr: true},
 		{args: []string{"nohost"}, wantErr: true},
 		{args: []string{"host:0"}, wantErr: true},

@@ -17,18 +17,31 @@ import (
 // with an error instead of growing the buffer without limit.
 const maxInputLine = 1 << 20
 
-// runScript is script mode: stdin lines out, datagrams in, one line each.
+// runScript is script mode with the classic protocol: stdin lines out,
+// datagrams in, one line each.
 func runScript(ctx context.Context, o options, s *session, stdin io.Reader, stdout, stderr io.Writer) int {
 	lr := newLineReader(stdin)
 	defer lr.stop()
+	return runScriptClassic(ctx, o, s, lr, "", stdout, stderr)
+}
 
-	if code, ok := scriptLogin(ctx, o, s, lr, stderr); !ok {
+// runScriptClassic is runScript on a running line reader; first, when not
+// empty, is a name read from input already, tried before the next lines.
+func runScriptClassic(ctx context.Context, o options, s *session, lr *lineReader, first string, stdout, stderr io.Writer) int {
+	if code, ok := scriptLogin(ctx, o, s, lr, first, stderr); !ok {
 		return code
+	}
+	show := func(line string) {
+		if o.JSON {
+			writeLine(stdout, classicJSON(line))
+			return
+		}
+		writeLine(stdout, line)
 	}
 
 	// leave sends Q, printing what arrives meanwhile, and returns code.
 	leave := func(code int) int {
-		s.quit(func(line string) { writeLine(stdout, line) })
+		s.quit(show)
 		return code
 	}
 	for {
@@ -57,7 +70,7 @@ func runScript(ctx context.Context, o options, s *session, stdin io.Reader, stdo
 		case p := <-s.in:
 			switch kind, line := s.classify(p); kind {
 			case recvLine:
-				writeLine(stdout, line)
+				show(line)
 			case recvExit:
 				fmt.Fprintln(stderr, s.describe(errEnded))
 				return 1
@@ -70,8 +83,9 @@ func runScript(ctx context.Context, o options, s *session, stdin io.Reader, stdo
 }
 
 // scriptLogin logs in with --name, or with the first input line that the
-// relay accepts. ok is false when run must return code.
-func scriptLogin(ctx context.Context, o options, s *session, lr *lineReader, stderr io.Writer) (code int, ok bool) {
+// relay accepts, starting with first if not empty. ok is false when run
+// must return code.
+func scriptLogin(ctx context.Context, o options, s *session, lr *lineReader, first string, stderr io.Writer) (code int, ok bool) {
 	if o.Name != "" {
 		reason, err := s.login(ctx, o.Name)
 		switch {
@@ -91,7 +105,7 @@ func scriptLogin(ctx context.Context, o options, s *session, lr *lineReader, std
 		select {
 		case <-ctx.Done():
 			return 0, false
-		case l, more := <-lr.lines:
+		case l, more := <-linesAfter(&first, lr.lines):
 			if !more {
 				if lr.err != nil {
 					fmt.Fprintf(stderr, "chatcli: reading input: %v\n", lr.err)
@@ -126,6 +140,18 @@ func scriptLogin(ctx context.Context, o options, s *session, lr *lineReader, std
 		}
 		return 0, true
 	}
+}
+
+// linesAfter returns a channel that yields *first once (then clears it),
+// or lines when *first is empty.
+func linesAfter(first *string, lines <-chan string) <-chan string {
+	if *first == "" {
+		return lines
+	}
+	c := make(chan string, 1)
+	c <- *first
+	*first = ""
+	return c
 }
 
 // writeLine writes line and a newline in one Write, then flushes stdout if

@@ -171,7 +171,7 @@ func TestScriptUnreachable(t *testing.T) {
 		addr := pc.LocalAddr().String()
 
 		start := time.Now()
-		c := startClient(t, []string{addr}, strings.NewReader("alice\nhi\n"))
+		c := startClient(t, []string{"--proto", "classic", addr}, strings.NewReader("alice\nhi\n"))
 		code := c.wait(t, 10*time.Second)
 		if elapsed := time.Since(start); elapsed > 5*time.Second {
 			t.Errorf("took %v to give up, want under 5s", elapsed)
@@ -181,6 +181,25 @@ func TestScriptUnreachable(t *testing.T) {
 		}
 		if got, want := c.stderr.String(), "chatcli: no reply from relay at "+addr+" (is it running?)\n"; got != want {
 			t.Errorf("stderr %q, want %q", got, want)
+		}
+
+		// auto waits for 6 v2 hellos over more than 3 s, then tries classic.
+		start = time.Now()
+		c = startClient(t, []string{addr}, strings.NewReader("alice\nhi\n"))
+		code = c.wait(t, 15*time.Second)
+		if elapsed := time.Since(start); elapsed < 3*time.Second || elapsed > 9*time.Second {
+			t.Errorf("auto took %v to give up, want 3.6 s of v2 and 3 s of classic", elapsed)
+		}
+		if code != 1 {
+			t.Errorf("auto: exit %d, want 1", code)
+		}
+		if got, want := c.stderr.String(), fallbackNote(addr)+"\nchatcli: no reply from relay at "+addr+" (is it running?)\n"; got != want {
+			t.Errorf("auto: stderr %q, want %q", got, want)
+		}
+		// v2 only gives up after the hellos.
+		c = startClient(t, []string{"--proto", "v2", "--name", "alice", addr}, nil)
+		if code := c.wait(t, 10*time.Second); code != 1 || c.stderr.String() != "chatcli: no reply from relay at "+addr+" (is it running?)\n" {
+			t.Errorf("v2: exit %d, stderr %q", code, c.stderr.String())
 		}
 	})
 }

@@ -89,6 +89,7 @@ const (
 	reqLogin requestKind = iota // log in as text
 	reqChat                     // send text as chat
 	reqQuit                     // leave: Q, wait for EXIT, then leftMsg
+	reqWho                      // v2: ask who is in the room, then whoMsg
 )
 
 type request struct {
@@ -119,6 +120,17 @@ func (rq *requestQueue) push(r request) {
 	}
 }
 
+// pushFront puts r back at the head of the queue.
+func (rq *requestQueue) pushFront(r request) {
+	rq.mu.Lock()
+	rq.q = append([]request{r}, rq.q...)
+	rq.mu.Unlock()
+	select {
+	case rq.ready <- struct{}{}:
+	default:
+	}
+}
+
 func (rq *requestQueue) pop() (request, bool) {
 	rq.mu.Lock()
 	defer rq.mu.Unlock()
@@ -136,6 +148,7 @@ type (
 		name   string
 		reason string // refusal reason; "" with err == nil means logged in
 		err    error
+		proto  string // protoV2 when logged in with v2; classic otherwise
 	}
 	linesMsg []string            // received lines, cleaned
 	endedMsg struct{}            // the relay sent EXIT unprompted
@@ -253,6 +266,7 @@ var (
 	statusStyle = lipgloss.NewStyle().Reverse(true)
 	noteStyle   = lipgloss.NewStyle().Faint(true).Italic(true)
 	selfStyle   = lipgloss.NewStyle().Faint(true)
+	warnStyle   = lipgloss.NewStyle().Bold(true)
 )
 
 // model is the bubbletea model. It is a value; Update returns the new one.
@@ -271,6 +285,9 @@ type model struct {
 	height  int
 	notice  string // shown in the status line in place of the usual text
 	quitHit bool   // Ctrl-C pressed once while busy: the next one forces exit
+	v2      bool   // logged in with v2: own lines come back as echoes; /who works
+	conn    string // v2 connection trouble for the status line ("" when fine)
+	endErr  error  // v2: why the session ended, when not a kick
 
 	lastLine string // the last received line, reported after an unprompted EXIT
 	err      error  // why the program ended, nil when the user left
@@ -324,8 +341,23 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.addLines(msg...)
 		return m, nil
 
+	case eventsMsg:
+		m.events(msg)
+		return m, nil
+
+	case whoMsg:
+		m.addLine(noteStyle.Render("* " + cleanLine(whoLine(msg))))
+		return m, nil
+
+	case noteMsg:
+		m.addLine(noteStyle.Render("* " + cleanLine(string(msg))))
+		return m, nil
+
 	case endedMsg:
 		m.err = errEnded
+		if m.endErr != nil {
+			m.err = m.endErr
+		}
 		return m, tea.Quit
 
 	case fatalMsg:
@@ -406,11 +438,25 @@ func (m model) submit() (tea.Model, tea.Cmd) {
 		if isQuit(value) {
 			return m.leave()
 		}
+		if strings.TrimSpace(value) == "/who" {
+			if m.v2 {
+				m.reqs.push(request{kind: reqWho})
+			} else {
+				m.addLine(noteStyle.Render("* /who is not available with the classic protocol"))
+			}
+			return m, nil
+		}
 		text := cleanText(value)
 		if strings.TrimSpace(text) == "" {
 			return m, nil
 		}
 		m.reqs.push(request{kind: reqChat, text: text})
+		if m.v2 {
+			// The relay echoes it in room order; it shows then.
+			m.vp.GotoBottom()
+			m.unread = 0
+			return m, nil
+		}
 		m.addLine(selfStyle.Render(cleanLine(m.name + " (you): " + text)))
 		m.vp.GotoBottom() // after sending, show the conversation's end
 		m.unread = 0
@@ -454,7 +500,12 @@ func (m model) loginResult(msg loginMsg) (tea.Model, tea.Cmd) {
 		m.note(fmt.Sprintf("login as %s refused: %s; choose another name", msg.name, msg.reason))
 	default:
 		m.state, m.name, m.notice = stateChat, msg.name, ""
-		m.addLine(noteStyle.Render(cleanLine(fmt.Sprintf("* logged in as %s at %s; /quit to leave", m.name, m.addr))))
+		m.v2 = msg.proto == protoV2
+		proto, who := "classic protocol", ""
+		if m.v2 {
+			proto, who = "v2", "; /who lists the room"
+		}
+		m.addLine(noteStyle.Render(cleanLine(fmt.Sprintf("* logged in as %s at %s (%s)%s; /quit to leave", m.name, m.addr, proto, who))))
 	}
 	return m, nil
 }
@@ -520,6 +571,9 @@ func (m model) statusText() string {
 		s = fmt.Sprintf("logging in as %s at %s ...", m.name, m.addr)
 	case stateChat:
 		s = fmt.Sprintf("%s @ %s | PgUp/PgDn scroll | /quit leaves", m.name, m.addr)
+		if m.conn != "" {
+			s = fmt.Sprintf("%s @ %s | %s | /quit leaves", m.name, m.addr, m.conn)
+		}
 		if m.unread > 0 {
 			s += fmt.Sprintf(" | %d new below", m.unread)
 		}
