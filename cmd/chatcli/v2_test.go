@@ -264,3 +264,38 @@ func TestModelV2(t *testing.T) {
 		t.Errorf("missed line %q", last)
 	}
 }
+
+// Through loss, duplication and reordering, --json prints every message
+// once: repairs and duplicates never print a seq twice.
+func TestScriptJSONThroughLoss(t *testing.T) {
+	r := relaytest.Start(t)
+	lp := relaytest.NewLossyProxy(t, r.Addr, relaytest.LossConfig{Seed: 11, Loss: 0.10, Dup: 0.05, Reorder: 0.05})
+	alice := startClient(t, []string{"--json", "--proto", "v2", "--name", "alice", lp.Addr().String()}, nil)
+	waitFor(t, 10*time.Second, "alice's login", func() bool { return r.Server.Stats().Members == 1 })
+	bob := startClient(t, []string{"--proto", "v2", "--name", "bob", r.Addr.String()}, nil)
+	alice.waitStdout(t, `{"type":"join","from":"bob","seq":2}`)
+	const n = 100
+	for i := 0; i < n; i++ {
+		bob.say(t, fmt.Sprintf("line %d", i))
+	}
+	alice.waitStdout(t, fmt.Sprintf(`{"type":"chat","from":"bob","text":"line %d","seq":%d}`, n-1, n+2))
+	seen := map[float64]bool{}
+	chats := 0
+	for _, m := range jsonLines(t, alice.stdout.String()) {
+		seq, _ := m["seq"].(float64)
+		if seen[seq] {
+			t.Errorf("seq %v printed twice", seq)
+		}
+		seen[seq] = true
+		if m["type"] == "chat" {
+			if m["text"] != fmt.Sprintf("line %d", chats) {
+				t.Errorf("chat %d is %v", chats, m["text"])
+			}
+			chats++
+		}
+	}
+	if chats != n {
+		t.Errorf("%d chats printed, want %d", chats, n)
+	}
+	t.Logf("proxy %+v", lp.Stats())
+}
