@@ -69,6 +69,7 @@ func TestLoginReplies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			alice := alice.in(t)
 			before := rec.login(tt.result)
 			c := dial(t, r)
 			c.send(tt.send)
@@ -87,12 +88,14 @@ func TestLoginReplies(t *testing.T) {
 	}
 
 	t.Run("32 code points is fine", func(t *testing.T) {
+		alice := alice.in(t)
 		name := strings.Repeat("名", 32)
 		dial(t, r).login(name)
 		alice.expect(name + " joined the chat room")
 	})
 
 	t.Run("repeated login answers OK without a second join notice", func(t *testing.T) {
+		alice := alice.in(t)
 		bob := dial(t, r).login("bob")
 		alice.expect("bob joined the chat room")
 		bob.login("bob")
@@ -104,6 +107,7 @@ func TestLoginReplies(t *testing.T) {
 	})
 
 	t.Run("another name from a logged-in address is refused", func(t *testing.T) {
+		alice := alice.in(t)
 		dave := dial(t, r).login("dave")
 		alice.expect("dave joined the chat room")
 		dave.send("L notdave")

@@ -167,3 +167,29 @@ func TestClassicWithGonePortIsRemoved(t *testing.T) {
 		t.Fatalf("ghost (%s) still a member", ghostAddr)
 	}
 }
+
+// With ICMP errors on, every error about a gone member becomes the
+// socket's pending error, returned by the next send to anybody. Many gone
+// members must not cost the live ones a single message.
+func TestGoneMembersDoNotCostTheLiveOnes(t *testing.T) {
+	r := relaytest.Start(t)
+	alice := dial(t, r).login("alice")
+	bob := dial(t, r).login("bob")
+	alice.expect("bob joined the chat room")
+	for i := 0; i < 30; i++ {
+		g := dial(t, r).login("gone" + strconv.Itoa(i))
+		alice.expect("gone" + strconv.Itoa(i) + " joined the chat room")
+		bob.expect("gone" + strconv.Itoa(i) + " joined the chat room")
+		g.conn.Close()
+	}
+	for i := 0; i < 100; i++ {
+		msg := "message " + strconv.Itoa(i)
+		alice.send("C alice " + msg)
+		bob.expect("alice says: " + msg)
+		bob.send("C bob re " + msg)
+		alice.expect("bob says: re " + msg)
+	}
+	if st := r.Server.Stats(); st.SendErrors != 0 {
+		t.Fatalf("%d send errors", st.SendErrors)
+	}
+}

@@ -41,6 +41,13 @@ func dialTo(t testing.TB, to netip.AddrPort) *client {
 	return &client{t: t, conn: c, buf: make([]byte, 4096)}
 }
 
+// in returns c reporting to t, for use inside a subtest.
+func (c *client) in(t testing.TB) *client {
+	cc := *c
+	cc.t = t
+	return &cc
+}
+
 func (c *client) send(s string) {
 	c.t.Helper()
 	if _, err := c.conn.Write([]byte(s)); err != nil {

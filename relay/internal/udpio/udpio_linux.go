@@ -135,18 +135,28 @@ func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
 // Send sends b to d. It never blocks: a full socket buffer returns EAGAIN,
 // which the caller counts like any other send error.
 //
-// With IP_RECVERR on, an ICMP error about one peer is left as the socket's
-// pending error and returned by whatever call comes next, a send to
+// With IP_RECVERR on, every ICMP error about any peer becomes the socket's
+// pending error and is returned by whatever call comes next, a send to
 // another member included, which then sends nothing. An unconnected UDP
-// socket returns these errnos only that way, so Send tries once more.
+// socket returns these errnos only that way, and each failed attempt clears
+// one, so Send tries again, a bounded number of times: with several peers
+// gone, their errors can arrive one after another (on another CPU) while
+// a fan-out is under way.
 func (c *Conn) Send(b []byte, d *Dest) error {
-	err := c.send(b, d)
-	switch err {
-	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+	var err error
+	for try := 0; try < sendTries; try++ {
 		err = c.send(b, d)
+		switch err {
+		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
+			continue // someone else's ICMP error: consumed, try again
+		}
+		return err
 	}
 	return err
 }
+
+// sendTries bounds Send's attempts through pending ICMP errors.
+const sendTries = 32
 
 func (c *Conn) send(b []byte, d *Dest) error {
 	var serr error
