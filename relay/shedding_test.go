@@ -28,6 +28,9 @@ func TestSaturatedRelayShedsNewestAndStaysResponsive(t *testing.T) {
 	alice := dial(t, r).login("alice")
 	bob := dial(t, r).login("bob")
 	alice.expect("bob joined the chat room")
+	// Gate only once no worker runs: one still looping would take the
+	// flood's first datagrams and shed fewer.
+	eventually(t, "the workers to be idle", func() bool { return r.Server.Running() == 0 })
 	exec.gating.Store(true)
 
 	// Flood from several senders: the first ones queue, the newest are shed.
