@@ -176,10 +176,14 @@ func TestGoneMembersDoNotCostTheLiveOnes(t *testing.T) {
 	alice := dial(t, r).login("alice")
 	bob := dial(t, r).login("bob")
 	alice.expect("bob joined the chat room")
+	var gone []*client
 	for i := 0; i < 30; i++ {
-		g := dial(t, r).login("gone" + strconv.Itoa(i))
+		gone = append(gone, dial(t, r).login("gone"+strconv.Itoa(i)))
 		alice.expect("gone" + strconv.Itoa(i) + " joined the chat room")
 		bob.expect("gone" + strconv.Itoa(i) + " joined the chat room")
+	}
+	// Close them only now: a closed port could be handed to the next dial.
+	for _, g := range gone {
 		g.conn.Close()
 	}
 	for i := 0; i < 100; i++ {

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/charmbracelet/x/term"
@@ -92,6 +93,20 @@ type options struct {
 	Addr  string // the relay's HOST:PORT; defaultAddr when not given
 	Proto string // --proto: protoAuto, protoV2 or protoClassic
 	JSON  bool   // --json: script mode prints one JSON object per event
+	Lang  string // --lang: en or zh, how v2 room events are worded
+}
+
+// localeLang is "zh" when the locale is Chinese, else "en".
+func localeLang() string {
+	for _, v := range []string{"LC_ALL", "LC_MESSAGES", "LANG"} {
+		if l := os.Getenv(v); l != "" {
+			if strings.HasPrefix(strings.ToLower(l), "zh") {
+				return "zh"
+			}
+			return "en"
+		}
+	}
+	return "en"
 }
 
 // parseFlags fills options from args through fs, which the caller owns, so
@@ -101,8 +116,12 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.Name, "name", "", "chat name (asked for, or read from the first input line, when not given)")
 	fs.StringVar(&o.Proto, "proto", protoAuto, "protocol: auto (v2, or classic if the relay does not answer v2), v2 or classic")
 	fs.BoolVar(&o.JSON, "json", false, "script mode: print one JSON object per event (see above)")
+	fs.StringVar(&o.Lang, "lang", localeLang(), "wording of v2 room events: en or zh (default from LC_ALL, LC_MESSAGES or LANG); classic relays word their own")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.Lang != "en" && o.Lang != "zh" {
+		return o, usageError{fmt.Sprintf("bad --lang %q: want en or zh", o.Lang)}
 	}
 	switch o.Proto {
 	case protoAuto, protoV2, protoClassic:

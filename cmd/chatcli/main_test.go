@@ -211,17 +211,22 @@ func (rc *rawClient) waitFor(t *testing.T, want string) {
 }
 
 func TestParseFlags(t *testing.T) {
+	t.Setenv("LC_ALL", "")
+	t.Setenv("LC_MESSAGES", "")
+	t.Setenv("LANG", "C.UTF-8")
 	tests := []struct {
 		args    []string
 		want    options
 		wantErr bool
 	}{
-		{args: nil, want: options{Addr: defaultAddr, Proto: protoAuto}},
-		{args: []string{"--name", "张三"}, want: options{Name: "张三", Addr: defaultAddr, Proto: protoAuto}},
-		{args: []string{"-name=bob", "example.org:7000"}, want: options{Name: "bob", Addr: "example.org:7000", Proto: protoAuto}},
-		{args: []string{"[::1]:9999"}, want: options{Addr: "[::1]:9999", Proto: protoAuto}},
-		{args: []string{"--proto", "classic", "--json"}, want: options{Addr: defaultAddr, Proto: protoClassic, JSON: true}},
-		{args: []string{"--proto=v2"}, want: options{Addr: defaultAddr, Proto: protoV2}},
+		{args: nil, want: options{Addr: defaultAddr, Proto: protoAuto, Lang: "en"}},
+		{args: []string{"--name", "张三"}, want: options{Name: "张三", Addr: defaultAddr, Proto: protoAuto, Lang: "en"}},
+		{args: []string{"-name=bob", "example.org:7000"}, want: options{Name: "bob", Addr: "example.org:7000", Proto: protoAuto, Lang: "en"}},
+		{args: []string{"[::1]:9999"}, want: options{Addr: "[::1]:9999", Proto: protoAuto, Lang: "en"}},
+		{args: []string{"--proto", "classic", "--json"}, want: options{Addr: defaultAddr, Proto: protoClassic, JSON: true, Lang: "en"}},
+		{args: []string{"--proto=v2"}, want: options{Addr: defaultAddr, Proto: protoV2, Lang: "en"}},
+		{args: []string{"--lang", "zh"}, want: options{Addr: defaultAddr, Proto: protoAuto, Lang: "zh"}},
+		{args: []string{"--lang", "fr"}, wantErr: true},
 		{args: []string{"--proto", "v3"}, wantErr: true},
 		{args: []string{"a:1", "b:2"}, wantErr: true},
 		{args: []string{"nohost"}, wantErr: true},
@@ -241,6 +246,11 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("parseFlags(%q) = %+v, want %+v", tt.args, got, tt.want)
 			}
 		})
+	}
+	// A Chinese locale picks Chinese wording.
+	t.Setenv("LANG", "zh_CN.UTF-8")
+	if o, err := parseFlags(flag.NewFlagSet("test", flag.ContinueOnError), nil); err != nil || o.Lang != "zh" {
+		t.Fatalf("with LANG=zh_CN.UTF-8: %+v, %v", o, err)
 	}
 }
 

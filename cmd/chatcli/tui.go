@@ -288,6 +288,7 @@ type model struct {
 	v2      bool   // logged in with v2: own lines come back as echoes; /who works
 	conn    string // v2 connection trouble for the status line ("" when fine)
 	endErr  error  // v2: why the session ended, when not a kick
+	lang    string // wording of v2 room events
 
 	lastLine string // the last received line, reported after an unprompted EXIT
 	err      error  // why the program ended, nil when the user left
@@ -303,7 +304,7 @@ func newModel(o options, addr string, reqs *requestQueue) model {
 	vp := viewport.New()
 	vp.SoftWrap = true
 	vp.KeyMap = viewport.KeyMap{} // keys are routed explicitly in Update
-	m := model{state: stateAskName, addr: addr, reqs: reqs, input: in, vp: vp}
+	m := model{state: stateAskName, addr: addr, reqs: reqs, input: in, vp: vp, lang: o.Lang}
 	if o.Name != "" {
 		if why := checkName(o.Name); why != "" {
 			m.note(fmt.Sprintf("%q: %s; choose another name", o.Name, why))

@@ -217,7 +217,7 @@ func (m *model) events(evs eventsMsg) {
 	for _, e := range evs {
 		switch e.Type {
 		case rc.EventChat, rc.EventJoin, rc.EventLeave, rc.EventNotice, rc.EventTimeout:
-			line := cleanLine(e.String())
+			line := cleanLine(e.Format(m.lang))
 			switch {
 			case e.Type == rc.EventChat && e.Self:
 				line = selfStyle.Render(cleanLine(e.From + " (you): " + e.Text))

@@ -239,7 +239,7 @@ func printEvent(o options, e rc.Event, stdout, stderr io.Writer) {
 		if e.Type == rc.EventChat && e.Self {
 			return // classic never echoed; scripts see the others
 		}
-		writeLine(stdout, eventLine(e))
+		writeLine(stdout, eventLine(e, o.Lang))
 	case rc.EventThrottled, rc.EventError:
 		if o.JSON {
 			writeLine(stdout, eventJSON(e))
@@ -256,12 +256,13 @@ func printEvent(o options, e rc.Event, stdout, stderr io.Writer) {
 	}
 }
 
-// eventLine is an event as a terminal-safe line in the classic wording.
-func eventLine(e rc.Event) string {
+// eventLine is an event as a terminal-safe line in the classic wording of
+// lang.
+func eventLine(e rc.Event, lang string) string {
 	if e.Type == rc.EventMissed {
-		return "* " + e.String()
+		return "* " + e.Format(lang)
 	}
-	return cleanLine(e.String())
+	return cleanLine(e.Format(lang))
 }
 
 // jsonEvent is the --json form of an event; field order is output order.

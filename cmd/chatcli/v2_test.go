@@ -299,3 +299,20 @@ func TestScriptJSONThroughLoss(t *testing.T) {
 	}
 	t.Logf("proxy %+v", lp.Stats())
 }
+
+// With --lang zh, v2 room events read as the classic Chinese room's.
+func TestScriptChineseWording(t *testing.T) {
+	r := relaytest.Start(t)
+	alice := startClient(t, []string{"--lang", "zh", "--proto", "v2", "--name", "小明", r.Addr.String()}, nil)
+	waitFor(t, 5*time.Second, "小明's login", func() bool { return r.Server.Stats().Members == 1 })
+	bob := startClient(t, []string{"--proto", "v2", "--name", "老师", r.Addr.String()}, nil)
+	alice.waitStdout(t, "老师 进入聊天室")
+	bob.say(t, "同学们好")
+	alice.waitStdout(t, "老师 说: 同学们好")
+	if _, err := r.Server.Notice("下课了"); err != nil {
+		t.Fatal(err)
+	}
+	alice.waitStdout(t, "管理员消息: 下课了")
+	bob.in.Close()
+	alice.waitStdout(t, "老师 退出了聊天室")
+}

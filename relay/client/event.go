@@ -101,3 +101,30 @@ func (e Event) String() string {
 	}
 	return string(e.Type)
 }
+
+// Format is String in a language: "zh" gives the classic teaching chat
+// room's wording for room events (the same as a relay run with --lang zh
+// sends classic clients); anything else, English.
+func (e Event) Format(lang string) string {
+	if lang != "zh" {
+		return e.String()
+	}
+	switch e.Type {
+	case EventChat:
+		return fmt.Sprintf("%s 说: %s", e.From, e.Text)
+	case EventJoin:
+		return e.From + " 进入聊天室"
+	case EventLeave:
+		if e.Reason != "" && e.Reason != "quit" {
+			return fmt.Sprintf("%s 被管理员移出聊天室: %s", e.From, e.Reason)
+		}
+		return e.From + " 退出了聊天室"
+	case EventTimeout:
+		return e.From + " 超时离开"
+	case EventNotice:
+		return "管理员消息: " + e.Text
+	case EventMissed:
+		return fmt.Sprintf("漏掉了 %d 条消息 (序号 %d-%d): 服务器已不再保存", e.Count, e.FromSeq, e.ToSeq)
+	}
+	return e.String()
+}
