@@ -67,11 +67,15 @@ func TestLoginReplies(t *testing.T) {
 		{"33 code points", "L " + strings.Repeat("名", 33), "invalid name: use 1-32 letters or digits, no spaces", relay.LoginInvalid},
 		{"control char", "L bob\x1b[31m", "invalid name: use 1-32 letters or digits, no spaces", relay.LoginInvalid},
 	}
+	// Every member's socket stays open until the whole test ends: a closed
+	// port could be handed to a later dial, which would then find it
+	// logged in under another name.
+	parent := t
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			alice := alice.in(t)
 			before := rec.login(tt.result)
-			c := dial(t, r)
+			c := dial(parent, r).in(t)
 			c.send(tt.send)
 			got := c.recv()
 			if got != tt.want {
@@ -90,13 +94,13 @@ func TestLoginReplies(t *testing.T) {
 	t.Run("32 code points is fine", func(t *testing.T) {
 		alice := alice.in(t)
 		name := strings.Repeat("名", 32)
-		dial(t, r).login(name)
+		dial(parent, r).in(t).login(name)
 		alice.expect(name + " joined the chat room")
 	})
 
 	t.Run("repeated login answers OK without a second join notice", func(t *testing.T) {
 		alice := alice.in(t)
-		bob := dial(t, r).login("bob")
+		bob := dial(parent, r).in(t).login("bob")
 		alice.expect("bob joined the chat room")
 		bob.login("bob")
 		bob.login("BOB") // same compare key: still a retransmission
@@ -108,7 +112,7 @@ func TestLoginReplies(t *testing.T) {
 
 	t.Run("another name from a logged-in address is refused", func(t *testing.T) {
 		alice := alice.in(t)
-		dave := dial(t, r).login("dave")
+		dave := dial(parent, r).in(t).login("dave")
 		alice.expect("dave joined the chat room")
 		dave.send("L notdave")
 		dave.expect("already logged in under another name")
