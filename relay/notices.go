@@ -112,3 +112,25 @@ func classicLine(format string, args ...any) []byte {
 }
 
 func formatf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// EventWords is how the relay words room events for classic clients in one
+// language: format strings for fmt.Sprintf. v2 clients, which receive the
+// events as frames, use it to word them the same way.
+type EventWords struct {
+	Join     string // %s: name
+	Leave    string // %s: name
+	Chat     string // %s: name, %s: text
+	Admin    string // %s: text
+	Kicked   string // %s: name, %s: reason
+	TimedOut string // %s: name
+}
+
+// Words returns the room-event wording of lang (English if lang is not
+// known).
+func Words(lang Lang) EventWords {
+	w, ok := wordings[lang]
+	if !ok {
+		w = wordings[LangEN]
+	}
+	return EventWords{Join: w.join, Leave: w.leave, Chat: w.chat, Admin: w.admin, Kicked: w.kicked, TimedOut: w.timedOut}
+}

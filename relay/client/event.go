@@ -3,6 +3,8 @@ package client
 import (
 	"fmt"
 	"time"
+
+	"github.com/chatrelay/chatrelay/relay"
 )
 
 // EventType is what an Event reports. The room events (chat, join, leave,
@@ -64,19 +66,8 @@ func (e Event) IsRoomEvent() bool {
 // String is a one-line human-readable form, for logs and simple clients.
 func (e Event) String() string {
 	switch e.Type {
-	case EventChat:
-		return fmt.Sprintf("%s says: %s", e.From, e.Text)
-	case EventJoin:
-		return e.From + " joined the chat room"
-	case EventLeave:
-		if e.Reason != "" && e.Reason != "quit" {
-			return fmt.Sprintf("%s was removed by the administrator: %s", e.From, e.Reason)
-		}
-		return e.From + " left the chat room"
-	case EventTimeout:
-		return e.From + " timed out"
-	case EventNotice:
-		return "Admin notice: " + e.Text
+	case EventChat, EventJoin, EventLeave, EventTimeout, EventNotice:
+		return e.Format("en")
 	case EventMissed:
 		return fmt.Sprintf("%d message(s) missed (seq %d-%d): the relay no longer has them", e.Count, e.FromSeq, e.ToSeq)
 	case EventThrottled:
@@ -102,29 +93,30 @@ func (e Event) String() string {
 	return string(e.Type)
 }
 
-// Format is String in a language: "zh" gives the classic teaching chat
-// room's wording for room events (the same as a relay run with --lang zh
-// sends classic clients); anything else, English.
+// Format is String in a language: room events are worded exactly as a
+// relay run with that --lang words them to classic clients ("zh": the
+// classic teaching chat room's wording); other events are in English, but
+// for missed, which has a Chinese form too.
 func (e Event) Format(lang string) string {
-	if lang != "zh" {
-		return e.String()
-	}
+	w := relay.Words(relay.Lang(lang))
 	switch e.Type {
 	case EventChat:
-		return fmt.Sprintf("%s 说: %s", e.From, e.Text)
+		return fmt.Sprintf(w.Chat, e.From, e.Text)
 	case EventJoin:
-		return e.From + " 进入聊天室"
+		return fmt.Sprintf(w.Join, e.From)
 	case EventLeave:
 		if e.Reason != "" && e.Reason != "quit" {
-			return fmt.Sprintf("%s 被管理员移出聊天室: %s", e.From, e.Reason)
+			return fmt.Sprintf(w.Kicked, e.From, e.Reason)
 		}
-		return e.From + " 退出了聊天室"
+		return fmt.Sprintf(w.Leave, e.From)
 	case EventTimeout:
-		return e.From + " 超时离开"
+		return fmt.Sprintf(w.TimedOut, e.From)
 	case EventNotice:
-		return "管理员消息: " + e.Text
+		return fmt.Sprintf(w.Admin, e.Text)
 	case EventMissed:
-		return fmt.Sprintf("漏掉了 %d 条消息 (序号 %d-%d): 服务器已不再保存", e.Count, e.FromSeq, e.ToSeq)
+		if lang == "zh" {
+			return fmt.Sprintf("漏掉了 %d 条消息 (序号 %d-%d): 服务器已不再保存", e.Count, e.FromSeq, e.ToSeq)
+		}
 	}
 	return e.String()
 }
