@@ -427,23 +427,35 @@ func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind strin
 func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
 	v2 := AppendV2Header(nil)
 	v2 = append(v2, s.room.append(ev)...)
-	delivered := 0
+	lists := fanLists.Get().(*fanList)
 	for _, m := range members {
-		payload := v2
-		if m.Proto == ProtoClassic {
-			if m == except {
-				continue
-			}
-			payload = classic
+		switch {
+		case m.Proto == ProtoV2:
+			lists.v2 = append(lists.v2, m.Dest())
+		case m != except:
+			lists.classic = append(lists.classic, m.Dest())
 		}
-		if err := s.conn.Send(payload, m.Dest()); err != nil {
-			s.obs.SendError()
-			continue
-		}
-		delivered++
 	}
-	s.obs.Delivered(delivered)
+	failed := s.conn.SendAll(classic, lists.classic) + s.conn.SendAll(v2, lists.v2)
+	for i := 0; i < failed; i++ {
+		s.obs.SendError()
+	}
+	s.obs.Delivered(len(lists.classic) + len(lists.v2) - failed)
+	lists.reset()
+	fanLists.Put(lists)
 	s.obs.Broadcast(kind)
+}
+
+// fanList holds one broadcast's destinations by protocol; pooled, so a
+// broadcast allocates nothing per recipient.
+type fanList struct{ classic, v2 []*udpio.Dest }
+
+var fanLists = sync.Pool{New: func() any { return new(fanList) }}
+
+func (l *fanList) reset() {
+	clear(l.classic)
+	clear(l.v2)
+	l.classic, l.v2 = l.classic[:0], l.v2[:0]
 }
 
 // sweeper evicts v2 sessions silent for longer than V2Timeout and classic

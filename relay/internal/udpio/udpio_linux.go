@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -134,41 +135,98 @@ func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
 
 // Send sends b to d. It never blocks: a full socket buffer returns EAGAIN,
 // which the caller counts like any other send error.
+func (c *Conn) Send(b []byte, d *Dest) error {
+	j := sendJobs.Get().(*sendJob)
+	j.b, j.one[0] = b, d
+	j.dests = j.one[:]
+	err := c.raw.Write(j.fn)
+	if err == nil {
+		err = j.lastErr
+	}
+	j.reset()
+	sendJobs.Put(j)
+	return err
+}
+
+// SendAll sends b to every destination in dests, never blocking, and
+// returns how many sends failed (see Send). It costs no allocation: the
+// callback handed to the socket is a pooled job's method value, bound once.
+// The socket's write lock is taken once per sendChunk destinations, so a
+// large room does not hold it against other workers for long.
+func (c *Conn) SendAll(b []byte, dests []*Dest) (failed int) {
+	if len(dests) == 0 {
+		return 0
+	}
+	j := sendJobs.Get().(*sendJob)
+	j.b = b
+	for len(dests) > 0 {
+		n := min(len(dests), sendChunk)
+		j.dests = dests[:n]
+		if err := c.raw.Write(j.fn); err != nil {
+			j.failed += n // the socket is closed
+		}
+		dests = dests[n:]
+	}
+	failed = j.failed
+	j.reset()
+	sendJobs.Put(j)
+	return failed
+}
+
+// sendChunk is how many sends one hold of the socket's write lock covers.
+const sendChunk = 64
+
+// sendJob is the state of one Send or SendAll, reused through sendJobs so
+// that the callback passed to RawConn.Write (fn, bound once) does not make
+// a closure per send.
+type sendJob struct {
+	b       []byte
+	dests   []*Dest
+	one     [1]*Dest
+	failed  int
+	lastErr error
+	fn      func(fd uintptr) bool
+}
+
+var sendJobs = sync.Pool{New: func() any {
+	j := &sendJob{}
+	j.fn = j.run
+	return j
+}}
+
+func (j *sendJob) reset() {
+	j.b, j.dests, j.one[0], j.failed, j.lastErr = nil, nil, nil, 0, nil
+}
+
+// run sends to every destination of the job on fd; it always returns true
+// (never wait for writability).
 //
 // With IP_RECVERR on, every ICMP error about any peer becomes the socket's
 // pending error and is returned by whatever call comes next, a send to
 // another member included, which then sends nothing. An unconnected UDP
 // socket returns these errnos only that way, and each failed attempt clears
-// one, so Send tries again, a bounded number of times: with several peers
-// gone, their errors can arrive one after another (on another CPU) while
-// a fan-out is under way.
-func (c *Conn) Send(b []byte, d *Dest) error {
-	var err error
-	for try := 0; try < sendTries; try++ {
-		err = c.send(b, d)
-		switch err {
-		case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH:
-			continue // someone else's ICMP error: consumed, try again
+// one, so a send is tried again, a bounded number of times: with several
+// peers gone, their errors can arrive one after another (on another CPU)
+// while a fan-out is under way.
+func (j *sendJob) run(fd uintptr) bool {
+	for _, d := range j.dests {
+		var err error
+		for try := 0; try < sendTries; try++ {
+			err = unix.Sendmsg(int(fd), j.b, d.plat.oob, d.plat.sa, unix.MSG_DONTWAIT)
+			if err != unix.ECONNREFUSED && err != unix.EHOSTUNREACH && err != unix.ENETUNREACH {
+				break // sent, or failed for this peer's own reason
+			}
 		}
-		return err
+		if err != nil {
+			j.failed++
+		}
+		j.lastErr = err
 	}
-	return err
+	return true
 }
 
-// sendTries bounds Send's attempts through pending ICMP errors.
+// sendTries bounds the attempts of one send through pending ICMP errors.
 const sendTries = 32
-
-func (c *Conn) send(b []byte, d *Dest) error {
-	var serr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		serr = unix.Sendmsg(int(fd), b, d.plat.oob, d.plat.sa, unix.MSG_DONTWAIT)
-		return true // never wait for writability
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
 
 // LocalAddr returns the socket's bound address.
 func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }

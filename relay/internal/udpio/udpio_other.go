@@ -41,6 +41,17 @@ func (c *Conn) Send(b []byte, d *Dest) error {
 	return err
 }
 
+// SendAll sends b to every destination in dests and returns how many sends
+// failed.
+func (c *Conn) SendAll(b []byte, dests []*Dest) (failed int) {
+	for _, d := range dests {
+		if c.Send(b, d) != nil {
+			failed++
+		}
+	}
+	return failed
+}
+
 // LocalAddr returns the socket's bound address.
 func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
 
