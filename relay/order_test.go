@@ -408,6 +408,11 @@ func TestUnpacedBurstAccounting(t *testing.T) {
 	snd := dial(t, r).login("s")
 	rcv.expect("s joined the chat room")
 	rcv.sync("r")
+	// A handler counts a delivery just after the send, so the test can see
+	// a reply before its count: wait for the five so far (two OKs, s's join
+	// notice to r, two more OKs) before the baseline.
+	snd.sync("s")
+	eventually(t, "the logins' deliveries to be counted", func() bool { return r.Server.Stats().Deliveries == 5 })
 
 	type numbers struct {
 		delivered, queueFull, senderQueue, otherDrops, sendErrs, kRelay, kRecv uint64

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,23 +90,27 @@ func (c *Conn) RxDrops() uint32 { return c.rxDrops }
 // parseControl reads the packet info (the local address, returned) and the
 // drop counter from a datagram's control messages.
 func (c *Conn) parseControl(oob []byte) (local netip.Addr) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return netip.Addr{}
-	}
-	for _, m := range msgs {
-		switch {
-		case m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SO_RXQ_OVFL && len(m.Data) >= 4:
-			c.rxDrops = binary.NativeEndian.Uint32(m.Data[:4])
-		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
-			var a [4]byte
-			copy(a[:], m.Data[4:8]) // ipi_spec_dst: the local address
-			local = netip.AddrFrom4(a)
-		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
-			var a [16]byte
-			copy(a[:], m.Data[:16])
-			local = netip.AddrFrom16(a).Unmap()
+	// Walk the control messages in place (unix.ParseSocketControlMessage
+	// would allocate a slice per datagram).
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if int(h.Len) < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			break
 		}
+		data := oob[unix.CmsgLen(0):h.Len]
+		switch {
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && len(data) >= 4:
+			c.rxDrops = binary.NativeEndian.Uint32(data[:4])
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			local = netip.AddrFrom4([4]byte(data[4:8])) // ipi_spec_dst: the local address
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			local = netip.AddrFrom16([16]byte(data[:16])).Unmap()
+		}
+		next := unix.CmsgSpace(int(h.Len) - unix.CmsgLen(0))
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
 	if !c.pktinfo {
 		return netip.Addr{}
