@@ -1,0 +1,142 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// clockTick is USER_HZ, 100 on every Linux this runs on.
+const clockTick = 100.0
+
+// procCPU returns utime+stime in seconds from a /proc/.../stat file.
+func procCPU(path string) (float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the ")" that ends comm: state is field 3, utime 14, stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, errors.New("bad stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("bad stat")
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("bad stat")
+	}
+	return float64(u+s) / clockTick, nil
+}
+
+// freeUDPPort picks a free loopback UDP port (bind :0, close).
+func freeUDPPort() (netip.AddrPort, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	c.Close()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// proc is a relay running as a child process.
+type proc struct {
+	cmd  *exec.Cmd
+	addr netip.AddrPort
+	done chan struct{}
+	err  error
+}
+
+func startProc(path string, args []string, addr netip.AddrPort, stderr *os.File) (*proc, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, addr: addr, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	if err := waitLogin(addr, 10*time.Second, p.done); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return p, nil
+}
+
+func (p *proc) cpu() (float64, error) {
+	return procCPU(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+}
+
+// stop sends SIGTERM, waits up to 6 s, then SIGKILL.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(6 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitLogin logs in a probe member until the relay answers OK, then quits it.
+func waitLogin(addr netip.AddrPort, limit time.Duration, exited <-chan struct{}) error {
+	deadline := time.Now().Add(limit)
+	ra := sockaddr(addr)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return errors.New("exited before answering a login")
+		default:
+		}
+		m, err := openMember("probe", 0)
+		if err != nil {
+			return err
+		}
+		_ = unix.Sendto(m.fd, []byte("L probe"), 0, ra)
+		pfd := []unix.PollFd{{Fd: int32(m.fd), Events: unix.POLLIN}}
+		buf := make([]byte, 256)
+		ok := false
+		if n, _ := unix.Poll(pfd, 100); n > 0 {
+			if k, err := unix.Read(m.fd, buf); err == nil && string(buf[:k]) == "OK" {
+				ok = true
+			}
+		}
+		if ok {
+			_ = unix.Sendto(m.fd, []byte("Q probe"), 0, ra)
+			time.Sleep(20 * time.Millisecond)
+			unix.Close(m.fd)
+			return nil
+		}
+		unix.Close(m.fd)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("no answer to a login within " + limit.String())
+}
+
+// buildRelay builds ./cmd/relay of this module into dir.
+func buildRelay(dir string) (string, error) {
+	out := filepath.Join(dir, "relay")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/chatrelay/chatrelay/cmd/relay")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/relay: %w (run from the module, or pass --relay-bin)", err)
+	}
+	return out, nil
+}
