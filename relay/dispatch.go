@@ -16,6 +16,8 @@ type datagram struct {
 	n     int
 	from  netip.AddrPort
 	local netip.Addr
+
+	repairBudget int // v2: events this datagram's repairs and pings may still resend
 }
 
 // lane holds one sender's pending datagrams. At most one worker runs a lane

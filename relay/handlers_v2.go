@@ -117,6 +117,7 @@ func (s *Server) dispatchV2(g *datagram) {
 		return
 	}
 	now := s.cfg.Now()
+	g.repairBudget = maxRepairPerDatagram
 	for i := range frames {
 		f := &frames[i]
 		op, ok := v2Ops[f.T]
@@ -228,7 +229,7 @@ func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
 	}
 	latest := s.room.latest()
 	s.welcome(m, latest)
-	s.repair(m, f.Last+1, latest)
+	s.repair(g, m, f.Last+1, latest)
 }
 
 func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
@@ -262,36 +263,49 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 	m.v2.remember(f.ID, ev.Seq)
 }
 
-func (s *Server) v2Ping(_ *datagram, f *Frame, m *Member, _ time.Time) {
+func (s *Server) v2Ping(g *datagram, f *Frame, m *Member, _ time.Time) {
 	latest := s.room.latest()
 	if f.Last < latest {
 		// Tail loss: resend what the client lacks after its last, a little
 		// per ping. A client with a gap further back also holds later
 		// events, so resending all would repeat them every heartbeat; it
 		// asks for its gaps with repair.
-		s.repair(m, f.Last+1, min(latest, f.Last+maxPingRepair))
+		s.repair(g, m, f.Last+1, min(latest, f.Last+maxPingRepair))
 	}
 	s.sendV2(m, &Frame{T: FramePong, Room: s.room.name, Seq: latest, Epoch: s.room.epoch})
 }
 
-// maxRepair bounds the events one repair request is answered with;
-// maxPingRepair those a heartbeat is.
+// maxRepair bounds the events one repair frame is answered with,
+// maxPingRepair those a heartbeat is, and maxRepairPerDatagram those all
+// the frames of one datagram are: about 30 datagrams back for one in.
 const (
-	maxRepair     = 1024
-	maxPingRepair = 64
+	maxRepair            = 1024
+	maxPingRepair        = 64
+	maxRepairPerDatagram = 256
 )
 
-func (s *Server) v2Repair(_ *datagram, f *Frame, m *Member, _ time.Time) {
+func (s *Server) v2Repair(g *datagram, f *Frame, m *Member, _ time.Time) {
 	if f.FromSeq == 0 || f.ToSeq < f.FromSeq {
 		s.obs.DatagramDropped(DropMalformed)
 		return
 	}
-	s.repair(m, f.FromSeq, min(f.ToSeq, f.FromSeq+maxRepair-1))
+	s.repair(g, m, f.FromSeq, min(f.ToSeq, f.FromSeq+maxRepair-1))
 }
 
 // repair sends m the events from..to still in the ring, and a missed frame
-// for those that are not, so nothing is skipped silently.
-func (s *Server) repair(m *Member, from, to uint64) {
+// for those that are not, so nothing is skipped silently. It resends at
+// most the datagram's remaining repair budget: a client far behind asks
+// again for the rest, instead of one request flooding its socket (where
+// the very events it lacks would be dropped, and asked for again, ever
+// more).
+func (s *Server) repair(g *datagram, m *Member, from, to uint64) {
+	if g.repairBudget <= 0 {
+		return
+	}
+	if to-from+1 > uint64(g.repairBudget) {
+		to = from + uint64(g.repairBudget) - 1
+	}
+	g.repairBudget -= int(to - from + 1)
 	lines, lostFrom, lostTo := s.room.span(from, to)
 	if lostTo != 0 {
 		s.sendV2(m, &Frame{T: FrameMissed, Room: s.room.name, Epoch: s.room.epoch, FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
