@@ -69,11 +69,6 @@ func (s *Server) throttle(m *Member, v flood.Verdict, id uint64, now time.Time) 
 	s.sendTo([]byte(s.words.throttled), m.Dest())
 }
 
-// loginBanned answers a login from a banned IP; it reports whether it did.
-func (s *Server) loginBanned(ip netip.Addr) bool {
-	return s.flood.LoginBanned(ip)
-}
-
 // loginRefused records a refused login for the per-IP ban.
 func (s *Server) loginRefused(ip netip.Addr) {
 	if s.flood.LoginRefused(ip) {

@@ -68,7 +68,7 @@ func (s *Server) dispatch(g *datagram) {
 // logins; a refusal counts towards that ban.
 func (s *Server) join(name, proto, token string, g *datagram, now time.Time) (*Member, bool, error) {
 	ip := g.from.Addr()
-	if s.loginBanned(ip) {
+	if s.flood.LoginBanned(ip) {
 		return nil, false, ErrBanned
 	}
 	m, repeat, err := s.reg.Join(name, proto, token, g.from, g.local, now)
@@ -125,7 +125,7 @@ func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) 
 
 func (s *Server) handleQuit(g *datagram, _ Request, m *Member, now time.Time) {
 	s.sendTo([]byte(ReplyExit), m.Dest())
-	s.leave(m, now, &Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words.leave, m.Name))
+	s.quit(m, now)
 }
 
 // repeatQuit answers a `Q` from an address that quit within quitMemory:
@@ -173,10 +173,9 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 		return nil, err
 	}
 	m := s.reg.ByName(name)
-	if m == nil || !s.reg.Leave(m, s.cfg.Now()) {
+	if m == nil || !s.remove(m, s.cfg.Now()) {
 		return nil, ErrNoMember
 	}
-	s.flood.ForgetSession(m.Key)
 	if reason == "" {
 		reason = "-"
 	}

@@ -334,21 +334,28 @@ func (s *Server) v2Who(_ *datagram, _ *Frame, m *Member, _ time.Time) {
 
 func (s *Server) v2Quit(g *datagram, _ *Frame, m *Member, now time.Time) {
 	s.sendV2(m, &Frame{T: FrameBye, Room: s.room.name})
-	s.leave(m, now, &Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words.leave, m.Name))
+	s.quit(m, now)
 }
 
-// leave removes m and tells the room, once, however many removals race.
-func (s *Server) leave(m *Member, now time.Time, ev *Frame, classic []byte) {
-	if !s.reg.Leave(m, now) {
+// quit removes m because it asked to, and tells the room, once, however
+// many removals race.
+func (s *Server) quit(m *Member, now time.Time) {
+	if !s.remove(m, now) {
 		return
 	}
-	s.flood.ForgetSession(m.Key)
-	s.log.Info("left", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto), zap.String("why", ev.T+" "+ev.Reason))
-	kind := KindLeave
-	if ev.T == FrameTimeout {
-		kind = KindTimeout
+	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
+	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words.leave, m.Name), m, KindLeave)
+}
+
+// remove takes m out of the registry and forgets its flood state. It
+// reports whether this call removed it (removals can race: a quit, a kick,
+// an eviction), so that exactly one caller tells the room.
+func (s *Server) remove(m *Member, now time.Time) bool {
+	if !s.reg.Leave(m, now) {
+		return false
 	}
-	s.broadcast(ev, classic, m, kind)
+	s.flood.ForgetSession(m.Key)
+	return true
 }
 
 // replyV2 answers the sender of g, member or not, with one v2 datagram.

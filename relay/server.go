@@ -487,10 +487,9 @@ func (s *Server) sweeper() {
 // evict removes a member that went silent: it is told (if it can still
 // hear), the others get a timeout event.
 func (s *Server) evict(m *Member, now time.Time) {
-	if !s.reg.Leave(m, now) {
+	if !s.remove(m, now) {
 		return
 	}
-	s.flood.ForgetSession(m.Key)
 	s.log.Info("evicted", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto),
 		zap.Duration("silent", now.Sub(m.LastSeen())))
 	if m.Proto == ProtoClassic {
