@@ -35,10 +35,14 @@ const maxBatch = 256
 //     datagrams into messages for the program (Program.Send).
 //   - runTUI, which wires them up, runs the program and waits for both.
 
-// runTUI is terminal mode.
-func runTUI(ctx context.Context, o options, s *session, stdin io.Reader, stdout, stderr io.Writer) int {
+// runProgram runs the terminal UI until it ends, while the loop that
+// newLoop makes (a controller: the network side) serves its requests; the
+// loop stops when stop is closed, after the program ended. It returns the
+// final model.
+func runProgram(ctx context.Context, o options, addr string, stdin io.Reader, stdout io.Writer,
+	newLoop func(send func(tea.Msg), reqs *requestQueue, stop chan struct{}) func(ctx, loginCtx context.Context)) (model, error) {
 	reqs := newRequestQueue()
-	m := newModel(o, s.addr, reqs)
+	m := newModel(o, addr, reqs)
 	p := tea.NewProgram(m,
 		tea.WithInput(stdin),
 		tea.WithOutput(stdout),
@@ -47,26 +51,32 @@ func runTUI(ctx context.Context, o options, s *session, stdin io.Reader, stdout,
 	if m.state == stateLoggingIn {
 		reqs.push(request{kind: reqLogin, text: o.Name})
 	}
-
 	loginCtx, cancelLogin := context.WithCancel(ctx)
-	c := &controller{s: s, send: p.Send, reqs: reqs, stop: make(chan struct{})}
+	stop := make(chan struct{})
+	loop := newLoop(p.Send, reqs, stop)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		c.loop(ctx, loginCtx)
+		loop(ctx, loginCtx)
 	}()
-
 	final, err := p.Run()
 	cancelLogin()
-	close(c.stop)
+	close(stop)
 	wg.Wait()
+	fm, _ := final.(model)
+	return fm, err
+}
 
+// runTUI is terminal mode.
+func runTUI(ctx context.Context, o options, s *session, stdin io.Reader, stdout, stderr io.Writer) int {
+	fm, err := runProgram(ctx, o, s.addr, stdin, stdout, func(send func(tea.Msg), reqs *requestQueue, stop chan struct{}) func(ctx, loginCtx context.Context) {
+		return (&controller{s: s, send: send, reqs: reqs, stop: stop}).loop
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "chatcli: terminal: %v\n", err)
 		return 1
 	}
-	fm, _ := final.(model)
 	switch {
 	case errors.Is(fm.err, errEnded):
 		msg := s.describe(errEnded)

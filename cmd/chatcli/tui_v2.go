@@ -31,35 +31,15 @@ type (
 // classic one; a v2 controller drives it, and hands over to the classic
 // controller if auto mode falls back.
 func runTUIv2(ctx context.Context, o options, stdin io.Reader, stdout, stderr io.Writer) int {
-	reqs := newRequestQueue()
-	m := newModel(o, o.Addr, reqs)
-	p := tea.NewProgram(m,
-		tea.WithInput(stdin),
-		tea.WithOutput(stdout),
-		tea.WithoutSignalHandler(),
-	)
-	if m.state == stateLoggingIn {
-		reqs.push(request{kind: reqLogin, text: o.Name})
-	}
-	loginCtx, cancelLogin := context.WithCancel(ctx)
-	v := &controllerV2{o: o, send: p.Send, reqs: reqs, stop: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		v.loop(ctx, loginCtx)
-	}()
-
-	final, err := p.Run()
-	cancelLogin()
-	close(v.stop)
-	wg.Wait()
-
+	var v *controllerV2
+	fm, err := runProgram(ctx, o, o.Addr, stdin, stdout, func(send func(tea.Msg), reqs *requestQueue, stop chan struct{}) func(ctx, loginCtx context.Context) {
+		v = &controllerV2{o: o, send: send, reqs: reqs, stop: stop}
+		return v.loop
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "chatcli: terminal: %v\n", err)
 		return 1
 	}
-	fm, _ := final.(model)
 	describe := func(err error) string { return describeV2(o.Addr, err) }
 	if v.classic != nil {
 		describe = v.classic.describe
