@@ -33,18 +33,20 @@ func newRoom(name string, ringSize int) *room {
 	return &room{name: name, epoch: hex.EncodeToString(b[:]), ring: make([]event, ringSize)}
 }
 
-// append sequences f (setting Room, Seq and Epoch), encodes it once, keeps
-// it in the ring and returns the encoded line.
-func (r *room) append(f *Frame) []byte {
+// appendTo sequences f (setting Room, Seq and Epoch), encodes it once,
+// keeps it in the ring and queues it (as ev, with the encoded line) in out,
+// under the same hold of r.mu, so that out holds events in sequence order
+// (lock order: room.mu -> outbox.mu).
+func (r *room) appendTo(f *Frame, out *outbox, ev outEvent) {
 	f.Room = r.name
 	f.Epoch = r.epoch
 	r.mu.Lock()
 	r.seq++
 	f.Seq = r.seq
-	line := AppendFrame(nil, f)
-	r.ring[r.seq%uint64(len(r.ring))] = event{frame: *f, line: line}
+	ev.v2 = AppendFrame(nil, f)
+	r.ring[r.seq%uint64(len(r.ring))] = event{frame: *f, line: ev.v2}
+	out.push(ev)
 	r.mu.Unlock()
-	return line
 }
 
 // latest returns the latest event's seq.

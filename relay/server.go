@@ -60,6 +60,9 @@ type Config struct {
 	// SendBudget bounds a v2 datagram the relay packs several frames into.
 	// Default 1200 bytes, safe under common path MTUs.
 	SendBudget int
+	// NoBatch reads and sends one datagram per system call instead of many
+	// (recvmmsg and sendmmsg on Linux); for comparisons. Default false.
+	NoBatch bool
 	// SweepEvery is how often idle and silent members are looked for.
 	// Default 1 s.
 	SweepEvery time.Duration
@@ -175,12 +178,14 @@ type Server struct {
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
 	room    *room
+	out     *outbox
 	cookies *cookies
 	flood   *flood.Limiter
 	bg      sync.WaitGroup // evictions started off the reader
 
 	// set once by Serve, read-only afterwards
-	conn  *udpio.Conn
+	conn  *udpio.Conn   // sends everything; the first of conns
+	conns []*udpio.Conn // one reader each
 	reg   *Registry
 	disp  *dispatcher
 	start time.Time
@@ -188,7 +193,7 @@ type Server struct {
 	serving  atomic.Bool
 	closing  atomic.Bool
 	ready    chan struct{} // closed when Serve has set up and starts reading
-	readDone chan struct{} // closed when the read loop returns
+	readDone chan struct{} // closed when every read loop has returned
 
 	stopSweep chan struct{} // closed by Shutdown
 	sweepDone chan struct{} // closed when the sweeper returns
@@ -207,6 +212,7 @@ func New(cfg Config) (*Server, error) {
 		ready:     make(chan struct{}),
 		readDone:  make(chan struct{}),
 		room:      newRoom(RoomMain, cfg.Ring),
+		out:       newOutbox(),
 		flood:     flood.New(*cfg.Flood, cfg.Now),
 		cookies:   newCookies(),
 		stopSweep: make(chan struct{}),
@@ -220,45 +226,81 @@ func New(cfg Config) (*Server, error) {
 
 // Serve reads datagrams from uc until Shutdown (or until uc is closed). It
 // returns nil after Shutdown. The caller owns uc and closes it after
-// Shutdown returns. Serve may be called once.
-func (s *Server) Serve(uc *net.UDPConn) error {
+// Shutdown returns. Serve (or ServeGroup) may be called once.
+func (s *Server) Serve(uc *net.UDPConn) error { return s.ServeGroup([]*net.UDPConn{uc}) }
+
+// ServeGroup is Serve on several sockets bound to the same address (an
+// SO_REUSEPORT group, see Listen): one reader goroutine each, one shared
+// dispatcher, so each sender's order is kept as with one socket (the
+// kernel sends a sender's datagrams always to the same socket). Everything
+// the relay sends leaves through the first socket.
+func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	if !s.serving.CompareAndSwap(false, true) {
 		return errors.New("relay: Serve called twice")
 	}
 	defer close(s.readDone)
-	conn, err := udpio.New(uc)
-	if err != nil {
+	if len(ucs) == 0 {
 		close(s.ready)
-		return err
+		return errors.New("relay: no socket to serve")
 	}
-	s.conn = conn
-	if err := conn.EnableRecvErr(); err != nil {
+	conns := make([]*udpio.Conn, 0, len(ucs))
+	for _, uc := range ucs {
+		conn, err := udpio.NewOpts(uc, udpio.Options{Batch: !s.cfg.NoBatch})
+		if err != nil {
+			close(s.ready)
+			return err
+		}
+		conns = append(conns, conn)
+	}
+	s.conn, s.conns = conns[0], conns
+	// Only the first socket sends, so only it hears ICMP errors.
+	if err := s.conn.EnableRecvErr(); err != nil {
 		s.log.Warn("cannot receive ICMP errors: classic clients whose port is gone stay until --classic-idle", zap.Error(err))
 	}
 	s.reg = NewRegistry(RegistryLimits{
 		MaxMembers:         s.cfg.MaxMembers,
 		MaxPerIP:           max(s.cfg.MaxPerIP, 0),
 		LimitLoopbackPerIP: s.cfg.LimitLoopbackPerIP,
-	}, conn.Dest, s.obs.Members)
+	}, s.conn.Dest, s.obs.Members)
 	s.start = s.cfg.Now()
 	go s.sweeper()
 	close(s.ready)
-	s.log.Info("relay listening", zap.Stringer("addr", uc.LocalAddr()),
-		zap.String("lang", string(s.cfg.Lang)), zap.Int("max_members", s.cfg.MaxMembers))
-	return s.readLoop(uc)
+	s.log.Info("relay listening", zap.Stringer("addr", ucs[0].LocalAddr()),
+		zap.String("lang", string(s.cfg.Lang)), zap.Int("max_members", s.cfg.MaxMembers),
+		zap.Int("readers", len(conns)), zap.Bool("batch", s.conn.Batching()))
+	errs := make(chan error, len(conns))
+	for _, c := range conns[1:] {
+		go func() { errs <- s.readLoop(c) }()
+	}
+	err := s.readLoop(conns[0])
+	for range conns[1:] {
+		err = errors.Join(err, <-errs)
+	}
+	return err
 }
 
 // readLoop only reads, checks size and hands off without blocking; it never
 // parses or answers (miekg/dns serveUDP, wireguard-go RoutineReceiveIncoming).
-func (s *Server) readLoop(uc *net.UDPConn) error {
-	oob := make([]byte, udpio.OOBSize)
+// Each datagram's buffer is handed off with it, and the reader takes a
+// fresh one in its place: exactly one Put per Get.
+func (s *Server) readLoop(conn *udpio.Conn) error {
+	r := conn.NewReader()
 	max := s.cfg.MaxDatagram
-	buf := s.bufs.Get().(*[]byte)
-	defer func() { s.bufs.Put(buf) }()
+	pkts := make([]udpio.Packet, udpio.ReadBatch)
+	bufs := make([]*[]byte, len(pkts))
+	for i := range bufs {
+		bufs[i] = s.bufs.Get().(*[]byte)
+		pkts[i].Buf = *bufs[i]
+	}
+	defer func() {
+		for _, b := range bufs {
+			s.bufs.Put(b)
+		}
+	}()
 	failures := 0
 	var rxDrops uint32 // the kernel's drop count already reported
 	for {
-		n, from, local, err := s.conn.Read(*buf, oob)
+		n, err := r.Read(pkts)
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -279,7 +321,7 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 			continue
 		}
 		failures = 0
-		if d := s.conn.RxDrops(); d != rxDrops {
+		if d := conn.RxDrops(); d != rxDrops {
 			// The kernel dropped datagrams at our socket (receive buffer
 			// full): they are lost before we ever saw them, but counted.
 			for i := d - rxDrops; i > 0; i-- {
@@ -287,21 +329,25 @@ func (s *Server) readLoop(uc *net.UDPConn) error {
 			}
 			rxDrops = d
 		}
-		s.obs.DatagramReceived()
-		switch {
-		case n == 0:
-			s.obs.DatagramDropped(DropEmpty)
-			continue
-		case n > max:
-			s.obs.DatagramDropped(DropOversize)
-			continue
+		for i := range pkts[:n] {
+			p := &pkts[i]
+			s.obs.DatagramReceived()
+			switch {
+			case p.N == 0:
+				s.obs.DatagramDropped(DropEmpty)
+				continue
+			case p.N > max:
+				s.obs.DatagramDropped(DropOversize)
+				continue
+			}
+			if v := s.flood.AllowDatagram(p.From); !v.Allowed() {
+				s.floodDrop(v, "source", p.From.String())
+				continue
+			}
+			s.disp.enqueue(datagram{buf: bufs[i], n: p.N, from: p.From, local: p.Local})
+			bufs[i] = s.bufs.Get().(*[]byte)
+			p.Buf = *bufs[i]
 		}
-		if v := s.flood.AllowDatagram(from); !v.Allowed() {
-			s.floodDrop(v, "source", from.String())
-			continue
-		}
-		s.disp.enqueue(datagram{buf: buf, n: n, from: from, local: local})
-		buf = s.bufs.Get().(*[]byte)
 	}
 }
 
@@ -319,14 +365,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.conn == nil { // Serve failed before reading
 		return nil
 	}
-	// Unblock the reader without closing the socket: it is still needed
-	// to drain and to say goodbye.
-	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	// Unblock the readers without closing the sockets: the first is still
+	// needed to drain and to say goodbye.
+	for _, c := range s.conns {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
 	<-s.readDone
 	close(s.stopSweep)
 	<-s.sweepDone
 	s.bg.Wait()
 	err := s.disp.close(ctx)
+	s.out.waitIdle() // a broadcast from the admin socket may still be leaving
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
 	// restarts, and log in again by themselves when it is back.
@@ -412,50 +461,6 @@ func (s *Server) sendTo(b []byte, d *udpio.Dest) {
 		return
 	}
 	s.obs.Delivered(1)
-}
-
-// broadcast sequences ev as the room's next event and sends it to the
-// members' snapshot, with no lock held: v2 members get the frame, encoded
-// once, the same bytes for all (the sender too: its echo is its ack);
-// classic members except except get the classic line. A failing recipient
-// is counted and skipped; no send blocks.
-func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind string) {
-	s.broadcastTo(s.reg.Members(), ev, classic, except, kind)
-}
-
-// broadcastTo is broadcast to a given snapshot.
-func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
-	v2 := AppendV2Header(nil)
-	v2 = append(v2, s.room.append(ev)...)
-	lists := fanLists.Get().(*fanList)
-	for _, m := range members {
-		switch {
-		case m.Proto == ProtoV2:
-			lists.v2 = append(lists.v2, m.Dest())
-		case m != except:
-			lists.classic = append(lists.classic, m.Dest())
-		}
-	}
-	failed := s.conn.SendAll(classic, lists.classic) + s.conn.SendAll(v2, lists.v2)
-	for i := 0; i < failed; i++ {
-		s.obs.SendError()
-	}
-	s.obs.Delivered(len(lists.classic) + len(lists.v2) - failed)
-	lists.reset()
-	fanLists.Put(lists)
-	s.obs.Broadcast(kind)
-}
-
-// fanList holds one broadcast's destinations by protocol; pooled, so a
-// broadcast allocates nothing per recipient.
-type fanList struct{ classic, v2 []*udpio.Dest }
-
-var fanLists = sync.Pool{New: func() any { return new(fanList) }}
-
-func (l *fanList) reset() {
-	clear(l.classic)
-	clear(l.v2)
-	l.classic, l.v2 = l.classic[:0], l.v2[:0]
 }
 
 // sweeper evicts v2 sessions silent for longer than V2Timeout and classic

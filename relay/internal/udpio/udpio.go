@@ -36,3 +36,22 @@ func isWildcard(uc *net.UDPConn) bool {
 	la, ok := uc.LocalAddr().(*net.UDPAddr)
 	return ok && (la.IP == nil || la.IP.IsUnspecified())
 }
+
+// Options configure a Conn.
+type Options struct {
+	// Batch reads and writes many datagrams per system call where the
+	// platform can (recvmmsg and sendmmsg on Linux, through x/net's
+	// ReadBatch and WriteBatch); elsewhere, or false, one per call.
+	Batch bool
+}
+
+// Packet is one datagram a Reader read.
+type Packet struct {
+	Buf   []byte         // where the datagram goes; set by the caller before Read
+	N     int            // its length
+	From  netip.AddrPort // the sender, IPv4 unmapped
+	Local netip.Addr     // the address it was sent to on a wildcard socket; else invalid
+}
+
+// ReadBatch is how many datagrams a Reader returns at most from one Read.
+const ReadBatch = 64

@@ -4,6 +4,7 @@ package udpio
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,20 +23,33 @@ import (
 type Conn struct {
 	uc      *net.UDPConn
 	raw     syscall.RawConn
-	family  int  // AF_INET or AF_INET6 (dual-stack)
-	pktinfo bool // bound to a wildcard address: track each datagram's destination
+	family  int       // AF_INET or AF_INET6 (dual-stack)
+	pktinfo bool      // bound to a wildcard address: track each datagram's destination
+	bc      batchConn // recvmmsg/sendmmsg; nil when batching is off
 
 	rxDrops uint32 // the kernel's count of datagrams dropped at this socket; reader-owned
 }
 
-type platDest struct {
-	sa  unix.Sockaddr
-	oob []byte // IP_PKTINFO or IPV6_PKTINFO naming the source address; nil if none
+// batchConn is what Conn needs of x/net's ipv4.PacketConn and
+// ipv6.PacketConn (whose Message types are the same): on Linux ReadBatch
+// and WriteBatch are one recvmmsg or sendmmsg for many datagrams.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-// New prepares uc. On a wildcard address it enables IP_PKTINFO (and
-// IPV6_RECVPKTINFO on a dual-stack socket).
-func New(uc *net.UDPConn) (*Conn, error) {
+type platDest struct {
+	sa  unix.Sockaddr
+	ua  *net.UDPAddr // the same address for x/net's WriteBatch, made once
+	oob []byte       // IP_PKTINFO or IPV6_PKTINFO naming the source address; nil if none
+}
+
+// New prepares uc with batching on. On a wildcard address it enables
+// IP_PKTINFO (and IPV6_RECVPKTINFO on a dual-stack socket).
+func New(uc *net.UDPConn) (*Conn, error) { return NewOpts(uc, Options{Batch: true}) }
+
+// NewOpts is New with options.
+func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 	raw, err := uc.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -64,8 +80,18 @@ func New(uc *net.UDPConn) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udpio: prepare socket: %w", err)
 	}
+	if o.Batch {
+		if c.family == unix.AF_INET {
+			c.bc = ipv4.NewPacketConn(uc)
+		} else {
+			c.bc = ipv6.NewPacketConn(uc)
+		}
+	}
 	return c, nil
 }
+
+// Batching reports whether c reads and writes many datagrams per call.
+func (c *Conn) Batching() bool { return c.bc != nil }
 
 // Read reads one datagram into b. from is the sender (IPv4 unmapped); local
 // is the address the datagram was sent to when the socket is on a wildcard
@@ -123,6 +149,7 @@ func (c *Conn) parseControl(oob []byte) (local netip.Addr) {
 func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
 	to = normalize(to)
 	d := Dest{Addr: to, Local: local}
+	d.plat.ua = net.UDPAddrFromAddrPort(to)
 	if c.family == unix.AF_INET {
 		d.plat.sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
 	} else {
@@ -162,6 +189,9 @@ func (c *Conn) SendAll(b []byte, dests []*Dest) (failed int) {
 	if len(dests) == 0 {
 		return 0
 	}
+	if c.bc != nil {
+		return c.sendBatch(b, dests)
+	}
 	j := sendJobs.Get().(*sendJob)
 	j.b = b
 	for len(dests) > 0 {
@@ -178,8 +208,75 @@ func (c *Conn) SendAll(b []byte, dests []*Dest) (failed int) {
 	return failed
 }
 
-// sendChunk is how many sends one hold of the socket's write lock covers.
+// sendChunk is how many sends one hold of the socket's write lock covers,
+// and how many datagrams one sendmmsg or recvmmsg carries at most.
 const sendChunk = 64
+
+// batchJob is the scratch of one batched SendAll, pooled: a SendAll makes
+// no allocation.
+type batchJob struct {
+	ms  [sendChunk]ipv4.Message
+	buf [1][]byte // every message's Buffers: the same bytes for all
+}
+
+var batchJobs = sync.Pool{New: func() any { return new(batchJob) }}
+
+// sendBatch is SendAll with sendmmsg: up to sendChunk destinations per
+// system call, never waiting (MSG_DONTWAIT).
+func (c *Conn) sendBatch(b []byte, dests []*Dest) (failed int) {
+	j := batchJobs.Get().(*batchJob)
+	j.buf[0] = b
+	for len(dests) > 0 {
+		n := min(len(dests), sendChunk)
+		ms := j.ms[:n]
+		for i, d := range dests[:n] {
+			ms[i].Buffers, ms[i].OOB, ms[i].Addr = j.buf[:], d.plat.oob, d.plat.ua
+		}
+		failed += c.writeBatch(ms)
+		dests = dests[n:]
+	}
+	j.buf[0] = nil
+	clear(j.ms[:])
+	batchJobs.Put(j)
+	return failed
+}
+
+// writeBatch sends ms, as many per sendmmsg as the kernel takes, and
+// returns how many could not be sent. sendmmsg stops at the first message
+// that fails and reports the ones before it; the failing one is then the
+// first of the next call, which returns its error. As with one sendmsg (see
+// sendJob.run), a pending ICMP error about some other peer fails a call
+// without sending anything: such a call is tried again, boundedly.
+func (c *Conn) writeBatch(ms []ipv4.Message) (failed int) {
+	tries := 0
+	for len(ms) > 0 {
+		n, err := c.bc.WriteBatch(ms, unix.MSG_DONTWAIT)
+		if n > 0 {
+			ms, tries = ms[n:], 0
+			continue
+		}
+		switch {
+		case err == nil || errors.Is(err, net.ErrClosed):
+			return failed + len(ms) // nothing sent and no reason to retry
+		case isPendingICMP(err) && tries < sendTries:
+			tries++
+			continue
+		}
+		failed++ // this destination's own failure (e.g. EAGAIN): skip it
+		ms, tries = ms[1:], 0
+	}
+	return failed
+}
+
+// isPendingICMP reports an error that an unconnected UDP socket returns
+// only for a queued ICMP error about some earlier datagram.
+func isPendingICMP(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return false
+	}
+	return errno == unix.ECONNREFUSED || errno == unix.EHOSTUNREACH || errno == unix.ENETUNREACH
+}
 
 // sendJob is the state of one Send or SendAll, reused through sendJobs so
 // that the callback passed to RawConn.Write (fn, bound once) does not make
@@ -241,3 +338,69 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(
 
 // Close closes the socket; a blocked Read returns net.ErrClosed.
 func (c *Conn) Close() error { return c.uc.Close() }
+
+// Reader reads datagrams from a Conn, many per system call when the Conn
+// batches. It belongs to one goroutine, the only one that may call Read
+// and the Conn's RxDrops.
+type Reader struct {
+	c    *Conn
+	ms   []ipv4.Message
+	bufs [][]byte // ms[i].Buffers is bufs[i : i+1]
+	oob  []byte   // OOBSize bytes per message
+}
+
+// NewReader returns c's reader; c should have only one.
+func (c *Conn) NewReader() *Reader {
+	n := 1
+	if c.bc != nil {
+		n = ReadBatch
+	}
+	r := &Reader{c: c, ms: make([]ipv4.Message, n), bufs: make([][]byte, n), oob: make([]byte, n*OOBSize)}
+	for i := range r.ms {
+		r.ms[i].Buffers = r.bufs[i : i+1]
+	}
+	return r
+}
+
+// Read blocks until at least one datagram arrived and fills pkts[:n] with
+// up to min(len(pkts), ReadBatch) of them. Each pkts[i].Buf must be set by
+// the caller; Read keeps no reference to it after returning.
+func (r *Reader) Read(pkts []Packet) (n int, err error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	if r.c.bc == nil {
+		p := &pkts[0]
+		p.N, p.From, p.Local, err = r.c.Read(p.Buf, r.oob)
+		if err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	ms := r.ms[:min(len(pkts), len(r.ms))]
+	for i := range ms {
+		r.bufs[i] = pkts[i].Buf
+		ms[i].OOB = r.oob[i*OOBSize : (i+1)*OOBSize]
+	}
+	n, err = r.c.bc.ReadBatch(ms, 0)
+	for i := range ms {
+		r.bufs[i] = nil // keep no buffer alive
+	}
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < n; i++ {
+		m, p := &ms[i], &pkts[i]
+		p.N, p.Local = m.N, netip.Addr{}
+		if ua, ok := m.Addr.(*net.UDPAddr); ok {
+			p.From = normalize(ua.AddrPort())
+		} else {
+			p.From = netip.AddrPort{}
+		}
+		if m.NN > 0 {
+			p.Local = r.c.parseControl(m.OOB[:m.NN])
+		}
+		m.Addr = nil
+	}
+	return n, nil
+}

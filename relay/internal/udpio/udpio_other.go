@@ -60,3 +60,29 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(
 
 // Close closes the socket.
 func (c *Conn) Close() error { return c.uc.Close() }
+
+// NewOpts is New; batching is not available here.
+func NewOpts(uc *net.UDPConn, _ Options) (*Conn, error) { return New(uc) }
+
+// Batching is always false here.
+func (c *Conn) Batching() bool { return false }
+
+// Reader reads datagrams from a Conn, one per call here.
+type Reader struct{ c *Conn }
+
+// NewReader returns c's reader.
+func (c *Conn) NewReader() *Reader { return &Reader{c: c} }
+
+// Read reads one datagram into pkts[0].
+func (r *Reader) Read(pkts []Packet) (int, error) {
+	if len(pkts) == 0 {
+		return 0, nil
+	}
+	p := &pkts[0]
+	var err error
+	p.N, p.From, p.Local, err = r.c.Read(p.Buf, nil)
+	if err != nil {
+		return 0, err
+	}
+	return 1, nil
+}

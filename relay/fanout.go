@@ -1,0 +1,221 @@
+package relay
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/chatrelay/chatrelay/relay/internal/udpio"
+)
+
+// Fan-out: how the room's events leave.
+//
+// broadcast sequences an event and queues it in the outbox; whoever queues
+// an event while nobody is sending becomes the sender and sends until the
+// outbox is empty (flat combining, as nats-server flushes the clients a
+// read loop touched once per read). At low load an event therefore leaves
+// at once, from the goroutine that made it, with no added latency and no
+// hand-off; under load, the events queued during one round leave together
+// in the next:
+//
+//   - v2 members receive them packed into datagrams of at most SendBudget
+//     bytes (CR2 and one frame line after another), the same bytes for
+//     every v2 member, so several events cost one datagram per member;
+//   - classic members receive one line per datagram, as classic clients
+//     expect, each line encoded once for all of them.
+//
+// Every datagram goes out through Conn.SendAll (sendmmsg on Linux, up to 64
+// destinations per system call, never waiting). A datagram the kernel
+// refuses is counted as a send error; a v2 member repairs what it carried.
+
+// broadcast sequences ev as the room's next event and sends it to the
+// registry's members: v2 members get the frame (the sender too: its echo is
+// its ack); classic members except except get the classic line.
+func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind string) {
+	s.broadcastTo(s.reg.Members(), ev, classic, except, kind)
+}
+
+// broadcastTo is broadcast to a given snapshot of members (immutable).
+func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
+	s.room.appendTo(ev, s.out, outEvent{members: members, classic: classic, except: except})
+	s.flush()
+	s.obs.Broadcast(kind)
+}
+
+// outEvent is one queued broadcast.
+type outEvent struct {
+	members []*Member // the snapshot it goes to
+	v2      []byte    // the frame as one JSON line, shared with the ring
+	classic []byte    // the classic line
+	except  *Member   // gets no classic line (the sender of a classic chat)
+}
+
+// outboxLimit bounds the queued events: a producer that finds this many
+// waits for the sender to take them (backpressure reaches the dispatcher's
+// bounded queue, where excess is dropped and counted).
+const outboxLimit = 4096
+
+// outbox holds the broadcasts waiting to be sent, in sequence order.
+type outbox struct {
+	mu      sync.Mutex // protects pending and sending; taken under room.mu
+	pending []outEvent
+	sending bool      // a goroutine is in flush's loop
+	changed sync.Cond // on mu: pending was taken, or sending ended
+
+	// Owned by the goroutine that set sending.
+	taken   []outEvent
+	classic []*udpio.Dest
+	v2      []*udpio.Dest
+	packed  []byte
+}
+
+func newOutbox() *outbox {
+	o := &outbox{}
+	o.changed.L = &o.mu
+	return o
+}
+
+// push queues ev. It is called with room.mu held, so events are queued in
+// sequence order. It waits only while the outbox is full and someone else
+// is sending (which never blocks), never for I/O.
+func (o *outbox) push(ev outEvent) {
+	o.mu.Lock()
+	for len(o.pending) >= outboxLimit && o.sending {
+		o.changed.Wait()
+	}
+	o.pending = append(o.pending, ev)
+	o.mu.Unlock()
+}
+
+// waitIdle returns once nothing is queued and nobody is sending.
+func (o *outbox) waitIdle() {
+	o.mu.Lock()
+	for o.sending || len(o.pending) > 0 {
+		if !o.sending {
+			o.mu.Unlock()
+			return // queued but nobody sends: the caller's flush will
+		}
+		o.changed.Wait()
+	}
+	o.mu.Unlock()
+}
+
+// flush sends the queued events unless another goroutine already is, in
+// which case that one sends them too. It returns once the outbox was empty
+// or another goroutine had the job.
+func (s *Server) flush() {
+	o := s.out
+	o.mu.Lock()
+	if o.sending {
+		o.mu.Unlock()
+		return
+	}
+	o.sending = true
+	held := true
+	defer func() {
+		// Also on a panic in sendEvents (recovered by the handler): the
+		// next broadcast must find the job free, or the room goes silent.
+		if !held {
+			o.mu.Lock()
+		}
+		o.sending = false
+		o.changed.Broadcast()
+		o.mu.Unlock()
+	}()
+	for len(o.pending) > 0 {
+		o.taken, o.pending = o.pending, o.taken[:0]
+		o.changed.Broadcast()
+		o.mu.Unlock()
+		held = false
+		s.sendEvents(o.taken)
+		clear(o.taken)
+		o.mu.Lock()
+		held = true
+	}
+}
+
+// sendEvents sends evs, in order. Consecutive events for the same snapshot
+// of members share the destination lists and, for v2, datagrams.
+func (s *Server) sendEvents(evs []outEvent) {
+	for len(evs) > 0 {
+		n := 1
+		for n < len(evs) && sameSnapshot(evs[n].members, evs[0].members) {
+			n++
+		}
+		s.sendGroup(evs[:n])
+		evs = evs[n:]
+	}
+}
+
+func sameSnapshot(a, b []*Member) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// sendGroup sends events that all go to evs[0].members.
+func (s *Server) sendGroup(evs []outEvent) {
+	o := s.out
+	o.classic, o.v2 = o.classic[:0], o.v2[:0]
+	for _, m := range evs[0].members {
+		if m.Proto == ProtoV2 {
+			o.v2 = append(o.v2, m.Dest())
+		} else {
+			o.classic = append(o.classic, m.Dest())
+		}
+	}
+	datagrams, failed, frames := 0, 0, 0
+	for i := range evs {
+		// The except member (a classic chat's sender) is moved to the end
+		// of the list and left out, then put back: no copy per event.
+		dests, swapped := o.classic, -1
+		if ex := evs[i].except; ex != nil && ex.Proto == ProtoClassic {
+			if j := indexDest(dests, ex.Dest()); j >= 0 {
+				last := len(dests) - 1
+				dests[j], dests[last] = dests[last], dests[j]
+				dests, swapped = dests[:last], j
+			}
+		}
+		if len(dests) > 0 {
+			datagrams += len(dests)
+			frames += len(dests)
+			failed += s.conn.SendAll(evs[i].classic, dests)
+		}
+		if swapped >= 0 {
+			last := len(o.classic) - 1
+			o.classic[swapped], o.classic[last] = o.classic[last], o.classic[swapped]
+		}
+	}
+	if len(o.v2) > 0 {
+		budget := s.cfg.SendBudget
+		b := AppendV2Header(o.packed[:0])
+		count := 0
+		send := func() {
+			datagrams += len(o.v2)
+			frames += count * len(o.v2)
+			failed += s.conn.SendAll(b, o.v2)
+			b, count = AppendV2Header(b[:0]), 0
+		}
+		for i := range evs {
+			line := evs[i].v2
+			if count > 0 && len(b)+len(line) > budget {
+				send()
+			}
+			b = append(b, line...)
+			count++
+		}
+		send()
+		o.packed = b[:0]
+	}
+	for i := 0; i < failed; i++ {
+		s.obs.SendError()
+	}
+	s.obs.Delivered(datagrams - failed)
+	_ = frames
+}
+
+func indexDest(dests []*udpio.Dest, d *udpio.Dest) int {
+	for i, x := range dests {
+		if x == d {
+			return i
+		}
+	}
+	return -1
+}
