@@ -48,6 +48,7 @@ type Relay struct {
 	logins       labelled
 	broadcasts   labelled
 	delivered    prometheus.Counter
+	events       prometheus.Counter
 	sendErrors   prometheus.Counter
 	readErrors   prometheus.Counter
 	members      prometheus.Gauge
@@ -113,6 +114,8 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 		logins:     newLabelled(logins, labels.LoginResults),
 		broadcasts: newLabelled(broadcasts, labels.BroadcastKinds),
 		delivered:  counter("deliveries_total", "Counter of datagrams sent to members by broadcasts."),
+		events: counter("event_deliveries_total",
+			"Counter of room events sent to members, one per member per event; several ride in one coalesced v2 datagram."),
 		sendErrors: counter("send_errors_total", "Counter of failed datagram sends."),
 		readErrors: counter("read_errors_total", "Counter of socket read errors other than shutdown."),
 		members:    gauge("", "members", "Number of members logged in."),
@@ -129,7 +132,7 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 		}),
 	}
 	r.collectors = []prometheus.Collector{
-		r.received, dropped, logins, broadcasts, r.delivered, r.sendErrors,
+		r.received, dropped, logins, broadcasts, r.delivered, r.events, r.sendErrors,
 		r.readErrors, r.members, r.poolRejected, r.queued, r.panics, r.handler,
 	}
 	if reg != nil {
@@ -173,6 +176,14 @@ func (r *Relay) Broadcast(kind string) { r.broadcasts.get(kind).Inc() }
 func (r *Relay) Delivered(n int) {
 	if n > 0 {
 		r.delivered.Add(float64(n))
+	}
+}
+
+// EventsDelivered adds n room events sent to members
+// (chatrelay_event_deliveries_total); n <= 0 is ignored.
+func (r *Relay) EventsDelivered(n int) {
+	if n > 0 {
+		r.events.Add(float64(n))
 	}
 }
 

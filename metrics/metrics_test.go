@@ -26,6 +26,7 @@ type observer interface {
 	Login(result string)
 	Broadcast(kind string)
 	Delivered(n int)
+	EventsDelivered(n int)
 	SendError()
 	ReadError()
 	Members(n int)
@@ -118,7 +119,7 @@ func TestEverySeriesExistsAtZero(t *testing.T) {
 		})
 	}
 	for _, name := range []string{
-		"chatrelay_datagrams_received_total", "chatrelay_deliveries_total",
+		"chatrelay_datagrams_received_total", "chatrelay_deliveries_total", "chatrelay_event_deliveries_total",
 		"chatrelay_send_errors_total", "chatrelay_read_errors_total", "chatrelay_members",
 		"chatrelay_pool_rejections_total", "chatrelay_pool_queued", "chatrelay_panics_total",
 	} {
@@ -141,6 +142,7 @@ func TestMethodsMoveTheirSeries(t *testing.T) {
 		{func(r *metrics.Relay) { r.Broadcast("chat") }, "chatrelay_broadcasts_total", []string{"kind", "chat"}, 1},
 		{func(r *metrics.Relay) { r.Delivered(5); r.Delivered(3) }, "chatrelay_deliveries_total", nil, 8},
 		{func(r *metrics.Relay) { r.Delivered(2); r.Delivered(0); r.Delivered(-4) }, "chatrelay_deliveries_total", nil, 2},
+		{func(r *metrics.Relay) { r.EventsDelivered(40); r.EventsDelivered(-1) }, "chatrelay_event_deliveries_total", nil, 40},
 		{func(r *metrics.Relay) { r.SendError() }, "chatrelay_send_errors_total", nil, 1},
 		{func(r *metrics.Relay) { r.ReadError() }, "chatrelay_read_errors_total", nil, 1},
 		{func(r *metrics.Relay) { r.Members(7); r.Members(4) }, "chatrelay_members", nil, 4},

@@ -161,7 +161,8 @@ func (s *Server) sendGroup(evs []outEvent) {
 			o.classic = append(o.classic, m.Dest())
 		}
 	}
-	datagrams, failed, frames := 0, 0, 0
+	// failed counts datagrams, lost the events they carried.
+	datagrams, failed, frames, lost := 0, 0, 0, 0
 	for i := range evs {
 		// The except member (a classic chat's sender) is moved to the end
 		// of the list and left out, then put back: no copy per event.
@@ -176,7 +177,9 @@ func (s *Server) sendGroup(evs []outEvent) {
 		if len(dests) > 0 {
 			datagrams += len(dests)
 			frames += len(dests)
-			failed += s.conn.SendAll(evs[i].classic, dests)
+			f := s.conn.SendAll(evs[i].classic, dests)
+			failed += f
+			lost += f
 		}
 		if swapped >= 0 {
 			last := len(o.classic) - 1
@@ -190,7 +193,9 @@ func (s *Server) sendGroup(evs []outEvent) {
 		send := func() {
 			datagrams += len(o.v2)
 			frames += count * len(o.v2)
-			failed += s.conn.SendAll(b, o.v2)
+			f := s.conn.SendAll(b, o.v2)
+			failed += f
+			lost += f * count
 			b, count = AppendV2Header(b[:0]), 0
 		}
 		for i := range evs {
@@ -208,7 +213,7 @@ func (s *Server) sendGroup(evs []outEvent) {
 		s.obs.SendError()
 	}
 	s.obs.Delivered(datagrams - failed)
-	_ = frames
+	s.obs.EventsDelivered(frames - lost)
 }
 
 func indexDest(dests []*udpio.Dest, d *udpio.Dest) int {

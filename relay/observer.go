@@ -16,6 +16,10 @@ type Observer interface {
 	Broadcast(kind string)
 	// Delivered counts n datagrams handed to the kernel for members.
 	Delivered(n int)
+	// EventsDelivered counts n room events handed to the kernel for
+	// members, one per member per event: several can ride in one v2
+	// datagram, so this is Delivered's count or more.
+	EventsDelivered(n int)
 	// SendError counts one datagram the kernel refused (ECONNREFUSED,
 	// EAGAIN on a full socket buffer, ...); the recipient misses it.
 	SendError()
@@ -53,6 +57,7 @@ func (NopObserver) DatagramDropped(string) {}
 func (NopObserver) Login(string)           {}
 func (NopObserver) Broadcast(string)       {}
 func (NopObserver) Delivered(int)          {}
+func (NopObserver) EventsDelivered(int)    {}
 func (NopObserver) SendError()             {}
 func (NopObserver) ReadError()             {}
 func (NopObserver) Members(int)            {}

@@ -208,8 +208,24 @@ func paceChats(conn *net.UDPConn, name string, n, window int, readers []*stream,
 
 // TestPerSenderOrderWithWindow: on a real 16-worker pool, two senders chat
 // at once, each with a window of 256 chats in flight; both receivers get
-// every chat of each sender exactly once and in that sender's order.
+// every chat of each sender exactly once and in that sender's order: with
+// batch I/O and one socket, with an SO_REUSEPORT group of two readers, and
+// with batching off.
 func TestPerSenderOrderWithWindow(t *testing.T) {
+	for _, mode := range []struct {
+		name    string
+		readers int
+		noBatch bool
+	}{
+		{"batch", 1, false},
+		{"batch+reuseport", 2, false},
+		{"nobatch", 1, true},
+	} {
+		t.Run(mode.name, func(t *testing.T) { testPerSenderOrder(t, mode.readers, mode.noBatch) })
+	}
+}
+
+func testPerSenderOrder(t *testing.T, sockets int, noBatch bool) {
 	const (
 		n      = 10000
 		window = 256
@@ -227,10 +243,11 @@ func TestPerSenderOrderWithWindow(t *testing.T) {
 		}
 	})
 	rec := newRecorder()
-	r := relaytest.Start(t, func(c *relay.Config) {
+	r := relaytest.StartReaders(t, sockets, func(c *relay.Config) {
 		c.Workers = 16
 		c.Executor = p
 		c.Observer = rec
+		c.NoBatch = noBatch
 	})
 
 	bigReader := func(name string) *client {

@@ -49,6 +49,7 @@ func (c *counting) Delivered(n int) {
 	}
 	c.next.Delivered(n)
 }
+func (c *counting) EventsDelivered(n int) { c.next.EventsDelivered(n) }
 func (c *counting) SendError()            { c.sendErrors.Add(1); c.next.SendError() }
 func (c *counting) ReadError()            { c.next.ReadError() }
 func (c *counting) Members(n int)         { c.next.Members(n) }

@@ -369,6 +369,27 @@ func TestTakenPortIsOneClearLine(t *testing.T) {
 	}
 }
 
+// Linux lets any process of the same user join a reuseport group: a second
+// relay with --readers on a live relay's port must still fail as on a taken
+// port, and the first relay keep serving.
+func TestSecondRelayOnReadersPortExits(t *testing.T) {
+	o := testOptions(t)
+	o.Readers = 2
+	d := startDaemon(t, o)
+	addr := d.l.UDP.String()
+	var errb bytes.Buffer
+	code := run(context.Background(), []string{"--listen", addr, "--readers", "2", "--metrics-listen", "", "--admin-socket", shortSocketPath(t)}, io.Discard, &errb)
+	want := "relay: listen on " + addr + ": bind: address already in use\n"
+	if code != 1 || !strings.HasSuffix(errb.String(), want) {
+		t.Fatalf("exit %d, stderr %q, want it to end with %q", code, errb.String(), want)
+	}
+	a := d.join(t, "alice")
+	b := d.join(t, "bob")
+	a.expect("bob joined the chat room")
+	b.send("C bob still here")
+	a.expect("bob says: still here")
+}
+
 func TestShutdownTellsMembersAndRemovesSocket(t *testing.T) {
 	d := startDaemon(t, testOptions(t))
 	alice := d.join(t, "alice")

@@ -46,6 +46,8 @@ type Options struct {
 	DatagramRate  float64       // datagrams per second per source IP:port
 	DatagramBurst int           // datagrams at once per source
 	LimitExempt   string        // comma-separated prefixes exempt from login bans
+	Readers       int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
+	Batch         string        // on or off: many datagrams per system call
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
@@ -88,6 +90,8 @@ func defaultOptions() Options {
 		DatagramRate:  float64(relay.DefaultFloodSettings().DatagramRate),
 		DatagramBurst: relay.DefaultFloodSettings().DatagramBurst,
 		LimitExempt:   "127.0.0.0/8,::1/128",
+		Readers:       1,
+		Batch:         "on",
 	}
 }
 
@@ -125,6 +129,8 @@ func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, e
 	fs.IntVar(&o.DatagramBurst, "flood-datagram-burst", o.DatagramBurst, "datagrams one source IP:port may send at once")
 	fs.StringVar(&o.LimitExempt, "limit-exempt", o.LimitExempt, "comma-separated `prefixes` never banned for refused logins (empty: none)")
 	fs.IntVar(&o.SendBudget, "send-budget", o.SendBudget, "largest v2 datagram, in `bytes`, when packing several frames")
+	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
+	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage:
   relay [flags]                    run the relay
@@ -174,6 +180,12 @@ func (o Options) validate() error {
 		return fmt.Errorf("--backlog %d: must be between 0 and --ring", o.Backlog)
 	case o.SendBudget < 512 || o.SendBudget > 65507:
 		return fmt.Errorf("--send-budget %d: must be between 512 and 65507", o.SendBudget)
+	}
+	if o.Readers < 1 || o.Readers > 64 {
+		return fmt.Errorf("--readers %d: must be between 1 and 64", o.Readers)
+	}
+	if o.Batch != "on" && o.Batch != "off" {
+		return fmt.Errorf("--batch %q: want on or off", o.Batch)
 	}
 	if o.Flood != "on" && o.Flood != "off" {
 		return fmt.Errorf("--flood %q: want on or off", o.Flood)

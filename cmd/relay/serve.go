@@ -38,20 +38,15 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 
 	// Open everything that can fail first, so a taken port or an unusable
 	// path is one clear error and nothing is left half-started.
-	ua, err := net.ResolveUDPAddr("udp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", o.Listen, err)
-	}
-	uc, err := net.ListenUDP("udp", ua)
+	ucs, err := relay.Listen(o.Listen, o.Readers, 4<<20)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, unwrapOp(err))
 	}
-	defer uc.Close()
-	// Bursts arrive faster than any scheduler wakes a reader: a larger
-	// receive buffer turns them into latency instead of kernel drops. The
-	// kernel caps it at net.core.rmem_max; errors are not fatal.
-	_ = uc.SetReadBuffer(4 << 20)
-	_ = uc.SetWriteBuffer(4 << 20)
+	defer func() {
+		for _, uc := range ucs {
+			uc.Close()
+		}
+	}()
 
 	if o.AdminSocket == defaultAdminSocket() {
 		// Only the default's directory is ours to create; a path the
@@ -118,6 +113,7 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 		Ring:               o.Ring,
 		Backlog:            backlog(o.Backlog),
 		SendBudget:         o.SendBudget,
+		NoBatch:            o.Batch == "off",
 		Flood:              &floodSettings,
 		Executor:           workers,
 		Observer:           obs,
@@ -135,7 +131,7 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	wg.Add(2)
-	go func() { defer wg.Done(); errc <- srv.Serve(uc) }()
+	go func() { defer wg.Done(); errc <- srv.ServeGroup(ucs) }()
 	go func() { defer wg.Done(); errc <- srv.ServeAdmin(adminLn) }()
 	mctx, stopMetrics := context.WithCancel(context.Background())
 	defer stopMetrics()
@@ -144,7 +140,7 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 		go func() { defer wg.Done(); errc <- metrics.Serve(mctx, metricsLn, metrics.Handler(reg)) }()
 	}
 	<-srv.Ready()
-	l := listeners{UDP: uc.LocalAddr(), Admin: o.AdminSocket}
+	l := listeners{UDP: ucs[0].LocalAddr(), Admin: o.AdminSocket}
 	fields := []zap.Field{zap.Stringer("udp", l.UDP), zap.String("admin_socket", l.Admin)}
 	if metricsLn != nil {
 		l.Metrics = metricsLn.Addr()
@@ -170,7 +166,9 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 	cancel()
 	adminLn.Close()
 	stopMetrics()
-	uc.Close()
+	for _, uc := range ucs {
+		uc.Close()
+	}
 	wg.Wait()
 	if err := workers.Close(o.DrainTimeout); err != nil {
 		log.Warn("worker pool did not stop in time", zap.Error(err))

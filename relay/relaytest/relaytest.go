@@ -26,10 +26,18 @@ type Relay struct {
 
 // Start starts a relay with English wording and the defaults of
 // relay.Config (except flood control, off), changed by opts, and stops it
-// when the test ends.
+// when the test ends. It reads with DefaultReaders sockets, so every test
+// runs with the daemon's batch I/O and, on Linux, an SO_REUSEPORT group.
 func Start(t testing.TB, opts ...func(*relay.Config)) *Relay {
 	t.Helper()
 	return StartOn(t, "127.0.0.1:0", opts...)
+}
+
+// StartReaders is Start with readers sockets in an SO_REUSEPORT group
+// (1: a single socket).
+func StartReaders(t testing.TB, readers int, opts ...func(*relay.Config)) *Relay {
+	t.Helper()
+	return start(t, "127.0.0.1:0", readers, 4<<20, opts)
 }
 
 // StartOn is Start on a chosen UDP address (e.g. "0.0.0.0:0" for a
@@ -37,7 +45,7 @@ func Start(t testing.TB, opts ...func(*relay.Config)) *Relay {
 // wildcard.
 func StartOn(t testing.TB, listen string, opts ...func(*relay.Config)) *Relay {
 	t.Helper()
-	return start(t, listen, 4<<20, opts)
+	return start(t, listen, DefaultReaders, 4<<20, opts)
 }
 
 // StartSmallBuffer is Start with the relay socket's receive buffer set to
@@ -45,7 +53,7 @@ func StartOn(t testing.TB, listen string, opts ...func(*relay.Config)) *Relay {
 // it in the kernel.
 func StartSmallBuffer(t testing.TB, readBuffer int, opts ...func(*relay.Config)) *Relay {
 	t.Helper()
-	return start(t, "127.0.0.1:0", readBuffer, opts)
+	return start(t, "127.0.0.1:0", 1, readBuffer, opts)
 }
 
 // StartConn is Start on a socket the test made, e.g. inside a network
@@ -54,26 +62,23 @@ func StartConn(t testing.TB, uc *net.UDPConn, opts ...func(*relay.Config)) *Rela
 	t.Helper()
 	_ = uc.SetReadBuffer(4 << 20)
 	_ = uc.SetWriteBuffer(4 << 20)
-	return startOn(t, uc, opts)
+	return startOn(t, []*net.UDPConn{uc}, opts)
 }
 
-func start(t testing.TB, listen string, readBuffer int, opts []func(*relay.Config)) *Relay {
+func start(t testing.TB, listen string, readers, readBuffer int, opts []func(*relay.Config)) *Relay {
 	t.Helper()
-	ua, err := net.ResolveUDPAddr("udp", listen)
-	if err != nil {
-		t.Fatalf("relaytest: %v", err)
-	}
-	uc, err := net.ListenUDP("udp", ua)
+	ucs, err := relay.Listen(listen, readers, 4<<20)
 	if err != nil {
 		t.Fatalf("relaytest: listen: %v", err)
 	}
 	// As the daemon does (4 MiB): bursts become latency, not kernel drops.
-	_ = uc.SetReadBuffer(readBuffer)
-	_ = uc.SetWriteBuffer(4 << 20)
-	return startOn(t, uc, opts)
+	for _, uc := range ucs {
+		_ = uc.SetReadBuffer(readBuffer)
+	}
+	return startOn(t, ucs, opts)
 }
 
-func startOn(t testing.TB, uc *net.UDPConn, opts []func(*relay.Config)) *Relay {
+func startOn(t testing.TB, ucs []*net.UDPConn, opts []func(*relay.Config)) *Relay {
 	t.Helper()
 	// Flood control is off unless a test turns it on: tests, like load
 	// tools, send faster than people type.
@@ -83,7 +88,7 @@ func startOn(t testing.TB, uc *net.UDPConn, opts []func(*relay.Config)) *Relay {
 	}
 	srv, err := relay.New(cfg)
 	if err != nil {
-		uc.Close()
+		closeAll(ucs)
 		t.Fatalf("relaytest: %v", err)
 	}
 	// A short directory: Unix socket paths are limited to about 100 bytes.
@@ -101,7 +106,7 @@ func startOn(t testing.TB, uc *net.UDPConn, opts []func(*relay.Config)) *Relay {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := srv.Serve(uc); err != nil {
+		if err := srv.ServeGroup(ucs); err != nil {
 			t.Errorf("relaytest: Serve: %v", err)
 		}
 	}()
@@ -113,7 +118,7 @@ func startOn(t testing.TB, uc *net.UDPConn, opts []func(*relay.Config)) *Relay {
 	}()
 	<-srv.Ready()
 
-	addr := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+	addr := ucs[0].LocalAddr().(*net.UDPAddr).AddrPort()
 	if addr.Addr().IsUnspecified() {
 		addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addr.Port())
 	}
@@ -126,9 +131,15 @@ func startOn(t testing.TB, uc *net.UDPConn, opts []func(*relay.Config)) *Relay {
 			t.Errorf("relaytest: Shutdown: %v", err)
 		}
 		ln.Close()
-		uc.Close()
+		closeAll(ucs)
 		wg.Wait()
 		os.RemoveAll(dir)
 	})
 	return &Relay{Addr: addr, AdminSocket: sock, Server: srv}
+}
+
+func closeAll(ucs []*net.UDPConn) {
+	for _, uc := range ucs {
+		uc.Close()
+	}
 }

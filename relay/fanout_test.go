@@ -1,0 +1,149 @@
+package relay_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/relaytest"
+)
+
+// gate is a recorder whose Delivered blocks the first caller after arm
+// until open: it holds the relay's sender in the middle of a round, so
+// that the test knows exactly which events queue behind it.
+type gate struct {
+	*recorder
+	mu      sync.Mutex
+	armed   bool
+	sent    int // datagrams and events handed to the kernel, as counted
+	events  int
+	reached chan struct{}
+	release chan struct{}
+}
+
+func newGate() *gate {
+	return &gate{recorder: newRecorder(), reached: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *gate) arm() { g.mu.Lock(); g.armed = true; g.mu.Unlock() }
+
+func (g *gate) EventsDelivered(n int) { g.mu.Lock(); g.events += n; g.mu.Unlock() }
+
+func (g *gate) counts() (datagrams, events int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sent, g.events
+}
+
+func (g *gate) Delivered(n int) {
+	g.mu.Lock()
+	g.sent += n
+	hold := g.armed
+	g.armed = false
+	g.mu.Unlock()
+	if hold {
+		close(g.reached)
+		<-g.release
+	}
+}
+
+func (g *gate) chats() int {
+	g.recorder.mu.Lock()
+	defer g.recorder.mu.Unlock()
+	return g.kinds[relay.KindChat]
+}
+
+// Events that queue while the relay is sending leave together: a v2 member
+// gets them packed into datagrams of at most the send budget, in seq order
+// with no gap, while a classic member still gets one line per datagram.
+func TestPendingEventsAreCoalescedForV2(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		chats     int
+		textLen   int
+		datagrams int // exactly this many, 0: more than one, as the budget requires
+	}{
+		{"fit in one datagram", 10, 2, 1},
+		{"split at the budget", 40, 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGate()
+			r := relaytest.Start(t, func(c *relay.Config) { c.Observer = g; c.Workers = 4 })
+			budget := 1200 // relay.Config's default SendBudget
+
+			rcv := dialV2(t, r)
+			rcv.login("rcv")
+			rcv.settle()
+			classic := dial(t, r).login("classic")
+			rcv.expectT(relay.FrameJoin)
+			snd := dialV2(t, r)
+			snd.login("snd")
+			snd.settle()
+			rcv.expectT(relay.FrameJoin)
+			classic.expect("snd joined the chat room")
+
+			// Hold the sender of a first chat inside its round.
+			sent0, events0 := g.counts()
+			g.arm()
+			classic.send("C classic first")
+			<-g.reached
+			texts := make([]string, tc.chats)
+			for i := range texts {
+				texts[i] = fmt.Sprintf("%03d%s", i, strings.Repeat("x", tc.textLen))
+				snd.sendFrames(&relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, ID: uint64(i + 1), Text: texts[i]})
+			}
+			// Each queued chat is counted when its handler returns, which it
+			// does without waiting for the held sender.
+			eventually(t, "chats queued", func() bool { return g.chats() == tc.chats })
+			close(g.release)
+
+			first := rcv.expectT(relay.FrameChat)
+			if first.From != "classic" || first.Text != "first" {
+				t.Fatalf("first event %+v", first)
+			}
+			seq := first.Seq
+			datagrams, packed := 0, 0
+			for got := 0; got < tc.chats; {
+				d := rcv.recv()
+				datagrams++
+				if len(d) > budget {
+					t.Fatalf("datagram of %d bytes, budget %d", len(d), budget)
+				}
+				fs, err := relay.DecodeV2(nil, []byte(d))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(fs) > 1 {
+					packed++
+				}
+				for _, f := range fs {
+					if f.T != relay.FrameChat || f.From != "snd" || f.Text != texts[got] || f.Seq != seq+1 {
+						t.Fatalf("frame %+v, want chat %d from snd with seq %d", f, got, seq+1)
+					}
+					seq++
+					got++
+				}
+			}
+			switch {
+			case tc.datagrams > 0 && datagrams != tc.datagrams:
+				t.Fatalf("%d chats came in %d datagrams, want %d", tc.chats, datagrams, tc.datagrams)
+			case tc.datagrams == 0 && (datagrams < 2 || packed == 0):
+				t.Fatalf("%d chats came in %d datagrams (%d packed), want several, packed", tc.chats, datagrams, packed)
+			}
+			// Classic: one line per datagram, every one.
+			for i := range texts {
+				classic.expect("snd says: " + texts[i])
+			}
+			// The counters tell the packing apart: each chat is an event for
+			// rcv, snd (its echo) and classic; snd and rcv got the same
+			// datagrams. The first chat went to rcv and snd (not its sender).
+			wantSent, wantEvents := 2+2*datagrams+tc.chats, 2+3*tc.chats
+			eventually(t, "deliveries counted", func() bool {
+				sent, events := g.counts()
+				return sent-sent0 == wantSent && events-events0 == wantEvents
+			})
+		})
+	}
+}
