@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
 // ICMP port-unreachable tells the relay that a classic client's port is
@@ -43,7 +45,13 @@ func (st *icmpState) strike(lastSeen, now time.Time) bool {
 // the queue, which shares the receive buffer, never fills.
 func (s *Server) drainICMP() {
 	now := s.cfg.Now()
-	s.conn.DrainErrors(func(dst netip.AddrPort, errno syscall.Errno) {
+	for _, c := range s.conns {
+		s.drainICMPOf(c, now)
+	}
+}
+
+func (s *Server) drainICMPOf(c *udpio.Conn, now time.Time) {
+	c.DrainErrors(func(dst netip.AddrPort, errno syscall.Errno) {
 		if errno != syscall.ECONNREFUSED {
 			return // host or network unreachable may pass; a closed port does not
 		}

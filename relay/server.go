@@ -253,9 +253,14 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 		conns = append(conns, conn)
 	}
 	s.conn, s.conns = conns[0], conns
-	// Only the first socket sends, so only it hears ICMP errors.
-	if err := s.conn.EnableRecvErr(); err != nil {
-		s.log.Warn("cannot receive ICMP errors: classic clients whose port is gone stay until --classic-idle", zap.Error(err))
+	// Only the first socket sends, but the kernel queues an ICMP error on
+	// the group's socket that the peer's datagrams reach (it looks the
+	// error up like a datagram from the peer): every socket listens.
+	for _, c := range conns {
+		if err := c.EnableRecvErr(); err != nil {
+			s.log.Warn("cannot receive ICMP errors: classic clients whose port is gone stay until --classic-idle", zap.Error(err))
+			break
+		}
 	}
 	s.reg = NewRegistry(RegistryLimits{
 		MaxMembers:         s.cfg.MaxMembers,
