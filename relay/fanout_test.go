@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
@@ -28,6 +29,17 @@ func newGate() *gate {
 }
 
 func (g *gate) arm() { g.mu.Lock(); g.armed = true; g.mu.Unlock() }
+
+// open lets the held sender go on (once).
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.release:
+	default:
+		close(g.release)
+	}
+}
 
 func (g *gate) EventsDelivered(n int) { g.mu.Lock(); g.events += n; g.mu.Unlock() }
 
@@ -71,7 +83,8 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGate()
 			r := relaytest.Start(t, func(c *relay.Config) { c.Observer = g; c.Workers = 4 })
-			budget := 1200 // relay.Config's default SendBudget
+			t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
+			budget := 1200    // relay.Config's default SendBudget
 
 			rcv := dialV2(t, r)
 			rcv.login("rcv")
@@ -84,11 +97,17 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 			rcv.expectT(relay.FrameJoin)
 			classic.expect("snd joined the chat room")
 
-			// Hold the sender of a first chat inside its round.
+			// Hold the sender of a first chat inside its round, once the
+			// joins' rounds (whose counts follow their sends) are over.
+			relay.WaitFanoutIdle(r.Server)
 			sent0, events0 := g.counts()
 			g.arm()
 			classic.send("C classic first")
-			<-g.reached
+			select {
+			case <-g.reached:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the first chat was never sent")
+			}
 			texts := make([]string, tc.chats)
 			for i := range texts {
 				texts[i] = fmt.Sprintf("%03d%s", i, strings.Repeat("x", tc.textLen))
@@ -97,7 +116,7 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 			// Each queued chat is counted when its handler returns, which it
 			// does without waiting for the held sender.
 			eventually(t, "chats queued", func() bool { return g.chats() == tc.chats })
-			close(g.release)
+			g.open()
 
 			first := rcv.expectT(relay.FrameChat)
 			if first.From != "classic" || first.Text != "first" {
