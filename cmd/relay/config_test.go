@@ -5,14 +5,22 @@ import (
 	"context"
 	"flag"
 	"io"
+	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -403,4 +411,271 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// reloading is a relay started as run starts it, from a config file, that
+// reloads its configuration on each signal the test sends (run sends
+// SIGHUP's). Its logs are kept for assertions.
+type reloading struct {
+	*daemon
+	hup  chan os.Signal
+	logs *observer.ObservedLogs
+	path string
+}
+
+func startReloading(t *testing.T, file string, args []string, env envMap) *reloading {
+	t.Helper()
+	r := &reloading{hup: make(chan os.Signal, 1), path: writeFile(t, "relay.yaml", file)}
+	args = append([]string{"--config", r.path}, args...)
+	c, err := load(t, args, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lvl, err := parseLevel(c.opts.LogLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := zap.NewAtomicLevelAt(lvl)
+	var core zapcore.Core
+	core, r.logs = observer.New(level)
+	rl := &reloader{signals: r.hup, level: level, current: c, load: func() (*config, error) {
+		return loadConfig(flag.NewFlagSet("relay", flag.ContinueOnError), args, io.Discard, env.lookup)
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemon{cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan listeners, 1)
+	go func() { d.done <- serveReloading(ctx, c.opts, zap.New(core), func(l listeners) { ready <- l }, rl) }()
+	select {
+	case d.l = <-ready:
+	case err := <-d.done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("relay did not become ready")
+	}
+	t.Cleanup(func() { d.stop(t) })
+	r.daemon = d
+	return r
+}
+
+// reloadWith rewrites the config file, signals a reload and waits until the
+// relay has handled it, successfully or not.
+func (r *reloading) reloadWith(t *testing.T, content string) {
+	t.Helper()
+	handled := func() int {
+		return r.logs.FilterMessage("reloaded").Len() + r.logs.FilterMessage("reload failed: the running settings stay").Len()
+	}
+	before := handled()
+	if err := os.WriteFile(r.path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.hup <- syscall.SIGHUP
+	deadline := time.Now().Add(10 * time.Second)
+	for handled() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay did not handle the reload")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// refused logs in name from a new address and expects the refusal reason.
+func (d *daemon) refused(t *testing.T, name, reason string) {
+	t.Helper()
+	c, err := net.DialUDP("udp", nil, d.l.UDP.(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := &member{t: t, c: c}
+	m.send("L " + name)
+	m.expect(reason)
+}
+
+func (d *daemon) whoCount(t *testing.T) int {
+	t.Helper()
+	out, errs, code := adminCLI(t, d.l.Admin, "who")
+	if code != 0 {
+		t.Fatalf("who: exit %d, %s", code, errs)
+	}
+	return strings.Count(out, "\n")
+}
+
+func TestReloadAppliesLiveSettingsToLiveSessions(t *testing.T) {
+	sock := shortSocketPath(t)
+	base := "listen: 127.0.0.1:0\nmetrics-listen: \"\"\nadmin-socket: " + sock + "\n"
+	r := startReloading(t, base+"lang: en\nmax-members: 10\nlog-level: info\nworkers: 16\n", nil, nil)
+	alice := r.join(t, "alice")
+	bob := r.join(t, "bob")
+	alice.expect("bob joined the chat room")
+	carol := r.join(t, "carol")
+	alice.expect("carol joined the chat room")
+	bob.expect("carol joined the chat room")
+	if _, errs, code := adminCLI(t, sock, "notice", "before"); code != 0 {
+		t.Fatalf("notice: %s", errs)
+	}
+	for _, m := range []*member{alice, bob, carol} {
+		m.expect("Admin notice: before")
+	}
+	if n := r.logs.FilterMessage("admin notice").Len(); n != 1 {
+		t.Fatalf("%d admin notices logged at info, want 1", n)
+	}
+
+	// Chinese, a room of 2 (3 are in), warnings only; the worker pool and
+	// the listen address need a restart.
+	r.reloadWith(t, strings.Replace(base, "127.0.0.1:0", "127.0.0.1:1", 1)+"lang: zh\nmax-members: 2\nlog-level: warn\nworkers: 4\n")
+	if e := r.logs.FilterMessage("reload failed: the running settings stay").All(); len(e) != 0 {
+		t.Fatalf("reload failed: %v", e[0].ContextMap())
+	}
+	restarts := r.logs.FilterMessage("setting needs a restart: the running value stays").All()
+	got := map[string]string{}
+	for _, e := range restarts {
+		m := e.ContextMap()
+		got[m["key"].(string)] = m["running"].(string) + " -> " + m["new"].(string)
+	}
+	want := map[string]string{"listen": "127.0.0.1:0 -> 127.0.0.1:1", "workers": "16 -> 4"}
+	if len(restarts) != len(want) || !reflect.DeepEqual(got, want) {
+		t.Fatalf("needs-a-restart lines %v, want one each for %v", got, want)
+	}
+	reloaded := r.logs.FilterMessage("reloaded").All()
+	if c := reloaded[0].ContextMap()["changed"]; !reflect.DeepEqual(c, []any{"lang=zh", "log-level=warn", "max-members=2"}) {
+		t.Fatalf("reloaded changed %v", c)
+	}
+
+	if n := r.whoCount(t); n != 3 {
+		t.Fatalf("%d members after the reload, want all 3", n)
+	}
+	if _, errs, code := adminCLI(t, sock, "notice", "下课了"); code != 0 {
+		t.Fatalf("notice: %s", errs)
+	}
+	for _, m := range []*member{alice, bob, carol} {
+		m.expect("管理员消息: 下课了")
+	}
+	r.refused(t, "dave", "聊天室已满")
+	alice.send("C alice 你好")
+	bob.expect("alice 说: 你好")
+	carol.expect("alice 说: 你好")
+	if n := r.logs.FilterMessage("admin notice").Len(); n != 1 {
+		t.Fatalf("log-level warn still logs admin notices at info (%d)", n)
+	}
+
+	// A bad file is reported, and the running settings stay.
+	for _, bad := range []struct{ file, err string }{
+		{base + "lang: en\nmax-membrs: 50\n", r.path + `:5: unknown key "max-membrs"`},
+		{base + "lang: en\nmax-members: 0\n", r.path + ":5: max-members 0: must be at least 1"},
+		{base + "lang: [en]\n", r.path + ":4: lang: want one value, not a list"},
+	} {
+		r.reloadWith(t, bad.file)
+		failed := r.logs.FilterMessage("reload failed: the running settings stay").All()
+		if len(failed) == 0 || failed[len(failed)-1].Level != zapcore.ErrorLevel ||
+			!strings.Contains(failed[len(failed)-1].ContextMap()["error"].(string), bad.err) {
+			t.Fatalf("bad file %q: want an error log naming %q, got %v", bad.file, bad.err, failed)
+		}
+		if _, errs, code := adminCLI(t, sock, "notice", "还在"); code != 0 {
+			t.Fatalf("notice: %s", errs)
+		}
+		for _, m := range []*member{alice, bob, carol} {
+			m.expect("管理员消息: 还在")
+		}
+		r.refused(t, "dave", "聊天室已满")
+	}
+	if n := r.whoCount(t); n != 3 {
+		t.Fatalf("%d members after the bad reloads, want 3", n)
+	}
+}
+
+// TestReloadFlagsAndEnvStillWin reloads a file that changes settings also
+// given as a flag and a variable: those keep the flag's and variable's
+// values.
+func TestReloadFlagsAndEnvStillWin(t *testing.T) {
+	sock := shortSocketPath(t)
+	base := "listen: 127.0.0.1:0\nmetrics-listen: \"\"\nadmin-socket: " + sock + "\n"
+	r := startReloading(t, base+"max-members: 5\n", []string{"--max-members", "1"}, envMap{"RELAY_LANG": "en"})
+	alice := r.join(t, "alice")
+	r.refused(t, "bob", "full")
+	r.reloadWith(t, base+"max-members: 5\nlang: zh\nclassic-idle: 2h\n")
+	if c := r.logs.FilterMessage("reloaded").All()[0].ContextMap()["changed"]; !reflect.DeepEqual(c, []any{"classic-idle=2h0m0s"}) {
+		t.Fatalf("reloaded changed %v, want only classic-idle", c)
+	}
+	r.refused(t, "bob", "full")
+	if _, errs, code := adminCLI(t, sock, "notice", "still English"); code != 0 {
+		t.Fatalf("notice: %s", errs)
+	}
+	alice.expect("Admin notice: still English")
+}
+
+// syncBuffer is a bytes.Buffer safe for the relay's logger and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// waitFor polls the buffer until re matches, and returns the match.
+func (s *syncBuffer) waitFor(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(s.String()); m != nil {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %v in the relay's log:\n%s", re, s.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSIGHUPReloads sends this process a real SIGHUP while `relay --config`
+// runs in it, as an operator's `systemctl reload` or `kill -HUP` does.
+func TestSIGHUPReloads(t *testing.T) {
+	// Keep SIGHUP from ending the test binary, whatever happens to run's
+	// own registration.
+	guard := make(chan os.Signal, 4)
+	signal.Notify(guard, syscall.SIGHUP)
+	defer signal.Stop(guard)
+
+	sock := shortSocketPath(t)
+	base := "listen: 127.0.0.1:0\nmetrics-listen: \"\"\nadmin-socket: " + sock + "\nlog-format: json\n"
+	path := writeFile(t, "relay.yaml", base+"lang: en\n")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- runEnv(ctx, []string{"--config", path}, io.Discard, &stderr, envMap{}.lookup) }()
+	m := stderr.waitFor(t, regexp.MustCompile(`"msg":"relay ready","udp":"([0-9.:]+)"`))
+	ua, err := net.ResolveUDPAddr("udp", m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{l: listeners{UDP: ua, Admin: sock}}
+	alice := d.join(t, "alice")
+
+	if err := os.WriteFile(path, []byte(base+"lang: zh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	stderr.waitFor(t, regexp.MustCompile(`"msg":"reloaded".*"changed":\["lang=zh"\]`))
+	if _, errs, c := adminCLI(t, sock, "notice", "信号收到了"); c != 0 {
+		t.Fatalf("notice: %s", errs)
+	}
+	alice.expect("管理员消息: 信号收到了")
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("relay exit %d:\n%s", c, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("relay did not stop")
+	}
 }
