@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -42,6 +43,9 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 	}
 	log, level := newLeveledLogger(c.opts, zapcore.AddSync(stderr))
 	defer log.Sync()
+	if c.file != "" {
+		log.Info("config file read", zap.String("file", c.file))
+	}
 	// SIGHUP re-reads the config file, the environment and the same flags.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
