@@ -151,6 +151,9 @@ func loadConfig(fs *flag.FlagSet, args []string, usageOut io.Writer, env envFunc
 					defineFlags(spare, &so)
 				}
 				target = spare
+				if spare.Lookup(s.key) == nil {
+					continue // a flag the caller defined: no spare to check it on
+				}
 			}
 			if err := target.Set(s.key, s.value); err != nil {
 				lerrs.add(o.Config, s.line, fmt.Sprintf("%s: invalid value %q: %s", s.key, s.value, want(fs.Lookup(s.key))))

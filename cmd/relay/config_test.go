@@ -214,6 +214,9 @@ func TestEveryFlagIsAKeyAndAVariable(t *testing.T) {
 	if n, err := readers(nil, envMap{"RELAY_READERS": "3"}); err != nil || n != 3 {
 		t.Fatalf("readers from RELAY_READERS: %d, %v", n, err)
 	}
+	if n, err := readers([]string{"--config", writeFile(t, "r.yaml", "readers: 4\n"), "--readers", "2"}, envMap{"RELAY_READERS": "3"}); err != nil || n != 2 {
+		t.Fatalf("--readers over RELAY_READERS over the file: %d, %v", n, err)
+	}
 }
 
 func yamlQuote(s string) string {
