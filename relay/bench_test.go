@@ -104,7 +104,7 @@ func BenchmarkFanout100(b *testing.B) {
 	text := "hello everyone, this is a 64-byte chat message for the benchmark"
 	b.ReportAllocs()
 	for b.Loop() {
-		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, classicLine(s.words.chat, sender.Name, text), sender, KindChat)
+		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, classicLine(s.words().chat, sender.Name, text), sender, KindChat)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
 }

@@ -29,6 +29,7 @@
 // Every mutex sits directly above the fields it guards. The lock order
 // (A -> B: B may be taken while A is held, never the reverse):
 //
+//	knobs.mu         Reconfigure only (reload.go) -> Registry.mu
 //	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
 //	Registry.mu      leaf: only the onChange callback (a gauge) runs under it
 //	ServeAdmin's mu  leaf: guards the set of admin connections

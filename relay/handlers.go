@@ -90,7 +90,7 @@ func sameName(m *Member, name string) bool {
 func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time) {
 	m, repeat, err := s.join(req.Name, ProtoClassic, "", g, now)
 	if err != nil {
-		reason, result := s.words.refusal(err)
+		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
 		d := s.conn.Dest(g.from, g.local)
 		s.sendTo([]byte(reason), &d)
@@ -105,7 +105,7 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 	others := s.reg.Activate(m) // only now may fan-out reach m
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcastTo(others, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
+	s.broadcastTo(others, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words().join, m.Name), m, KindJoin)
 }
 
 func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) {
@@ -116,11 +116,11 @@ func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) 
 	}
 	if CheckText(req.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
-		s.sendTo([]byte(s.words.refusedControl), m.Dest())
+		s.sendTo([]byte(s.words().refusedControl), m.Dest())
 		return
 	}
 	s.log.Debug("chat", zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
-	s.broadcast(&Frame{T: FrameChat, From: m.Name, Text: req.Text}, classicLine(s.words.chat, m.Name, req.Text), m, KindChat)
+	s.broadcast(&Frame{T: FrameChat, From: m.Name, Text: req.Text}, classicLine(s.words().chat, m.Name, req.Text), m, KindChat)
 }
 
 func (s *Server) handleQuit(g *datagram, _ Request, m *Member, now time.Time) {
@@ -149,7 +149,7 @@ func (s *Server) tellRemoved(m *Member, why string) {
 		})
 		return
 	}
-	s.sendTo(classicLine(s.words.admin, why), m.Dest())
+	s.sendTo(classicLine(s.words().admin, why), m.Dest())
 	s.sendTo([]byte(ReplyExit), m.Dest())
 }
 
@@ -160,7 +160,7 @@ func (s *Server) Notice(text string) (int, error) {
 		return 0, err
 	}
 	members := s.reg.Members()
-	s.broadcast(&Frame{T: FrameNotice, Text: text}, classicLine(s.words.admin, text), nil, KindNotice)
+	s.broadcast(&Frame{T: FrameNotice, Text: text}, classicLine(s.words().admin, text), nil, KindNotice)
 	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
 	return len(members), nil
 }
@@ -180,7 +180,7 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 		reason = "-"
 	}
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
-	s.tellRemoved(m, formatf(s.words.kickedSelf, reason))
-	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words.kicked, m.Name, reason), m, KindLeave)
+	s.tellRemoved(m, formatf(s.words().kickedSelf, reason))
+	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().kicked, m.Name, reason), m, KindLeave)
 	return m, nil
 }

@@ -138,7 +138,7 @@ func (s *Server) dispatchV2(g *datagram) {
 			}
 			m.touch(now)
 			if f.Room != s.room.name {
-				s.sendV2(m, &Frame{T: FrameError, Room: f.Room, Code: "room", Reason: s.words.noRoom})
+				s.sendV2(m, &Frame{T: FrameError, Room: f.Room, Code: "room", Reason: s.words().noRoom})
 				continue
 			}
 		}
@@ -168,12 +168,12 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 		return
 	}
 	if f.Room != s.room.name {
-		s.replyV2(g, &Frame{T: FrameRefused, Room: f.Room, Code: "room", Reason: s.words.noRoom})
+		s.replyV2(g, &Frame{T: FrameRefused, Room: f.Room, Code: "room", Reason: s.words().noRoom})
 		return
 	}
 	m, repeat, err := s.join(f.Name, ProtoV2, newToken(), g, now)
 	if err != nil {
-		reason, result := s.words.refusal(err)
+		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
 		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
 		return
@@ -197,7 +197,7 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	// others is a shared snapshot: never append to it in place.
 	to := append(others[:len(others):len(others)], m) // the joiner gets its own join, in room order
-	s.broadcastTo(to, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words.join, m.Name), m, KindJoin)
+	s.broadcastTo(to, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words().join, m.Name), m, KindJoin)
 }
 
 // welcome tells m it is in, as of room event seq.
@@ -212,12 +212,12 @@ func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
 	m := s.reg.ByToken(f.Token)
 	if m == nil {
 		s.obs.Login(LoginUnknownSession)
-		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: LoginUnknownSession, Reason: s.words.unknownSession})
+		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: LoginUnknownSession, Reason: s.words().unknownSession})
 		return
 	}
 	from := m.Addr()
 	if err := s.reg.Move(m, g.from, g.local); err != nil {
-		reason, result := s.words.refusal(err)
+		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
 		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
 		return
@@ -235,7 +235,7 @@ func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
 func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 	if f.ID == 0 || f.Text == "" {
 		s.obs.DatagramDropped(DropMalformed)
-		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "malformed", Reason: s.words.malformed})
+		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "malformed", Reason: s.words().malformed})
 		return
 	}
 	if seq, dup := m.v2.seen(f.ID); dup {
@@ -250,16 +250,16 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 	}
 	if CheckText(f.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
-		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "control_chars", Reason: s.words.refusedControl})
+		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "control_chars", Reason: s.words().refusedControl})
 		return
 	}
 	if len(f.Text) > s.cfg.MaxDatagram {
 		s.obs.DatagramDropped(DropOversize)
-		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "oversize", Reason: s.words.malformed})
+		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "oversize", Reason: s.words().malformed})
 		return
 	}
 	ev := &Frame{T: FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
-	s.broadcast(ev, classicLine(s.words.chat, m.Name, f.Text), m, KindChat)
+	s.broadcast(ev, classicLine(s.words().chat, m.Name, f.Text), m, KindChat)
 	m.v2.remember(f.ID, ev.Seq)
 }
 
@@ -344,7 +344,7 @@ func (s *Server) quit(m *Member, now time.Time) {
 		return
 	}
 	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words.leave, m.Name), m, KindLeave)
+	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words().leave, m.Name), m, KindLeave)
 }
 
 // remove takes m out of the registry and forgets its flood state. It

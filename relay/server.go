@@ -172,7 +172,7 @@ func (goExecutor) Invoke(task func()) error { go task(); return nil }
 // Shutdown.
 type Server struct {
 	cfg   Config
-	words *wording
+	knobs liveState // the settings Reconfigure changes while serving (reload.go)
 	obs   *counting
 	log   *zap.Logger
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
@@ -206,7 +206,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		words:     wordings[cfg.Lang],
 		obs:       &counting{next: cfg.Observer},
 		log:       cfg.Logger,
 		ready:     make(chan struct{}),
@@ -218,6 +217,7 @@ func New(cfg Config) (*Server, error) {
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
+	s.knobs.init(&cfg)
 	size := cfg.MaxDatagram + 1 // one spare byte tells an oversize datagram apart
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, s.obs, s.handle, s.release)
@@ -384,7 +384,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
 	// restarts, and log in again by themselves when it is back.
-	notice := classicLine(s.words.admin, s.words.shutdown)
+	notice := classicLine(s.words().admin, s.words().shutdown)
 	restart := EncodeV2(&Frame{T: FrameRestart, Room: s.room.name, Epoch: s.room.epoch})
 	for _, m := range members {
 		if m.Proto == ProtoV2 {
@@ -482,10 +482,11 @@ func (s *Server) sweeper() {
 		}
 		s.drainICMP()
 		now := s.cfg.Now()
+		lv := s.knobs.load()
 		for _, m := range s.reg.Members() {
-			limit := s.cfg.ClassicIdle
+			limit := lv.ClassicIdle
 			if m.Proto == ProtoV2 {
-				limit = s.cfg.V2Timeout
+				limit = lv.V2Timeout
 			}
 			if now.Sub(m.LastSeen()) > limit {
 				s.evict(m, now)
@@ -503,7 +504,7 @@ func (s *Server) evict(m *Member, now time.Time) {
 	s.log.Info("evicted", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto),
 		zap.Duration("silent", now.Sub(m.LastSeen())))
 	if m.Proto == ProtoClassic {
-		s.tellRemoved(m, s.words.idleSelf)
+		s.tellRemoved(m, s.words().idleSelf)
 	}
-	s.broadcast(&Frame{T: FrameTimeout, From: m.Name}, classicLine(s.words.timedOut, m.Name), m, KindTimeout)
+	s.broadcast(&Frame{T: FrameTimeout, From: m.Name}, classicLine(s.words().timedOut, m.Name), m, KindTimeout)
 }

@@ -1,24 +1,25 @@
 package main
 
 import (
-	"net/netip"
-	"strings"
-
-	"errors"
 	"flag"
 	"fmt"
-	"golang.org/x/time/rate"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/chatrelay/chatrelay/relay"
 )
 
-// Options is everything the daemon can be told on its command line. Each
-// field's default is set in one place, defaultOptions.
+// Options is everything the daemon can be told on its command line, in its
+// config file or in its environment (config.go). Each field's default is
+// set in one place, defaultOptions.
 type Options struct {
 	Listen        string        // UDP address members send to
 	MetricsListen string        // HTTP address of /metrics and /healthz; "" disables
@@ -48,6 +49,7 @@ type Options struct {
 	LimitExempt   string        // comma-separated prefixes exempt from login bans
 	Readers       int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
 	Batch         string        // on or off: many datagrams per system call
+	Config        string        // the YAML config file read; "" for none
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
@@ -98,11 +100,12 @@ func defaultOptions() Options {
 // errHelp is returned when -h or --help was asked for: exit 0.
 var errHelp = flag.ErrHelp
 
-// parseFlags fills Options from args through fs (nats-server's
-// ConfigureOptions), so that flag parsing is testable.
-func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, error) {
-	o := defaultOptions()
-	fs.SetOutput(usageOut)
+// defineFlags defines every setting of the daemon on fs, bound to o's
+// fields, with o's values as defaults. It is the one list of settings: the
+// config file's keys and the RELAY_* environment variables are derived
+// from it (config.go), so a flag added here is a valid key and variable.
+func defineFlags(fs *flag.FlagSet, o *Options) {
+	fs.StringVar(&o.Config, configKey, o.Config, "YAML config `file` (also $RELAY_CONFIG); flags win over RELAY_* variables, which win over the file")
 	fs.StringVar(&o.Listen, "listen", o.Listen, "UDP `address` members send to")
 	fs.StringVar(&o.MetricsListen, "metrics-listen", o.MetricsListen, "HTTP `address` for /metrics and /healthz (empty disables)")
 	fs.StringVar(&o.AdminSocket, "admin-socket", o.AdminSocket, "`path` of the admin Unix socket")
@@ -131,73 +134,126 @@ func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, e
 	fs.IntVar(&o.SendBudget, "send-budget", o.SendBudget, "largest v2 datagram, in `bytes`, when packing several frames")
 	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
 	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
+}
+
+// setUsage makes fs print the daemon's usage on w.
+func setUsage(fs *flag.FlagSet, w io.Writer) {
+	fs.SetOutput(w)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), `Usage:
-  relay [flags]                    run the relay
+  relay [--config FILE] [flags]    run the relay (SIGHUP re-reads FILE)
+  relay config check FILE          validate FILE and print the effective configuration
   relay admin [--admin-socket PATH] [--json] notice TEXT... | who | kick NAME [REASON...] | stats
   relay version
+
+Every flag is also a key of the config file (max-members: 500) and an
+environment variable (RELAY_MAX_MEMBERS=500). Flags win over the
+environment, which wins over the file, which wins over the defaults.
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q (see relay --help)", fs.Arg(0))
-	}
-	return o, o.validate()
 }
 
+// parseFlags fills Options from args through fs (nats-server's
+// ConfigureOptions), so that flag parsing is testable. It reads the config
+// file args name (--config) but no environment; the daemon uses
+// loadConfig, which also reads RELAY_* variables.
+func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, error) {
+	c, err := loadConfig(fs, args, usageOut, noEnv)
+	if err != nil {
+		return defaultOptions(), err
+	}
+	return c.opts, nil
+}
+
+// optionError is a bad value of one setting. Error names the flag; the
+// config loader names the file line or variable the value came from.
+type optionError struct {
+	key string // flag name
+	msg string // what is wrong, usually starting with the value
+}
+
+func (e *optionError) Error() string { return "--" + e.key + " " + e.msg }
+
+func bad(key, format string, args ...any) error {
+	return &optionError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// validate reports the first setting that is out of range.
 func (o Options) validate() error {
 	switch {
 	case o.Listen == "":
-		return errors.New("--listen must not be empty")
+		return bad("listen", "must not be empty")
 	case o.AdminSocket == "":
-		return errors.New("--admin-socket must not be empty")
+		return bad("admin-socket", "must not be empty")
 	case o.Workers < 1:
-		return fmt.Errorf("--workers %d: must be at least 1", o.Workers)
-	case o.Queue < 1 || o.SenderQueue < 1:
-		return errors.New("--queue and --sender-queue must be at least 1")
+		return bad("workers", "%d: must be at least 1", o.Workers)
+	case o.Queue < 1:
+		return bad("queue", "%d: must be at least 1", o.Queue)
+	case o.SenderQueue < 1:
+		return bad("sender-queue", "%d: must be at least 1", o.SenderQueue)
 	case o.MaxDatagram < 16 || o.MaxDatagram > 65507:
-		return fmt.Errorf("--max-datagram %d: must be between 16 and 65507", o.MaxDatagram)
+		return bad("max-datagram", "%d: must be between 16 and 65507", o.MaxDatagram)
 	case o.MaxMembers < 1:
-		return fmt.Errorf("--max-members %d: must be at least 1", o.MaxMembers)
+		return bad("max-members", "%d: must be at least 1", o.MaxMembers)
 	case o.MaxPerIP == 0 || o.MaxPerIP < -1:
-		return fmt.Errorf("--max-per-ip %d: must be at least 1, or -1 for no limit", o.MaxPerIP)
+		return bad("max-per-ip", "%d: must be at least 1, or -1 for no limit", o.MaxPerIP)
 	case o.LogFormat != "console" && o.LogFormat != "json":
-		return fmt.Errorf("--log-format %q: want console or json", o.LogFormat)
+		return bad("log-format", "%q: want console or json", o.LogFormat)
 	case o.DrainTimeout <= 0:
-		return errors.New("--drain-timeout must be positive")
+		return bad("drain-timeout", "%v: must be positive", o.DrainTimeout)
 	case o.Classic != "on" && o.Classic != "off":
-		return fmt.Errorf("--classic %q: want on or off", o.Classic)
-	case o.V2Timeout <= 0 || o.ClassicIdle <= 0:
-		return errors.New("--v2-timeout and --classic-idle must be positive")
+		return bad("classic", "%q: want on or off", o.Classic)
+	case o.V2Timeout <= 0:
+		return bad("v2-timeout", "%v: must be positive", o.V2Timeout)
+	case o.ClassicIdle <= 0:
+		return bad("classic-idle", "%v: must be positive", o.ClassicIdle)
 	case o.Ring < 16:
-		return fmt.Errorf("--ring %d: must be at least 16", o.Ring)
+		return bad("ring", "%d: must be at least 16", o.Ring)
 	case o.Backlog < 0 || o.Backlog > o.Ring:
-		return fmt.Errorf("--backlog %d: must be between 0 and --ring", o.Backlog)
+		return bad("backlog", "%d: must be between 0 and --ring (%d)", o.Backlog, o.Ring)
 	case o.SendBudget < 512 || o.SendBudget > 65507:
-		return fmt.Errorf("--send-budget %d: must be between 512 and 65507", o.SendBudget)
+		return bad("send-budget", "%d: must be between 512 and 65507", o.SendBudget)
+	case o.Flood != "on" && o.Flood != "off":
+		return bad("flood", "%q: want on or off", o.Flood)
 	}
 	if o.Readers < 1 || o.Readers > 64 {
-		return fmt.Errorf("--readers %d: must be between 1 and 64", o.Readers)
+		return bad("readers", "%d: must be between 1 and 64", o.Readers)
 	}
 	if o.Batch != "on" && o.Batch != "off" {
-		return fmt.Errorf("--batch %q: want on or off", o.Batch)
+		return bad("batch", "%q: want on or off", o.Batch)
 	}
-	if o.Flood != "on" && o.Flood != "off" {
-		return fmt.Errorf("--flood %q: want on or off", o.Flood)
+	if err := checkAddr("listen", "udp", o.Listen); err != nil {
+		return err
+	}
+	if o.MetricsListen != "" {
+		if err := checkAddr("metrics-listen", "tcp", o.MetricsListen); err != nil {
+			return err
+		}
 	}
 	if _, err := o.floodSettings(); err != nil {
 		return err
 	}
 	if _, err := relay.ParseLang(o.Lang); err != nil {
-		return fmt.Errorf("--lang %q: want en or zh", o.Lang)
+		return bad("lang", "%q: want en or zh", o.Lang)
 	}
 	if _, err := parseLevel(o.LogLevel); err != nil {
-		return err
+		return bad("log-level", "%q: want debug, info, warn or error", o.LogLevel)
+	}
+	return nil
+}
+
+// checkAddr checks that addr is HOST:PORT with a valid port, without
+// resolving the host (that happens when the relay listens).
+func checkAddr(key, network, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return bad(key, "%q: want HOST:PORT, e.g. :9999 or 127.0.0.1:9101", addr)
+	}
+	if _, err := net.LookupPort(network, port); err != nil {
+		return bad(key, "%q: bad port %q", addr, port)
 	}
 	return nil
 }
@@ -215,15 +271,22 @@ func (o Options) floodSettings() (relay.FloodSettings, error) {
 		}
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
-			return fs, fmt.Errorf("--limit-exempt %q: %v", p, err)
+			return fs, bad("limit-exempt", "%q: not a prefix such as 10.0.0.0/8 or ::1/128", p)
 		}
 		fs.Exempt = append(fs.Exempt, pfx)
 	}
-	if o.ChatRate <= 0 || o.ChatBurst < 1 || o.DatagramRate <= 0 || o.DatagramBurst < 1 {
-		return fs, errors.New("--flood-*-rate must be positive and --flood-*-burst at least 1")
+	switch {
+	case !(o.ChatRate > 0):
+		return fs, bad("flood-chat-rate", "%v: must be positive", o.ChatRate)
+	case o.ChatBurst < 1:
+		return fs, bad("flood-chat-burst", "%d: must be at least 1", o.ChatBurst)
+	case !(o.DatagramRate > 0):
+		return fs, bad("flood-datagram-rate", "%v: must be positive", o.DatagramRate)
+	case o.DatagramBurst < 1:
+		return fs, bad("flood-datagram-burst", "%d: must be at least 1", o.DatagramBurst)
 	}
 	if err := fs.Validate(); err != nil {
-		return fs, fmt.Errorf("flood settings: %w", err)
+		return fs, bad("flood", "settings: %v", err)
 	}
 	return fs, nil
 }

@@ -6,15 +6,26 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"runtime"
+	"syscall"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return runEnv(ctx, args, stdout, stderr, os.LookupEnv)
+}
+
+// runEnv is run with the environment read through env (RELAY_*).
+func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env envFunc) int {
 	if len(args) > 0 {
 		switch args[0] {
+		case "config":
+			return runConfig(args[1:], stdout, stderr, env)
 		case "version":
 			fmt.Fprintf(stdout, "relay %s (%s)\n", version, runtime.Version())
 			return 0
@@ -22,18 +33,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return runAdmin(args[1:], stdout, stderr)
 		}
 	}
-	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	o, err := parseFlags(fs, args, stderr)
+	c, err := loadConfig(flag.NewFlagSet("relay", flag.ContinueOnError), args, stderr, env)
 	if errors.Is(err, errHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: %v\n", err)
+		printErr(stderr, "relay: ", err)
 		return 2
 	}
-	log := newLogger(o, zapcore.AddSync(stderr))
+	log, level := newLeveledLogger(c.opts, zapcore.AddSync(stderr))
 	defer log.Sync()
-	if err := serve(ctx, o, log, nil); err != nil {
+	if c.file != "" {
+		log.Info("config file read", zap.String("file", c.file))
+	}
+	// SIGHUP re-reads the config file, the environment and the same flags.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	rl := &reloader{signals: hup, level: level, current: c, load: func() (*config, error) {
+		return loadConfig(flag.NewFlagSet("relay", flag.ContinueOnError), args, io.Discard, env)
+	}}
+	if err := serveReloading(ctx, c.opts, log, nil, rl); err != nil {
 		fmt.Fprintf(stderr, "relay: %v\n", err)
 		return 1
 	}

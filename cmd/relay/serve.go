@@ -30,6 +30,12 @@ type listeners struct {
 // told, the queue drains within DrainTimeout, the admin socket file is
 // removed. Errors opening anything come back before the relay serves.
 func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listeners)) error {
+	return serveReloading(ctx, o, log, onReady, nil)
+}
+
+// serveReloading is serve that also reloads its configuration on each of
+// rl's signals (SIGHUP), while it serves; rl nil never reloads.
+func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady func(listeners), rl *reloader) error {
 	lang, _ := relay.ParseLang(o.Lang)
 	floodSettings, err := o.floodSettings()
 	if err != nil {
@@ -152,12 +158,23 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 	}
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", zap.Duration("drain_timeout", o.DrainTimeout))
-	case runErr = <-errc:
-		// A server stopped on its own: shut the rest down and report it.
-		log.Error("server stopped unexpectedly", zap.Error(runErr))
+	var reload <-chan os.Signal
+	if rl != nil {
+		reload = rl.signals
+	}
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", zap.Duration("drain_timeout", o.DrainTimeout))
+			break wait
+		case runErr = <-errc:
+			// A server stopped on its own: shut the rest down and report it.
+			log.Error("server stopped unexpectedly", zap.Error(runErr))
+			break wait
+		case <-reload:
+			rl.reload(srv, log)
+		}
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
 	if err := srv.Shutdown(dctx); err != nil {
@@ -219,7 +236,15 @@ func parseLevel(s string) (zapcore.Level, error) {
 
 // newLogger builds the daemon's logger on w (stderr).
 func newLogger(o Options, w zapcore.WriteSyncer) *zap.Logger {
-	level, _ := parseLevel(o.LogLevel)
+	log, _ := newLeveledLogger(o, w)
+	return log
+}
+
+// newLeveledLogger is newLogger with the level it logs at, which SIGHUP
+// changes while the logger is in use.
+func newLeveledLogger(o Options, w zapcore.WriteSyncer) (*zap.Logger, zap.AtomicLevel) {
+	l, _ := parseLevel(o.LogLevel)
+	level := zap.NewAtomicLevelAt(l)
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
@@ -229,7 +254,7 @@ func newLogger(o Options, w zapcore.WriteSyncer) *zap.Logger {
 		ec.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
-	return zap.New(zapcore.NewCore(enc, w, level), zap.ErrorOutput(w))
+	return zap.New(zapcore.NewCore(enc, w, level), zap.ErrorOutput(w)), level
 }
 
 // waitTimeout is how long admin client requests may take.
