@@ -7,22 +7,31 @@
 //
 // # The datagram path
 //
-//  1. Server.readLoop reads one datagram (with the local address it was sent
-//     to, IP_PKTINFO), drops and counts empty or oversize ones, and hands the
-//     buffer to the dispatcher. It never parses, never answers, never blocks.
+//  1. Server.readLoop reads datagrams, up to 64 per recvmmsg (with the local
+//     address each was sent to, IP_PKTINFO), drops and counts empty or
+//     oversize ones, and hands each buffer to the dispatcher, taking a fresh
+//     one in its place. It never parses, never answers, never blocks. With
+//     --readers N there are N sockets in an SO_REUSEPORT group, one reader
+//     each; the kernel keeps each sender on one socket.
 //  2. The dispatcher appends the datagram to its sender's lane. A full queue
 //     (all senders, or this sender) drops and counts it. A lane is run by at
 //     most one worker at a time, so each sender's requests are handled in
 //     the order they arrived, while different senders run in parallel.
 //  3. A worker (an Executor task) takes a lane's backlog, handles each
 //     datagram in order, and moves on to the next ready lane; it exits when
-//     none is left. Handler panics are recovered per datagram.
+//     none is left. One pool task thus serves many datagrams. Handler
+//     panics are recovered per datagram.
 //  4. dispatch parses the datagram and runs the row of the handler table for
 //     its verb; the row's fields carry the checks (must be a member, must
 //     name oneself). Garbage is counted, never answered.
-//  5. Fan-out takes the registry's snapshot (one atomic load, no lock) and
-//     sends to each member with MSG_DONTWAIT: a failing or full recipient is
-//     counted and skipped, and no send can block a worker.
+//  5. A broadcast is sequenced, encoded once and queued in the outbox
+//     (fanout.go) with the registry's snapshot (one atomic load, no lock).
+//     Whoever queues while nobody sends becomes the sender until the outbox
+//     is empty: at low load the event leaves at once; under load the events
+//     of one round leave together, packed for v2 members into datagrams up
+//     to the send budget. Sends are sendmmsg with MSG_DONTWAIT, up to 64
+//     destinations per call: a failing or full recipient is counted and
+//     skipped, and no send can block a worker.
 //
 // # Locks
 //
@@ -31,6 +40,9 @@
 //
 //	knobs.mu         Reconfigure only (reload.go) -> Registry.mu
 //	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
+//	room.mu          -> outbox.mu (an event is queued in seq order)
+//	outbox.mu        leaf; a producer may wait on it only while the outbox is
+//	                 full and another goroutine is sending, which never blocks
 //	Registry.mu      leaf: only the onChange callback (a gauge) runs under it
 //	ServeAdmin's mu  leaf: guards the set of admin connections
 //
@@ -38,7 +50,7 @@
 //
 // # Membership seam
 //
-// Registry (membership) and Server.fanout (delivery to a snapshot) are the
-// only places that know where members are. A multi-node relay replaces these
+// Registry (membership) and the outbox's sendGroup (delivery to a
+// snapshot, fanout.go) are the only places that know where members are. A multi-node relay replaces these
 // two behind the same methods; handlers do not change.
 package relay
