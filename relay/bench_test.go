@@ -24,6 +24,18 @@ func BenchmarkParseClassic(b *testing.B) {
 	}
 }
 
+// BenchmarkParseClassicInPlace is the relay's parse: fields alias the
+// datagram buffer.
+func BenchmarkParseClassicInPlace(b *testing.B) {
+	d := []byte("C alice hello everyone, this is a 64-byte chat message for bench\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseClassicInPlace(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkDecodeV2(b *testing.B) {
 	d := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
 	b.ReportAllocs()
@@ -33,6 +45,30 @@ func BenchmarkDecodeV2(b *testing.B) {
 		if frames, err = DecodeV2(frames[:0], d); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecodeV2InPlace is the relay's decode: strings alias the
+// datagram buffer.
+func BenchmarkDecodeV2InPlace(b *testing.B) {
+	d := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
+	b.ReportAllocs()
+	var frames []Frame
+	for b.Loop() {
+		var err error
+		if frames, err = decodeV2(frames[:0], d, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendChatEvent encodes a chat event as the room does.
+func BenchmarkAppendChatEvent(b *testing.B) {
+	f := &Frame{T: FrameChat, Room: RoomMain, Seq: 123456, Epoch: "5f3a9c01", From: "alice", ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendFrame(AppendV2Header(buf[:0]), f)
 	}
 }
 
@@ -118,7 +154,7 @@ type benchRoom struct {
 	members []*Member
 }
 
-func newBenchRoom(b *testing.B, n int) *benchRoom {
+func newBenchRoom(b testing.TB, n int) *benchRoom {
 	b.Helper()
 	s, err := New(Config{Flood: FloodOff(), MaxPerIP: -1})
 	if err != nil {

@@ -125,7 +125,12 @@ var v2Ops = map[string]v2Op{
 // dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
 // frames from addresses without a session, are counted and never answered.
 func (s *Server) dispatchV2(g *datagram) {
-	frames, err := DecodeV2(nil, (*g.buf)[:g.n])
+	// The frames' strings alias the buffer, which lives until the handler
+	// returns: whatever is kept is copied (Registry.Join, room.append,
+	// chatLine). The frames themselves are pooled.
+	fp := framePool.Get().(*[]Frame)
+	frames, err := decodeV2((*fp)[:0], (*g.buf)[:g.n], true)
+	defer putFrames(fp, frames)
 	if err != nil {
 		s.obs.DatagramDropped(dropReason(err))
 		return
@@ -158,6 +163,17 @@ func (s *Server) dispatchV2(g *datagram) {
 		}
 		op.handle(s, g, f, m, now)
 	}
+}
+
+// framePool holds the frame slices dispatchV2 decodes into.
+var framePool = sync.Pool{New: func() any { return new([]Frame) }}
+
+// putFrames returns a frame slice to framePool, without the strings that
+// alias a datagram buffer.
+func putFrames(fp *[]Frame, frames []Frame) {
+	clear(frames)
+	*fp = frames[:0]
+	framePool.Put(fp)
 }
 
 // validated checks a hello or resume for a cookie proving the address. If
@@ -273,7 +289,7 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 		return
 	}
 	ev := &Frame{T: FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
-	s.broadcast(ev, classicLine(s.words.chat, m.Name, f.Text), m, KindChat)
+	s.broadcast(ev, s.chatLine(m.Name, f.Text), m, KindChat)
 	m.v2.remember(f.ID, ev.Seq)
 }
 

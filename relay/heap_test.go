@@ -65,7 +65,7 @@ func heapPerMember(tb testing.TB, n int) float64 {
 func BenchmarkHeapPerMember(b *testing.B) {
 	var per float64
 	for i := 0; i < b.N; i++ {
-		per = heapPerMember(b, 10_000)
+		per = heapPerMember(b, 100_000)
 	}
 	b.ReportMetric(per, "heapB/member")
 }

@@ -9,8 +9,7 @@ import (
 // event is one sequenced room event, kept in the ring for repair and
 // backlog.
 type event struct {
-	frame Frame  // the event, Seq and Epoch set
-	line  []byte // frame encoded once as a JSON line; shared, never modified
+	line []byte // the event (Seq and Epoch set) encoded once as a JSON line; shared, never modified
 }
 
 // room is the sequence and the recent history of one room: every broadcast
@@ -20,9 +19,11 @@ type room struct {
 	name  string
 	epoch string // random per start: a new epoch means history was lost
 
-	mu   sync.Mutex // protects seq and ring
-	seq  uint64     // the latest event's seq; 0 before the first
-	ring []event    // ring[seq % len(ring)]
+	mu      sync.Mutex // protects seq, ring, lines and scratch
+	seq     uint64     // the latest event's seq; 0 before the first
+	ring    []event    // ring[seq % len(ring)]
+	lines   slab       // where the events' datagrams are kept
+	scratch []byte     // where an event is encoded before it is copied to lines
 }
 
 func newRoom(name string, ringSize int) *room {
@@ -33,18 +34,23 @@ func newRoom(name string, ringSize int) *room {
 	return &room{name: name, epoch: hex.EncodeToString(b[:]), ring: make([]event, ringSize)}
 }
 
-// append sequences f (setting Room, Seq and Epoch), encodes it once, keeps
-// it in the ring and returns the encoded line.
+// append sequences f (setting Room, Seq and Epoch), encodes it once as a
+// whole v2 datagram (V2Magic, then the frame's line), keeps the line in the
+// ring and returns the datagram. The datagram is shared and never
+// modified; it holds copies, so f's strings may alias a datagram buffer
+// that is reused afterwards. In steady state it allocates nothing: the
+// datagram is carved from a slab.
 func (r *room) append(f *Frame) []byte {
 	f.Room = r.name
 	f.Epoch = r.epoch
 	r.mu.Lock()
 	r.seq++
 	f.Seq = r.seq
-	line := AppendFrame(nil, f)
-	r.ring[r.seq%uint64(len(r.ring))] = event{frame: *f, line: line}
+	r.scratch = AppendFrame(AppendV2Header(r.scratch[:0]), f)
+	d := r.lines.copy(r.scratch)
+	r.ring[r.seq%uint64(len(r.ring))] = event{line: d[len(V2Magic):]}
 	r.mu.Unlock()
-	return line
+	return d
 }
 
 // latest returns the latest event's seq.
@@ -99,7 +105,13 @@ func (r *room) backlog(n int, upto uint64) [][]byte {
 	}
 	var lines [][]byte
 	for seq := from; seq <= upto && n > 0; seq++ {
-		f := r.ring[seq%uint64(len(r.ring))].frame
+		// The ring keeps only the encoded event: decode it again (its
+		// strings alias the line, which never changes) to mark it.
+		var f Frame
+		line := r.ring[seq%uint64(len(r.ring))].line
+		if !decodeFrame(unsafeString(line), &f) {
+			panic("relay: a room event does not decode: " + string(line))
+		}
 		f.History = true
 		lines = append(lines, AppendFrame(nil, &f))
 	}

@@ -425,8 +425,7 @@ func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind strin
 
 // broadcastTo is broadcast to a given snapshot.
 func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
-	v2 := AppendV2Header(nil)
-	v2 = append(v2, s.room.append(ev)...)
+	v2 := s.room.append(ev) // the whole datagram, shared and never modified
 	lists := fanLists.Get().(*fanList)
 	for _, m := range members {
 		switch {
