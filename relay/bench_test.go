@@ -141,7 +141,7 @@ func BenchmarkFanout100(b *testing.B) {
 	text := "hello everyone, this is a 64-byte chat message for the benchmark"
 	b.ReportAllocs()
 	for b.Loop() {
-		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, classicLine(s.words.chat, sender.Name, text), sender, KindChat)
+		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, s.chatLine(sender.Name, text), sender, KindChat)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
 }
@@ -255,5 +255,18 @@ func BenchmarkDatagram(b *testing.B) {
 			b.Fatalf("%d chats broadcast, want %d", got, id)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/delivery")
+	})
+	b.Run("v2-ping", func(b *testing.B) {
+		// A heartbeat from an up-to-date member: answered with one pong.
+		r := newBenchRoom(b, 100)
+		sender := r.members[1] // v2
+		msg := []byte(V2Magic + `{"t":"ping","room":"main"}` + "\n")
+		g := &datagram{}
+		b.ReportAllocs()
+		for b.Loop() {
+			buf := r.s.bufs.Get().(*[]byte)
+			*g = datagram{buf: buf, n: copy(*buf, msg), from: sender.Addr()}
+			r.s.handle(g)
+		}
 	})
 }

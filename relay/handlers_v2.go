@@ -391,11 +391,11 @@ func (s *Server) remove(m *Member, now time.Time) bool {
 // replyV2 answers the sender of g, member or not, with one v2 datagram.
 func (s *Server) replyV2(g *datagram, f *Frame) {
 	d := s.conn.Dest(g.from, g.local)
-	s.sendTo(EncodeV2(f), &d)
+	s.sendTo(encodeV2Reply(f), &d)
 }
 
 // sendV2 sends one frame to m.
-func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(EncodeV2(f), m.Dest()) }
+func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(encodeV2Reply(f), m.Dest()) }
 
 // sendBatch sends encoded frame lines to m, packed into as few datagrams as
 // the send budget allows.

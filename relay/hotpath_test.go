@@ -82,6 +82,11 @@ func TestHotPathAllocations(t *testing.T) {
 	if got := r.s.room.latest() - before; got != 1002 {
 		t.Fatalf("%d chats broadcast, want 1002", got)
 	}
+	// A heartbeat from a member that lacks nothing.
+	ping := fmt.Appendf(nil, V2Magic+`{"t":"ping","room":"main","last":%d}`+"\n", r.s.room.latest())
+	if n := testing.AllocsPerRun(500, func() { handle(r.members[1], ping) }); n != 0 {
+		t.Errorf("v2 ping answered with a pong: %v allocations per datagram", n)
+	}
 }
 
 // TestParseClassicCopies: ParseClassic's fields survive the buffer's reuse,

@@ -33,10 +33,26 @@ func (s *slab) copy(b []byte) []byte {
 	return s.block[n:len(s.block):len(s.block)]
 }
 
-// classicLines is where the classic lines of chats are copied to.
-var classicLines struct {
+// sendLines is where the classic lines of chats and the v2 replies the
+// relay sends are copied to.
+var sendLines struct {
 	mu sync.Mutex // protects s
 	s  slab
+}
+
+// keepLine returns an immutable copy of b carved from sendLines.
+func keepLine(b []byte) []byte {
+	sendLines.mu.Lock()
+	defer sendLines.mu.Unlock()
+	return sendLines.s.copy(b)
+}
+
+// encodeV2Reply is EncodeV2(f) without, in steady state, an allocation:
+// the datagram is encoded on the stack and copied into a slab. The result
+// is immutable and may be kept.
+func encodeV2Reply(f *Frame) []byte {
+	var buf [512]byte
+	return keepLine(AppendFrame(AppendV2Header(buf[:0]), f))
 }
 
 // chatLine is classicLine(s.words.chat, name, text) without fmt and, in
@@ -48,10 +64,7 @@ func (s *Server) chatLine(name, text string) []byte {
 	if !ok || len(b) > MaxClassicReply {
 		return classicLine(s.words.chat, name, text) // fmt, and the cut
 	}
-	classicLines.mu.Lock()
-	line := classicLines.s.copy(b)
-	classicLines.mu.Unlock()
-	return line
+	return keepLine(b)
 }
 
 // appendLine appends format with each %s replaced by the next arg and %%

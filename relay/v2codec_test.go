@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -147,6 +148,9 @@ func FuzzDecodeV2(f *testing.F) {
 	f.Add([]byte("L alice"))
 	f.Add([]byte("CR2\n{\"T\":\"who\",\"names\":[\"a\",null],\"x\":{\"y\":[1.5e3,true,null]},\"Seq\":-0}\n"))
 	f.Add([]byte("CR2\n{\"t\":\"\\ud83d\\ude00\\u2028\\\"\",\"text\":\"\\t\\u0001\"}\n"))
+	for _, v := range goldenVectors(f) {
+		f.Add([]byte(v.Datagram))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecodeAgrees(t, b)
 		frames, err := DecodeV2(nil, b)
@@ -171,6 +175,36 @@ func FuzzDecodeV2(f *testing.F) {
 			t.Fatal("decoded without the magic")
 		}
 	})
+}
+
+type goldenVector struct {
+	Name     string  `json:"name"`
+	Datagram string  `json:"datagram"`
+	Frames   []Frame `json:"frames"`
+}
+
+func goldenVectors(tb testing.TB) []goldenVector {
+	raw, err := os.ReadFile("../testdata/v2/vectors.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var vs []goldenVector
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		tb.Fatal(err)
+	}
+	return vs
+}
+
+// TestGoldenVectorsBothCodecs: every golden datagram decodes (copying and
+// in place) as encoding/json decodes it, and every golden frame encodes as
+// encoding/json encodes it. (TestV2GoldenVectors checks the bytes.)
+func TestGoldenVectorsBothCodecs(t *testing.T) {
+	for _, v := range goldenVectors(t) {
+		checkDecodeAgrees(t, []byte(v.Datagram))
+		for i := range v.Frames {
+			checkEncodeAgrees(t, &v.Frames[i])
+		}
+	}
 }
 
 // checkEncodeAgrees fails t unless AppendFrame writes f as encoding/json
