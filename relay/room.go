@@ -110,7 +110,7 @@ func (r *room) backlog(n int, upto uint64) [][]byte {
 		var f Frame
 		line := r.ring[seq%uint64(len(r.ring))].line
 		if !decodeFrame(unsafeString(line), &f) {
-			panic("relay: a room event does not decode: " + string(line))
+			continue // never: the line is AppendFrame's (FuzzAppendFrame decodes what it encodes)
 		}
 		f.History = true
 		lines = append(lines, AppendFrame(nil, &f))

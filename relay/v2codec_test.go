@@ -252,5 +252,17 @@ func FuzzAppendFrame(f *testing.F) {
 			fr.Names = strings.Split(names, ",")
 		}
 		checkEncodeAgrees(t, &fr)
+		// What the relay encodes decodes back to it (the room's backlog
+		// relies on it), when every string is valid UTF-8.
+		line := AppendFrame(nil, &fr)
+		for _, s := range []string{typ, from, text, reason, names} {
+			if !utf8.ValidString(s) {
+				return
+			}
+		}
+		var back Frame
+		if !decodeFrame(string(line[:len(line)-1]), &back) || !reflect.DeepEqual(back, fr) {
+			t.Fatalf("%q decodes to %#v, want %#v", line, back, fr)
+		}
 	})
 }
