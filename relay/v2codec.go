@@ -6,7 +6,6 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
-	"unsafe"
 )
 
 // The v2 frame codec, written by hand for the hot path. encoding/json is
@@ -33,7 +32,7 @@ func decodeV2(dst []Frame, b []byte, alias bool) ([]Frame, error) {
 	}
 	var s string
 	if alias {
-		s = unsafe.String(unsafe.SliceData(b), len(b))
+		s = unsafeString(b)
 	} else {
 		s = string(b)
 	}
@@ -678,7 +677,6 @@ func (d *frameDec) skipValue() bool {
 	for {
 		// A value starts at d.i.
 		d.ws()
-
 		switch c := d.peek(); {
 		case c == '{' || c == '[':
 			if 1+level+1 > maxJSONNesting {
@@ -694,8 +692,7 @@ func (d *frameDec) skipValue() bool {
 			d.ws()
 			if (c == '{' && d.eat('}')) || (c == '[' && d.eat(']')) {
 				level--
-
-				break
+				break // an empty container is a whole value
 			}
 			if c == '{' && !d.key() {
 				return false
