@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,18 @@ func BenchmarkParseClassic(b *testing.B) {
 	}
 }
 
+// BenchmarkParseClassicInPlace is the relay's parse: fields alias the
+// datagram buffer.
+func BenchmarkParseClassicInPlace(b *testing.B) {
+	d := []byte("C alice hello everyone, this is a 64-byte chat message for bench\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseClassicInPlace(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkDecodeV2(b *testing.B) {
 	d := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
 	b.ReportAllocs()
@@ -32,6 +45,30 @@ func BenchmarkDecodeV2(b *testing.B) {
 		if frames, err = DecodeV2(frames[:0], d); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecodeV2InPlace is the relay's decode: strings alias the
+// datagram buffer.
+func BenchmarkDecodeV2InPlace(b *testing.B) {
+	d := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
+	b.ReportAllocs()
+	var frames []Frame
+	for b.Loop() {
+		var err error
+		if frames, err = decodeV2(frames[:0], d, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendChatEvent encodes a chat event as the room does.
+func BenchmarkAppendChatEvent(b *testing.B) {
+	f := &Frame{T: FrameChat, Room: RoomMain, Seq: 123456, Epoch: "5f3a9c01", From: "alice", ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendFrame(AppendV2Header(buf[:0]), f)
 	}
 }
 
@@ -104,7 +141,132 @@ func BenchmarkFanout100(b *testing.B) {
 	text := "hello everyone, this is a 64-byte chat message for the benchmark"
 	b.ReportAllocs()
 	for b.Loop() {
-		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, classicLine(s.words().chat, sender.Name, text), sender, KindChat)
+		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, s.chatLine(sender.Name, text), sender, KindChat)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
+}
+
+// benchRoom is a Server set up as Serve would, without the read loop, and
+// a room of n loopback members (every other one classic, the rest v2),
+// each socket drained by its own goroutine until the benchmark ends.
+type benchRoom struct {
+	s       *Server
+	members []*Member
+}
+
+func newBenchRoom(b testing.TB, n int) *benchRoom {
+	b.Helper()
+	s, err := New(Config{Flood: FloodOff(), MaxPerIP: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	uc.SetWriteBuffer(4 << 20)
+	if s.conn, err = udpio.New(uc); err != nil {
+		b.Fatal(err)
+	}
+	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, s.conn.Dest, nil)
+	var wg sync.WaitGroup
+	var socks []*net.UDPConn
+	b.Cleanup(func() {
+		for _, rc := range socks {
+			rc.Close()
+		}
+		uc.Close()
+		wg.Wait()
+	})
+	r := &benchRoom{s: s}
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		socks = append(socks, rc)
+		rc.SetReadBuffer(4 << 20)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 2048)
+			for {
+				if _, err := rc.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		proto, token := ProtoClassic, ""
+		if i%2 == 1 {
+			proto, token = ProtoV2, newToken()
+		}
+		m, _, err := s.reg.Join("m"+strconv.Itoa(i), proto, token, rc.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.reg.Activate(m)
+		r.members = append(r.members, m)
+	}
+	return r
+}
+
+// BenchmarkDatagram handles whole received datagrams through the real
+// handler path (Server.handle: dispatch, parse, member lookup, checks,
+// sequencing and encoding of the event, fan-out, buffer release) into a
+// room of 100 loopback members, 50 classic and 50 v2. One op is one
+// received chat; allocs/op is the "per received datagram" number of
+// issue 4, the read itself excepted.
+func BenchmarkDatagram(b *testing.B) {
+	const text = "hello everyone, this is a 64-byte chat message for the benchmark"
+	b.Run("classic-chat", func(b *testing.B) {
+		r := newBenchRoom(b, 100)
+		sender := r.members[0] // classic
+		msg := AppendChat(nil, sender.Name, text)
+		g := &datagram{}
+		b.ReportAllocs()
+		for b.Loop() {
+			buf := r.s.bufs.Get().(*[]byte)
+			*g = datagram{buf: buf, n: copy(*buf, msg), from: sender.Addr()}
+			r.s.handle(g)
+		}
+		if got := r.s.room.latest(); got != uint64(b.N) {
+			b.Fatalf("%d chats broadcast, want %d", got, b.N)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
+	})
+	b.Run("v2-chat", func(b *testing.B) {
+		r := newBenchRoom(b, 100)
+		sender := r.members[1] // v2
+		head := []byte(V2Magic + `{"t":"chat","room":"main","id":`)
+		tail := []byte(`,"text":"` + text + `"}` + "\n")
+		msg := make([]byte, 0, 256)
+		g := &datagram{}
+		id := uint64(0)
+		b.ReportAllocs()
+		for b.Loop() {
+			id++
+			msg = append(strconv.AppendUint(append(msg[:0], head...), id, 10), tail...)
+			buf := r.s.bufs.Get().(*[]byte)
+			*g = datagram{buf: buf, n: copy(*buf, msg), from: sender.Addr()}
+			r.s.handle(g)
+		}
+		if got := r.s.room.latest(); got != id {
+			b.Fatalf("%d chats broadcast, want %d", got, id)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/delivery")
+	})
+	b.Run("v2-ping", func(b *testing.B) {
+		// A heartbeat from an up-to-date member: answered with one pong.
+		r := newBenchRoom(b, 100)
+		sender := r.members[1] // v2
+		msg := []byte(V2Magic + `{"t":"ping","room":"main"}` + "\n")
+		g := &datagram{}
+		b.ReportAllocs()
+		for b.Loop() {
+			buf := r.s.bufs.Get().(*[]byte)
+			*g = datagram{buf: buf, n: copy(*buf, msg), from: sender.Addr()}
+			r.s.handle(g)
+		}
+	})
 }

@@ -39,7 +39,9 @@ func (s *Server) dispatch(g *datagram) {
 		s.obs.DatagramDropped(DropClassicOff)
 		return
 	}
-	req, err := ParseClassic((*g.buf)[:g.n])
+	// req aliases the buffer, which lives until the handler returns:
+	// whatever is kept is copied (Registry.Join, room.append, chatLine).
+	req, err := parseClassicInPlace((*g.buf)[:g.n])
 	if err != nil {
 		s.obs.DatagramDropped(dropReason(err))
 		return
@@ -119,8 +121,10 @@ func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) 
 		s.sendTo([]byte(s.words().refusedControl), m.Dest())
 		return
 	}
-	s.log.Debug("chat", zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
-	s.broadcast(&Frame{T: FrameChat, From: m.Name, Text: req.Text}, classicLine(s.words().chat, m.Name, req.Text), m, KindChat)
+	if ce := s.log.Check(zap.DebugLevel, "chat"); ce != nil { // no fields built unless logged
+		ce.Write(zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
+	}
+	s.broadcast(&Frame{T: FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat)
 }
 
 func (s *Server) handleQuit(g *datagram, _ Request, m *Member, now time.Time) {

@@ -16,13 +16,17 @@ import (
 // retransmitted while later ones go through), so the memory is a floor
 // (every id up to it was broadcast) plus the ids above it, as TCP keeps
 // its receive window.
+//
+// It is sized lazily: a session that never chatted holds no map and no
+// ring (an idle member of a 100,000-member room must cost little), and
+// the ring of recent ids grows with use up to v2SeqMemory.
 type v2State struct {
 	mu    sync.Mutex          // protects the fields below
 	floor uint64              // every id <= floor was broadcast
-	above map[uint64]struct{} // ids > floor that were broadcast
-	seqs  map[uint64]uint64   // recent ids' seqs, for acks
-	order [v2SeqMemory]uint64 // ring of the ids in seqs, oldest evicted
-	pos   int
+	above map[uint64]struct{} // ids > floor that were broadcast; nil while none
+	seqs  map[uint64]uint64   // recent ids' seqs, for acks; nil before the first
+	order []uint64            // ring of the ids in seqs, oldest evicted; grows to v2SeqMemory
+	pos   int                 // next slot of order to reuse, once it is full
 
 	base atomic.Uint64 // the room seq the session began at (its welcome's)
 }
@@ -39,9 +43,7 @@ const (
 	v2MaxAbove = 8192
 )
 
-func newV2State() *v2State {
-	return &v2State{above: make(map[uint64]struct{}), seqs: make(map[uint64]uint64)}
-}
+func newV2State() *v2State { return &v2State{} }
 
 // seen reports whether id was broadcast, and as which seq if that is still
 // remembered (0 otherwise).
@@ -59,14 +61,26 @@ func (v *v2State) seen(id uint64) (uint64, bool) {
 func (v *v2State) remember(id, seq uint64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if old := v.order[v.pos]; old != 0 {
-		delete(v.seqs, old)
+	if v.seqs == nil {
+		v.seqs = make(map[uint64]uint64)
 	}
-	v.order[v.pos] = id
-	v.pos = (v.pos + 1) % v2SeqMemory
+	if len(v.order) < v2SeqMemory {
+		v.order = append(v.order, id)
+	} else {
+		delete(v.seqs, v.order[v.pos])
+		v.order[v.pos] = id
+		v.pos = (v.pos + 1) % v2SeqMemory
+	}
 	v.seqs[id] = seq
 	if id <= v.floor {
 		return
+	}
+	if id == v.floor+1 && len(v.above) == 0 {
+		v.floor++ // in order: nothing above to fold
+		return
+	}
+	if v.above == nil {
+		v.above = make(map[uint64]struct{})
 	}
 	v.above[id] = struct{}{}
 	for {
@@ -111,7 +125,12 @@ var v2Ops = map[string]v2Op{
 // dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
 // frames from addresses without a session, are counted and never answered.
 func (s *Server) dispatchV2(g *datagram) {
-	frames, err := DecodeV2(nil, (*g.buf)[:g.n])
+	// The frames' strings alias the buffer, which lives until the handler
+	// returns: whatever is kept is copied (Registry.Join, room.append,
+	// chatLine). The frames themselves are pooled.
+	fp := framePool.Get().(*[]Frame)
+	frames, err := decodeV2((*fp)[:0], (*g.buf)[:g.n], true)
+	defer putFrames(fp, frames)
 	if err != nil {
 		s.obs.DatagramDropped(dropReason(err))
 		return
@@ -144,6 +163,17 @@ func (s *Server) dispatchV2(g *datagram) {
 		}
 		op.handle(s, g, f, m, now)
 	}
+}
+
+// framePool holds the frame slices dispatchV2 decodes into.
+var framePool = sync.Pool{New: func() any { return new([]Frame) }}
+
+// putFrames returns a frame slice to framePool, without the strings that
+// alias a datagram buffer.
+func putFrames(fp *[]Frame, frames []Frame) {
+	clear(frames)
+	*fp = frames[:0]
+	framePool.Put(fp)
 }
 
 // validated checks a hello or resume for a cookie proving the address. If
@@ -259,7 +289,7 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 		return
 	}
 	ev := &Frame{T: FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
-	s.broadcast(ev, classicLine(s.words().chat, m.Name, f.Text), m, KindChat)
+	s.broadcast(ev, s.chatLine(m.Name, f.Text), m, KindChat)
 	m.v2.remember(f.ID, ev.Seq)
 }
 
@@ -361,11 +391,11 @@ func (s *Server) remove(m *Member, now time.Time) bool {
 // replyV2 answers the sender of g, member or not, with one v2 datagram.
 func (s *Server) replyV2(g *datagram, f *Frame) {
 	d := s.conn.Dest(g.from, g.local)
-	s.sendTo(EncodeV2(f), &d)
+	s.sendTo(encodeV2Reply(f), &d)
 }
 
 // sendV2 sends one frame to m.
-func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(EncodeV2(f), m.Dest()) }
+func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(encodeV2Reply(f), m.Dest()) }
 
 // sendBatch sends encoded frame lines to m, packed into as few datagrams as
 // the send budget allows.

@@ -1,8 +1,9 @@
 package relay
 
 import (
-	"bytes"
+	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The classic protocol: one datagram is one request, UTF-8 text, fields
@@ -31,10 +32,9 @@ const (
 	DefaultMaxDatagram = 1024
 )
 
-// Request is one parsed classic datagram. Name and Text alias the datagram
-// buffer only when parsed by ParseClassic on a []byte that is later reused;
-// ParseClassic copies them, so a Request stays valid after the buffer returns
-// to its pool.
+// Request is one parsed classic datagram. From ParseClassic its strings
+// are its own; from the relay's in-place parse (parseClassicInPlace) they
+// alias the datagram buffer and are valid only while the handler runs.
 type Request struct {
 	Verb byte   // VerbLogin, VerbChat or VerbQuit
 	Name string // the name field exactly as sent (not yet validated)
@@ -45,15 +45,51 @@ type Request struct {
 // "\r\n", then requires valid UTF-8, a known verb and the fields that verb
 // needs. It never fails for a login with an empty or invalid name: every
 // `L` gets exactly one reply, so name validation is left to the handler.
+// The Request does not alias b (its fields share one copy), so b may be
+// reused at once.
 //
 // The returned error is one of ErrEmpty, ErrBadUTF8, ErrUnknownVerb or
 // ErrMalformed.
 func ParseClassic(b []byte) (Request, error) {
-	b = StripNewline(b)
+	r, err := parseClassic(unsafeString(b))
+	if err != nil || r.Name == "" {
+		return r, err // nothing to copy
+	}
+	// Name starts at b[2] and Text, if any, one space after it: one copy
+	// holds both.
+	end := 2 + len(r.Name)
+	if r.Verb == VerbChat {
+		end += 1 + len(r.Text)
+	}
+	c := string(b[2:end])
+	r.Name = c[:len(r.Name)]
+	if r.Verb == VerbChat {
+		r.Text = c[len(r.Name)+1:]
+	}
+	return r, nil
+}
+
+// parseClassicInPlace is ParseClassic without the copy: the Request's
+// strings alias b, so it is valid only while b is neither modified nor
+// reused (for the relay: until the handler returns). Whatever outlives
+// that must be cloned (Registry.Join clones the name it keeps; a broadcast
+// encodes the text into bytes of its own).
+func parseClassicInPlace(b []byte) (Request, error) { return parseClassic(unsafeString(b)) }
+
+// unsafeString returns a string sharing b's bytes.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+func parseClassic(b string) (Request, error) {
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+		if n := len(b); n > 0 && b[n-1] == '\r' {
+			b = b[:n-1]
+		}
+	}
 	if len(b) == 0 {
 		return Request{}, ErrEmpty
 	}
-	if !utf8.Valid(b) {
+	if !utf8.ValidString(b) {
 		return Request{}, ErrBadUTF8
 	}
 	verb := b[0]
@@ -74,18 +110,18 @@ func ParseClassic(b []byte) (Request, error) {
 	rest := b[2:]
 	switch verb {
 	case VerbLogin:
-		return Request{Verb: verb, Name: string(rest)}, nil
+		return Request{Verb: verb, Name: rest}, nil
 	case VerbQuit:
 		if len(rest) == 0 {
 			return Request{}, ErrMalformed
 		}
-		return Request{Verb: verb, Name: string(rest)}, nil
+		return Request{Verb: verb, Name: rest}, nil
 	default: // VerbChat
-		i := bytes.IndexByte(rest, ' ')
+		i := strings.IndexByte(rest, ' ')
 		if i <= 0 || i == len(rest)-1 {
 			return Request{}, ErrMalformed // no name, or no text
 		}
-		return Request{Verb: verb, Name: string(rest[:i]), Text: string(rest[i+1:])}, nil
+		return Request{Verb: verb, Name: rest[:i], Text: rest[i+1:]}, nil
 	}
 }
 

@@ -3,6 +3,7 @@ package relay
 import (
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,6 +137,10 @@ func (r *Registry) Join(name, proto, token string, from netip.AddrPort, local ne
 	if capIP && r.perIP[ip] >= r.limits.MaxPerIP {
 		return nil, false, ErrFull
 	}
+	// name may alias a datagram buffer that is reused once the handler
+	// returns, and PRECIS returns its input when it changes nothing: the
+	// member keeps copies of its own.
+	display, key = cloneNames(display, key)
 	m = &Member{Name: display, Key: key, Proto: proto, Since: now}
 	d := r.dest(from, local)
 	m.dest.Store(&d)
@@ -163,7 +168,7 @@ func (r *Registry) Activate(m *Member) (others []*Member) {
 	}
 	others = r.Members()
 	m.active = true
-	r.publishLocked()
+	r.publishLocked(append(others, m))
 	return others
 }
 
@@ -244,7 +249,9 @@ func (r *Registry) Leave(m *Member, now time.Time) bool {
 		delete(r.perIP, ip)
 	}
 	r.rememberQuitLocked(addr, now)
-	r.publishLocked()
+	if m.active {
+		r.publishLocked(without(r.Members(), m))
+	}
 	return true
 }
 
@@ -274,20 +281,45 @@ func (r *Registry) rememberQuitLocked(addr netip.AddrPort, now time.Time) {
 	r.quits[addr] = now
 }
 
-// publishLocked rebuilds the snapshot. r.mu must be held for writing.
-func (r *Registry) publishLocked() {
-	s := make([]*Member, 0, len(r.byAddr))
-	for _, m := range r.byAddr {
-		if m.active {
-			s = append(s, m)
-		}
-	}
+// publishLocked makes s the snapshot. r.mu must be held for writing.
+//
+// The snapshot is copy-on-write without the cost of a copy per join:
+// Activate appends in place, which readers cannot see, because they hold
+// slice headers no longer than before and nothing below their length
+// changes; only when the array is full does append copy it (doubling, so
+// joining n members costs O(n) in all, not O(n²)). Leave copies
+// (without), so no element a reader may hold ever changes.
+func (r *Registry) publishLocked(s []*Member) {
 	r.snapshot.Store(&s)
 	r.onChange(len(s))
 }
 
-// Members returns every active member. The slice is a snapshot: it never changes,
-// and the caller MUST NOT modify it. Taking it costs one atomic load.
+// without returns a new slice holding s without m, with room to grow.
+func without(s []*Member, m *Member) []*Member {
+	out := make([]*Member, 0, cap(s))
+	for _, o := range s {
+		if o != m {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// cloneNames copies a display name and its compare key, sharing one copy
+// when they are equal.
+func cloneNames(display, key string) (string, string) {
+	display = strings.Clone(display)
+	if key == display {
+		return display, display
+	}
+	return display, strings.Clone(key)
+}
+
+// Members returns every active member, in the order they became active.
+// The slice is a snapshot: it never changes, and the caller MUST NOT
+// modify it or append to it in place (the registry appends beyond its
+// length; cap it first, as in append(s[:len(s):len(s)], x)). Taking it
+// costs one atomic load.
 func (r *Registry) Members() []*Member { return *r.snapshot.Load() }
 
 // Len returns the number of members.

@@ -9,8 +9,7 @@ import (
 // event is one sequenced room event, kept in the ring for repair and
 // backlog.
 type event struct {
-	frame Frame  // the event, Seq and Epoch set
-	line  []byte // frame encoded once as a JSON line; shared, never modified
+	line []byte // the event (Seq and Epoch set) encoded once as a JSON line; shared, never modified
 }
 
 // room is the sequence and the recent history of one room: every broadcast
@@ -20,9 +19,11 @@ type room struct {
 	name  string
 	epoch string // random per start: a new epoch means history was lost
 
-	mu   sync.Mutex // protects seq and ring
-	seq  uint64     // the latest event's seq; 0 before the first
-	ring []event    // ring[seq % len(ring)]
+	mu      sync.Mutex // protects seq, ring, lines and scratch
+	seq     uint64     // the latest event's seq; 0 before the first
+	ring    []event    // ring[seq % len(ring)]
+	lines   slab       // where the events' datagrams are kept
+	scratch []byte     // where an event is encoded before it is copied to lines
 }
 
 func newRoom(name string, ringSize int) *room {
@@ -33,20 +34,25 @@ func newRoom(name string, ringSize int) *room {
 	return &room{name: name, epoch: hex.EncodeToString(b[:]), ring: make([]event, ringSize)}
 }
 
-// appendTo sequences f (setting Room, Seq and Epoch), encodes it once,
-// keeps it in the ring and queues it (as ev, with the encoded line) in out,
+// appendTo sequences f (setting Room, Seq and Epoch), encodes it once as a
+// frame line, keeps the line in the ring and queues it (as ev.v2) in out,
 // under the same hold of r.mu, so that out holds events in sequence order
-// (lock order: room.mu -> outbox.mu).
-func (r *room) appendTo(f *Frame, out *outbox, ev outEvent) {
+// (lock order: room.mu -> outbox.mu). The line is shared and never
+// modified; it holds copies, so f's strings may alias a datagram buffer
+// that is reused afterwards. In steady state it allocates nothing: the
+// line is carved from a slab.
+func (r *room) appendTo(f *Frame, out *outbox, ev outEvent) []byte {
 	f.Room = r.name
 	f.Epoch = r.epoch
 	r.mu.Lock()
 	r.seq++
 	f.Seq = r.seq
-	ev.v2 = AppendFrame(nil, f)
-	r.ring[r.seq%uint64(len(r.ring))] = event{frame: *f, line: ev.v2}
+	r.scratch = AppendFrame(r.scratch[:0], f)
+	ev.v2 = r.lines.copy(r.scratch)
+	r.ring[r.seq%uint64(len(r.ring))] = event{line: ev.v2}
 	out.push(ev)
 	r.mu.Unlock()
+	return ev.v2
 }
 
 // latest returns the latest event's seq.
@@ -101,7 +107,13 @@ func (r *room) backlog(n int, upto uint64) [][]byte {
 	}
 	var lines [][]byte
 	for seq := from; seq <= upto && n > 0; seq++ {
-		f := r.ring[seq%uint64(len(r.ring))].frame
+		// The ring keeps only the encoded event: decode it again (its
+		// strings alias the line, which never changes) to mark it.
+		var f Frame
+		line := r.ring[seq%uint64(len(r.ring))].line
+		if !decodeFrame(unsafeString(line), &f) {
+			continue // never: the line is AppendFrame's (FuzzAppendFrame decodes what it encodes)
+		}
 		f.History = true
 		lines = append(lines, AppendFrame(nil, &f))
 	}

@@ -122,6 +122,9 @@ func FuzzParseClassic(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseClassic(b)
+		if inPlace, err2 := parseClassicInPlace(b); inPlace != r || err2 != err {
+			t.Fatalf("in place: %+v, %v; copying: %+v, %v", inPlace, err2, r, err)
+		}
 		if err != nil {
 			return
 		}

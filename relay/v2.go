@@ -2,9 +2,7 @@ package relay
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"unicode/utf8"
 )
 
 // V2Magic starts every v2 datagram: the line "CR2". No classic request can
@@ -92,62 +90,19 @@ var (
 // MaxFramesPerDatagram lines, each a JSON object with a non-empty "t"; the
 // last line's "\n" may be missing. Blank lines are skipped. On error, no
 // frame of the datagram is returned: a datagram is accepted whole or not.
-func DecodeV2(dst []Frame, b []byte) ([]Frame, error) {
-	if !IsV2(b) {
-		return dst, ErrUnknownVerb
-	}
-	if !utf8.Valid(b) {
-		return dst, ErrBadUTF8
-	}
-	start := len(dst)
-	rest := b[len(V2Magic):]
-	for len(rest) > 0 {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = nil
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		if len(dst)-start == MaxFramesPerDatagram {
-			return dst[:start], ErrV2TooManyFrames
-		}
-		if line[0] != '{' {
-			return dst[:start], ErrV2BadFrame
-		}
-		var f Frame
-		if err := json.Unmarshal(line, &f); err != nil || f.T == "" {
-			return dst[:start], ErrV2BadFrame
-		}
-		if len(f.Names) == 0 {
-			f.Names = nil // "names":[] and no names are the same
-		}
-		dst = append(dst, f)
-	}
-	if len(dst) == start {
-		return dst, ErrV2NoFrames
-	}
-	return dst, nil
-}
+// Each line is decoded exactly as encoding/json would decode it into a
+// Frame (see v2codec.go). The frames do not alias b: b may be reused at
+// once.
+func DecodeV2(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, false) }
 
 // AppendV2Header appends V2Magic to dst: the start of a v2 datagram.
 func AppendV2Header(dst []byte) []byte { return append(dst, V2Magic...) }
 
-// AppendFrame appends f as one JSON line (with its "\n") to dst. HTML
-// characters are not escaped, so captures stay readable.
-func AppendFrame(dst []byte, f *Frame) []byte {
-	buf := bytes.NewBuffer(dst)
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(f); err != nil {
-		// A Frame holds only strings, numbers and bools: it always encodes.
-		panic("relay: encode frame: " + err.Error())
-	}
-	return buf.Bytes()
-}
+// AppendFrame appends f as one JSON line (with its "\n") to dst, byte for
+// byte as a json.Encoder with SetEscapeHTML(false) writes it: HTML
+// characters are not escaped, so captures stay readable. It does not
+// allocate beyond growing dst.
+func AppendFrame(dst []byte, f *Frame) []byte { return appendFrameJSON(dst, f) }
 
 // EncodeV2 returns a whole datagram holding frames.
 func EncodeV2(frames ...*Frame) []byte {

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"reflect"
@@ -89,35 +88,4 @@ func TestDecodeV2Rejects(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].T != "future" || got[1].Last != 3 {
 		t.Fatalf("got %+v, %v", got, err)
 	}
-}
-
-func FuzzDecodeV2(f *testing.F) {
-	f.Add([]byte("CR2\n{\"t\":\"chat\",\"room\":\"main\",\"id\":1,\"text\":\"hi\"}\n"))
-	f.Add([]byte("CR2\n{\"t\":\"hello\",\"name\":\"a\"}\n{\"t\":\"ping\"}"))
-	f.Add([]byte("CR2\n\n"))
-	f.Add([]byte("L alice"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		frames, err := DecodeV2(nil, b)
-		if err != nil {
-			if len(frames) != 0 {
-				t.Fatal("frames returned with an error")
-			}
-			return
-		}
-		if len(frames) == 0 || len(frames) > MaxFramesPerDatagram {
-			t.Fatalf("%d frames", len(frames))
-		}
-		// What decodes re-encodes to something that decodes the same.
-		ptrs := make([]*Frame, len(frames))
-		for i := range frames {
-			ptrs[i] = &frames[i]
-		}
-		again, err := DecodeV2(nil, EncodeV2(ptrs...))
-		if err != nil || !reflect.DeepEqual(again, frames) {
-			t.Fatalf("re-encode: %v\n%+v\n%+v", err, again, frames)
-		}
-		if !bytes.HasPrefix(b, []byte(V2Magic)) {
-			t.Fatal("decoded without the magic")
-		}
-	})
 }
