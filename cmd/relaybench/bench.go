@@ -209,12 +209,13 @@ func (e *env) runPreset(p preset, sr *ScenarioReport) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "relaybench: %s: %s, logging in %d %s members ...\n", p.name, name, sc.Members, proto)
+		t0 := time.Now()
 		sess, err := dial(proto, addr, sc)
 		if err != nil {
 			pr.stop()
 			return fmt.Errorf("%s: %s: %w", p.name, name, err)
 		}
+		fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, name, sc.Members, proto, time.Since(t0).Seconds())
 		rows, notes, err := e.climb(p, name, sess, pr)
 		sess.close()
 		pr.stop()
@@ -240,6 +241,9 @@ func (e *env) climb(p preset, name string, sess *session, pr *proc) ([]Result, [
 	one := func(rate int) (Result, error) {
 		fmt.Fprintf(e.stderr, "relaybench: %s: %s, %d chats/s for %v ...\n", p.name, name, rate, sess.sc.Duration)
 		r, err := sess.step(rate, pr.cpu)
+		if err == nil && pr.exited() {
+			err = fmt.Errorf("the relay exited (%v)", pr.err)
+		}
 		if err != nil {
 			return r, fmt.Errorf("%s: %s at %d chats/s: %w", p.name, name, rate, err)
 		}

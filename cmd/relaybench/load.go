@@ -118,15 +118,15 @@ func dial(proto Proto, addr netip.AddrPort, sc Scenario) (*session, error) {
 		}
 	}
 	if proto != ProtoNATS {
-		drainAll(s.members, buf)
+		settle(s.members, buf)
 	}
 	return s, nil
 }
 
-// close quits every member and closes its socket.
+// close closes every member's socket. Members do not quit first: the
+// relay is stopped next, and N quits would cost it N fan-outs of a notice.
 func (s *session) close() {
 	for _, m := range s.members {
-		m.quit(s.proto)
 		m.close()
 	}
 	s.members = nil

@@ -184,16 +184,6 @@ func (m *member) loginV2() error {
 	return fmt.Errorf("login %s: no v2 welcome after 6 hellos", m.name)
 }
 
-// quit leaves the room (best effort, no wait for the answer).
-func (m *member) quit(p Proto) {
-	switch p {
-	case ProtoClassic:
-		_, _ = unix.Write(m.fd, []byte("Q "+m.name))
-	case ProtoV2:
-		_, _ = unix.Write(m.fd, relay.EncodeV2(&relay.Frame{T: relay.FrameQuit, Room: relay.RoomMain}))
-	}
-}
-
 // natsSubject is the one subject every NATS member subscribes and publishes to.
 const natsSubject = "room"
 
@@ -285,13 +275,29 @@ func writeAll(fd int, b []byte, deadline time.Time) error {
 
 // drainAll reads and discards whatever is queued on the members' sockets
 // (join notices while a big room logs in): without it, N(N-1)/2 notices
-// would sit in kernel buffers. It never blocks.
-func drainAll(ms []*member, buf []byte) {
+// would sit in kernel buffers. It never blocks, and returns how many
+// datagrams it read.
+func drainAll(ms []*member, buf []byte) int {
+	n := 0
 	for _, m := range ms {
 		for i := 0; i < 4096; i++ {
 			if _, err := unix.Read(m.fd, buf); err != nil {
 				break
 			}
+			n++
 		}
+	}
+	return n
+}
+
+// settle drains the members' sockets until nothing came for 100 ms (at
+// most 3 s), so that the last joins' notices do not count in a step.
+func settle(ms []*member, buf []byte) {
+	quietSince := time.Now()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && time.Since(quietSince) < 100*time.Millisecond; {
+		if drainAll(ms, buf) > 0 {
+			quietSince = time.Now()
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

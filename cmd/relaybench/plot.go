@@ -5,9 +5,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -67,10 +69,10 @@ func writePlots(dir string, rep *Report) ([]string, error) {
 		p.X.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 10, Label: "10"}, {Value: 100, Label: "100"}, {Value: 1000, Label: "1,000"}})
 		if ch.logY {
 			p.Y.Scale = plot.LogScale{}
-			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+			p.Y.Tick.Marker = humanTicks{}
 		}
 		p.Legend.Top = true
-		p.Legend.Left = !ch.logY
+		p.Legend.Left = true
 		var args []any
 		lo, hi := 0.0, 0.0
 		for _, relay := range order {
@@ -100,10 +102,11 @@ func writePlots(dir string, rep *Report) ([]string, error) {
 			return files, err
 		}
 		p.X.Min, p.X.Max = 7, 1400
+		// Head room above the highest line for the legend.
 		if ch.logY {
-			p.Y.Min, p.Y.Max = lo/1.5, hi*1.5
+			p.Y.Min, p.Y.Max = lo/1.5, hi*6
 		} else {
-			p.Y.Min, p.Y.Max = 0, hi*1.25
+			p.Y.Min, p.Y.Max = 0, hi*1.6
 		}
 		for _, ext := range []string{"svg", "png"} {
 			f := filepath.Join(dir, ch.file+"."+ext)
@@ -114,4 +117,37 @@ func writePlots(dir string, rep *Report) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// humanTicks labels a log axis 1, 10, 100, 1k, 10k, 100k, 1M... and marks
+// 2 and 5 of each decade.
+type humanTicks struct{}
+
+func (humanTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for d := math.Pow10(int(math.Floor(math.Log10(lo)))); d <= hi; d *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			v := d * m
+			if v < lo || v > hi {
+				continue
+			}
+			t := plot.Tick{Value: v}
+			if m == 1 {
+				t.Label = human(v)
+			}
+			ticks = append(ticks, t)
+		}
+	}
+	return ticks
+}
+
+// human writes 1,500,000 as 1.5M and 20,000 as 20k.
+func human(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	case v >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }

@@ -97,6 +97,16 @@ func (p *proc) cpu() (float64, error) {
 	return procCPU(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
 }
 
+// exited reports whether the relay process has ended (p.err says how).
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // stop sends SIGTERM, waits up to 6 s, then SIGKILL.
 func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
