@@ -59,6 +59,7 @@ type config struct {
 	scenario    string
 	plotDir     string
 	jsonOut     bool
+	jsonFile    string
 	serveRef    string
 	listen      string
 	relayLogs   bool
@@ -87,6 +88,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
 	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of tables")
+	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON report to `path` (tables still print)")
 	fs.BoolVar(&c.relayLogs, "relay-logs", false, "pass the relays' stderr through")
 	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive, batch, coalesce or nats) on --listen")
 	fs.StringVar(&c.listen, "listen", "", "internal: address for --serve-ref")
@@ -202,6 +204,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stderr, "relaybench: wrote %s\n", strings.Join(files, ", "))
+	}
+	if c.jsonFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(c.jsonFile, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "relaybench: --json-file:", err)
+			return 1
+		}
 	}
 	if c.jsonOut {
 		enc := json.NewEncoder(stdout)

@@ -322,10 +322,14 @@ func TestSmoke(t *testing.T) {
 // tiny custom load against chatrelay.
 func TestRunCustomJSON(t *testing.T) {
 	var out, errb bytes.Buffer
+	file := filepath.Join(t.TempDir(), "report.json")
 	code := run([]string{"--relay-bin", relayBin(t), "--relays", "chatrelay", "--proto", "v2", "--members", "5", "--senders", "1",
-		"--rates", "100", "--duration", "200ms", "--json"}, &out, &errb)
+		"--rates", "100", "--duration", "200ms", "--json", "--json-file", file}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if b, err := os.ReadFile(file); err != nil || !json.Valid(b) || !bytes.Contains(b, []byte(`"relay": "chatrelay-v2"`)) {
+		t.Errorf("--json-file: %v: %.200s", err, b)
 	}
 	var rep Report
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
