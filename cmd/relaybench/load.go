@@ -167,7 +167,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	var rwg sync.WaitGroup
 	ready := make(chan error, nrecv)
 	for r := 0; r < nrecv; r++ {
-		rc := &receiver{proto: s.proto, senders: sc.Senders, stepStart: stepStart}
+		rc := &receiver{proto: s.proto, senders: sc.Senders, seqs: perSender, stepStart: stepStart}
 		for i := r; i < len(s.members); i += nrecv {
 			rc.ms = append(rc.ms, s.members[i])
 		}
@@ -175,7 +175,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 		rc.st.seen = make([][]uint64, len(rc.ms)*sc.Senders)
 		for i := range rc.st.last {
 			rc.st.last[i] = -1
-			rc.st.seen[i] = make([]uint64, perSender/64+1)
+			rc.st.seen[i] = make([]uint64, perSender/64+1) // fixed: a seq beyond perSender is not ours
 		}
 		rs[r] = rc
 		rwg.Add(1)
@@ -446,6 +446,7 @@ type receiver struct {
 	proto     Proto
 	ms        []*member
 	senders   int
+	seqs      int64 // each sender sends seqs 0..seqs-1 in this step
 	stepStart int64
 	st        recvStats
 	tid       int
@@ -582,8 +583,8 @@ func (r *receiver) datagram(li int, p []byte) {
 func (r *receiver) chat(li int, text []byte) {
 	st := &r.st
 	s, q, t, ok := parseText(text)
-	if !ok || s < 0 || s >= r.senders || q < 0 || q >= maxSeq {
-		st.other++
+	if !ok || s < 0 || s >= r.senders || q < 0 || q >= r.seqs {
+		st.other++ // not a chat this step can have sent: never grows anything
 		return
 	}
 	if t < r.stepStart {
@@ -596,10 +597,6 @@ func (r *receiver) chat(li int, text []byte) {
 	}
 	k := li*r.senders + s
 	set := st.seen[k]
-	if int(q/64) >= len(set) {
-		set = append(set, make([]uint64, int(q/64)+1-len(set))...)
-		st.seen[k] = set
-	}
 	if set[q/64]&(1<<(q%64)) != 0 {
 		st.dups++
 		return

@@ -70,7 +70,7 @@ func TestV2ChatMatchesCodec(t *testing.T) {
 	}
 	ev := relay.EncodeV2(&relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, Seq: 9, Epoch: "e", From: "m0001", ID: 7, Text: string(text)},
 		&relay.Frame{T: relay.FrameJoin, Room: relay.RoomMain, Seq: 10, Epoch: "e", From: "m0002"})
-	r := &receiver{ms: []*member{{idx: 0}}, senders: 2, stepStart: 1}
+	r := &receiver{ms: []*member{{idx: 0}}, senders: 2, seqs: 64, stepStart: 1}
 	r.st.seen, r.st.last = [][]uint64{{0}, {0}}, []int64{-1, -1}
 	r.now = 1000
 	r.datagram(0, ev)
@@ -380,5 +380,91 @@ func TestParseFlags(t *testing.T) {
 	}
 	if l := ladderFor(1000); l[0] != 50 || !slices.IsSorted(l) {
 		t.Errorf("ladder for 1000 members: %v", l)
+	}
+}
+
+// TestReceiverGarbage: whatever a relay sends, a receiver counts it and
+// never panics or grows: seqs beyond the step, unknown senders, cut texts,
+// random bytes.
+func TestReceiverGarbage(t *testing.T) {
+	r := &receiver{ms: []*member{{idx: 0}, {idx: 1}}, senders: 2, seqs: 10, stepStart: 1}
+	r.st.seen = [][]uint64{{0}, {0}, {0}, {0}}
+	r.st.last = []int64{-1, -1, -1, -1}
+	r.now = 1000
+	text := func(s int, q int64) string {
+		b := bytes.Repeat([]byte("x"), textLen)
+		encodeText(b, s, q, 500)
+		return string(b)
+	}
+	inputs := []string{
+		"m0001 says: " + text(1, 9_999_999_999), // a seq this step never sent
+		"m0001 says: " + text(77, 1),            // no such sender
+		"m0001 says: " + text(1, 3)[:30],        // cut
+		"CR2\n{\"t\":\"chat\",\"text\":\"" + text(1, 10) + "\"}\n",
+		"CR2\n{\"t\":\"chat\",\"text\":\"",
+		"CR2\n",
+		"\n\n\n",
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 2000; i++ {
+		b := make([]byte, rng.IntN(300))
+		for j := range b {
+			b[j] = byte(rng.IntN(256))
+		}
+		if i%2 == 0 {
+			b = append([]byte("CR2\n"), b...)
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, in := range inputs {
+		r.datagram(0, []byte(in))
+	}
+	if r.st.delivered != 0 || r.st.other < 6 {
+		t.Errorf("garbage: delivered %d, other %d", r.st.delivered, r.st.other)
+	}
+	r.datagram(0, []byte("m0001 says: "+text(1, 9)))
+	if r.st.delivered != 1 {
+		t.Errorf("a good chat after the garbage: delivered %d", r.st.delivered)
+	}
+	var rec natsRec
+	for _, in := range inputs {
+		natsScan([]byte(in), &rec)
+	}
+}
+
+// TestSummarize: sustained is the highest sustained offered rate, peak the
+// highest deliveries/s, >= only when no step failed, ratios to references.
+func TestSummarize(t *testing.T) {
+	rs := []Result{
+		{Relay: "chatrelay", Members: 100, OfferedRate: 100, DeliveriesPerS: 9_900, Sustained: true, P99us: 300, CPUusPerDeliv: 5},
+		{Relay: "chatrelay", Members: 100, OfferedRate: 200, DeliveriesPerS: 19_800, Sustained: true, P99us: 500, CPUusPerDeliv: 4},
+		{Relay: "chatrelay", Members: 100, OfferedRate: 400, DeliveriesPerS: 30_000, P99us: 90_000, CPUusPerDeliv: 3},
+		{Relay: "chatrelay", Members: 100, OfferedRate: 283, DeliveriesPerS: 25_000, P99us: 50_000},
+		{Relay: refBatch, Members: 100, OfferedRate: 100, DeliveriesPerS: 9_900, Sustained: true, P99us: 200, CPUusPerDeliv: 6},
+		{Relay: refBatch, Members: 100, OfferedRate: 200, DeliveriesPerS: 19_800, Sustained: true, P99us: 250, CPUusPerDeliv: 6},
+	}
+	setRatios(rs)
+	if rs[0].VsBatch != 1 || rs[2].VsBatch != 0 || rs[3].VsNaive != 0 {
+		t.Errorf("step ratios: %v %v %v", rs[0].VsBatch, rs[2].VsBatch, rs[3].VsNaive)
+	}
+	ss := summarize(rs, []string{"chatrelay", refNaive, refBatch})
+	if len(ss) != 2 {
+		t.Fatalf("summaries %+v: want chatrelay and batch (naive did not run)", ss)
+	}
+	c, b := ss[0], ss[1]
+	if c.SustainedRate != 200 || c.SustainedPerS != 19_800 || c.PeakPerS != 30_000 || c.PeakRate != 400 || c.AtLeast {
+		t.Errorf("chatrelay: %+v", c)
+	}
+	if c.P99FirstUs != 300 || c.P99SustainedUs != 500 || c.CPUusPerDeliv != 4 {
+		t.Errorf("chatrelay latency/CPU: %+v", c)
+	}
+	if !b.AtLeast || b.SustainedRate != 200 {
+		t.Errorf("batch never failed: %+v", b)
+	}
+	if v := c.Vs[refBatch]; v.Sustained != 1 || v.Peak != 30_000.0/19_800 || v.P99First != 1.5 {
+		t.Errorf("chatrelay vs batch: %+v", v)
+	}
+	if _, ok := c.Vs[refNaive]; ok {
+		t.Error("a ratio to a reference that did not run")
 	}
 }

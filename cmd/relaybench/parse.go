@@ -10,10 +10,6 @@ import (
 // textLen is the size of every chat text; it carries sender, seq and timestamp.
 const textLen = 64
 
-// maxSeq bounds the sequence numbers a receiver accepts: a garbled or hostile
-// q beyond it is counted as other, never grows a bitset without bound.
-const maxSeq = 1 << 26
-
 // encodeText writes "s=SS q=QQQQQQQQQQ t=TTTTTTTTTTTTTTTTTTT" into the start of
 // text (which the caller pads to textLen, e.g. with 'x').
 func encodeText(text []byte, s int, q, t int64) {
