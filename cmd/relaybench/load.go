@@ -21,7 +21,6 @@ import (
 type Scenario struct {
 	Members   int
 	Senders   int
-	Rate      int           // offered chats/s, all senders together
 	Duration  time.Duration // sending time per step
 	Receivers int           // receiver goroutines (each its own epoll)
 	RcvBuf    int           // SO_RCVBUF(FORCE) bytes per UDP member socket
