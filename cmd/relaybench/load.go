@@ -159,6 +159,9 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	}
 	nrecv := min(max(sc.Receivers, 1), len(s.members))
 	perSender := int64(float64(rate) / float64(sc.Senders) * sc.Duration.Seconds())
+	if perSender < 1 {
+		return res, fmt.Errorf("%d chats/s for %v gives each of %d senders no chat to send", rate, sc.Duration, sc.Senders)
+	}
 	stepStart := time.Now().UnixNano()
 
 	var stop atomic.Bool
