@@ -19,6 +19,7 @@ type Report struct {
 	Machine   Machine          `json:"machine"`
 	Scenarios []ScenarioReport `json:"scenarios"`
 	ElapsedS  float64          `json:"elapsed_s"`
+	Failures  []string         `json:"failures,omitempty"` // relays that could not finish a scenario
 }
 
 // Machine says where the numbers come from.
@@ -121,6 +122,8 @@ type env struct {
 	stderr   io.Writer
 	start    time.Time
 	starts   int
+	buildErr error
+	failures []string
 }
 
 func bench(c config, stderr io.Writer) (*Report, error) {
@@ -173,8 +176,8 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 					}
 				}
 			}
-		} else if err := e.runPreset(p, &sr); err != nil {
-			return nil, err
+		} else {
+			e.runPreset(p, &sr)
 		}
 		setRatios(sr.Results)
 		sr.Summary = summarize(sr.Results, p.relays)
@@ -182,6 +185,7 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 		rep.Scenarios = append(rep.Scenarios, sr)
 	}
 	rep.ElapsedS = time.Since(e.start).Seconds()
+	rep.Failures = e.failures
 	fmt.Fprintf(stderr, "relaybench: done in %.1f s\n", rep.ElapsedS)
 	return rep, nil
 }
@@ -197,7 +201,7 @@ func contains(list []string, s string) bool {
 
 // runPreset runs each relay of p as a fresh process, logs the room in once
 // and runs p's rates against it, appending the steps to sr.
-func (e *env) runPreset(p preset, sr *ScenarioReport) error {
+func (e *env) runPreset(p preset, sr *ScenarioReport) {
 	sc := e.c.sc
 	sc.Members, sc.Senders, sc.Duration = p.members, p.senders, p.duration
 	for _, name := range p.relays {
@@ -205,27 +209,36 @@ func (e *env) runPreset(p preset, sr *ScenarioReport) error {
 			sr.Notes = append(sr.Notes, fmt.Sprintf("%s: skipped, past --time-limit %v", name, e.c.timeLimit))
 			continue
 		}
-		pr, addr, proto, err := e.startRelay(name, sc.Budget)
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		sess, err := dial(proto, addr, sc)
-		if err != nil {
-			pr.stop()
-			return fmt.Errorf("%s: %s: %w", p.name, name, err)
-		}
-		fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, name, sc.Members, proto, time.Since(t0).Seconds())
-		rows, notes, err := e.climb(p, name, sess, pr)
-		sess.close()
-		pr.stop()
-		if err != nil {
-			return err
-		}
+		rows, notes, err := e.runRelay(p, name, sc)
 		sr.Results = append(sr.Results, rows...)
 		sr.Notes = append(sr.Notes, notes...)
+		if err != nil {
+			// One relay failing (a crash, a refused login) must not throw
+			// away the others' numbers of a ten-minute run.
+			msg := fmt.Sprintf("%s: %s: FAILED: %v", p.name, name, err)
+			fmt.Fprintln(e.stderr, "relaybench:", msg)
+			sr.Notes = append(sr.Notes, msg)
+			e.failures = append(e.failures, msg)
+		}
 	}
-	return nil
+}
+
+// runRelay starts one relay, logs the room in and climbs p's rates; the
+// rows measured before an error are returned with it.
+func (e *env) runRelay(p preset, name string, sc Scenario) ([]Result, []string, error) {
+	pr, addr, proto, err := e.startRelay(name, sc.Budget)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer pr.stop()
+	t0 := time.Now()
+	sess, err := dial(proto, addr, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer sess.close() // before pr.stop: deferred calls run last-in first-out
+	fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, name, sc.Members, proto, time.Since(t0).Seconds())
+	return e.climb(p, name, sess, pr)
 }
 
 func (e *env) overTime() bool {
@@ -317,8 +330,11 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 	switch name {
 	case relayClassic, relayV2:
 		if e.relayBin == "" {
-			if e.relayBin, err = buildRelay(e.tmp); err != nil {
-				return nil, addr, 0, err
+			if e.buildErr != nil {
+				return nil, addr, 0, e.buildErr
+			}
+			if e.relayBin, e.buildErr = buildRelay(e.tmp); e.buildErr != nil {
+				return nil, addr, 0, e.buildErr
 			}
 		}
 		args := []string{"--listen", addr.String(), "--metrics-listen", "",

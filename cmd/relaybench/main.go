@@ -222,6 +222,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		printReport(stdout, rep)
 	}
+	if len(rep.Failures) > 0 {
+		fmt.Fprintf(stderr, "relaybench: %d relay runs failed:\n  %s\n", len(rep.Failures), strings.Join(rep.Failures, "\n  "))
+		return 1
+	}
 	return 0
 }
 

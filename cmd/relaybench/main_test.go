@@ -468,3 +468,27 @@ func TestSummarize(t *testing.T) {
 		t.Error("a ratio to a reference that did not run")
 	}
 }
+
+// TestRunSurvivesAFailingRelay: a relay that dies does not cost the other
+// relays' numbers; the run says what failed and exits 1.
+func TestRunSurvivesAFailingRelay(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"--relay-bin", "/bin/false", "--relays", "chatrelay,naive", "--members", "4", "--senders", "1",
+		"--rates", "100", "--duration", "200ms", "--json"}, &out, &errb)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "chatrelay") {
+		t.Errorf("failures %q", rep.Failures)
+	}
+	if rs := rep.Scenarios[0].Results; len(rs) != 1 || rs[0].Relay != refNaive || rs[0].Delivered != rs[0].Expected || rs[0].Expected == 0 {
+		t.Errorf("naive's results: %+v", rs)
+	}
+	if !strings.Contains(errb.String(), "FAILED") {
+		t.Errorf("stderr does not say what failed: %s", errb.String())
+	}
+}
