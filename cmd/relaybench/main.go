@@ -1,11 +1,15 @@
 //go:build linux
 
-// Command relaybench measures chatrelay against two reference relays of its
-// own (a naive one-syscall-per-datagram loop and a recvmmsg/sendmmsg batch
-// loop standing for the kernel's limit) on the same classic-protocol load, on
-// loopback, and prints a side-by-side table (or JSON).
+// Command relaybench measures chatrelay (classic and v2 members) against
+// reference relays of its own, on the same load, on loopback, and prints
+// side-by-side tables (or JSON) and, with --plot, charts against room size.
+// The references: a naive one-syscall-per-datagram loop, a recvmmsg/sendmmsg
+// batch loop (the kernel's limit for one datagram per delivery), a batch loop
+// that coalesces each read batch's chats per recipient (the limit for what
+// framing costs), and an embedded nats-server (core pub/sub over TCP).
 //
 //	go run ./cmd/relaybench --rates 500,1000,2000,3000
+//	go run ./cmd/relaybench --scenario all --plot docs/bench
 package main
 
 import (
@@ -21,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 )
 
@@ -29,15 +32,39 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// Relay names: chatrelay with classic members, chatrelay with v2 members,
+// and the references.
+const (
+	relayClassic  = "chatrelay"
+	relayV2       = "chatrelay-v2"
+	refNaive      = "naive"
+	refBatch      = "batch"
+	refCoalesce   = "coalesce"
+	refNATS       = "nats"
+	defaultBudget = 1200
+)
+
+var (
+	allRelays  = []string{relayClassic, relayV2, refNaive, refBatch, refCoalesce, refNATS}
+	references = []string{refNaive, refBatch, refCoalesce, refNATS}
+)
+
 type config struct {
-	relayBin  string
-	relays    []string
-	rates     []int
-	sc        Scenario
-	jsonOut   bool
-	serveRef  string
-	listen    string
-	relayLogs bool
+	relayBin    string
+	relays      []string
+	relaysSet   bool
+	rates       []int
+	sc          Scenario
+	durationSet bool
+	scenario    string
+	plotDir     string
+	jsonOut     bool
+	jsonFile    string
+	serveRef    string
+	listen      string
+	relayLogs   bool
+	stopAfter   int
+	timeLimit   time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -45,18 +72,25 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.relayBin, "relay-bin", "", "chatrelay daemon `path` (default: go build ./cmd/relay into a temp dir)")
-	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: chatrelay, naive, batch")
-	fs.IntVar(&c.sc.Members, "members", 100, "members in the room, each its own UDP socket")
+	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: "+strings.Join(allRelays, ", ")+" (with --scenario: all six unless given)")
+	proto := fs.String("proto", "classic", "what the chatrelay entry of --relays speaks: classic, v2 (chatrelay-v2), or both")
+	fs.IntVar(&c.sc.Members, "members", 100, "members in the room, each its own socket")
 	fs.IntVar(&c.sc.Senders, "senders", 4, "members that send")
 	rate := fs.Int("rate", 1000, "offered chats/s, all senders together")
 	rates := fs.String("rates", "", "comma-separated offered rates, stepped (overrides --rate)")
-	fs.DurationVar(&c.sc.Duration, "duration", 3*time.Second, "sending time per step")
+	fs.DurationVar(&c.sc.Duration, "duration", 3*time.Second, "sending time per step (scenarios choose their own unless given)")
 	fs.IntVar(&c.sc.Receivers, "receivers", 2, "receiver goroutines, each with its own epoll over its share of sockets")
-	fs.IntVar(&c.sc.RcvBuf, "rcvbuf", 4<<20, "receive buffer `bytes` per member socket (SO_RCVBUFFORCE, else SO_RCVBUF)")
+	fs.IntVar(&c.sc.RcvBuf, "rcvbuf", 4<<20, "receive buffer `bytes` per UDP member socket (SO_RCVBUFFORCE, else SO_RCVBUF)")
 	fs.DurationVar(&c.sc.Drain, "drain", 2*time.Second, "longest wait for late deliveries after the last send")
-	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of a table")
+	fs.IntVar(&c.sc.Budget, "budget", defaultBudget, "largest datagram in `bytes` when frames are packed: chatrelay-v2's --send-budget and the coalesce reference's")
+	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all")
+	fs.StringVar(&c.plotDir, "plot", "", "write SVG and PNG charts against room size into `dir` (room scenarios)")
+	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
+	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
+	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of tables")
+	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON report to `path` (tables still print)")
 	fs.BoolVar(&c.relayLogs, "relay-logs", false, "pass the relays' stderr through")
-	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive or batch) on --listen")
+	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive, batch, coalesce or nats) on --listen")
 	fs.StringVar(&c.listen, "listen", "", "internal: address for --serve-ref")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -64,11 +98,32 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	c.relays = strings.Split(*relays, ",")
-	for _, r := range c.relays {
-		if r != "chatrelay" && r != "naive" && r != "batch" {
-			return c, fmt.Errorf("--relays: unknown relay %q", r)
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "relays":
+			c.relaysSet = true
+		case "duration":
+			c.durationSet = true
 		}
+	})
+	for _, r := range strings.Split(*relays, ",") {
+		r = strings.TrimSpace(r)
+		if !known(r) {
+			return c, fmt.Errorf("--relays: unknown relay %q (want %s)", r, strings.Join(allRelays, ", "))
+		}
+		if r == relayClassic {
+			switch *proto {
+			case "classic":
+			case "v2":
+				r = relayV2
+			case "both":
+				c.relays = append(c.relays, relayClassic)
+				r = relayV2
+			default:
+				return c, fmt.Errorf("--proto %q: want classic, v2 or both", *proto)
+			}
+		}
+		c.relays = append(c.relays, r)
 	}
 	c.rates = []int{*rate}
 	if *rates != "" {
@@ -79,6 +134,11 @@ func parse(args []string, stderr io.Writer) (config, error) {
 				return c, fmt.Errorf("--rates: bad rate %q", f)
 			}
 			c.rates = append(c.rates, v)
+		}
+	}
+	if c.scenario != "" {
+		if _, err := presets(c.scenario); err != nil {
+			return c, err
 		}
 	}
 	switch {
@@ -92,8 +152,32 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--receivers: 1 to 64")
 	case c.sc.Drain < 0 || c.sc.Drain > time.Minute:
 		return c, errors.New("--drain: 0 to 1m")
+	case c.sc.Budget < 512 || c.sc.Budget > 65507:
+		return c, errors.New("--budget: 512 to 65507")
+	case c.stopAfter < -1:
+		return c, errors.New("--stop-after: 0 or more")
+	case c.timeLimit < 0:
+		return c, errors.New("--time-limit: 0 or more")
+	}
+	if c.stopAfter < 0 {
+		c.stopAfter = 0
+		if c.scenario != "" {
+			c.stopAfter = 1
+		}
+	}
+	if c.timeLimit == 0 && c.scenario == "all" {
+		c.timeLimit = 9*time.Minute + 30*time.Second
 	}
 	return c, nil
+}
+
+func known(r string) bool {
+	for _, k := range allRelays {
+		if r == k {
+			return true
+		}
+	}
+	return false
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -106,25 +190,64 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if c.serveRef != "" {
-		return serveRef(c.serveRef, c.listen, stderr)
+		return serveRef(c.serveRef, c.listen, c.sc.Budget, stderr)
 	}
-	results, err := bench(c, stderr)
+	rep, err := bench(c, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "relaybench:", err)
 		return 1
 	}
+	if c.plotDir != "" {
+		files, err := writePlots(c.plotDir, rep)
+		if err != nil {
+			fmt.Fprintln(stderr, "relaybench: --plot:", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "relaybench: wrote %s\n", strings.Join(files, ", "))
+	}
+	if c.jsonFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(c.jsonFile, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "relaybench: --json-file:", err)
+			return 1
+		}
+	}
 	if c.jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(results)
+		_ = enc.Encode(rep)
 	} else {
-		printTable(stdout, results)
+		printReport(stdout, rep)
+	}
+	if len(rep.Failures) > 0 {
+		fmt.Fprintf(stderr, "relaybench: %d relay runs failed:\n  %s\n", len(rep.Failures), strings.Join(rep.Failures, "\n  "))
+		return 1
 	}
 	return 0
 }
 
 // serveRef runs a reference relay until SIGTERM/SIGINT.
-func serveRef(kind, listen string, stderr io.Writer) int {
+func serveRef(kind, listen string, budget int, stderr io.Writer) int {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	if kind == refNATS {
+		port, err := natsPort(listen)
+		if err != nil {
+			fmt.Fprintln(stderr, "relaybench: --listen:", err)
+			return 2
+		}
+		s, err := startNATS(port)
+		if err != nil {
+			fmt.Fprintln(stderr, "relaybench:", err)
+			return 1
+		}
+		<-sig
+		stopNATS(s)
+		return 0
+	}
 	ua, err := net.ResolveUDPAddr("udp4", listen)
 	if err != nil {
 		fmt.Fprintln(stderr, "relaybench:", err)
@@ -137,118 +260,57 @@ func serveRef(kind, listen string, stderr io.Writer) int {
 	}
 	_ = conn.SetReadBuffer(4 << 20)
 	_ = conn.SetWriteBuffer(4 << 20)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; conn.Close() }()
 	switch kind {
-	case "naive":
+	case refNaive:
 		serveNaive(conn)
-	case "batch":
+	case refBatch:
 		serveBatch(conn)
+	case refCoalesce:
+		serveCoalesce(conn, budget)
 	default:
-		fmt.Fprintln(stderr, "relaybench: --serve-ref: want naive or batch")
+		conn.Close()
+		fmt.Fprintln(stderr, "relaybench: --serve-ref: want naive, batch, coalesce or nats")
 		return 2
 	}
 	return 0
 }
 
-func bench(c config, stderr io.Writer) ([]Result, error) {
-	tmp, err := os.MkdirTemp("", "relaybench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	relayBin := c.relayBin
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	logs, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer logs.Close()
-	if c.relayLogs {
-		logs = os.Stderr
-	}
-	var results []Result
-	for _, rate := range c.rates {
-		sc := c.sc
-		sc.Rate = rate
-		first := len(results)
-		for _, name := range c.relays {
-			addr, err := freeUDPPort()
-			if err != nil {
-				return nil, err
-			}
-			var path string
-			var args []string
-			switch name {
-			case "chatrelay":
-				if relayBin == "" {
-					if relayBin, err = buildRelay(tmp); err != nil {
-						return nil, err
-					}
-				}
-				path = relayBin
-				args = []string{"--listen", addr.String(), "--metrics-listen", "", "--admin-socket", tmp + "/admin.sock",
-					"--flood", "off", "--log-level", "warn"}
-			default:
-				path = self
-				args = []string{"--serve-ref", name, "--listen", addr.String()}
-			}
-			fmt.Fprintf(stderr, "relaybench: %s, %d members, %d senders, %d chats/s for %v ...\n", name, sc.Members, sc.Senders, rate, sc.Duration)
-			p, err := startProc(path, args, addr, logs)
-			if err != nil {
-				return nil, err
-			}
-			r, err := runLoad(addr, sc, p.cpu)
-			p.stop()
-			if err != nil {
-				return nil, fmt.Errorf("%s at %d chats/s: %w", name, rate, err)
-			}
-			r.Relay = name
-			results = append(results, r)
+// printReport prints each scenario's steps and summary.
+func printReport(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "machine: %d CPUs, kernel %s, %s, load average at start %s\n", rep.Machine.CPUs, rep.Machine.Kernel, rep.Machine.Go, rep.Machine.LoadAvg)
+	for _, s := range rep.Scenarios {
+		fmt.Fprintf(w, "\n== %s\n", s.Title())
+		if len(s.Results) > 0 {
+			printSteps(w, s.Results)
 		}
-		byRelay := map[string]*Result{}
-		for i := first; i < len(results); i++ {
-			byRelay[results[i].Relay] = &results[i]
-		}
-		for i := first; i < len(results); i++ {
-			r := &results[i]
-			if n := byRelay["naive"]; n != nil && n.DeliveriesPerS > 0 {
-				r.VsNaive = r.DeliveriesPerS / n.DeliveriesPerS
-			}
-			if b := byRelay["batch"]; b != nil && b.DeliveriesPerS > 0 {
-				r.VsBatch = r.DeliveriesPerS / b.DeliveriesPerS
-			}
+		fmt.Fprintln(w)
+		printSummary(w, s.Summary)
+		for _, n := range s.Notes {
+			fmt.Fprintln(w, "note:", n)
 		}
 	}
-	return results, nil
+	fmt.Fprintf(w, "\nelapsed %.1f s\n", rep.ElapsedS)
 }
 
-func printTable(w io.Writer, rs []Result) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "relay\toffered/s\tsent\tdeliveries/s\tratio\tdups\treord\tp50 µs\tp99 µs\tp99.9 µs\tmax µs\tCPU µs/deliv\tvs naive\tvs batch\ttool\t")
-	for _, r := range rs {
-		cpu := "?"
-		if r.RelayCPUs >= 0 {
-			cpu = fmt.Sprintf("%.2f", r.CPUusPerDeliv)
-		}
-		tool := fmt.Sprintf("%.2f/%.2f", r.ToolCPUcores, r.RecvThreadMax)
-		if r.ToolSaturated {
-			tool += " SATURATED"
-		}
-		ratio := func(v float64) string {
-			if v == 0 {
-				return "-"
+func runtimeInfo() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	var u syscall.Utsname
+	if syscall.Uname(&u) == nil {
+		var b []byte
+		for _, c := range u.Release {
+			if c == 0 {
+				break
 			}
-			return fmt.Sprintf("%.2f", v)
+			b = append(b, byte(c))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.4f\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t\n",
-			r.Relay, r.OfferedRate, r.Sent, r.DeliveriesPerS, r.Ratio, r.Duplicates, r.Reordered,
-			r.P50us, r.P99us, r.P999us, r.MaxUs, cpu, ratio(r.VsNaive), ratio(r.VsBatch), tool)
+		m.Kernel = string(b)
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "tool = load tool CPU in cores (whole process / busiest receiver thread); %d CPUs\n", runtime.NumCPU())
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	return m
 }

@@ -3,82 +3,492 @@
 package main
 
 import (
-	"net"
+	"bytes"
+	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/chatrelay/chatrelay/relay"
+	"go.uber.org/goleak"
 )
 
-func TestEncodeParse(t *testing.T) {
-	text := make([]byte, textLen)
-	for i := range text {
-		text[i] = 'x'
+// TestMain lets the test binary stand in for relaybench when it starts
+// itself as a reference relay (--serve-ref), as the tool does: the smoke
+// tests below run every relay through the tool's own start-up path.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "--serve-ref" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(), goleak.Cleanup(func(int) {
+		if relayBuild.dir != "" {
+			os.RemoveAll(relayBuild.dir)
+		}
+	}))
+}
+
+func TestEncodeParse(t *testing.T) {
+	text := bytes.Repeat([]byte("x"), textLen)
 	encodeText(text, 3, 42, 1234567890123456789)
 	s, q, ts, ok := parseChat(append([]byte("m0003 says: "), text...))
 	if !ok || s != 3 || q != 42 || ts != 1234567890123456789 {
 		t.Fatalf("parseChat = %d %d %d %v", s, q, ts, ok)
 	}
-	if _, _, _, ok := parseChat([]byte("m0003 joined the chat room")); ok {
-		t.Fatal("join notice parsed as a chat")
+	for _, bad := range []string{"m0003 joined the chat room", "m0003 says: s=0x q=0000000001 t=1", "", "m0003 says: " + strings.Repeat("s", 80)} {
+		if _, _, _, ok := parseChat([]byte(bad)); ok {
+			t.Errorf("parseChat(%q) accepted", bad)
+		}
 	}
 }
 
-// TestNaiveSmoke runs a tiny scenario against the in-process naive reference
-// and checks the measurements: everything delivered once, in order.
-func TestNaiveSmoke(t *testing.T) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+// TestV2ChatMatchesCodec: the chat datagrams the tool builds by hand are
+// what the relay's codec makes and reads, and the receiver's scan finds the
+// text in the relay's own encoding of the chat event.
+func TestV2ChatMatchesCodec(t *testing.T) {
+	text := bytes.Repeat([]byte("x"), textLen)
+	encodeText(text, 1, 7, 99)
+	b := appendV2Chat(nil, 12345, text)
+	frames, err := relay.DecodeV2(nil, b)
+	if err != nil || len(frames) != 1 {
+		t.Fatalf("DecodeV2(%q) = %v, %v", b, frames, err)
 	}
-	done := make(chan struct{})
-	go func() { serveNaive(conn); close(done) }()
-	defer func() { conn.Close(); <-done }()
-	ap := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	addr := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-
-	sc := Scenario{Members: 10, Senders: 1, Rate: 200, Duration: 300 * time.Millisecond,
-		Receivers: 2, RcvBuf: 1 << 20, Drain: 2 * time.Second}
-	r, err := runLoad(addr, sc, nil)
-	if err != nil {
-		t.Fatal(err)
+	want := relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, ID: 12345, Text: string(text)}
+	if !slices.EqualFunc(frames, []relay.Frame{want}, func(a, b relay.Frame) bool {
+		return a.T == b.T && a.Room == b.Room && a.ID == b.ID && a.Text == b.Text
+	}) {
+		t.Errorf("decoded %+v, want %+v", frames[0], want)
 	}
-	t.Logf("%+v", r)
-	if r.Sent != 60 || r.SendErrors != 0 {
-		t.Errorf("sent %d (errors %d), want 60", r.Sent, r.SendErrors)
+	if got := relay.EncodeV2(&want); !bytes.Equal(got, b) {
+		t.Logf("codec: %q\ntool:  %q (field order may differ; the relay decodes both)", got, b)
 	}
-	if r.Expected != r.Sent*9 || r.Delivered != r.Expected || r.Ratio != 1 {
-		t.Errorf("delivered %d of %d, ratio %v", r.Delivered, r.Expected, r.Ratio)
-	}
-	if r.Duplicates != 0 || r.Reordered != 0 {
-		t.Errorf("duplicates %d, reordered %d", r.Duplicates, r.Reordered)
-	}
-	if r.P50us <= 0 || r.P99us < r.P50us || r.MaxUs < r.P999us || r.P999us < r.P99us {
-		t.Errorf("latency percentiles make no sense: %+v", r)
-	}
-	if r.DeliveriesPerS <= 0 || r.RelayCPUs != -1 {
-		t.Errorf("deliveries/s %v, relay CPU %v (want unknown)", r.DeliveriesPerS, r.RelayCPUs)
+	ev := relay.EncodeV2(&relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, Seq: 9, Epoch: "e", From: "m0001", ID: 7, Text: string(text)},
+		&relay.Frame{T: relay.FrameJoin, Room: relay.RoomMain, Seq: 10, Epoch: "e", From: "m0002"})
+	r := &receiver{ms: []*member{{idx: 0}}, senders: 2, seqs: 64, stepStart: 1}
+	r.st.seen, r.st.last = [][]uint64{{0}, {0}}, []int64{-1, -1}
+	r.now = 1000
+	r.datagram(0, ev)
+	if r.st.delivered != 1 || r.st.other != 1 {
+		t.Errorf("chat event + join: delivered %d, other %d; want 1, 1", r.st.delivered, r.st.other)
 	}
 }
 
-// TestBatchRefSmoke: the batch reference delivers too (in-process).
-func TestBatchRefSmoke(t *testing.T) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func TestHistQuantiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var h hist
+	var vs []int64
+	for i := 0; i < 20000; i++ {
+		v := int64(rng.ExpFloat64() * 300_000) // ns, like loopback latencies
+		if i%1000 == 0 {
+			v = 5_000_000_000 // a few multi-second outliers
+		}
+		h.add(v)
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	for _, p := range []float64{0, 0.5, 0.99, 0.999} {
+		want := vs[int(p*float64(len(vs)-1))]
+		got := h.quantile(p)
+		if d := float64(got-want) / float64(max(want, 1)); d > 0.01 || d < -0.01 {
+			t.Errorf("p%v = %d, want %d within 1%%", p*100, got, want)
+		}
+	}
+	if h.quantile(1) != vs[len(vs)-1] {
+		t.Errorf("max = %d, want %d", h.quantile(1), vs[len(vs)-1])
+	}
+	var empty hist
+	if empty.quantile(0.99) != 0 {
+		t.Error("empty histogram has a p99")
+	}
+	h.add(-5) // clock skew must not index out of range
+}
+
+type natsRec struct {
+	msgs         []string
+	pings, other int
+}
+
+func (n *natsRec) natsMsg(p []byte) { n.msgs = append(n.msgs, string(p)) }
+func (n *natsRec) natsPing()        { n.pings++ }
+func (n *natsRec) natsOther()       { n.other++ }
+
+// TestNATSScanSplit: the stream parser finds the same messages however the
+// stream is cut into reads, and never holds more than one unfinished op.
+func TestNATSScanSplit(t *testing.T) {
+	stream := "INFO {\"server_id\":\"x\"}\r\n+OK\r\nMSG room 1 5\r\nhello\r\nPING\r\n" +
+		"MSG room 1 _INBOX.x 3\r\nabc\r\nPONG\r\nMSG room 1 0\r\n\r\n-ERR 'oops'\r\n"
+	want := []string{"hello", "abc", ""}
+	for cut := 0; cut <= len(stream); cut++ {
+		var rec natsRec
+		var partial []byte
+		for _, chunk := range []string{stream[:cut], stream[cut:]} {
+			b := append(slices.Clone(partial), chunk...)
+			used := natsScan(b, &rec)
+			partial = b[used:]
+		}
+		if !slices.Equal(rec.msgs, want) || rec.pings != 1 || rec.other != 1 || len(partial) != 0 {
+			t.Fatalf("cut at %d: msgs %q pings %d other %d partial %q", cut, rec.msgs, rec.pings, rec.other, partial)
+		}
+	}
+	var rec natsRec
+	junk := bytes.Repeat([]byte("z"), maxNATSLine+1)
+	if used := natsScan(junk, &rec); used != len(junk) || rec.other != 1 {
+		t.Errorf("an endless line: used %d of %d, other %d", used, len(junk), rec.other)
+	}
+	rec = natsRec{}
+	if used := natsScan([]byte("MSG room 1 99999999\r\nxx"), &rec); used == 0 || rec.other != 1 {
+		t.Errorf("a huge payload size: used %d, other %d", used, rec.other)
+	}
+}
+
+// TestPackLines: each recipient gets every line but its own, once, in
+// order, in datagrams no larger than the budget.
+func TestPackLines(t *testing.T) {
+	a := netip.MustParseAddrPort("127.0.0.1:1")
+	b := netip.MustParseAddrPort("127.0.0.1:2")
+	var chats []pendingChat
+	var all []string
+	for i := 0; i < 40; i++ {
+		from := a
+		if i%3 == 0 {
+			from = b
+		}
+		line := strings.Repeat(string(rune('a'+i%26)), 70+i)
+		chats = append(chats, pendingChat{from, []byte(line)})
+		all = append(all, line)
+	}
+	chats = append(chats, pendingChat{a, bytes.Repeat([]byte("L"), 1500)}) // longer than the budget: alone
+	all = append(all, strings.Repeat("L", 1500))
+	for _, skip := range []netip.AddrPort{{}, a, b} {
+		var want []string
+		for i, c := range chats {
+			if c.from != skip {
+				want = append(want, all[i])
+			}
+		}
+		var got []string
+		for _, d := range packLines(chats, skip, 1200) {
+			if len(d) > 1200 && bytes.IndexByte(d, '\n') >= 0 {
+				t.Errorf("skip %v: a %d-byte datagram of several lines", skip, len(d))
+			}
+			got = append(got, strings.Split(string(d), "\n")...)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("skip %v: %d lines, want %d, in order", skip, len(got), len(want))
+		}
+	}
+	if d := packLines(chats[:1], chats[0].from, 1200); len(d) != 0 {
+		t.Errorf("a batch of only my own chat gives me %d datagrams", len(d))
+	}
+}
+
+// TestWritePlots: the charts are written as SVG and PNG, one line per
+// relay, from the room scenarios' summaries.
+func TestWritePlots(t *testing.T) {
+	rep := &Report{}
+	for _, m := range []int{10, 100, 1000} {
+		rep.Scenarios = append(rep.Scenarios, ScenarioReport{Name: "room" + strconv.Itoa(m), Members: m, Summary: []Summary{
+			{Relay: relayClassic, Members: m, SustainedPerS: 150_000, P99FirstUs: 300, CPUusPerDeliv: 5},
+			{Relay: refCoalesce, Members: m, SustainedPerS: 2_000_000, P99FirstUs: 250, CPUusPerDeliv: 0.4},
+		}})
+	}
+	dir := t.TempDir()
+	files, err := writePlots(dir, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { serveBatch(conn); close(done) }()
-	defer func() { conn.Close(); <-done }()
-	ap := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	addr := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	sc := Scenario{Members: 10, Senders: 2, Rate: 200, Duration: 300 * time.Millisecond,
-		Receivers: 2, RcvBuf: 1 << 20, Drain: 2 * time.Second}
-	r, err := runLoad(addr, sc, nil)
+	if len(files) != 6 {
+		t.Errorf("files %v, want 3 charts x (svg, png)", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch filepath.Ext(f) {
+		case ".svg":
+			if !bytes.Contains(b, []byte("<svg")) || !bytes.Contains(b, []byte(refCoalesce)) {
+				t.Errorf("%s: not an SVG naming the relays", f)
+			}
+		case ".png":
+			if !bytes.HasPrefix(b, []byte("\x89PNG")) {
+				t.Errorf("%s: not a PNG", f)
+			}
+		}
+	}
+	if _, err := writePlots(dir, &Report{}); err == nil {
+		t.Error("plots without any room scenario: no error")
+	}
+}
+
+var relayBuild struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// relayBin builds ./cmd/relay once for the package's tests (TestMain
+// removes it at the end).
+func relayBin(t *testing.T) string {
+	t.Helper()
+	relayBuild.once.Do(func() {
+		relayBuild.dir, relayBuild.err = os.MkdirTemp("", "relaybench-test-")
+		if relayBuild.err == nil {
+			relayBuild.bin, relayBuild.err = buildRelay(relayBuild.dir)
+		}
+	})
+	if relayBuild.err != nil {
+		t.Fatal(relayBuild.err)
+	}
+	return relayBuild.bin
+}
+
+// TestSmoke runs every relay through the tool's own path (a child process
+// started as the tool starts it, members logged in once, two steps) at a
+// low rate on loopback: every chat reaches every other member once and in
+// order, nothing of the first step leaks into the second, and a v2 sender
+// sees its own chats echoed. It asserts correctness only, no timing.
+func TestSmoke(t *testing.T) {
+	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Delivered != r.Expected || r.Expected == 0 || r.Duplicates != 0 || r.Reordered != 0 {
-		t.Errorf("batch reference: %+v", r)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	e := &env{tmp: t.TempDir(), self: self, logs: devnull, stderr: devnull, start: time.Now()}
+	for _, name := range allRelays {
+		t.Run(name, func(t *testing.T) {
+			if name == relayClassic || name == relayV2 {
+				e.relayBin = relayBin(t)
+			}
+			p, addr, proto, err := e.startRelay(name, defaultBudget)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.stop()
+			sc := Scenario{Members: 10, Senders: 2, Duration: 250 * time.Millisecond,
+				Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget}
+			sess, err := dial(proto, addr, sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.close()
+			for stepN, rate := range []int{200, 400} {
+				r, err := sess.step(rate, p.cpu)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := int64(rate / 4) // rate/s for 250 ms
+				t.Logf("step %d: sent %d, delivered %d of %d, p99 %.0f µs, rx/deliv %.3f, echoes %d, other %d",
+					stepN, r.Sent, r.Delivered, r.Expected, r.P99us, r.RxPerDeliv, r.Echoes, r.Other)
+				if r.Sent != want || r.SendErrors != 0 {
+					t.Errorf("step %d: sent %d (errors %d), want %d", stepN, r.Sent, r.SendErrors, want)
+				}
+				if r.Expected != r.Sent*9 || r.Delivered != r.Expected || r.Ratio != 1 {
+					t.Errorf("step %d: delivered %d of %d", stepN, r.Delivered, r.Expected)
+				}
+				if r.Duplicates != 0 || r.Reordered != 0 || r.Stale != 0 {
+					t.Errorf("step %d: duplicates %d, reordered %d, stale %d", stepN, r.Duplicates, r.Reordered, r.Stale)
+				}
+				wantEchoes := int64(0)
+				if proto == ProtoV2 {
+					wantEchoes = r.Sent
+				}
+				if r.Echoes != wantEchoes {
+					t.Errorf("step %d: %d echoes, want %d", stepN, r.Echoes, wantEchoes)
+				}
+				if r.P50us <= 0 || r.P99us < r.P50us || r.P999us < r.P99us || r.MaxUs < r.P999us {
+					t.Errorf("step %d: latency percentiles make no sense: %+v", stepN, r)
+				}
+				if r.RelayCPUs < 0 || r.RxUnits < 1 {
+					t.Errorf("step %d: relay CPU %v (want known), rx units %d", stepN, r.RelayCPUs, r.RxUnits)
+				}
+			}
+		})
+	}
+}
+
+// TestRunCustomJSON runs the command itself (flags in, JSON out) on a
+// tiny custom load against chatrelay.
+func TestRunCustomJSON(t *testing.T) {
+	var out, errb bytes.Buffer
+	file := filepath.Join(t.TempDir(), "report.json")
+	code := run([]string{"--relay-bin", relayBin(t), "--relays", "chatrelay", "--proto", "v2", "--members", "5", "--senders", "1",
+		"--rates", "100", "--duration", "200ms", "--json", "--json-file", file}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if b, err := os.ReadFile(file); err != nil || !json.Valid(b) || !bytes.Contains(b, []byte(`"relay": "chatrelay-v2"`)) {
+		t.Errorf("--json-file: %v: %.200s", err, b)
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(rep.Scenarios) != 1 || len(rep.Scenarios[0].Results) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	r := rep.Scenarios[0].Results[0]
+	if r.Relay != relayV2 || r.Proto != "v2" || r.Sent != 20 || r.Delivered != 80 || !r.Sustained {
+		t.Errorf("result %+v", r)
+	}
+	if s := rep.Scenarios[0].Summary; len(s) != 1 || s[0].SustainedRate != 100 || !s[0].AtLeast {
+		t.Errorf("summary %+v", s)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	bad := [][]string{
+		{"--relays", "chatrelay,unknown"},
+		{"--proto", "v3"},
+		{"--scenario", "room7"},
+		{"--budget", "100"},
+		{"--rates", "1,x"},
+		{"--members", "1"},
+		{"extra"},
+	}
+	for _, args := range bad {
+		if _, err := parse(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parse(%q): no error", args)
+		}
+	}
+	c, err := parse([]string{"--relays", "chatrelay,nats", "--proto", "both"}, &bytes.Buffer{})
+	if err != nil || !slices.Equal(c.relays, []string{relayClassic, relayV2, refNATS}) {
+		t.Errorf("--proto both: %v %v", c.relays, err)
+	}
+	c, err = parse([]string{"--scenario", "all"}, &bytes.Buffer{})
+	if err != nil || c.stopAfter != 1 || c.timeLimit == 0 {
+		t.Errorf("--scenario all: stop-after %d, time limit %v, %v", c.stopAfter, c.timeLimit, err)
+	}
+	ps, _ := presets("all")
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.name)
+	}
+	if !slices.Equal(names, []string{"latency", "room10", "room100", "v2room100", "room1000"}) {
+		t.Errorf("all = %v", names)
+	}
+	if l := ladderFor(1000); l[0] != 50 || !slices.IsSorted(l) {
+		t.Errorf("ladder for 1000 members: %v", l)
+	}
+}
+
+// TestReceiverGarbage: whatever a relay sends, a receiver counts it and
+// never panics or grows: seqs beyond the step, unknown senders, cut texts,
+// random bytes.
+func TestReceiverGarbage(t *testing.T) {
+	r := &receiver{ms: []*member{{idx: 0}, {idx: 1}}, senders: 2, seqs: 10, stepStart: 1}
+	r.st.seen = [][]uint64{{0}, {0}, {0}, {0}}
+	r.st.last = []int64{-1, -1, -1, -1}
+	r.now = 1000
+	text := func(s int, q int64) string {
+		b := bytes.Repeat([]byte("x"), textLen)
+		encodeText(b, s, q, 500)
+		return string(b)
+	}
+	inputs := []string{
+		"m0001 says: " + text(1, 9_999_999_999), // a seq this step never sent
+		"m0001 says: " + text(77, 1),            // no such sender
+		"m0001 says: " + text(1, 3)[:30],        // cut
+		"CR2\n{\"t\":\"chat\",\"text\":\"" + text(1, 10) + "\"}\n",
+		"CR2\n{\"t\":\"chat\",\"text\":\"",
+		"CR2\n",
+		"\n\n\n",
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 2000; i++ {
+		b := make([]byte, rng.IntN(300))
+		for j := range b {
+			b[j] = byte(rng.IntN(256))
+		}
+		if i%2 == 0 {
+			b = append([]byte("CR2\n"), b...)
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, in := range inputs {
+		r.datagram(0, []byte(in))
+	}
+	if r.st.delivered != 0 || r.st.other < 6 {
+		t.Errorf("garbage: delivered %d, other %d", r.st.delivered, r.st.other)
+	}
+	r.datagram(0, []byte("m0001 says: "+text(1, 9)))
+	if r.st.delivered != 1 {
+		t.Errorf("a good chat after the garbage: delivered %d", r.st.delivered)
+	}
+	var rec natsRec
+	for _, in := range inputs {
+		natsScan([]byte(in), &rec)
+	}
+}
+
+// TestSummarize: sustained is the highest sustained offered rate, peak the
+// highest deliveries/s, >= only when no step failed, ratios to references.
+func TestSummarize(t *testing.T) {
+	rs := []Result{
+		{Relay: "chatrelay", Members: 100, OfferedRate: 100, DeliveriesPerS: 9_900, Sustained: true, P99us: 300, CPUusPerDeliv: 5},
+		{Relay: "chatrelay", Members: 100, OfferedRate: 200, DeliveriesPerS: 19_800, Sustained: true, P99us: 500, CPUusPerDeliv: 4},
+		{Relay: "chatrelay", Members: 100, OfferedRate: 400, DeliveriesPerS: 30_000, P99us: 90_000, CPUusPerDeliv: 3},
+		{Relay: "chatrelay", Members: 100, OfferedRate: 283, DeliveriesPerS: 25_000, P99us: 50_000},
+		{Relay: refBatch, Members: 100, OfferedRate: 100, DeliveriesPerS: 9_900, Sustained: true, P99us: 200, CPUusPerDeliv: 6},
+		{Relay: refBatch, Members: 100, OfferedRate: 200, DeliveriesPerS: 19_800, Sustained: true, P99us: 250, CPUusPerDeliv: 6},
+	}
+	setRatios(rs)
+	if rs[0].VsBatch != 1 || rs[2].VsBatch != 0 || rs[3].VsNaive != 0 {
+		t.Errorf("step ratios: %v %v %v", rs[0].VsBatch, rs[2].VsBatch, rs[3].VsNaive)
+	}
+	ss := summarize(rs, []string{"chatrelay", refNaive, refBatch})
+	if len(ss) != 2 {
+		t.Fatalf("summaries %+v: want chatrelay and batch (naive did not run)", ss)
+	}
+	c, b := ss[0], ss[1]
+	if c.SustainedRate != 200 || c.SustainedPerS != 19_800 || c.PeakPerS != 30_000 || c.PeakRate != 400 || c.AtLeast {
+		t.Errorf("chatrelay: %+v", c)
+	}
+	if c.P99FirstUs != 300 || c.P99SustainedUs != 500 || c.CPUusPerDeliv != 4 {
+		t.Errorf("chatrelay latency/CPU: %+v", c)
+	}
+	if !b.AtLeast || b.SustainedRate != 200 {
+		t.Errorf("batch never failed: %+v", b)
+	}
+	if v := c.Vs[refBatch]; v.Sustained != 1 || v.Peak != 30_000.0/19_800 || v.P99First != 1.5 {
+		t.Errorf("chatrelay vs batch: %+v", v)
+	}
+	if _, ok := c.Vs[refNaive]; ok {
+		t.Error("a ratio to a reference that did not run")
+	}
+}
+
+// TestRunSurvivesAFailingRelay: a relay that dies does not cost the other
+// relays' numbers; the run says what failed and exits 1.
+func TestRunSurvivesAFailingRelay(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"--relay-bin", "/bin/false", "--relays", "chatrelay,naive", "--members", "4", "--senders", "1",
+		"--rates", "100", "--duration", "200ms", "--json"}, &out, &errb)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	var rep Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "chatrelay") {
+		t.Errorf("failures %q", rep.Failures)
+	}
+	if rs := rep.Scenarios[0].Results; len(rs) != 1 || rs[0].Relay != refNaive || rs[0].Delivered != rs[0].Expected || rs[0].Expected == 0 {
+		t.Errorf("naive's results: %+v", rs)
+	}
+	if !strings.Contains(errb.String(), "FAILED") {
+		t.Errorf("stderr does not say what failed: %s", errb.String())
 	}
 }

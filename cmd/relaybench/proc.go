@@ -63,7 +63,20 @@ type proc struct {
 	err  error
 }
 
-func startProc(path string, args []string, addr netip.AddrPort, stderr *os.File) (*proc, error) {
+// freeTCPPort picks a free loopback TCP port (bind :0, close).
+func freeTCPPort() (netip.AddrPort, error) {
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	ap := l.Addr().(*net.TCPAddr).AddrPort()
+	l.Close()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// startProc starts a relay and waits until ready says it serves addr.
+func startProc(path string, args []string, addr netip.AddrPort, stderr *os.File,
+	ready func(addr netip.AddrPort, limit time.Duration, exited <-chan struct{}) error) (*proc, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
@@ -73,7 +86,7 @@ func startProc(path string, args []string, addr netip.AddrPort, stderr *os.File)
 	}
 	p := &proc{cmd: cmd, addr: addr, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
-	if err := waitLogin(addr, 10*time.Second, p.done); err != nil {
+	if err := ready(addr, 10*time.Second, p.done); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
 	}
@@ -82,6 +95,16 @@ func startProc(path string, args []string, addr netip.AddrPort, stderr *os.File)
 
 func (p *proc) cpu() (float64, error) {
 	return procCPU(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+}
+
+// exited reports whether the relay process has ended (p.err says how).
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop sends SIGTERM, waits up to 6 s, then SIGKILL.
@@ -98,18 +121,17 @@ func (p *proc) stop() {
 // waitLogin logs in a probe member until the relay answers OK, then quits it.
 func waitLogin(addr netip.AddrPort, limit time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(limit)
-	ra := sockaddr(addr)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
 			return errors.New("exited before answering a login")
 		default:
 		}
-		m, err := openMember("probe", 0)
+		m, err := openUDPMember("probe", 0, 0, addr)
 		if err != nil {
 			return err
 		}
-		_ = unix.Sendto(m.fd, []byte("L probe"), 0, ra)
+		_, _ = unix.Write(m.fd, []byte("L probe"))
 		pfd := []unix.PollFd{{Fd: int32(m.fd), Events: unix.POLLIN}}
 		buf := make([]byte, 256)
 		ok := false
@@ -119,7 +141,7 @@ func waitLogin(addr netip.AddrPort, limit time.Duration, exited <-chan struct{})
 			}
 		}
 		if ok {
-			_ = unix.Sendto(m.fd, []byte("Q probe"), 0, ra)
+			_, _ = unix.Write(m.fd, []byte("Q probe"))
 			time.Sleep(20 * time.Millisecond)
 			unix.Close(m.fd)
 			return nil
