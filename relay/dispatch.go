@@ -50,6 +50,7 @@ type dispatcher struct {
 	exec         Executor
 	handle       func(*datagram) // handles one datagram and releases its buffer
 	release      func(*datagram) // releases a dropped datagram's buffer
+	afterBatch   func()          // runs after each lane batch, without mu (the fan-out's flush)
 	obs          Observer
 	maxQueued    int
 	maxPerSender int
@@ -66,8 +67,12 @@ type dispatcher struct {
 	idle    chan struct{} // closed when closed && workers == 0
 }
 
-func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, obs Observer, handle, release func(*datagram)) *dispatcher {
+func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, obs Observer, handle, release func(*datagram), afterBatch func()) *dispatcher {
+	if afterBatch == nil {
+		afterBatch = func() {}
+	}
 	d := &dispatcher{
+		afterBatch:   afterBatch,
 		exec:         exec,
 		handle:       handle,
 		release:      release,
@@ -191,6 +196,7 @@ func (d *dispatcher) run() {
 			}
 			batch[i] = datagram{}
 		}
+		d.afterBatch()
 
 		d.mu.Lock()
 		d.queued -= len(batch)

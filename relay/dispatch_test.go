@@ -42,7 +42,7 @@ func (e *refusingExec) Invoke(task func()) error {
 func newTestDispatcher(exec Executor, obs Observer, handled *[]int, mu *sync.Mutex, released *int) *dispatcher {
 	return newDispatcher(exec, 100, 10, 4, obs,
 		func(g *datagram) { mu.Lock(); *handled = append(*handled, g.n); *released++; mu.Unlock() },
-		func(g *datagram) { mu.Lock(); *released++; mu.Unlock() })
+		func(g *datagram) { mu.Lock(); *released++; mu.Unlock() }, nil)
 }
 
 func TestDispatcherExecutorRefusingDropsAndCounts(t *testing.T) {

@@ -4,18 +4,23 @@ import (
 	"sync"
 	"unsafe"
 
+	"go.uber.org/zap"
+
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
 // Fan-out: how the room's events leave.
 //
-// broadcast sequences an event and queues it in the outbox; whoever queues
-// an event while nobody is sending becomes the sender and sends until the
-// outbox is empty (flat combining, as nats-server flushes the clients a
-// read loop touched once per read). At low load an event therefore leaves
-// at once, from the goroutine that made it, with no added latency and no
-// hand-off; under load, the events queued during one round leave together
-// in the next:
+// broadcast sequences an event and queues it in the outbox. A worker
+// flushes after each batch of datagrams it took from a sender's lane (the
+// dispatcher's afterBatch), the admin requests and the sweeper after their
+// own broadcast: whoever flushes while nobody is sending becomes the sender
+// and sends until the outbox is empty (flat combining, as nats-server
+// flushes the clients a read loop touched once per read). Nothing ever
+// waits for more: at low load a lane's batch is one datagram and its event
+// leaves at once, from the goroutine that made it, with no hand-off; under
+// load, the events of a lane's batch and those queued during a round leave
+// together:
 //
 //   - v2 members receive them packed into datagrams of at most SendBudget
 //     bytes (CR2 and one frame line after another), the same bytes for
@@ -27,9 +32,10 @@ import (
 // destinations per system call, never waiting). A datagram the kernel
 // refuses is counted as a send error; a v2 member repairs what it carried.
 
-// broadcast sequences ev as the room's next event and sends it to the
+// broadcast sequences ev as the room's next event and queues it for the
 // registry's members: v2 members get the frame (the sender too: its echo is
-// its ack); classic members except except get the classic line.
+// its ack); classic members except except get the classic line. It is sent
+// by the next flush, which a caller outside a handler MUST make.
 func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind string) {
 	s.broadcastTo(s.reg.Members(), ev, classic, except, kind)
 }
@@ -37,16 +43,30 @@ func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind strin
 // broadcastTo is broadcast to a given snapshot of members (immutable).
 func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
 	s.room.appendTo(ev, s.out, outEvent{members: members, classic: classic, except: except})
-	s.flush()
 	s.obs.Broadcast(kind)
 }
 
-// outEvent is one queued broadcast.
+// flushBatch is flush after a lane's batch. A panic while sending (a bug)
+// is recovered and counted here, as a handler's is, so that the worker's
+// accounting in the dispatcher stays right.
+func (s *Server) flushBatch() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.obs.Panic()
+			s.log.Error("fan-out panic recovered", zap.Any("panic", v), zap.StackSkip("stack", 1))
+		}
+	}()
+	s.flush()
+}
+
+// outEvent is one queued broadcast, or one datagram for one address
+// (direct != nil): a reply queued behind the broadcasts before it.
 type outEvent struct {
-	members []*Member // the snapshot it goes to
-	v2      []byte    // the frame as one JSON line, shared with the ring
-	classic []byte    // the classic line
-	except  *Member   // gets no classic line (the sender of a classic chat)
+	members []*Member   // the snapshot it goes to
+	v2      []byte      // the frame as one JSON line, shared with the ring
+	classic []byte      // the classic line; a direct datagram's bytes
+	except  *Member     // gets no classic line (the sender of a classic chat)
+	direct  *udpio.Dest // where a direct datagram goes
 }
 
 // outboxLimit bounds the queued events: a producer that finds this many
@@ -84,6 +104,19 @@ func (o *outbox) push(ev outEvent) {
 	}
 	o.pending = append(o.pending, ev)
 	o.mu.Unlock()
+}
+
+// pushDirect queues datagram b for d unless the outbox is idle (nothing
+// queued, nobody sending), in which case every event queued before has
+// been sent and b may go at once: it reports whether it queued b.
+func (o *outbox) pushDirect(b []byte, d *udpio.Dest) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.sending && len(o.pending) == 0 {
+		return false
+	}
+	o.pending = append(o.pending, outEvent{classic: b, direct: d})
+	return true
 }
 
 // waitIdle returns once nothing is queued and nobody is sending.
@@ -137,8 +170,13 @@ func (s *Server) flush() {
 // of members share the destination lists and, for v2, datagrams.
 func (s *Server) sendEvents(evs []outEvent) {
 	for len(evs) > 0 {
+		if evs[0].direct != nil {
+			s.sendNow(evs[0].classic, evs[0].direct)
+			evs = evs[1:]
+			continue
+		}
 		n := 1
-		for n < len(evs) && sameSnapshot(evs[n].members, evs[0].members) {
+		for n < len(evs) && evs[n].direct == nil && sameSnapshot(evs[n].members, evs[0].members) {
 			n++
 		}
 		s.sendGroup(evs[:n])

@@ -113,9 +113,9 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 				texts[i] = fmt.Sprintf("%03d%s", i, strings.Repeat("x", tc.textLen))
 				snd.sendFrames(&relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, ID: uint64(i + 1), Text: texts[i]})
 			}
-			// Each queued chat is counted when its handler returns, which it
-			// does without waiting for the held sender.
-			eventually(t, "chats queued", func() bool { return g.chats() == tc.chats })
+			// Each chat is counted when it is queued (the held one too),
+			// which its handler does without waiting for the held sender.
+			eventually(t, "chats queued", func() bool { return g.chats() == tc.chats+1 })
 			g.open()
 
 			first := rcv.expectT(relay.FrameChat)

@@ -165,6 +165,7 @@ func (s *Server) Notice(text string) (int, error) {
 	}
 	members := s.reg.Members()
 	s.broadcast(&Frame{T: FrameNotice, Text: text}, classicLine(s.words().admin, text), nil, KindNotice)
+	s.flush()
 	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
 	return len(members), nil
 }
@@ -186,5 +187,6 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
 	s.tellRemoved(m, formatf(s.words().kickedSelf, reason))
 	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().kicked, m.Name, reason), m, KindLeave)
+	s.flush()
 	return m, nil
 }

@@ -220,7 +220,7 @@ func New(cfg Config) (*Server, error) {
 	s.knobs.init(&cfg)
 	size := cfg.MaxDatagram + 1 // one spare byte tells an oversize datagram apart
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
-	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, s.obs, s.handle, s.release)
+	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, s.obs, s.handle, s.release, s.flushBatch)
 	return s, nil
 }
 
@@ -380,6 +380,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-s.sweepDone
 	s.bg.Wait()
 	err := s.disp.close(ctx)
+	s.flush()        // nothing queued is left behind
 	s.out.waitIdle() // a broadcast from the admin socket may still be leaving
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
@@ -458,8 +459,22 @@ func (s *Server) handle(g *datagram) {
 	s.dispatch(g)
 }
 
-// sendTo sends b to a single address, counting failures.
+// sendTo sends b to a single address, counting failures, after the room
+// events already queued: a reply never overtakes the fan-out of what its
+// sender sent before it (a throttled notice, an ack, a pong after the echo
+// of an earlier chat). With the outbox idle it sends at once; else it
+// queues b behind the events and flushes. b and d MUST NOT change
+// afterwards.
 func (s *Server) sendTo(b []byte, d *udpio.Dest) {
+	if s.out.pushDirect(b, d) {
+		s.flush()
+		return
+	}
+	s.sendNow(b, d)
+}
+
+// sendNow sends b to d at once, counting failures.
+func (s *Server) sendNow(b []byte, d *udpio.Dest) {
 	if err := s.conn.Send(b, d); err != nil {
 		s.obs.SendError()
 		s.log.Debug("send failed", zap.Stringer("to", d.Addr), zap.Error(err))
@@ -507,4 +522,5 @@ func (s *Server) evict(m *Member, now time.Time) {
 		s.tellRemoved(m, s.words().idleSelf)
 	}
 	s.broadcast(&Frame{T: FrameTimeout, From: m.Name}, classicLine(s.words().timedOut, m.Name), m, KindTimeout)
+	s.flush()
 }
