@@ -129,6 +129,7 @@ func parseFlags(fs *flag.FlagSet, args []string, usageOut io.Writer) (Options, e
 		fmt.Fprintf(fs.Output(), `Usage:
   relay [flags]                    run the relay
   relay admin [--admin-socket PATH] [--json] notice TEXT... | who | kick NAME [REASON...] | stats
+  relay health [--url URL | --metrics-listen ADDR]
   relay version
 
 Flags:

@@ -20,6 +20,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "admin":
 			return runAdmin(args[1:], stdout, stderr)
+		case "health":
+			return runHealth(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
