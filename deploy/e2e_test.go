@@ -402,8 +402,7 @@ var metricName = regexp.MustCompile(`(?:^|[^a-zA-Z0-9_:])([a-zA-Z_:]*chatrelay[a
 func TestEndToEndPrometheus(t *testing.T) {
 	// Both tools first, so a machine without them skips before building.
 	tool(t, "prometheus", "prometheus")
-	relayProc, udp, metricsAddr := startRelay(t)
-	_ = relayProc
+	_, udp, metricsAddr := startRelay(t)
 
 	rules := ruleFiles(t)
 	for i, f := range rules {
@@ -437,7 +436,8 @@ scrape_configs:
 	}
 
 	// What happens in the room: three logins, one refused (name taken),
-	// five chats that every other member receives, and one member leaving.
+	// five chats that every other member receives, one chat in someone
+	// else's name (dropped), and one member leaving.
 	alice, bob, carol := dialClassic(t, udp, "alice"), dialClassic(t, udp, "bob"), dialClassic(t, udp, "carol")
 	for _, m := range []*classicMember{alice, bob, carol} {
 		m.send("L " + m.name)
@@ -459,20 +459,21 @@ scrape_configs:
 		from.send(fmt.Sprintf("C %s message %d", from.name, i))
 		carol.until("chat "+strconv.Itoa(i), func(d string) bool { return strings.HasSuffix(d, fmt.Sprintf("says: message %d", i)) })
 	}
+	bob.send("C alice not really alice") // impersonation: dropped, counted
 	carol.send("Q carol")
 	carol.until("EXIT", func(d string) bool { return d == "EXIT" })
 
 	// Prometheus scrapes every second: poll until it has seen all of it.
 	want := map[string]float64{
-		`chatrelay_logins_total{job="chatrelay", result="ok"}`:        3,
-		`chatrelay_logins_total{job="chatrelay", result="taken"}`:     1,
-		`chatrelay_broadcasts_total{job="chatrelay", kind="chat"}`:    chats,
-		`chatrelay_broadcasts_total{job="chatrelay", kind="leave"}`:   1,
-		`chatrelay_members{job="chatrelay"}`:                          2,
-		`up{job="chatrelay"}`:                                         1,
-		`count(count_over_time(up{job="chatrelay"}[1m]) >= 3)`:        1, // enough samples for rate()
-		`count(instance:chatrelay_datagrams_received:rate5m > 0)`:     1, // the recording rules ran
-		`sum(chatrelay_datagrams_dropped_total{job="chatrelay"}) * 0`: 0,
+		`chatrelay_logins_total{job="chatrelay", result="ok"}`:                       3,
+		`chatrelay_logins_total{job="chatrelay", result="taken"}`:                    1,
+		`chatrelay_broadcasts_total{job="chatrelay", kind="chat"}`:                   chats,
+		`chatrelay_broadcasts_total{job="chatrelay", kind="leave"}`:                  1,
+		`chatrelay_members{job="chatrelay"}`:                                         2,
+		`up{job="chatrelay"}`:                                                        1,
+		`count(count_over_time(up{job="chatrelay"}[1m]) >= 3)`:                       1, // enough samples for rate()
+		`count(instance:chatrelay_datagrams_received:rate5m > 0)`:                    1, // the recording rules ran
+		`chatrelay_datagrams_dropped_total{job="chatrelay", reason="impersonation"}`: 1,
 	}
 	deadline = time.Now().Add(30 * time.Second)
 	var mismatch []string
