@@ -121,7 +121,7 @@ func checkHealth(target string) error {
 			}
 			err = ue.Err
 		}
-		return fmt.Errorf("%v", unwrapOp(err))
+		return unwrapOp(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
