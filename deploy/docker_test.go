@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"debug/elf"
 	"encoding/json"
 	"net"
 	"os"
@@ -220,6 +221,19 @@ func checkDockerfile(t *testing.T) dockerImage {
 
 func TestDockerfile(t *testing.T) {
 	checkDockerfile(t)
+	// The final image has no libc: the relay built as the Dockerfile
+	// builds it must be a static executable.
+	f, err := elf.Open(relayBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, _ := f.ImportedLibraries()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("relay built with CGO_ENABLED=0 is dynamically linked (program header %v, libraries %v)", p.Type, libs)
+		}
+	}
 	// The build context is the repository root: everything the build
 	// needs must survive the ignore file next to the Dockerfile.
 	for _, pattern := range strings.Split(string(readFile(t, "docker/Dockerfile.dockerignore")), "\n") {
