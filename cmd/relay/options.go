@@ -144,6 +144,7 @@ func setUsage(fs *flag.FlagSet, w io.Writer) {
   relay [--config FILE] [flags]    run the relay (SIGHUP re-reads FILE)
   relay config check FILE          validate FILE and print the effective configuration
   relay admin [--admin-socket PATH] [--json] notice TEXT... | who | kick NAME [REASON...] | stats
+  relay health [--url URL | --metrics-listen ADDR]
   relay version
 
 Every flag is also a key of the config file (max-members: 500) and an

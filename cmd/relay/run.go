@@ -31,6 +31,8 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 			return 0
 		case "admin":
 			return runAdmin(args[1:], stdout, stderr)
+		case "health":
+			return runHealth(args[1:], stdout, stderr)
 		}
 	}
 	c, err := loadConfig(flag.NewFlagSet("relay", flag.ContinueOnError), args, stderr, env)

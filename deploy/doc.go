@@ -1,0 +1,7 @@
+// Package deploy holds no code: it is the home of chatrelay's deployment
+// files (systemd unit, Dockerfile, compose stack, Kubernetes manifests,
+// Prometheus rules, Grafana dashboard) and of the tests that check them
+// with the real tools: systemd-analyze, promtool and a Prometheus server
+// scraping a running relay. Tests whose tool is missing skip, unless
+// CHATRELAY_REQUIRE_TOOLS=1 (as in CI) makes that a failure.
+package deploy

@@ -1,0 +1,352 @@
+package deploy
+
+import (
+	"bytes"
+	"flag"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+var update = flag.Bool("update", false, "rewrite generated files (k8s/prometheusrule.yaml) instead of comparing them")
+
+// manifests reads every document of every YAML file in k8s/, by kind.
+func manifests(t *testing.T) (byKind map[string][]map[string]any, files []string) {
+	t.Helper()
+	files, _ = filepath.Glob("k8s/*.yaml")
+	byKind = map[string][]map[string]any{}
+	for _, f := range files {
+		for _, d := range yamlDocs(t, f) {
+			kind := str(d, "kind")
+			if kind == "" || str(d, "apiVersion") == "" {
+				t.Fatalf("%s: a document without kind or apiVersion", f)
+			}
+			if kind != "Kustomization" && str(d, "metadata", "name") == "" {
+				t.Fatalf("%s: a %s without metadata.name", f, kind)
+			}
+			byKind[kind] = append(byKind[kind], d)
+		}
+	}
+	return byKind, files
+}
+
+// containerPort resolves a port given by number or by name in c.
+func containerPort(c any, port any) (number int, protocol string, ok bool) {
+	for _, p := range list(c, "ports") {
+		if port == get(p, "name") || port == get(p, "containerPort") {
+			proto := str(p, "protocol")
+			if proto == "" {
+				proto = "TCP"
+			}
+			return num(p, "containerPort"), proto, true
+		}
+	}
+	return 0, "", false
+}
+
+func TestKubernetes(t *testing.T) {
+	byKind, files := manifests(t)
+	daemonFlags, _ := knownFlags(t)
+	for _, kind := range []string{"Deployment", "Service", "ConfigMap", "ServiceMonitor", "PrometheusRule", "Kustomization"} {
+		if len(byKind[kind]) == 0 {
+			t.Fatalf("k8s/: no %s", kind)
+		}
+	}
+	if n := len(byKind["Deployment"]); n != 1 {
+		t.Fatalf("k8s/: %d Deployments, want 1", n)
+	}
+	dep := byKind["Deployment"][0]
+	podLabels := stringMap(dep, "spec", "template", "metadata", "labels")
+	if !subset(stringMap(dep, "spec", "selector", "matchLabels"), podLabels) {
+		t.Errorf("Deployment: selector %v does not match the pod labels %v", stringMap(dep, "spec", "selector", "matchLabels"), podLabels)
+	}
+	// One process is one room: more replicas would split it.
+	if num(dep, "spec", "replicas") != 1 || str(dep, "spec", "strategy", "type") != "Recreate" {
+		t.Errorf("Deployment: replicas %v, strategy %v: want 1 and Recreate (two relays would be two rooms)", get(dep, "spec", "replicas"), get(dep, "spec", "strategy", "type"))
+	}
+	pod := get(dep, "spec", "template", "spec")
+	if get(pod, "securityContext", "runAsNonRoot") != true || num(pod, "securityContext", "runAsUser") <= 0 {
+		t.Errorf("Deployment: pod securityContext %v: want runAsNonRoot and a non-zero runAsUser", get(pod, "securityContext"))
+	}
+	containers := list(pod, "containers")
+	if len(containers) != 1 {
+		t.Fatalf("Deployment: %d containers, want 1", len(containers))
+	}
+	c := containers[0]
+	sc := get(c, "securityContext")
+	if get(sc, "allowPrivilegeEscalation") != false || get(sc, "readOnlyRootFilesystem") != true || get(sc, "runAsNonRoot") != true || get(sc, "privileged") == true {
+		t.Errorf("Deployment: container securityContext %v: want allowPrivilegeEscalation false, readOnlyRootFilesystem, runAsNonRoot", sc)
+	}
+	if drop := strList(sc, "capabilities", "drop"); len(drop) != 1 || drop[0] != "ALL" || get(sc, "capabilities", "add") != nil {
+		t.Errorf("Deployment: capabilities %v: want drop [ALL] and nothing added", get(sc, "capabilities"))
+	}
+	for _, k := range []string{"requests", "limits"} {
+		for _, r := range []string{"cpu", "memory"} {
+			if get(c, "resources", k, r) == nil {
+				t.Errorf("Deployment: no resources.%s.%s", k, r)
+			}
+		}
+	}
+
+	args := flagArgs(t, strList(c, "args"))
+	known := daemonFlags
+	if _, ok := args["config"]; ok && !daemonFlags["config"] {
+		// The configuration file (issue 5) is built on another branch;
+		// until it is merged, this tree's relay does not know --config.
+		t.Logf("Deployment args: this relay has no --config yet; the rest of the command line is checked")
+		known = map[string]bool{"config": true}
+		for k := range daemonFlags {
+			known[k] = true
+		}
+	}
+	checkFlags(t, "Deployment args", args, known)
+	if len(strList(c, "command")) != 0 {
+		t.Errorf("Deployment: command %v replaces the image's ENTRYPOINT; use args", strList(c, "command"))
+	}
+	mhost, mport, err := net.SplitHostPort(args["metrics-listen"])
+	if err != nil || mhost != "0.0.0.0" {
+		t.Fatalf("Deployment: --metrics-listen %q: want 0.0.0.0:PORT, reachable by the kubelet and Prometheus", args["metrics-listen"])
+	}
+	if n, proto, ok := containerPort(c, "metrics"); !ok || proto != "TCP" || itoa(n) != mport {
+		t.Errorf("Deployment: container port metrics = %d/%s, --metrics-listen port %s", n, proto, mport)
+	}
+	if mport != "9101" {
+		t.Errorf("Deployment: metrics port %s, want 9101", mport)
+	}
+	_, lport, _ := net.SplitHostPort(args["listen"])
+	if n, proto, ok := containerPort(c, "chat"); !ok || proto != "UDP" || itoa(n) != lport || lport != "9999" {
+		t.Errorf("Deployment: container port chat = %d/%s, --listen port %s; want 9999/UDP", n, proto, lport)
+	}
+	for _, probe := range []string{"livenessProbe", "readinessProbe", "startupProbe"} {
+		hg := get(c, probe, "httpGet")
+		if hg == nil {
+			if probe == "startupProbe" {
+				continue
+			}
+			t.Errorf("Deployment: no %s.httpGet", probe)
+			continue
+		}
+		n, _, ok := containerPort(c, get(hg, "port"))
+		if str(hg, "path") != "/healthz" || !ok || itoa(n) != mport {
+			t.Errorf("Deployment: %s GETs %v on port %v (= %d): want /healthz on the metrics port %s", probe, get(hg, "path"), get(hg, "port"), n, mport)
+		}
+	}
+
+	// Every path the relay writes or reads is mounted: the root is read-only.
+	mounts := map[string]string{} // mountPath -> volume name
+	for _, m := range list(c, "volumeMounts") {
+		mounts[str(m, "mountPath")] = str(m, "name")
+	}
+	volumes := map[string]any{}
+	for _, v := range list(pod, "volumes") {
+		volumes[str(v, "name")] = v
+	}
+	adminDir := path.Dir(args["admin-socket"])
+	if v := volumes[mounts[adminDir]]; v == nil || get(v, "emptyDir") == nil {
+		t.Errorf("Deployment: --admin-socket %s: %s is no emptyDir mount (the root filesystem is read-only)", args["admin-socket"], adminDir)
+	}
+	configMaps := map[string]map[string]any{}
+	for _, cm := range byKind["ConfigMap"] {
+		configMaps[str(cm, "metadata", "name")] = cm
+	}
+	if cfg, ok := args["config"]; ok {
+		v := volumes[mounts[path.Dir(cfg)]]
+		cm := configMaps[str(v, "configMap", "name")]
+		data := str(cm, "data", path.Base(cfg))
+		if data == "" {
+			t.Fatalf("Deployment: --config %s: no ConfigMap key %s mounted at %s", cfg, path.Base(cfg), path.Dir(cfg))
+		}
+		checkConfigFile(t, "ConfigMap "+str(cm, "metadata", "name"), data, args, daemonFlags)
+	}
+
+	// Services select the pod; the chat Service is UDP 9999 to the chat port.
+	services := map[string]map[string]any{}
+	var udp []string
+	for _, s := range byKind["Service"] {
+		name := str(s, "metadata", "name")
+		services[name] = s
+		if !subset(stringMap(s, "spec", "selector"), podLabels) {
+			t.Errorf("Service %s: selector %v does not select the pod (labels %v)", name, stringMap(s, "spec", "selector"), podLabels)
+		}
+		for _, p := range list(s, "spec", "ports") {
+			n, proto, ok := containerPort(c, get(p, "targetPort"))
+			sp := str(p, "protocol")
+			if sp == "" {
+				sp = "TCP"
+			}
+			if !ok || proto != sp {
+				t.Errorf("Service %s: port %v targets %v, which is no %s container port", name, get(p, "name"), get(p, "targetPort"), sp)
+			}
+			if sp == "UDP" && num(p, "port") == 9999 && itoa(n) == lport {
+				udp = append(udp, name)
+			}
+		}
+	}
+	if len(udp) == 0 {
+		t.Error("k8s/: no Service with port 9999/UDP to the chat port")
+	}
+
+	// The ServiceMonitor selects exactly the metrics Service, by a port
+	// name it has, and labels the job "chatrelay" as the alerts expect.
+	for _, sm := range byKind["ServiceMonitor"] {
+		name := str(sm, "metadata", "name")
+		sel := stringMap(sm, "spec", "selector", "matchLabels")
+		var selected []map[string]any
+		for _, sname := range sortedKeys(services) {
+			if subset(sel, stringMap(services[sname], "metadata", "labels")) {
+				selected = append(selected, services[sname])
+			}
+		}
+		if len(selected) != 1 {
+			t.Errorf("ServiceMonitor %s: selector %v selects %d Services, want the metrics one only", name, sel, len(selected))
+			continue
+		}
+		svc := selected[0]
+		portNames := map[string]any{}
+		for _, p := range list(svc, "spec", "ports") {
+			portNames[str(p, "name")] = get(p, "targetPort")
+		}
+		for _, ep := range list(sm, "spec", "endpoints") {
+			target, ok := portNames[str(ep, "port")]
+			n, _, _ := containerPort(c, target)
+			if !ok || itoa(n) != mport {
+				t.Errorf("ServiceMonitor %s: endpoint port %q is not the metrics port of Service %s", name, str(ep, "port"), str(svc, "metadata", "name"))
+			}
+			if p := str(ep, "path"); p != "" && p != "/metrics" {
+				t.Errorf("ServiceMonitor %s: path %s, want /metrics", name, p)
+			}
+		}
+		job := str(svc, "metadata", "name")
+		if jl := str(sm, "spec", "jobLabel"); jl != "" {
+			job = stringMap(svc, "metadata", "labels")[jl]
+		}
+		if job != "chatrelay" {
+			t.Errorf("ServiceMonitor %s: scrapes under job %q, but the alerts and the dashboard expect job=\"chatrelay\"", name, job)
+		}
+	}
+
+	// kustomization.yaml lists every manifest, and only those.
+	kus := byKind["Kustomization"][0]
+	listed := map[string]bool{}
+	for _, r := range strList(kus, "resources") {
+		listed[r] = true
+		if _, err := os.Stat(filepath.Join("k8s", r)); err != nil {
+			t.Errorf("kustomization.yaml lists %s, which does not exist", r)
+		}
+	}
+	for _, f := range files {
+		if b := filepath.Base(f); b != "kustomization.yaml" && !listed[b] {
+			t.Errorf("kustomization.yaml does not list %s", b)
+		}
+	}
+}
+
+// checkConfigFile checks a relay.yaml given to the relay with --config:
+// a YAML mapping whose keys are the relay's long flag names and that does
+// not set what the command line already sets. If the relay built from this
+// tree has `relay config check`, the file must pass it too.
+func checkConfigFile(t *testing.T, where, data string, args map[string]string, known map[string]bool) {
+	t.Helper()
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(data), &m); err != nil || len(m) == 0 {
+		t.Fatalf("%s: relay.yaml is no YAML mapping: %v", where, err)
+	}
+	for k := range m {
+		if !known[k] || k == "config" {
+			t.Errorf("%s: relay.yaml key %q is not a flag of the relay", where, k)
+		}
+		if _, dup := args[k]; dup {
+			t.Errorf("%s: relay.yaml sets %s, which the Deployment's args override", where, k)
+		}
+	}
+	f := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(f, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(relayBinary(t), "config", "check", f)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if strings.Contains(out.String(), `unexpected argument "config"`) {
+		t.Logf("%s: this relay has no `relay config check` yet; only the keys were checked", where)
+		return
+	}
+	if err != nil {
+		t.Errorf("%s: relay config check relay.yaml: %v\n%s", where, err, out.String())
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// promRuleFile is the PrometheusRule manifest generated from the rule
+// files, so the Prometheus Operator loads the same rules that promtool tests.
+const promRuleFile = "k8s/prometheusrule.yaml"
+
+func generatePrometheusRule(t *testing.T) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString("# Generated from deploy/prometheus/*.rules.yml by `go test ./deploy -run PrometheusRule -update`; edit those.\n")
+	b.WriteString("# The Prometheus Operator loads these rules; promtool tests them (deploy/prometheus/*_test.yml).\n")
+	for i, f := range ruleFiles(t) {
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		name := "chatrelay-" + strings.TrimSuffix(filepath.Base(f), ".rules.yml")
+		b.WriteString("apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: " + name + "\n  labels:\n    app.kubernetes.io/name: chatrelay\nspec:\n")
+		for _, line := range strings.Split(strings.TrimRight(string(readFile(t, f)), "\n"), "\n") {
+			if strings.HasPrefix(line, "#") {
+				continue // the file's header comment
+			}
+			if line == "" {
+				b.WriteString("\n")
+			} else {
+				b.WriteString("  " + line + "\n")
+			}
+		}
+	}
+	return b.Bytes()
+}
+
+// ruleFiles are the Prometheus rule files, as prometheus.yml lists them.
+func ruleFiles(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, f := range strList(yamlDocs(t, "prometheus/prometheus.yml")[0], "rule_files") {
+		out = append(out, filepath.Join("prometheus", f))
+	}
+	if len(out) == 0 {
+		t.Fatal("prometheus/prometheus.yml lists no rule_files")
+	}
+	return out
+}
+
+func TestPrometheusRuleMatchesRuleFiles(t *testing.T) {
+	want := generatePrometheusRule(t)
+	if *update {
+		if err := os.WriteFile(promRuleFile, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readFile(t, promRuleFile); !bytes.Equal(got, want) {
+		t.Fatalf("%s is not what the rule files generate: run go test ./deploy -run PrometheusRule -update", promRuleFile)
+	}
+	// And it says the same to a YAML reader: the specs are the rule files.
+	docs := yamlDocs(t, promRuleFile)
+	files := ruleFiles(t)
+	if len(docs) != len(files) {
+		t.Fatalf("%s: %d documents for %d rule files", promRuleFile, len(docs), len(files))
+	}
+	for i, f := range files {
+		if !reflect.DeepEqual(get(docs[i], "spec"), any(yamlDocs(t, f)[0])) {
+			t.Errorf("%s: document %d's spec differs from %s", promRuleFile, i, f)
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const unitFile = "systemd/relay.service"
+
+// unit is a parsed systemd unit: section -> key -> values, in order.
+type unit map[string]map[string][]string
+
+func parseUnit(t *testing.T, text string) unit {
+	t.Helper()
+	u := unit{}
+	section := ""
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = line[1 : len(line)-1]
+			u[section] = map[string][]string{}
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" || strings.HasSuffix(line, `\`) {
+				t.Fatalf("%s:%d: %q: want KEY=VALUE in a section (no continuation lines)", unitFile, i+1, line)
+			}
+			u[section][strings.TrimSpace(k)] = append(u[section][strings.TrimSpace(k)], strings.TrimSpace(v))
+		}
+	}
+	return u
+}
+
+// last is the effective value of a key set once or more ("" if unset).
+func (u unit) last(section, key string) (string, bool) {
+	v := u[section][key]
+	if len(v) == 0 {
+		return "", false
+	}
+	return v[len(v)-1], true
+}
+
+func TestSystemdUnitHardening(t *testing.T) {
+	u := parseUnit(t, string(readFile(t, unitFile)))
+	daemonFlags, _ := knownFlags(t)
+	want := func(key, value string) {
+		t.Helper()
+		if got, _ := u.last("Service", key); got != value {
+			t.Errorf("%s: %s=%s, want %s", unitFile, key, got, value)
+		}
+	}
+	dyn, _ := u.last("Service", "DynamicUser")
+	user, _ := u.last("Service", "User")
+	if dyn != "yes" && (user == "" || user == "root" || user == "0") {
+		t.Errorf("%s: neither DynamicUser=yes nor a dedicated User=", unitFile)
+	}
+	want("ProtectSystem", "strict")
+	want("NoNewPrivileges", "yes")
+	want("RuntimeDirectory", "relay")
+	if caps, ok := u.last("Service", "CapabilityBoundingSet"); !ok || caps != "" {
+		t.Errorf("%s: CapabilityBoundingSet=%q (set: %v), want it set empty: no capabilities", unitFile, caps, ok)
+	}
+	if amb, _ := u.last("Service", "AmbientCapabilities"); amb != "" {
+		t.Errorf("%s: AmbientCapabilities=%s, want none", unitFile, amb)
+	}
+	if r, _ := u.last("Service", "Restart"); r != "on-failure" && r != "always" {
+		t.Errorf("%s: Restart=%s, want on-failure", unitFile, r)
+	}
+	if _, ok := u.last("Install", "WantedBy"); !ok {
+		t.Errorf("%s: no [Install] WantedBy=, so systemctl enable does nothing", unitFile)
+	}
+
+	// ExecStart: the relay with flags it knows, the admin socket in the
+	// RuntimeDirectory, metrics on loopback.
+	exec, _ := u.last("Service", "ExecStart")
+	fields := strings.Fields(exec)
+	if len(fields) == 0 || fields[0] != "/usr/local/bin/relay" {
+		t.Fatalf("%s: ExecStart=%s, want /usr/local/bin/relay ... (the README's install path)", unitFile, exec)
+	}
+	args := flagArgs(t, fields[1:])
+	checkFlags(t, unitFile+" ExecStart", args, daemonFlags)
+	if got := path.Dir(args["admin-socket"]); got != "/run/relay" {
+		t.Errorf("%s: --admin-socket %s, want it in /run/relay (RuntimeDirectory=relay)", unitFile, args["admin-socket"])
+	}
+	if !strings.HasPrefix(args["metrics-listen"], "127.0.0.1:") {
+		t.Errorf("%s: --metrics-listen %q, want loopback on a host install", unitFile, args["metrics-listen"])
+	}
+}
+
+// installedUnit writes the unit with ExecStart pointing at a freshly built
+// relay, since systemd-analyze verify fails for a missing binary.
+func installedUnit(t *testing.T) string {
+	t.Helper()
+	bin := relayBinary(t)
+	text := string(readFile(t, unitFile))
+	const orig = "ExecStart=/usr/local/bin/relay "
+	if !strings.Contains(text, orig) {
+		t.Fatalf("%s: no %q line to rewrite", unitFile, orig)
+	}
+	f := filepath.Join(t.TempDir(), "relay.service")
+	if err := os.WriteFile(f, []byte(strings.Replace(text, orig, "ExecStart="+bin+" ", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func systemdAnalyze(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	sa := tool(t, "systemd-analyze", "systemd")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, sa, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	f := installedUnit(t)
+	out, err := systemdAnalyze(t, "verify", f)
+	// verify exits 0 on unknown keys and bad values, only printing them:
+	// any line about our unit is a failure.
+	if err != nil || strings.Contains(out, filepath.Base(f)) || strings.Contains(out, f) {
+		t.Fatalf("systemd-analyze verify %s: %v\n%s", f, err, out)
+	}
+
+	// The check is real: a typo'd key and a missing binary are caught.
+	bad := filepath.Join(t.TempDir(), "relay.service")
+	text := string(readFile(t, f))
+	os.WriteFile(bad, []byte(strings.Replace(text, "ProtectSystem=strict", "ProtectSytem=strict", 1)), 0o644)
+	if out, _ := systemdAnalyze(t, "verify", bad); !strings.Contains(out, "ProtectSytem") {
+		t.Errorf("systemd-analyze verify did not report a typo'd key:\n%s", out)
+	}
+	os.WriteFile(bad, []byte(strings.Replace(text, relayBinary(t), "/nonexistent/relay", 1)), 0o644)
+	if out, err := systemdAnalyze(t, "verify", bad); err == nil {
+		t.Errorf("systemd-analyze verify passed a unit whose binary is missing:\n%s", out)
+	}
+}
+
+func TestSystemdAnalyzeSecurity(t *testing.T) {
+	f := installedUnit(t)
+	// Exposure is 0.0 (locked down) to 10.0 (unsafe); --threshold is in
+	// tenths. 2.0 keeps the unit in systemd's "OK" band.
+	out, err := systemdAnalyze(t, "security", "--offline=true", "--threshold=20", f)
+	if err != nil {
+		t.Fatalf("systemd-analyze security: exposure above 2.0 or error: %v\n%s", err, out)
+	}
+	if i := strings.Index(out, "Overall exposure level"); i >= 0 {
+		t.Log(strings.TrimSpace(out[i:]))
+	}
+}
