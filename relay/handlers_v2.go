@@ -24,9 +24,14 @@ type v2State struct {
 	mu    sync.Mutex          // protects the fields below
 	floor uint64              // every id <= floor was broadcast
 	above map[uint64]struct{} // ids > floor that were broadcast; nil while none
-	seqs  map[uint64]uint64   // recent ids' seqs, for acks; nil before the first
-	order []uint64            // ring of the ids in seqs, oldest evicted; grows to v2SeqMemory
-	pos   int                 // next slot of order to reuse, once it is full
+	// arrived holds the ids put in above, in the order they came, some
+	// since folded into the floor: the oldest is evicted from its front in
+	// amortized O(1) (a scan of above per chat would let one missing id
+	// cost every later chat thousands of map steps).
+	arrived []uint64
+	seqs    map[uint64]uint64 // recent ids' seqs, for acks; nil before the first
+	order   []uint64          // ring of the ids in seqs, oldest evicted; grows to v2SeqMemory
+	pos     int               // next slot of order to reuse, once it is full
 
 	base atomic.Uint64 // the room seq the session began at (its welcome's)
 }
@@ -83,6 +88,7 @@ func (v *v2State) remember(id, seq uint64) {
 		v.above = make(map[uint64]struct{})
 	}
 	v.above[id] = struct{}{}
+	v.arrived = append(v.arrived, id)
 	for {
 		if _, ok := v.above[v.floor+1]; !ok {
 			break
@@ -90,14 +96,29 @@ func (v *v2State) remember(id, seq uint64) {
 		delete(v.above, v.floor+1)
 		v.floor++
 	}
-	if len(v.above) > v2MaxAbove {
-		oldest := uint64(0)
-		for a := range v.above {
-			if oldest == 0 || a < oldest {
-				oldest = a
+	switch {
+	case len(v.above) == 0:
+		v.arrived = v.arrived[:0]
+	case len(v.above) > v2MaxAbove:
+		// Forget the id that came first and is still above the floor.
+		for len(v.arrived) > 0 {
+			a := v.arrived[0]
+			v.arrived = v.arrived[1:]
+			if _, ok := v.above[a]; ok {
+				delete(v.above, a)
+				break
 			}
 		}
-		delete(v.above, oldest)
+	}
+	if len(v.arrived) > 2*len(v.above)+64 {
+		// Mostly folded ids: keep those still above, in order.
+		kept := make([]uint64, 0, 2*len(v.above)+64)
+		for _, a := range v.arrived {
+			if _, ok := v.above[a]; ok {
+				kept = append(kept, a)
+			}
+		}
+		v.arrived = kept
 	}
 }
 

@@ -252,6 +252,53 @@ func TestICMPStrikes(t *testing.T) {
 	}
 }
 
+// A session with a hole that never closes keeps at most v2MaxAbove ids
+// above its floor, forgetting the ones that came first; the memory of the
+// order they came in stays bounded too. The relay does this per chat, so it
+// must stay cheap (BenchmarkV2RememberWithHole).
+func TestV2IDMemoryWithAHoleThatNeverCloses(t *testing.T) {
+	v := newV2State()
+	const n = 3 * v2MaxAbove
+	for id := uint64(2); id <= n; id++ { // id 1 never comes
+		v.remember(id, id)
+		if seq, dup := v.seen(id); !dup || seq != id {
+			t.Fatalf("id %d just broadcast: seq %d dup %v", id, seq, dup)
+		}
+	}
+	if v.floor != 0 || len(v.above) != v2MaxAbove {
+		t.Fatalf("floor %d, %d above, want 0 and %d", v.floor, len(v.above), v2MaxAbove)
+	}
+	if len(v.arrived) > 2*v2MaxAbove+64 {
+		t.Fatalf("order memory %d for %d ids above", len(v.arrived), len(v.above))
+	}
+	// The oldest were forgotten (a late copy would be broadcast again, not
+	// lost), the newest are still known.
+	if _, dup := v.seen(2); dup {
+		t.Fatal("id 2 still remembered: the oldest should be forgotten first")
+	}
+	if _, dup := v.seen(n - v2MaxAbove + 1); !dup {
+		t.Fatal("a recent id forgotten")
+	}
+	v.remember(1, 1) // the hole closes: the floor folds up what is left
+	if v.floor != 1 {
+		t.Fatalf("floor %d after the hole closed, want 1 (2.. were forgotten)", v.floor)
+	}
+}
+
+func BenchmarkV2RememberWithHole(b *testing.B) {
+	v := newV2State()
+	id := uint64(2) // 1 never comes
+	for ; id < 2*v2MaxAbove; id++ {
+		v.remember(id, id)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		v.remember(id, id)
+		id++
+	}
+}
+
 func TestV2IDMemory(t *testing.T) {
 	v := newV2State()
 	// Ids arrive out of order, with a hole at 5 that stays open for long.
