@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"go.uber.org/zap"
@@ -42,7 +44,7 @@ func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind strin
 
 // broadcastTo is broadcast to a given snapshot of members (immutable).
 func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
-	s.room.appendTo(ev, s.out, outEvent{members: members, classic: classic, except: except})
+	s.room.appendTo(ev, s.fan, outEvent{members: members, classic: classic, except: except})
 	s.obs.Broadcast(kind)
 }
 
@@ -74,8 +76,52 @@ type outEvent struct {
 // bounded queue, where excess is dropped and counted).
 const outboxLimit = 4096
 
-// outbox holds the broadcasts waiting to be sent, in sequence order.
+// fanout is the room's outboxes: one per shard of the members, so that as
+// many goroutines can send at once, each to its own members (a member's
+// shard is fixed by its address, so its events stay in order). Every event
+// is queued in every shard.
+type fanout struct {
+	shards []*outbox
+	next   atomic.Uint32 // rotates the shard a flush starts with
+}
+
+func newFanout(shards int) *fanout {
+	f := &fanout{shards: make([]*outbox, max(shards, 1))}
+	for i := range f.shards {
+		f.shards[i] = newOutbox(i, len(f.shards))
+	}
+	return f
+}
+
+// shardOf is the shard that sends to addr.
+func (f *fanout) shardOf(addr netip.AddrPort) *outbox {
+	if len(f.shards) == 1 {
+		return f.shards[0]
+	}
+	a := addr.Addr().As16()
+	h := uint32(addr.Port()) ^ uint32(a[15])<<8 ^ uint32(a[14])<<16
+	return f.shards[h%uint32(len(f.shards))]
+}
+
+// push queues ev in every shard. It is called with room.mu held.
+func (f *fanout) push(ev outEvent) {
+	for _, o := range f.shards {
+		o.push(ev)
+	}
+}
+
+// waitIdle returns once no shard has anything queued or is sending.
+func (f *fanout) waitIdle() {
+	for _, o := range f.shards {
+		o.waitIdle()
+	}
+}
+
+// outbox holds the broadcasts waiting to be sent to one shard of the
+// members, in sequence order.
 type outbox struct {
+	index, of int // this is shard index of of
+
 	mu      sync.Mutex // protects pending and sending; taken under room.mu
 	pending []outEvent
 	sending bool      // a goroutine is in flush's loop
@@ -88,8 +134,8 @@ type outbox struct {
 	packed  []byte
 }
 
-func newOutbox() *outbox {
-	o := &outbox{}
+func newOutbox(index, of int) *outbox {
+	o := &outbox{index: index, of: of}
 	o.changed.L = &o.mu
 	return o
 }
@@ -132,11 +178,20 @@ func (o *outbox) waitIdle() {
 	o.mu.Unlock()
 }
 
-// flush sends the queued events unless another goroutine already is, in
-// which case that one sends them too. It returns once the outbox was empty
-// or another goroutine had the job.
+// flush sends the queued events of every shard that no other goroutine is
+// sending already (that one sends them too), starting with a different
+// shard each time, so that two goroutines flushing at once take one shard
+// each. It returns once every shard was empty or had a sender.
 func (s *Server) flush() {
-	o := s.out
+	shards := s.fan.shards
+	start := int(s.fan.next.Add(1))
+	for i := range shards {
+		s.flushShard(shards[(start+i)%len(shards)])
+	}
+}
+
+// flushShard sends o's queued events unless another goroutine already is.
+func (s *Server) flushShard(o *outbox) {
 	o.mu.Lock()
 	if o.sending {
 		o.mu.Unlock()
@@ -159,7 +214,7 @@ func (s *Server) flush() {
 		o.changed.Broadcast()
 		o.mu.Unlock()
 		held = false
-		s.sendEvents(o.taken)
+		s.sendEvents(o, o.taken)
 		clear(o.taken)
 		o.mu.Lock()
 		held = true
@@ -168,7 +223,7 @@ func (s *Server) flush() {
 
 // sendEvents sends evs, in order. Consecutive events for the same snapshot
 // of members share the destination lists and, for v2, datagrams.
-func (s *Server) sendEvents(evs []outEvent) {
+func (s *Server) sendEvents(o *outbox, evs []outEvent) {
 	for len(evs) > 0 {
 		if evs[0].direct != nil {
 			s.sendNow(evs[0].classic, evs[0].direct)
@@ -179,7 +234,7 @@ func (s *Server) sendEvents(evs []outEvent) {
 		for n < len(evs) && evs[n].direct == nil && sameSnapshot(evs[n].members, evs[0].members) {
 			n++
 		}
-		s.sendGroup(evs[:n])
+		s.sendGroup(o, evs[:n])
 		evs = evs[n:]
 	}
 }
@@ -188,11 +243,14 @@ func sameSnapshot(a, b []*Member) bool {
 	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
-// sendGroup sends events that all go to evs[0].members.
-func (s *Server) sendGroup(evs []outEvent) {
-	o := s.out
+// sendGroup sends events that all go to evs[0].members, to those of them
+// in o's shard.
+func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 	o.classic, o.v2 = o.classic[:0], o.v2[:0]
 	for _, m := range evs[0].members {
+		if o.of > 1 && s.fan.shardOf(m.Addr()) != o {
+			continue
+		}
 		if m.Proto == ProtoV2 {
 			o.v2 = append(o.v2, m.Dest())
 		} else {

@@ -82,7 +82,8 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGate()
-			r := relaytest.Start(t, func(c *relay.Config) { c.Observer = g; c.Workers = 4 })
+			// One shard: the test holds its one sender.
+			r := relaytest.Start(t, func(c *relay.Config) { c.Observer = g; c.Workers = 4; c.FanoutShards = 1 })
 			t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
 			budget := 1200    // relay.Config's default SendBudget
 

@@ -158,7 +158,7 @@ func TestChatLineIsClassicLine(t *testing.T) {
 // never written again), and the backlog marks them as history.
 func TestRoomEventsStayIntact(t *testing.T) {
 	r := newRoom(RoomMain, 64)
-	out := newOutbox() // never sent: only what the room keeps matters here
+	out := newFanout(1) // never sent: only what the room keeps matters here
 	var kept [][]byte
 	for i := 1; i <= 3000; i++ {
 		text := strings.Repeat(strconv.Itoa(i), i%50+1)

@@ -41,7 +41,7 @@ func newRoom(name string, ringSize int) *room {
 // modified; it holds copies, so f's strings may alias a datagram buffer
 // that is reused afterwards. In steady state it allocates nothing: the
 // line is carved from a slab.
-func (r *room) appendTo(f *Frame, out *outbox, ev outEvent) []byte {
+func (r *room) appendTo(f *Frame, out *fanout, ev outEvent) []byte {
 	f.Room = r.name
 	f.Epoch = r.epoch
 	r.mu.Lock()

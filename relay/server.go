@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +61,10 @@ type Config struct {
 	// SendBudget bounds a v2 datagram the relay packs several frames into.
 	// Default 1200 bytes, safe under common path MTUs.
 	SendBudget int
+	// FanoutShards is how many goroutines may send the room's fan-out at
+	// once, each to its share of the members. Default: the number of CPUs
+	// the Go runtime uses (GOMAXPROCS), at most 8.
+	FanoutShards int
 	// NoBatch reads and sends one datagram per system call instead of many
 	// (recvmmsg and sendmmsg on Linux); for comparisons. Default false.
 	NoBatch bool
@@ -120,6 +125,9 @@ func (c *Config) setDefaults() error {
 	if c.SendBudget == 0 {
 		c.SendBudget = 1200
 	}
+	if c.FanoutShards == 0 {
+		c.FanoutShards = min(runtime.GOMAXPROCS(0), 8)
+	}
 	if c.SweepEvery == 0 {
 		c.SweepEvery = time.Second
 	}
@@ -147,6 +155,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("relay: max datagram %d out of range 16..65507", c.MaxDatagram)
 	case c.MaxMembers < 1:
 		return fmt.Errorf("relay: max members %d must be at least 1", c.MaxMembers)
+	case c.FanoutShards < 1 || c.FanoutShards > 64:
+		return fmt.Errorf("relay: fan-out shards %d out of range 1..64", c.FanoutShards)
 	case c.Workers < 1 || c.QueueLimit < 1 || c.SenderQueueLimit < 1:
 		return errors.New("relay: workers and queue limits must be at least 1")
 	case c.Ring < 16:
@@ -178,7 +188,7 @@ type Server struct {
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
 	room    *room
-	out     *outbox
+	fan     *fanout
 	cookies *cookies
 	flood   *flood.Limiter
 	bg      sync.WaitGroup // evictions started off the reader
@@ -211,7 +221,7 @@ func New(cfg Config) (*Server, error) {
 		ready:     make(chan struct{}),
 		readDone:  make(chan struct{}),
 		room:      newRoom(RoomMain, cfg.Ring),
-		out:       newOutbox(),
+		fan:       newFanout(cfg.FanoutShards),
 		flood:     flood.New(*cfg.Flood, cfg.Now),
 		cookies:   newCookies(),
 		stopSweep: make(chan struct{}),
@@ -381,7 +391,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.bg.Wait()
 	err := s.disp.close(ctx)
 	s.flush()        // nothing queued is left behind
-	s.out.waitIdle() // a broadcast from the admin socket may still be leaving
+	s.fan.waitIdle() // a broadcast from the admin socket may still be leaving
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
 	// restarts, and log in again by themselves when it is back.
@@ -466,8 +476,8 @@ func (s *Server) handle(g *datagram) {
 // queues b behind the events and flushes. b and d MUST NOT change
 // afterwards.
 func (s *Server) sendTo(b []byte, d *udpio.Dest) {
-	if s.out.pushDirect(b, d) {
-		s.flush()
+	if o := s.fan.shardOf(d.Addr); o.pushDirect(b, d) {
+		s.flushShard(o)
 		return
 	}
 	s.sendNow(b, d)

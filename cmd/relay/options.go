@@ -49,6 +49,7 @@ type Options struct {
 	LimitExempt   string        // comma-separated prefixes exempt from login bans
 	Readers       int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
 	Batch         string        // on or off: many datagrams per system call
+	FanoutShards  int           // goroutines that may send the fan-out at once (0: one per CPU)
 	Config        string        // the YAML config file read; "" for none
 }
 
@@ -134,6 +135,7 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.SendBudget, "send-budget", o.SendBudget, "largest v2 datagram, in `bytes`, when packing several frames")
 	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
 	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
+	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: one per CPU, at most 8)")
 }
 
 // setUsage makes fs print the daemon's usage on w.
@@ -222,6 +224,9 @@ func (o Options) validate() error {
 	}
 	if o.Readers < 1 || o.Readers > 64 {
 		return bad("readers", "%d: must be between 1 and 64", o.Readers)
+	}
+	if o.FanoutShards < 0 || o.FanoutShards > 64 {
+		return bad("fanout-shards", "%d: must be between 0 (one per CPU) and 64", o.FanoutShards)
 	}
 	if o.Batch != "on" && o.Batch != "off" {
 		return bad("batch", "%q: want on or off", o.Batch)

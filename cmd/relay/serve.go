@@ -120,6 +120,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 		Backlog:            backlog(o.Backlog),
 		SendBudget:         o.SendBudget,
 		NoBatch:            o.Batch == "off",
+		FanoutShards:       o.FanoutShards,
 		Flood:              &floodSettings,
 		Executor:           workers,
 		Observer:           obs,
