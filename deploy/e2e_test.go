@@ -469,6 +469,7 @@ scrape_configs:
 		`chatrelay_logins_total{job="chatrelay", result="taken"}`:                    1,
 		`chatrelay_broadcasts_total{job="chatrelay", kind="chat"}`:                   chats,
 		`chatrelay_broadcasts_total{job="chatrelay", kind="leave"}`:                  1,
+		`chatrelay_broadcasts_total{job="chatrelay", kind="join"}`:                   3,
 		`chatrelay_members{job="chatrelay"}`:                                         2,
 		`up{job="chatrelay"}`:                                                        1,
 		`count(count_over_time(up{job="chatrelay"}[1m]) >= 3)`:                       1, // enough samples for rate()

@@ -113,7 +113,7 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 		dropped:    newLabelled(dropped, labels.DropReasons),
 		logins:     newLabelled(logins, labels.LoginResults),
 		broadcasts: newLabelled(broadcasts, labels.BroadcastKinds),
-		delivered:  counter("deliveries_total", "Counter of datagrams sent to members by broadcasts."),
+		delivered:  counter("deliveries_total", "Counter of datagrams handed to the kernel for members (fan-out and replies)."),
 		events: counter("event_deliveries_total",
 			"Counter of room events sent to members, one per member per event; several ride in one coalesced v2 datagram."),
 		sendErrors: counter("send_errors_total", "Counter of failed datagram sends."),
@@ -121,7 +121,7 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 		members:    gauge("", "members", "Number of members logged in."),
 		poolRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "pool", Name: "rejections_total",
-			Help: "Counter of tasks rejected because every pool worker was busy.",
+			Help: "Counter of datagrams refused because the worker pool and its queue were full.",
 		}),
 		queued: gauge("pool", "queued", "Number of datagrams accepted and waiting for a worker."),
 		panics: counter("panics_total", "Counter of panics recovered while handling a datagram."),
@@ -220,7 +220,7 @@ func RegisterPool(reg prometheus.Registerer, p interface {
 }) error {
 	running := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace, Subsystem: "pool", Name: "running",
-		Help: "Number of worker goroutines alive in the pool, busy or idle.",
+		Help: "Number of workers handling datagrams now.",
 	}, func() float64 { return float64(p.Running()) })
 	capacity := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: Namespace, Subsystem: "pool", Name: "capacity",
