@@ -64,6 +64,7 @@ func TestHotPathAllocations(t *testing.T) {
 		b := r.s.bufs.Get().(*[]byte)
 		*g = datagram{buf: b, n: copy(*b, msg), from: from.Addr()}
 		r.s.handle(g)
+		r.s.flushBatch() // as the dispatcher does after a lane's batch
 	}
 	before := r.s.room.latest()
 	msg := AppendChat(nil, r.members[0].Name, text)
