@@ -25,7 +25,7 @@ import (
 // together:
 //
 //   - v2 members receive them packed into datagrams of at most SendBudget
-//     bytes (CR2 and one frame line after another), the same bytes for
+//     bytes (LoopbackSendBudget for members on loopback) (CR2 and one frame line after another), the same bytes for
 //     every v2 member, so several events cost one datagram per member;
 //   - classic members receive one line per datagram, as classic clients
 //     expect, each line encoded once for all of them.
@@ -131,6 +131,7 @@ type outbox struct {
 	taken   []outEvent
 	classic []*udpio.Dest
 	v2      []*udpio.Dest
+	v2lo    []*udpio.Dest // the v2 members on loopback
 	packed  []byte
 }
 
@@ -282,21 +283,36 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 			o.classic[swapped], o.classic[last] = o.classic[last], o.classic[swapped]
 		}
 	}
-	if len(o.v2) > 0 {
-		budget := s.cfg.SendBudget
+	// v2: members on loopback get larger datagrams (LoopbackSendBudget).
+	remote, local := o.v2[:0], o.v2lo[:0]
+	for _, d := range o.v2 {
+		if d.Addr.Addr().IsLoopback() {
+			local = append(local, d)
+		} else {
+			remote = append(remote, d)
+		}
+	}
+	o.v2, o.v2lo = remote, local
+	for _, part := range []struct {
+		dests  []*udpio.Dest
+		budget int
+	}{{o.v2, s.cfg.SendBudget}, {o.v2lo, s.cfg.LoopbackSendBudget}} {
+		if len(part.dests) == 0 {
+			continue
+		}
 		b := AppendV2Header(o.packed[:0])
 		count := 0
 		send := func() {
-			datagrams += len(o.v2)
-			frames += count * len(o.v2)
-			f := s.conn.SendAll(b, o.v2)
+			datagrams += len(part.dests)
+			frames += count * len(part.dests)
+			f := s.conn.SendAll(b, part.dests)
 			failed += f
 			lost += f * count
 			b, count = AppendV2Header(b[:0]), 0
 		}
 		for i := range evs {
 			line := evs[i].v2
-			if count > 0 && len(b)+len(line) > budget {
+			if count > 0 && len(b)+len(line) > part.budget {
 				send()
 			}
 			b = append(b, line...)
@@ -305,11 +321,20 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 		send()
 		o.packed = b[:0]
 	}
+	clear(o.v2lo)
 	for i := 0; i < failed; i++ {
 		s.obs.SendError()
 	}
 	s.obs.Delivered(datagrams - failed)
 	s.obs.EventsDelivered(frames - lost)
+}
+
+// budgetFor is the largest v2 datagram the relay packs for d.
+func (s *Server) budgetFor(d *udpio.Dest) int {
+	if d.Addr.Addr().IsLoopback() {
+		return s.cfg.LoopbackSendBudget
+	}
+	return s.cfg.SendBudget
 }
 
 func indexDest(dests []*udpio.Dest, d *udpio.Dest) int {

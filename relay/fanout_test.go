@@ -75,17 +75,22 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 		name      string
 		chats     int
 		textLen   int
+		loopback  int // Config.LoopbackSendBudget (the test's members are on loopback)
+		budget    int // the largest datagram that may come
 		datagrams int // exactly this many, 0: more than one, as the budget requires
 	}{
-		{"fit in one datagram", 10, 2, 1},
-		{"split at the budget", 40, 100, 0},
+		{"fit in one datagram", 10, 2, -1, 1200, 1},
+		{"split at the budget", 40, 100, -1, 1200, 0},
+		{"larger on loopback", 40, 100, 0, 8192, 1}, // 1,200 bytes took 7
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGate()
 			// One shard: the test holds its one sender.
-			r := relaytest.Start(t, func(c *relay.Config) { c.Observer = g; c.Workers = 4; c.FanoutShards = 1 })
+			r := relaytest.Start(t, func(c *relay.Config) {
+				c.Observer, c.Workers, c.FanoutShards, c.LoopbackSendBudget = g, 4, 1, tc.loopback
+			})
 			t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
-			budget := 1200    // relay.Config's default SendBudget
+			budget := tc.budget
 
 			rcv := dialV2(t, r)
 			rcv.login("rcv")

@@ -421,14 +421,15 @@ func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(encodeV2Reply(f), m.Dest
 // sendBatch sends encoded frame lines to m, packed into as few datagrams as
 // the send budget allows.
 func (s *Server) sendBatch(m *Member, lines [][]byte) {
+	budget := s.budgetFor(m.Dest())
 	var b []byte
 	for _, l := range lines {
-		if len(b) > len(V2Magic) && len(b)+len(l) > s.cfg.SendBudget {
+		if len(b) > len(V2Magic) && len(b)+len(l) > budget {
 			s.sendTo(b, m.Dest())
 			b = nil
 		}
 		if b == nil {
-			b = AppendV2Header(make([]byte, 0, s.cfg.SendBudget))
+			b = AppendV2Header(make([]byte, 0, budget))
 		}
 		b = append(b, l...)
 	}

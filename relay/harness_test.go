@@ -38,7 +38,7 @@ func dialTo(t testing.TB, to netip.AddrPort) *client {
 		t.Fatalf("dial %v: %v", to, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &client{t: t, conn: c, buf: make([]byte, 4096)}
+	return &client{t: t, conn: c, buf: make([]byte, 64<<10)}
 }
 
 // in returns c reporting to t, for use inside a subtest.

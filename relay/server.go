@@ -61,6 +61,10 @@ type Config struct {
 	// SendBudget bounds a v2 datagram the relay packs several frames into.
 	// Default 1200 bytes, safe under common path MTUs.
 	SendBudget int
+	// LoopbackSendBudget is SendBudget for members on a loopback address,
+	// whose path MTU is 64 KiB: more frames per datagram, nothing
+	// fragments. Default 8192; -1 means SendBudget.
+	LoopbackSendBudget int
 	// FanoutShards is how many goroutines may send the room's fan-out at
 	// once, each to its share of the members. Default: the number of CPUs
 	// the Go runtime uses (GOMAXPROCS), at most 8.
@@ -125,6 +129,12 @@ func (c *Config) setDefaults() error {
 	if c.SendBudget == 0 {
 		c.SendBudget = 1200
 	}
+	switch {
+	case c.LoopbackSendBudget == 0:
+		c.LoopbackSendBudget = 8192
+	case c.LoopbackSendBudget < 0:
+		c.LoopbackSendBudget = c.SendBudget
+	}
 	if c.FanoutShards == 0 {
 		c.FanoutShards = min(runtime.GOMAXPROCS(0), 8)
 	}
@@ -165,6 +175,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("relay: backlog %d is larger than the ring (%d)", c.Backlog, c.Ring)
 	case c.SendBudget < 512 || c.SendBudget > 65507:
 		return fmt.Errorf("relay: send budget %d out of range 512..65507", c.SendBudget)
+	case c.LoopbackSendBudget < 512 || c.LoopbackSendBudget > 65507:
+		return fmt.Errorf("relay: loopback send budget %d out of range 512..65507", c.LoopbackSendBudget)
 	case c.V2Timeout < 0 || c.ClassicIdle < 0 || c.SweepEvery < 0:
 		return errors.New("relay: timeouts must be positive")
 	}

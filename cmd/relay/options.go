@@ -21,36 +21,37 @@ import (
 // config file or in its environment (config.go). Each field's default is
 // set in one place, defaultOptions.
 type Options struct {
-	Listen        string        // UDP address members send to
-	MetricsListen string        // HTTP address of /metrics and /healthz; "" disables
-	AdminSocket   string        // path of the admin Unix socket
-	Workers       int           // worker pool size
-	Queue         int           // datagrams waiting for a worker, all senders
-	SenderQueue   int           // datagrams waiting for a worker, one sender
-	MaxDatagram   int           // bytes; longer datagrams are dropped
-	MaxMembers    int           // room size
-	MaxPerIP      int           // sessions per source IP (-1: no cap)
-	PerIPLoopback bool          // apply MaxPerIP to loopback too
-	Lang          string        // en or zh
-	LogLevel      string        // debug, info, warn, error
-	LogFormat     string        // console or json
-	DrainTimeout  time.Duration // how long shutdown waits for queued datagrams
-	Classic       string        // on or off: serve the classic protocol
-	V2Timeout     time.Duration // evict a silent v2 session after this
-	ClassicIdle   time.Duration // evict an idle classic member after this
-	Ring          int           // recent events kept for repair
-	Backlog       int           // events a joining v2 member receives as history
-	SendBudget    int           // bytes per v2 datagram when packing frames
-	Flood         string        // on or off
-	ChatRate      float64       // chats per second per session
-	ChatBurst     int           // chats at once per session
-	DatagramRate  float64       // datagrams per second per source IP:port
-	DatagramBurst int           // datagrams at once per source
-	LimitExempt   string        // comma-separated prefixes exempt from login bans
-	Readers       int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
-	Batch         string        // on or off: many datagrams per system call
-	FanoutShards  int           // goroutines that may send the fan-out at once (0: one per CPU)
-	Config        string        // the YAML config file read; "" for none
+	Listen         string        // UDP address members send to
+	MetricsListen  string        // HTTP address of /metrics and /healthz; "" disables
+	AdminSocket    string        // path of the admin Unix socket
+	Workers        int           // worker pool size
+	Queue          int           // datagrams waiting for a worker, all senders
+	SenderQueue    int           // datagrams waiting for a worker, one sender
+	MaxDatagram    int           // bytes; longer datagrams are dropped
+	MaxMembers     int           // room size
+	MaxPerIP       int           // sessions per source IP (-1: no cap)
+	PerIPLoopback  bool          // apply MaxPerIP to loopback too
+	Lang           string        // en or zh
+	LogLevel       string        // debug, info, warn, error
+	LogFormat      string        // console or json
+	DrainTimeout   time.Duration // how long shutdown waits for queued datagrams
+	Classic        string        // on or off: serve the classic protocol
+	V2Timeout      time.Duration // evict a silent v2 session after this
+	ClassicIdle    time.Duration // evict an idle classic member after this
+	Ring           int           // recent events kept for repair
+	Backlog        int           // events a joining v2 member receives as history
+	SendBudget     int           // bytes per v2 datagram when packing frames
+	LoopbackBudget int           // the same for members on loopback (-1: as SendBudget)
+	Flood          string        // on or off
+	ChatRate       float64       // chats per second per session
+	ChatBurst      int           // chats at once per session
+	DatagramRate   float64       // datagrams per second per source IP:port
+	DatagramBurst  int           // datagrams at once per source
+	LimitExempt    string        // comma-separated prefixes exempt from login bans
+	Readers        int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
+	Batch          string        // on or off: many datagrams per system call
+	FanoutShards   int           // goroutines that may send the fan-out at once (0: one per CPU)
+	Config         string        // the YAML config file read; "" for none
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
@@ -68,33 +69,34 @@ func defaultAdminSocket() string {
 
 func defaultOptions() Options {
 	return Options{
-		Listen:        ":9999",
-		MetricsListen: "127.0.0.1:9101",
-		AdminSocket:   defaultAdminSocket(),
-		Workers:       16,
-		Queue:         8192,
-		SenderQueue:   1024,
-		MaxDatagram:   relay.DefaultMaxDatagram,
-		MaxMembers:    10000,
-		MaxPerIP:      16,
-		Lang:          "en",
-		LogLevel:      "info",
-		LogFormat:     "console",
-		DrainTimeout:  5 * time.Second,
-		Classic:       "on",
-		V2Timeout:     15 * time.Second,
-		ClassicIdle:   time.Hour,
-		Ring:          4096,
-		Backlog:       20,
-		SendBudget:    1200,
-		Flood:         "on",
-		ChatRate:      float64(relay.DefaultFloodSettings().ChatRate),
-		ChatBurst:     relay.DefaultFloodSettings().ChatBurst,
-		DatagramRate:  float64(relay.DefaultFloodSettings().DatagramRate),
-		DatagramBurst: relay.DefaultFloodSettings().DatagramBurst,
-		LimitExempt:   "127.0.0.0/8,::1/128",
-		Readers:       1,
-		Batch:         "on",
+		Listen:         ":9999",
+		MetricsListen:  "127.0.0.1:9101",
+		AdminSocket:    defaultAdminSocket(),
+		Workers:        16,
+		Queue:          8192,
+		SenderQueue:    1024,
+		MaxDatagram:    relay.DefaultMaxDatagram,
+		MaxMembers:     10000,
+		MaxPerIP:       16,
+		Lang:           "en",
+		LogLevel:       "info",
+		LogFormat:      "console",
+		DrainTimeout:   5 * time.Second,
+		Classic:        "on",
+		V2Timeout:      15 * time.Second,
+		ClassicIdle:    time.Hour,
+		Ring:           4096,
+		Backlog:        20,
+		SendBudget:     1200,
+		LoopbackBudget: 8192,
+		Flood:          "on",
+		ChatRate:       float64(relay.DefaultFloodSettings().ChatRate),
+		ChatBurst:      relay.DefaultFloodSettings().ChatBurst,
+		DatagramRate:   float64(relay.DefaultFloodSettings().DatagramRate),
+		DatagramBurst:  relay.DefaultFloodSettings().DatagramBurst,
+		LimitExempt:    "127.0.0.0/8,::1/128",
+		Readers:        1,
+		Batch:          "on",
 	}
 }
 
@@ -133,6 +135,7 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.DatagramBurst, "flood-datagram-burst", o.DatagramBurst, "datagrams one source IP:port may send at once")
 	fs.StringVar(&o.LimitExempt, "limit-exempt", o.LimitExempt, "comma-separated `prefixes` never banned for refused logins (empty: none)")
 	fs.IntVar(&o.SendBudget, "send-budget", o.SendBudget, "largest v2 datagram, in `bytes`, when packing several frames")
+	fs.IntVar(&o.LoopbackBudget, "send-budget-loopback", o.LoopbackBudget, "--send-budget for members on a loopback address (path MTU 64 KiB; -1: as --send-budget)")
 	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
 	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
 	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: one per CPU, at most 8)")
@@ -219,6 +222,8 @@ func (o Options) validate() error {
 		return bad("backlog", "%d: must be between 0 and --ring (%d)", o.Backlog, o.Ring)
 	case o.SendBudget < 512 || o.SendBudget > 65507:
 		return bad("send-budget", "%d: must be between 512 and 65507", o.SendBudget)
+	case o.LoopbackBudget != -1 && (o.LoopbackBudget < 512 || o.LoopbackBudget > 65507):
+		return bad("send-budget-loopback", "%d: must be -1 (as --send-budget) or between 512 and 65507", o.LoopbackBudget)
 	case o.Flood != "on" && o.Flood != "off":
 		return bad("flood", "%q: want on or off", o.Flood)
 	}

@@ -119,6 +119,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 		Ring:               o.Ring,
 		Backlog:            backlog(o.Backlog),
 		SendBudget:         o.SendBudget,
+		LoopbackSendBudget: o.LoopbackBudget,
 		NoBatch:            o.Batch == "off",
 		FanoutShards:       o.FanoutShards,
 		Flood:              &floodSettings,

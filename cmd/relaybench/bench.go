@@ -344,7 +344,7 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 		if name == relayV2 {
 			// Receivers only listen: they never heartbeat, so the session
 			// timeout must outlast the whole run.
-			args = append(args, "--send-budget", strconv.Itoa(budget), "--v2-timeout", "1h")
+			args = append(args, "--send-budget", strconv.Itoa(budget), "--send-budget-loopback", strconv.Itoa(budget), "--v2-timeout", "1h")
 			proto = ProtoV2
 		}
 		p, err := startProc(e.relayBin, args, addr, e.logs, waitLogin)
