@@ -24,12 +24,15 @@
 //  4. dispatch parses the datagram and runs the row of the handler table for
 //     its verb; the row's fields carry the checks (must be a member, must
 //     name oneself). Garbage is counted, never answered.
-//  5. A broadcast is sequenced, encoded once and queued in the outbox
-//     (fanout.go) with the registry's snapshot (one atomic load, no lock).
-//     Whoever queues while nobody sends becomes the sender until the outbox
-//     is empty: at low load the event leaves at once; under load the events
-//     of one round leave together, packed for v2 members into datagrams up
-//     to the send budget. Sends are sendmmsg with MSG_DONTWAIT, up to 64
+//  5. A broadcast is sequenced, encoded once and queued, with the registry's
+//     snapshot (one atomic load, no lock), in each shard's outbox
+//     (fanout.go; one shard per CPU, each member in the shard its address
+//     picks). After each lane batch the worker flushes: a shard nobody is
+//     sending gets it as its sender until it is empty, so at low load the
+//     event leaves at once and under load the events of a batch and a round
+//     leave together, packed for v2 members into datagrams up to the send
+//     budget (larger to loopback). A reply to a member queues behind what
+//     was queued before it. Sends are sendmmsg with MSG_DONTWAIT, up to 64
 //     destinations per call: a failing or full recipient is counted and
 //     skipped, and no send can block a worker.
 //
@@ -40,7 +43,7 @@
 //
 //	knobs.mu         Reconfigure only (reload.go) -> Registry.mu
 //	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
-//	room.mu          -> outbox.mu (an event is queued in seq order)
+//	room.mu          -> outbox.mu, each shard's in turn (an event is queued in seq order)
 //	outbox.mu        leaf; a producer may wait on it only while the outbox is
 //	                 full and another goroutine is sending, which never blocks
 //	Registry.mu      leaf: only the onChange callback (a gauge) runs under it

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
 
 func TestMain(m *testing.M) {
@@ -31,24 +33,6 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer (run) and a poller.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitFor polls cond every 10 ms until it holds or timeout passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -63,7 +47,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // client is one in-process run.
 type client struct {
-	stdout, stderr syncBuffer
+	stdout, stderr relaytest.Buffer
 	in             *io.PipeWriter // nil when stdin is not a pipe
 	code           chan int
 }

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
 
 // envMap is an environment for loadConfig that leaves the process's alone.
@@ -608,18 +609,9 @@ func TestReloadFlagsAndEnvStillWin(t *testing.T) {
 	alice.expect("Admin notice: still English")
 }
 
-// syncBuffer is a bytes.Buffer safe for the relay's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is the relay's log, written by its logger while the test
+// reads it.
+type syncBuffer struct{ relaytest.Buffer }
 
 // waitFor polls the buffer until re matches, and returns the match.
 func (s *syncBuffer) waitFor(t *testing.T, re *regexp.Regexp) []string {
