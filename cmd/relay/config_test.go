@@ -445,21 +445,9 @@ func startReloading(t *testing.T, file string, args []string, env envMap) *reloa
 	rl := &reloader{signals: r.hup, level: level, current: c, load: func() (*config, error) {
 		return loadConfig(flag.NewFlagSet("relay", flag.ContinueOnError), args, io.Discard, env.lookup)
 	}}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{cancel: cancel, done: make(chan error, 1)}
-	ready := make(chan listeners, 1)
-	go func() { d.done <- serveReloading(ctx, c.opts, zap.New(core), func(l listeners) { ready <- l }, rl) }()
-	select {
-	case d.l = <-ready:
-	case err := <-d.done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("relay did not become ready")
-	}
-	t.Cleanup(func() { d.stop(t) })
-	r.daemon = d
+	r.daemon = startWith(t, func(ctx context.Context, onReady func(listeners)) error {
+		return serveReloading(ctx, c.opts, zap.New(core), onReady, rl)
+	})
 	return r
 }
 

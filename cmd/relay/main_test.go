@@ -133,10 +133,19 @@ func shortSocketPath(t *testing.T) string {
 
 func startDaemon(t *testing.T, o Options) *daemon {
 	t.Helper()
+	return startWith(t, func(ctx context.Context, onReady func(listeners)) error {
+		return serve(ctx, o, zap.NewNop(), onReady)
+	})
+}
+
+// startWith runs serve (or a variant of it) until the test ends, and
+// returns once it is ready.
+func startWith(t *testing.T, serve func(ctx context.Context, onReady func(listeners)) error) *daemon {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan listeners, 1)
-	go func() { d.done <- serve(ctx, o, zap.NewNop(), func(l listeners) { ready <- l }) }()
+	go func() { d.done <- serve(ctx, func(l listeners) { ready <- l }) }()
 	select {
 	case d.l = <-ready:
 	case err := <-d.done:
