@@ -196,7 +196,6 @@ func (d *dispatcher) run() {
 			}
 			batch[i] = datagram{}
 		}
-		d.afterBatch()
 
 		d.mu.Lock()
 		d.queued -= len(batch)
@@ -209,6 +208,21 @@ func (d *dispatcher) run() {
 			delete(d.lanes, l.from)
 		}
 		d.obs.Queued(d.queued)
+		// The flush comes after the lane is given back: under steady load
+		// the goroutine that sends may send for long, and the sender whose
+		// batch it handled must not wait for that (its pings and repairs
+		// would go unanswered). A lane that is ready again gets a worker
+		// of its own if one may start.
+		start := len(d.ready) > 0 && d.workers < d.maxWorkers
+		if start {
+			d.workers++
+		}
+		d.mu.Unlock()
+		if start {
+			d.startWorker()
+		}
+		d.afterBatch()
+		d.mu.Lock()
 	}
 	if len(d.ready) == 0 && cap(d.ready) > 4*d.maxWorkers+64 {
 		d.ready = nil // let a burst's backing array go
