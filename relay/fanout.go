@@ -25,8 +25,9 @@ import (
 // together:
 //
 //   - v2 members receive them packed into datagrams of at most SendBudget
-//     bytes (LoopbackSendBudget for members on loopback) (CR2 and one frame line after another), the same bytes for
-//     every v2 member, so several events cost one datagram per member;
+//     bytes (LoopbackSendBudget for members on loopback): CR2 and one frame
+//     line after another, the same bytes for every v2 member, so several
+//     events cost one datagram per member;
 //   - classic members receive one line per datagram, as classic clients
 //     expect, each line encoded once for all of them.
 //
@@ -71,9 +72,11 @@ type outEvent struct {
 	direct  *udpio.Dest // where a direct datagram goes
 }
 
-// outboxLimit bounds the queued events: a producer that finds this many
-// waits for the sender to take them (backpressure reaches the dispatcher's
-// bounded queue, where excess is dropped and counted).
+// outboxLimit bounds the queued events while a goroutine is sending: a
+// producer that finds this many waits for the sender to take them
+// (backpressure reaches the dispatcher's bounded queue, where excess is
+// dropped and counted). With nobody sending, what waits for the next flush
+// is bounded by the lane batches being handled (workers × sender queue).
 const outboxLimit = 4096
 
 // fanout is the room's outboxes: one per shard of the members, so that as
