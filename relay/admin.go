@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chatrelay/chatrelay/relay/internal/adminsock"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // The admin protocol, spoken over a local Unix stream socket: one request
@@ -44,7 +45,7 @@ func ParseAdmin(line string) (cmd, args string, err error) {
 	cmd, args, _ = strings.Cut(strings.TrimLeft(line, " "), " ")
 	c, ok := adminCommands[cmd]
 	if !ok {
-		return "", "", fmt.Errorf("unknown command %q (want notice, who, kick or stats)", TruncateUTF8(cmd, 32))
+		return "", "", fmt.Errorf("unknown command %q (want notice, who, kick or stats)", wire.TruncateUTF8(cmd, 32))
 	}
 	if len(strings.Fields(args)) < c.minArgs {
 		return "", "", fmt.Errorf("usage: %s needs an argument", cmd)

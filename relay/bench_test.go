@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
@@ -18,7 +20,7 @@ func BenchmarkParseClassic(b *testing.B) {
 	d := []byte("C alice hello everyone, this is a 64-byte chat message for bench\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseClassic(d); err != nil {
+		if _, err := wire.ParseClassic(d); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -30,19 +32,19 @@ func BenchmarkParseClassicInPlace(b *testing.B) {
 	d := []byte("C alice hello everyone, this is a 64-byte chat message for bench\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := parseClassicInPlace(d); err != nil {
+		if _, err := wire.ParseClassicInPlace(d); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func BenchmarkDecodeV2(b *testing.B) {
-	d := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
+	d := wire.EncodeV2(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
 	b.ReportAllocs()
-	var frames []Frame
+	var frames []wire.Frame
 	for b.Loop() {
 		var err error
-		if frames, err = DecodeV2(frames[:0], d); err != nil {
+		if frames, err = wire.DecodeV2(frames[:0], d); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -51,12 +53,12 @@ func BenchmarkDecodeV2(b *testing.B) {
 // BenchmarkDecodeV2InPlace is the relay's decode: strings alias the
 // datagram buffer.
 func BenchmarkDecodeV2InPlace(b *testing.B) {
-	d := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
+	d := wire.EncodeV2(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"})
 	b.ReportAllocs()
-	var frames []Frame
+	var frames []wire.Frame
 	for b.Loop() {
 		var err error
-		if frames, err = decodeV2(frames[:0], d, true); err != nil {
+		if frames, err = wire.DecodeV2InPlace(frames[:0], d); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -64,11 +66,11 @@ func BenchmarkDecodeV2InPlace(b *testing.B) {
 
 // BenchmarkAppendChatEvent encodes a chat event as the room does.
 func BenchmarkAppendChatEvent(b *testing.B) {
-	f := &Frame{T: FrameChat, Room: RoomMain, Seq: 123456, Epoch: "5f3a9c01", From: "alice", ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"}
+	f := &wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, Seq: 123456, Epoch: "5f3a9c01", From: "alice", ID: 42, Text: "hello everyone, this is a 64-byte chat message for the bench"}
 	buf := make([]byte, 0, 512)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = AppendFrame(AppendV2Header(buf[:0]), f)
+		buf = wire.AppendFrame(wire.AppendV2Header(buf[:0]), f)
 	}
 }
 
@@ -141,7 +143,7 @@ func BenchmarkFanout100(b *testing.B) {
 	text := "hello everyone, this is a 64-byte chat message for the benchmark"
 	b.ReportAllocs()
 	for b.Loop() {
-		s.broadcast(&Frame{T: FrameChat, From: sender.Name, Text: text}, s.chatLine(sender.Name, text), sender, KindChat)
+		s.broadcast(&wire.Frame{T: wire.FrameChat, From: sender.Name, Text: text}, s.chatLine(sender.Name, text), sender, KindChat)
 		s.flush()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
@@ -234,7 +236,7 @@ func BenchmarkDatagram(b *testing.B) {
 	b.Run("classic-chat", func(b *testing.B) {
 		r := newBenchRoom(b, 100)
 		sender := r.members[0] // classic
-		msg := AppendChat(nil, sender.Name, text)
+		msg := wire.AppendChat(nil, sender.Name, text)
 		g := &datagram{}
 		b.ReportAllocs()
 		for b.Loop() {
@@ -248,7 +250,7 @@ func BenchmarkDatagram(b *testing.B) {
 	b.Run("v2-chat", func(b *testing.B) {
 		r := newBenchRoom(b, 100)
 		sender := r.members[1] // v2
-		head := []byte(V2Magic + `{"t":"chat","room":"main","id":`)
+		head := []byte(wire.V2Magic + `{"t":"chat","room":"main","id":`)
 		tail := []byte(`,"text":"` + text + `"}` + "\n")
 		msg := make([]byte, 0, 256)
 		g := &datagram{}
@@ -268,7 +270,7 @@ func BenchmarkDatagram(b *testing.B) {
 		// A heartbeat from an up-to-date member: answered with one pong.
 		r := newBenchRoom(b, 100)
 		sender := r.members[1] // v2
-		msg := []byte(V2Magic + `{"t":"ping","room":"main"}` + "\n")
+		msg := []byte(wire.V2Magic + `{"t":"ping","room":"main"}` + "\n")
 		g := &datagram{}
 		b.ReportAllocs()
 		for b.Loop() {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
@@ -81,8 +83,8 @@ func TestLoginReplies(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("reply %q, want %q", got, tt.want)
 			}
-			if got == relay.ReplyOK || len(got) > relay.MaxReasonBytes {
-				t.Fatalf("reason %q is OK or longer than %d bytes", got, relay.MaxReasonBytes)
+			if got == wire.ReplyOK || len(got) > wire.MaxReasonBytes {
+				t.Fatalf("reason %q is OK or longer than %d bytes", got, wire.MaxReasonBytes)
 			}
 			eventually(t, "login counted as "+tt.result, func() bool { return rec.login(tt.result) == before+1 })
 			// The client may try again with another name.
@@ -245,7 +247,7 @@ func TestGarbageDroppedCountedNeverAnswered(t *testing.T) {
 		{"C", relay.DropMalformed},
 		{"Q", relay.DropMalformed},
 		{"Q ", relay.DropMalformed},
-		{strings.Repeat("x", relay.DefaultMaxDatagram+1), relay.DropOversize},
+		{strings.Repeat("x", wire.DefaultMaxDatagram+1), relay.DropOversize},
 		{"L " + strings.Repeat("y", 60000), relay.DropOversize},
 	}
 	g := dial(t, r)
@@ -269,7 +271,7 @@ func TestGarbageDroppedCountedNeverAnswered(t *testing.T) {
 }
 
 func TestChineseWording(t *testing.T) {
-	r := relaytest.Start(t, func(c *relay.Config) { c.Lang = relay.LangZH })
+	r := relaytest.Start(t, func(c *relay.Config) { c.Lang = wire.LangZH })
 	alice := dial(t, r).login("小明")
 	bob := dial(t, r).login("小红")
 	alice.expect("小红 进入聊天室")

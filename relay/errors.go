@@ -1,28 +1,14 @@
 package relay
 
-import "errors"
+import (
+	"errors"
 
-// Parse errors. Each maps to one drop reason; none is ever answered on the
-// wire, because a reply to garbage is an amplifier.
-var (
-	// ErrEmpty reports a datagram with no bytes (after the newline strip).
-	ErrEmpty = errors.New("relay: empty datagram")
-	// ErrBadUTF8 reports a datagram that is not valid UTF-8.
-	ErrBadUTF8 = errors.New("relay: invalid UTF-8")
-	// ErrUnknownVerb reports a datagram whose first field is not L, C or Q.
-	ErrUnknownVerb = errors.New("relay: unknown verb")
-	// ErrMalformed reports a known verb without the fields it needs.
-	ErrMalformed = errors.New("relay: malformed request")
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// Name errors, returned by CanonicalName and Registry.Join. Each has its own
-// login refusal reason.
+// Login errors, returned by Registry.Join beside wire.ErrNameInvalid and
+// wire.ErrNameReserved. Each has its own login refusal reason.
 var (
-	// ErrNameInvalid reports a name the PRECIS Nickname profile rejects, or
-	// one that is empty, longer than MaxNameRunes or contains a space.
-	ErrNameInvalid = errors.New("relay: invalid name")
-	// ErrNameReserved reports a name that belongs to the relay itself.
-	ErrNameReserved = errors.New("relay: reserved name")
 	// ErrNameTaken reports a name held by another member.
 	ErrNameTaken = errors.New("relay: name taken")
 	// ErrFull reports that the room or the sender's IP is at its member cap.
@@ -33,10 +19,6 @@ var (
 	// ErrBanned reports a login from an IP banned for too many refusals.
 	ErrBanned = errors.New("relay: too many refused logins")
 )
-
-// ErrTextControl reports chat text that carries a control, bidi override or
-// bidi isolate character.
-var ErrTextControl = errors.New("relay: control character in text")
 
 // Drop reasons: the fixed label set of chatrelay_datagrams_dropped_total.
 const (
@@ -70,11 +52,11 @@ var DropReasons = []string{
 
 func dropReason(err error) string {
 	switch err {
-	case ErrEmpty:
+	case wire.ErrEmpty:
 		return DropEmpty
-	case ErrBadUTF8:
+	case wire.ErrBadUTF8:
 		return DropBadUTF8
-	case ErrUnknownVerb:
+	case wire.ErrUnknownVerb:
 		return DropUnknownVerb
 	default:
 		return DropMalformed
@@ -83,16 +65,16 @@ func dropReason(err error) string {
 
 // Login results: the fixed label set of chatrelay_logins_total.
 const (
-	LoginOK             = "ok"              // new session
-	LoginRepeat         = "repeat"          // retransmitted login, answered OK again
-	LoginTaken          = "taken"           // name held by someone else
-	LoginReserved       = "reserved"        // name belongs to the relay
-	LoginInvalid        = "invalid"         // name fails the rules
-	LoginFull           = "full"            // member cap or per-IP cap reached
-	LoginOtherName      = "other_name"      // address already holds another name
-	LoginResumed        = "resumed"         // a v2 session resumed with its token
-	LoginUnknownSession = "unknown_session" // a resume with an unknown or expired token
-	LoginBanned         = "banned"          // the IP is banned after too many refused logins
+	LoginOK             = "ok"                    // new session
+	LoginRepeat         = "repeat"                // retransmitted login, answered OK again
+	LoginTaken          = "taken"                 // name held by someone else
+	LoginReserved       = "reserved"              // name belongs to the relay
+	LoginInvalid        = "invalid"               // name fails the rules
+	LoginFull           = "full"                  // member cap or per-IP cap reached
+	LoginOtherName      = "other_name"            // address already holds another name
+	LoginResumed        = "resumed"               // a v2 session resumed with its token
+	LoginUnknownSession = wire.CodeUnknownSession // a resume with an unknown or expired token
+	LoginBanned         = "banned"                // the IP is banned after too many refused logins
 )
 
 // LoginResults lists every login result, for pre-initialising metrics.

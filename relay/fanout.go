@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Fan-out: how the room's events leave.
@@ -39,12 +40,12 @@ import (
 // registry's members: v2 members get the frame (the sender too: its echo is
 // its ack); classic members except except get the classic line. It is sent
 // by the next flush, which a caller outside a handler MUST make.
-func (s *Server) broadcast(ev *Frame, classic []byte, except *Member, kind string) {
+func (s *Server) broadcast(ev *wire.Frame, classic []byte, except *Member, kind string) {
 	s.broadcastTo(s.reg.Members(), ev, classic, except, kind)
 }
 
 // broadcastTo is broadcast to a given snapshot of members (immutable).
-func (s *Server) broadcastTo(members []*Member, ev *Frame, classic []byte, except *Member, kind string) {
+func (s *Server) broadcastTo(members []*Member, ev *wire.Frame, classic []byte, except *Member, kind string) {
 	s.room.appendTo(ev, s.fan, outEvent{members: members, classic: classic, except: except})
 	s.obs.Broadcast(kind)
 }
@@ -303,7 +304,7 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 		if len(part.dests) == 0 {
 			continue
 		}
-		b := AppendV2Header(o.packed[:0])
+		b := wire.AppendV2Header(o.packed[:0])
 		count := 0
 		send := func() {
 			datagrams += len(part.dests)
@@ -311,7 +312,7 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 			f := s.conn.SendAll(b, part.dests)
 			failed += f
 			lost += f * count
-			b, count = AppendV2Header(b[:0]), 0
+			b, count = wire.AppendV2Header(b[:0]), 0
 		}
 		for i := range evs {
 			line := evs[i].v2

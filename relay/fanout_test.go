@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
@@ -96,11 +98,11 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 			rcv.login("rcv")
 			rcv.settle()
 			classic := dial(t, r).login("classic")
-			rcv.expectT(relay.FrameJoin)
+			rcv.expectT(wire.FrameJoin)
 			snd := dialV2(t, r)
 			snd.login("snd")
 			snd.settle()
-			rcv.expectT(relay.FrameJoin)
+			rcv.expectT(wire.FrameJoin)
 			classic.expect("snd joined the chat room")
 
 			// Hold the sender of a first chat inside its round, once the
@@ -117,14 +119,14 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 			texts := make([]string, tc.chats)
 			for i := range texts {
 				texts[i] = fmt.Sprintf("%03d%s", i, strings.Repeat("x", tc.textLen))
-				snd.sendFrames(&relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, ID: uint64(i + 1), Text: texts[i]})
+				snd.sendFrames(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: uint64(i + 1), Text: texts[i]})
 			}
 			// Each chat is counted when it is queued (the held one too),
 			// which its handler does without waiting for the held sender.
 			eventually(t, "chats queued", func() bool { return g.chats() == tc.chats+1 })
 			g.open()
 
-			first := rcv.expectT(relay.FrameChat)
+			first := rcv.expectT(wire.FrameChat)
 			if first.From != "classic" || first.Text != "first" {
 				t.Fatalf("first event %+v", first)
 			}
@@ -136,7 +138,7 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 				if len(d) > budget {
 					t.Fatalf("datagram of %d bytes, budget %d", len(d), budget)
 				}
-				fs, err := relay.DecodeV2(nil, []byte(d))
+				fs, err := wire.DecodeV2(nil, []byte(d))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -144,7 +146,7 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 					packed++
 				}
 				for _, f := range fs {
-					if f.T != relay.FrameChat || f.From != "snd" || f.Text != texts[got] || f.Seq != seq+1 {
+					if f.T != wire.FrameChat || f.From != "snd" || f.Text != texts[got] || f.Seq != seq+1 {
 						t.Fatalf("frame %+v, want chat %d from snd with seq %d", f, got, seq+1)
 					}
 					seq++

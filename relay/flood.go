@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/chatrelay/chatrelay/relay/internal/flood"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // FloodSettings configures flood control: per-source and per-session rates
@@ -63,7 +64,7 @@ func (s *Server) throttle(m *Member, v flood.Verdict, id uint64, now time.Time) 
 		backoff = max(time.Duration(float64(time.Second)/float64(fs.ChatRate)), 50*time.Millisecond)
 	}
 	if m.Proto == ProtoV2 {
-		s.sendV2(m, &Frame{T: FrameThrottled, Room: s.room.name, ID: id, RetryMS: backoff.Milliseconds(), Reason: s.words().throttled})
+		s.sendV2(m, &wire.Frame{T: wire.FrameThrottled, Room: s.room.name, ID: id, RetryMS: backoff.Milliseconds(), Reason: s.words().throttled})
 		return
 	}
 	s.sendTo([]byte(s.words().throttled), m.Dest())

@@ -3,6 +3,8 @@ package relay
 import (
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"go.uber.org/zap"
 )
 
@@ -10,7 +12,7 @@ import (
 // fields and are checked by dispatch before the handler runs (ergo's
 // commands.go), so handlers contain only their own logic.
 type opSpec struct {
-	handle func(s *Server, g *datagram, req Request, m *Member, now time.Time)
+	handle func(s *Server, g *datagram, req wire.Request, m *Member, now time.Time)
 	// needsMember: the sender's address must hold a session; otherwise the
 	// datagram is dropped as not_logged_in (after noMember, if set).
 	needsMember bool
@@ -23,15 +25,15 @@ type opSpec struct {
 }
 
 var classicOps = map[byte]opSpec{
-	VerbLogin: {handle: (*Server).handleLogin},
-	VerbChat:  {handle: (*Server).handleChat, needsMember: true, ownName: true},
-	VerbQuit:  {handle: (*Server).handleQuit, needsMember: true, ownName: true, noMember: (*Server).repeatQuit},
+	wire.VerbLogin: {handle: (*Server).handleLogin},
+	wire.VerbChat:  {handle: (*Server).handleChat, needsMember: true, ownName: true},
+	wire.VerbQuit:  {handle: (*Server).handleQuit, needsMember: true, ownName: true, noMember: (*Server).repeatQuit},
 }
 
 // dispatch parses one datagram and runs its handler. Garbage is counted,
 // never answered.
 func (s *Server) dispatch(g *datagram) {
-	if IsV2((*g.buf)[:g.n]) {
+	if wire.IsV2((*g.buf)[:g.n]) {
 		s.dispatchV2(g)
 		return
 	}
@@ -41,7 +43,7 @@ func (s *Server) dispatch(g *datagram) {
 	}
 	// req aliases the buffer, which lives until the handler returns:
 	// whatever is kept is copied (Registry.Join, room.append, chatLine).
-	req, err := parseClassicInPlace((*g.buf)[:g.n])
+	req, err := wire.ParseClassicInPlace((*g.buf)[:g.n])
 	if err != nil {
 		s.obs.DatagramDropped(dropReason(err))
 		return
@@ -85,11 +87,11 @@ func sameName(m *Member, name string) bool {
 	if name == m.Name {
 		return true
 	}
-	_, key, err := CanonicalName(name)
+	_, key, err := wire.CanonicalName(name)
 	return err == nil && key == m.Key
 }
 
-func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time) {
+func (s *Server) handleLogin(g *datagram, req wire.Request, _ *Member, now time.Time) {
 	m, repeat, err := s.join(req.Name, ProtoClassic, "", g, now)
 	if err != nil {
 		reason, result := s.words().refusal(err)
@@ -99,7 +101,7 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 		s.log.Debug("login refused", zap.Stringer("from", g.from), zap.String("result", result))
 		return
 	}
-	s.sendTo([]byte(ReplyOK), m.Dest())
+	s.sendTo([]byte(wire.ReplyOK), m.Dest())
 	if repeat {
 		s.obs.Login(LoginRepeat)
 		return
@@ -107,16 +109,16 @@ func (s *Server) handleLogin(g *datagram, req Request, _ *Member, now time.Time)
 	others := s.reg.Activate(m) // only now may fan-out reach m
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcastTo(others, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words().join, m.Name), m, KindJoin)
+	s.broadcastTo(others, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
 }
 
-func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) {
+func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.Time) {
 	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
 		s.floodDrop(v, "session", m.Name)
 		s.throttle(m, v, 0, now)
 		return
 	}
-	if CheckText(req.Text) != nil {
+	if wire.CheckText(req.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
 		s.sendTo([]byte(s.words().refusedControl), m.Dest())
 		return
@@ -124,11 +126,11 @@ func (s *Server) handleChat(g *datagram, req Request, m *Member, now time.Time) 
 	if ce := s.log.Check(zap.DebugLevel, "chat"); ce != nil { // no fields built unless logged
 		ce.Write(zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
 	}
-	s.broadcast(&Frame{T: FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat)
+	s.broadcast(&wire.Frame{T: wire.FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat)
 }
 
-func (s *Server) handleQuit(g *datagram, _ Request, m *Member, now time.Time) {
-	s.sendTo([]byte(ReplyExit), m.Dest())
+func (s *Server) handleQuit(g *datagram, _ wire.Request, m *Member, now time.Time) {
+	s.sendTo([]byte(wire.ReplyExit), m.Dest())
 	s.quit(m, now)
 }
 
@@ -139,7 +141,7 @@ func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
 		return false
 	}
 	d := s.conn.Dest(g.from, g.local)
-	s.sendTo([]byte(ReplyExit), &d)
+	s.sendTo([]byte(wire.ReplyExit), &d)
 	return true
 }
 
@@ -148,23 +150,23 @@ func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
 func (s *Server) tellRemoved(m *Member, why string) {
 	if m.Proto == ProtoV2 {
 		s.sendBatch(m, [][]byte{
-			AppendFrame(nil, &Frame{T: FrameError, Room: s.room.name, Code: "removed", Reason: why}),
-			AppendFrame(nil, &Frame{T: FrameBye, Room: s.room.name}),
+			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: s.room.name, Code: "removed", Reason: why}),
+			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameBye, Room: s.room.name}),
 		})
 		return
 	}
-	s.sendTo(classicLine(s.words().admin, why), m.Dest())
-	s.sendTo([]byte(ReplyExit), m.Dest())
+	s.sendTo(classicLine(s.words().Admin, why), m.Dest())
+	s.sendTo([]byte(wire.ReplyExit), m.Dest())
 }
 
 // Notice sends an administrator's notice to every member. It returns the
 // number of members it was sent to. text must pass CheckText.
 func (s *Server) Notice(text string) (int, error) {
-	if err := CheckText(text); err != nil {
+	if err := wire.CheckText(text); err != nil {
 		return 0, err
 	}
 	members := s.reg.Members()
-	s.broadcast(&Frame{T: FrameNotice, Text: text}, classicLine(s.words().admin, text), nil, KindNotice)
+	s.broadcast(&wire.Frame{T: wire.FrameNotice, Text: text}, classicLine(s.words().Admin, text), nil, KindNotice)
 	s.flush()
 	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
 	return len(members), nil
@@ -174,7 +176,7 @@ func (s *Server) Notice(text string) (int, error) {
 // reason and then EXIT; the others receive a notice. It returns
 // ErrNoMember if nobody has that name.
 func (s *Server) Kick(name, reason string) (*Member, error) {
-	if err := CheckText(reason); err != nil {
+	if err := wire.CheckText(reason); err != nil {
 		return nil, err
 	}
 	m := s.reg.ByName(name)
@@ -186,7 +188,7 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 	}
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
 	s.tellRemoved(m, formatf(s.words().kickedSelf, reason))
-	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().kicked, m.Name, reason), m, KindLeave)
+	s.broadcast(&wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
 	s.flush()
 	return m, nil
 }

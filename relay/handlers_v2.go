@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"go.uber.org/zap"
 )
 
@@ -129,18 +131,18 @@ const minV2Request = 256
 // v2Op is one row of the v2 frame table; as for classic, the checks live
 // in the fields.
 type v2Op struct {
-	handle      func(s *Server, g *datagram, f *Frame, m *Member, now time.Time)
+	handle      func(s *Server, g *datagram, f *wire.Frame, m *Member, now time.Time)
 	needsMember bool // the sender's address must hold a v2 session
 }
 
 var v2Ops = map[string]v2Op{
-	FrameHello:  {handle: (*Server).v2Hello},
-	FrameResume: {handle: (*Server).v2Resume},
-	FrameChat:   {handle: (*Server).v2Chat, needsMember: true},
-	FramePing:   {handle: (*Server).v2Ping, needsMember: true},
-	FrameRepair: {handle: (*Server).v2Repair, needsMember: true},
-	FrameWho:    {handle: (*Server).v2Who, needsMember: true},
-	FrameQuit:   {handle: (*Server).v2Quit, needsMember: true},
+	wire.FrameHello:  {handle: (*Server).v2Hello},
+	wire.FrameResume: {handle: (*Server).v2Resume},
+	wire.FrameChat:   {handle: (*Server).v2Chat, needsMember: true},
+	wire.FramePing:   {handle: (*Server).v2Ping, needsMember: true},
+	wire.FrameRepair: {handle: (*Server).v2Repair, needsMember: true},
+	wire.FrameWho:    {handle: (*Server).v2Who, needsMember: true},
+	wire.FrameQuit:   {handle: (*Server).v2Quit, needsMember: true},
 }
 
 // dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
@@ -149,8 +151,8 @@ func (s *Server) dispatchV2(g *datagram) {
 	// The frames' strings alias the buffer, which lives until the handler
 	// returns: whatever is kept is copied (Registry.Join, room.append,
 	// chatLine). The frames themselves are pooled.
-	fp := framePool.Get().(*[]Frame)
-	frames, err := decodeV2((*fp)[:0], (*g.buf)[:g.n], true)
+	fp := framePool.Get().(*[]wire.Frame)
+	frames, err := wire.DecodeV2InPlace((*fp)[:0], (*g.buf)[:g.n])
 	defer putFrames(fp, frames)
 	if err != nil {
 		s.obs.DatagramDropped(dropReason(err))
@@ -169,8 +171,8 @@ func (s *Server) dispatchV2(g *datagram) {
 		if op.needsMember {
 			m = s.reg.Lookup(g.from)
 			if m == nil || m.Proto != ProtoV2 {
-				if f.T == FrameQuit && s.reg.RecentlyQuit(g.from, now) {
-					s.replyV2(g, &Frame{T: FrameBye, Room: RoomMain})
+				if f.T == wire.FrameQuit && s.reg.RecentlyQuit(g.from, now) {
+					s.replyV2(g, &wire.Frame{T: wire.FrameBye, Room: wire.RoomMain})
 					continue
 				}
 				s.obs.DatagramDropped(DropNotLoggedIn)
@@ -178,7 +180,7 @@ func (s *Server) dispatchV2(g *datagram) {
 			}
 			m.touch(now)
 			if f.Room != s.room.name {
-				s.sendV2(m, &Frame{T: FrameError, Room: f.Room, Code: "room", Reason: s.words().noRoom})
+				s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, Code: "room", Reason: s.words().noRoom})
 				continue
 			}
 		}
@@ -187,11 +189,11 @@ func (s *Server) dispatchV2(g *datagram) {
 }
 
 // framePool holds the frame slices dispatchV2 decodes into.
-var framePool = sync.Pool{New: func() any { return new([]Frame) }}
+var framePool = sync.Pool{New: func() any { return new([]wire.Frame) }}
 
 // putFrames returns a frame slice to framePool, without the strings that
 // alias a datagram buffer.
-func putFrames(fp *[]Frame, frames []Frame) {
+func putFrames(fp *[]wire.Frame, frames []wire.Frame) {
 	clear(frames)
 	*fp = frames[:0]
 	framePool.Put(fp)
@@ -200,11 +202,11 @@ func putFrames(fp *[]Frame, frames []Frame) {
 // validated checks a hello or resume for a cookie proving the address. If
 // it has none, the sender gets one retry, only if no larger than its
 // request (a spoofed hello must not be amplified), and false is returned.
-func (s *Server) validated(g *datagram, f *Frame, now time.Time) bool {
+func (s *Server) validated(g *datagram, f *wire.Frame, now time.Time) bool {
 	if f.Cookie != "" && s.cookies.valid(f.Cookie, g.from, now) {
 		return true
 	}
-	reply := EncodeV2(&Frame{T: FrameRetry, Room: RoomMain, Cookie: s.cookies.make(g.from, now)})
+	reply := wire.EncodeV2(&wire.Frame{T: wire.FrameRetry, Room: wire.RoomMain, Cookie: s.cookies.make(g.from, now)})
 	if len(reply) > g.n {
 		s.obs.DatagramDropped(DropUnvalidated)
 		return false
@@ -214,19 +216,19 @@ func (s *Server) validated(g *datagram, f *Frame, now time.Time) bool {
 	return false
 }
 
-func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
+func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
 	if !s.validated(g, f, now) {
 		return
 	}
 	if f.Room != s.room.name {
-		s.replyV2(g, &Frame{T: FrameRefused, Room: f.Room, Code: "room", Reason: s.words().noRoom})
+		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: f.Room, Code: "room", Reason: s.words().noRoom})
 		return
 	}
 	m, repeat, err := s.join(f.Name, ProtoV2, newToken(), g, now)
 	if err != nil {
 		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
-		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
+		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: wire.RoomMain, Code: result, Reason: reason})
 		return
 	}
 	if repeat {
@@ -248,29 +250,29 @@ func (s *Server) v2Hello(g *datagram, f *Frame, _ *Member, now time.Time) {
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	// others is a shared snapshot: never append to it in place.
 	to := append(others[:len(others):len(others)], m) // the joiner gets its own join, in room order
-	s.broadcastTo(to, &Frame{T: FrameJoin, From: m.Name}, classicLine(s.words().join, m.Name), m, KindJoin)
+	s.broadcastTo(to, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
 }
 
 // welcome tells m it is in, as of room event seq.
 func (s *Server) welcome(m *Member, seq uint64) {
-	s.sendV2(m, &Frame{T: FrameWelcome, Room: s.room.name, Name: m.Name, Token: m.Token, Epoch: s.room.epoch, Seq: seq})
+	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: s.room.name, Name: m.Name, Token: m.Token, Epoch: s.room.epoch, Seq: seq})
 }
 
-func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
+func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
 	if !s.validated(g, f, now) {
 		return
 	}
 	m := s.reg.ByToken(f.Token)
 	if m == nil {
 		s.obs.Login(LoginUnknownSession)
-		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: LoginUnknownSession, Reason: s.words().unknownSession})
+		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: wire.RoomMain, Code: LoginUnknownSession, Reason: s.words().unknownSession})
 		return
 	}
 	from := m.Addr()
 	if err := s.reg.Move(m, g.from, g.local); err != nil {
 		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
-		s.replyV2(g, &Frame{T: FrameRefused, Room: RoomMain, Code: result, Reason: reason})
+		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: wire.RoomMain, Code: result, Reason: reason})
 		return
 	}
 	m.touch(now)
@@ -283,15 +285,15 @@ func (s *Server) v2Resume(g *datagram, f *Frame, _ *Member, now time.Time) {
 	s.repair(g, m, f.Last+1, latest)
 }
 
-func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
+func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, now time.Time) {
 	if f.ID == 0 || f.Text == "" {
 		s.obs.DatagramDropped(DropMalformed)
-		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "malformed", Reason: s.words().malformed})
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.RoomMain, ID: f.ID, Code: "malformed", Reason: s.words().malformed})
 		return
 	}
 	if seq, dup := m.v2.seen(f.ID); dup {
 		s.obs.DatagramDropped(DropDuplicate)
-		s.sendV2(m, &Frame{T: FrameAck, Room: RoomMain, ID: f.ID, Seq: seq})
+		s.sendV2(m, &wire.Frame{T: wire.FrameAck, Room: wire.RoomMain, ID: f.ID, Seq: seq})
 		return
 	}
 	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
@@ -299,22 +301,22 @@ func (s *Server) v2Chat(g *datagram, f *Frame, m *Member, now time.Time) {
 		s.throttle(m, v, f.ID, now)
 		return
 	}
-	if CheckText(f.Text) != nil {
+	if wire.CheckText(f.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
-		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "control_chars", Reason: s.words().refusedControl})
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.RoomMain, ID: f.ID, Code: "control_chars", Reason: s.words().refusedControl})
 		return
 	}
 	if len(f.Text) > s.cfg.MaxDatagram {
 		s.obs.DatagramDropped(DropOversize)
-		s.sendV2(m, &Frame{T: FrameError, Room: RoomMain, ID: f.ID, Code: "oversize", Reason: s.words().malformed})
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.RoomMain, ID: f.ID, Code: "oversize", Reason: s.words().malformed})
 		return
 	}
-	ev := &Frame{T: FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
+	ev := &wire.Frame{T: wire.FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
 	s.broadcast(ev, s.chatLine(m.Name, f.Text), m, KindChat)
 	m.v2.remember(f.ID, ev.Seq)
 }
 
-func (s *Server) v2Ping(g *datagram, f *Frame, m *Member, _ time.Time) {
+func (s *Server) v2Ping(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
 	latest := s.room.latest()
 	if f.Last < latest {
 		// Tail loss: resend what the client lacks after its last, a little
@@ -323,7 +325,7 @@ func (s *Server) v2Ping(g *datagram, f *Frame, m *Member, _ time.Time) {
 		// asks for its gaps with repair.
 		s.repair(g, m, f.Last+1, min(latest, f.Last+maxPingRepair))
 	}
-	s.sendV2(m, &Frame{T: FramePong, Room: s.room.name, Seq: latest, Epoch: s.room.epoch})
+	s.sendV2(m, &wire.Frame{T: wire.FramePong, Room: s.room.name, Seq: latest, Epoch: s.room.epoch})
 }
 
 // maxRepair bounds the events one repair frame is answered with,
@@ -335,7 +337,7 @@ const (
 	maxRepairPerDatagram = 256
 )
 
-func (s *Server) v2Repair(g *datagram, f *Frame, m *Member, _ time.Time) {
+func (s *Server) v2Repair(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
 	if f.FromSeq == 0 || f.ToSeq < f.FromSeq {
 		s.obs.DatagramDropped(DropMalformed)
 		return
@@ -359,18 +361,18 @@ func (s *Server) repair(g *datagram, m *Member, from, to uint64) {
 	g.repairBudget -= int(to - from + 1)
 	lines, lostFrom, lostTo := s.room.span(from, to)
 	if lostTo != 0 {
-		s.sendV2(m, &Frame{T: FrameMissed, Room: s.room.name, Epoch: s.room.epoch, FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
+		s.sendV2(m, &wire.Frame{T: wire.FrameMissed, Room: s.room.name, Epoch: s.room.epoch, FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
 	}
 	s.sendBatch(m, lines)
 }
 
-func (s *Server) v2Who(_ *datagram, _ *Frame, m *Member, _ time.Time) {
+func (s *Server) v2Who(_ *datagram, _ *wire.Frame, m *Member, _ time.Time) {
 	var (
 		names []string
 		size  int
 	)
 	flush := func(more bool) {
-		s.sendV2(m, &Frame{T: FrameMembers, Room: s.room.name, Names: names, More: more})
+		s.sendV2(m, &wire.Frame{T: wire.FrameMembers, Room: s.room.name, Names: names, More: more})
 		names, size = nil, 0
 	}
 	for _, o := range s.reg.Sorted() {
@@ -383,8 +385,8 @@ func (s *Server) v2Who(_ *datagram, _ *Frame, m *Member, _ time.Time) {
 	flush(false)
 }
 
-func (s *Server) v2Quit(g *datagram, _ *Frame, m *Member, now time.Time) {
-	s.sendV2(m, &Frame{T: FrameBye, Room: s.room.name})
+func (s *Server) v2Quit(g *datagram, _ *wire.Frame, m *Member, now time.Time) {
+	s.sendV2(m, &wire.Frame{T: wire.FrameBye, Room: s.room.name})
 	s.quit(m, now)
 }
 
@@ -395,7 +397,7 @@ func (s *Server) quit(m *Member, now time.Time) {
 		return
 	}
 	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcast(&Frame{T: FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words().leave, m.Name), m, KindLeave)
+	s.broadcast(&wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words().Leave, m.Name), m, KindLeave)
 }
 
 // remove takes m out of the registry and forgets its flood state. It
@@ -410,13 +412,13 @@ func (s *Server) remove(m *Member, now time.Time) bool {
 }
 
 // replyV2 answers the sender of g, member or not, with one v2 datagram.
-func (s *Server) replyV2(g *datagram, f *Frame) {
+func (s *Server) replyV2(g *datagram, f *wire.Frame) {
 	d := s.conn.Dest(g.from, g.local)
 	s.sendTo(encodeV2Reply(f), &d)
 }
 
 // sendV2 sends one frame to m.
-func (s *Server) sendV2(m *Member, f *Frame) { s.sendTo(encodeV2Reply(f), m.Dest()) }
+func (s *Server) sendV2(m *Member, f *wire.Frame) { s.sendTo(encodeV2Reply(f), m.Dest()) }
 
 // sendBatch sends encoded frame lines to m, packed into as few datagrams as
 // the send budget allows.
@@ -424,12 +426,12 @@ func (s *Server) sendBatch(m *Member, lines [][]byte) {
 	budget := s.budgetFor(m.Dest())
 	var b []byte
 	for _, l := range lines {
-		if len(b) > len(V2Magic) && len(b)+len(l) > budget {
+		if len(b) > len(wire.V2Magic) && len(b)+len(l) > budget {
 			s.sendTo(b, m.Dest())
 			b = nil
 		}
 		if b == nil {
-			b = AppendV2Header(make([]byte, 0, budget))
+			b = wire.AppendV2Header(make([]byte, 0, budget))
 		}
 		b = append(b, l...)
 	}

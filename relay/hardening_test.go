@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
@@ -35,7 +37,7 @@ func TestChatFloodIsDroppedCountedAndTold(t *testing.T) {
 	}
 	alice.expect("message not sent: you are sending too fast") // once, not seven times
 	for i := 1; i <= 3; i++ {
-		if f := bob.expectT(relay.FrameChat); f.Text != "msg "+strconv.Itoa(i) {
+		if f := bob.expectT(wire.FrameChat); f.Text != "msg "+strconv.Itoa(i) {
 			t.Fatalf("bob got %+v", f)
 		}
 	}
@@ -44,21 +46,21 @@ func TestChatFloodIsDroppedCountedAndTold(t *testing.T) {
 
 	// v2: the sender is told to back off, with how long.
 	for i := 1; i <= 4; i++ {
-		bob.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: uint64(i), Text: "hi " + strconv.Itoa(i)})
+		bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: uint64(i), Text: "hi " + strconv.Itoa(i)})
 	}
 	for i := 1; i <= 3; i++ {
-		if f := bob.expectT(relay.FrameChat); f.ID != uint64(i) {
+		if f := bob.expectT(wire.FrameChat); f.ID != uint64(i) {
 			t.Fatalf("bob's echo %+v", f)
 		}
 	}
-	th := bob.expectT(relay.FrameThrottled)
+	th := bob.expectT(wire.FrameThrottled)
 	if th.ID != 4 || th.RetryMS != 1000 {
 		t.Fatalf("throttled %+v, want id 4 and retry_ms 1000", th)
 	}
 	// A second later the bucket has a token again: the retransmission goes through.
 	clock.Advance(time.Second)
-	bob.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 4, Text: "hi 4"})
-	if f := bob.expectT(relay.FrameChat); f.ID != 4 {
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 4, Text: "hi 4"})
+	if f := bob.expectT(wire.FrameChat); f.ID != 4 {
 		t.Fatalf("retransmission %+v", f)
 	}
 	alice.expect("bob says: hi 1")

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
@@ -36,22 +38,22 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Skip("the race detector changes allocation counts")
 	}
 	classic := []byte("C alice hello everyone, this is a 64-byte chat message for bench\n")
-	if n := testing.AllocsPerRun(100, func() { _, _ = parseClassicInPlace(classic) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _, _ = wire.ParseClassicInPlace(classic) }); n != 0 {
 		t.Errorf("classic parse in place: %v allocations", n)
 	}
-	v2 := EncodeV2(&Frame{T: FrameChat, Room: RoomMain, ID: 42, Text: "hello everyone"}, &Frame{T: FramePing, Room: RoomMain, Last: 9})
-	frames := make([]Frame, 0, 4)
+	v2 := wire.EncodeV2(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: 42, Text: "hello everyone"}, &wire.Frame{T: wire.FramePing, Room: wire.RoomMain, Last: 9})
+	frames := make([]wire.Frame, 0, 4)
 	if n := testing.AllocsPerRun(100, func() {
 		var err error
-		if frames, err = decodeV2(frames[:0], v2, true); err != nil || len(frames) != 2 {
+		if frames, err = wire.DecodeV2InPlace(frames[:0], v2); err != nil || len(frames) != 2 {
 			t.Fatal(err)
 		}
 	}); n != 0 {
 		t.Errorf("v2 decode in place: %v allocations", n)
 	}
-	ev := Frame{T: FrameChat, Room: RoomMain, Seq: 1 << 40, Epoch: "5f3a9c01", From: "alice", ID: 7, Text: "hi \"all\"\t中文"}
+	ev := wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, Seq: 1 << 40, Epoch: "5f3a9c01", From: "alice", ID: 7, Text: "hi \"all\"\t中文"}
 	buf := make([]byte, 0, 512)
-	if n := testing.AllocsPerRun(100, func() { buf = AppendFrame(buf[:0], &ev) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = wire.AppendFrame(buf[:0], &ev) }); n != 0 {
 		t.Errorf("AppendFrame: %v allocations", n)
 	}
 	r := newBenchRoom(t, 100)
@@ -62,14 +64,14 @@ func TestHotPathAllocations(t *testing.T) {
 	g := &datagram{}
 	handle := func(from *Member, msg []byte) { r.receive(g, from, msg) }
 	before := r.s.room.latest()
-	msg := AppendChat(nil, r.members[0].Name, text)
+	msg := wire.AppendChat(nil, r.members[0].Name, text)
 	if n := testing.AllocsPerRun(500, func() { handle(r.members[0], msg) }); n != 0 {
 		t.Errorf("classic chat into 100 members: %v allocations per datagram", n)
 	}
 	id := uint64(0)
 	if n := testing.AllocsPerRun(500, func() {
 		id++
-		msg = append(strconv.AppendUint(append(msg[:0], V2Magic+`{"t":"chat","room":"main","id":`...), id, 10), `,"text":"`+text+`"}`...)
+		msg = append(strconv.AppendUint(append(msg[:0], wire.V2Magic+`{"t":"chat","room":"main","id":`...), id, 10), `,"text":"`+text+`"}`...)
 		handle(r.members[1], msg)
 	}); n != 0 {
 		t.Errorf("v2 chat into 100 members: %v allocations per datagram", n)
@@ -79,33 +81,9 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Fatalf("%d chats broadcast, want 1002", got)
 	}
 	// A heartbeat from a member that lacks nothing.
-	ping := fmt.Appendf(nil, V2Magic+`{"t":"ping","room":"main","last":%d}`+"\n", r.s.room.latest())
+	ping := fmt.Appendf(nil, wire.V2Magic+`{"t":"ping","room":"main","last":%d}`+"\n", r.s.room.latest())
 	if n := testing.AllocsPerRun(500, func() { handle(r.members[1], ping) }); n != 0 {
 		t.Errorf("v2 ping answered with a pong: %v allocations per datagram", n)
-	}
-}
-
-// TestParseClassicCopies: ParseClassic's fields survive the buffer's reuse,
-// and the in-place parse returns the same request.
-func TestParseClassicCopies(t *testing.T) {
-	for _, in := range []string{"C alice hi all", "L bob\r\n", "Q carol\n", "C 小红 你好 世界", "L "} {
-		b := []byte(in)
-		got, err := ParseClassic(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		inPlace, err := parseClassicInPlace(b)
-		if err != nil || inPlace != got {
-			t.Fatalf("%q: in place %+v, %v; copying %+v", in, inPlace, err, got)
-		}
-		want := got
-		want.Name, want.Text = strings.Clone(got.Name), strings.Clone(got.Text)
-		for i := range b {
-			b[i] = 'x'
-		}
-		if got != want {
-			t.Fatalf("%q: the request changed with its buffer: %+v", in, got)
-		}
 	}
 }
 
@@ -114,7 +92,7 @@ func TestParseClassicCopies(t *testing.T) {
 func TestJoinKeepsItsOwnName(t *testing.T) {
 	r := NewRegistry(RegistryLimits{MaxMembers: 10}, func(to netip.AddrPort, _ netip.Addr) udpio.Dest { return udpio.Dest{Addr: to} }, nil)
 	buf := []byte("L alice")
-	req, err := parseClassicInPlace(buf)
+	req, err := wire.ParseClassicInPlace(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,11 +109,11 @@ func TestJoinKeepsItsOwnName(t *testing.T) {
 // TestChatLineIsClassicLine: the fast classic chat line is byte for byte
 // what fmt makes, in every language, for long, odd and percent-laden text.
 func TestChatLineIsClassicLine(t *testing.T) {
-	texts := []string{"hi", "100% sure %s %d %%", strings.Repeat("中", 700), strings.Repeat("x", MaxClassicReply-12), "\t tab"}
+	texts := []string{"hi", "100% sure %s %d %%", strings.Repeat("中", 700), strings.Repeat("x", wire.MaxClassicReply-12), "\t tab"}
 	for lang, w := range wordings {
 		for _, name := range []string{"alice", "小红", "%s"} {
 			for _, text := range texts {
-				if got, want := w.chatLine(name, text), classicLine(w.chat, name, text); !bytes.Equal(got, want) {
+				if got, want := w.chatLine(name, text), classicLine(w.Chat, name, text); !bytes.Equal(got, want) {
 					t.Errorf("%s: chatLine(%q, %q) = %q, want %q", lang, name, text, got, want)
 				}
 			}
@@ -153,18 +131,18 @@ func TestChatLineIsClassicLine(t *testing.T) {
 // change afterwards, however many events follow (their slab blocks are
 // never written again), and the backlog marks them as history.
 func TestRoomEventsStayIntact(t *testing.T) {
-	r := newRoom(RoomMain, 64)
+	r := newRoom(wire.RoomMain, 64)
 	out := newFanout(1) // never sent: only what the room keeps matters here
 	var kept [][]byte
 	for i := 1; i <= 3000; i++ {
 		text := strings.Repeat(strconv.Itoa(i), i%50+1)
-		d := r.appendTo(&Frame{T: FrameChat, From: "alice", ID: uint64(i), Text: text}, out, outEvent{})
+		d := r.appendTo(&wire.Frame{T: wire.FrameChat, From: "alice", ID: uint64(i), Text: text}, out, outEvent{})
 		if i%7 == 0 {
 			kept = append(kept, d)
 		}
 	}
 	for _, d := range kept {
-		fs, err := DecodeV2(nil, append([]byte(V2Magic), d...)) // d is the line itself: checked as it is now
+		fs, err := wire.DecodeV2(nil, append([]byte(wire.V2Magic), d...)) // d is the line itself: checked as it is now
 		if err != nil || len(fs) != 1 {
 			t.Fatalf("%q: %v", d, err)
 		}
@@ -178,7 +156,7 @@ func TestRoomEventsStayIntact(t *testing.T) {
 		t.Fatalf("%d lines, %d backlog", len(lines), len(back))
 	}
 	for i, l := range back {
-		fs, err := DecodeV2(nil, append([]byte(V2Magic), l...))
+		fs, err := wire.DecodeV2(nil, append([]byte(wire.V2Magic), l...))
 		if err != nil || !fs[0].History || fs[0].Seq != uint64(2998+i) || fs[0].From != "alice" {
 			t.Fatalf("backlog %d: %+v, %v", i, fs, err)
 		}

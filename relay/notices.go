@@ -2,53 +2,30 @@ package relay
 
 import (
 	"fmt"
-	"strings"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
-
-// Lang selects the wording of every text the relay sends.
-type Lang string
-
-// Supported languages.
-const (
-	LangEN Lang = "en" // default
-	LangZH Lang = "zh" // the classic teaching chat room's wording
-)
-
-// ParseLang accepts "en" or "zh".
-func ParseLang(s string) (Lang, error) {
-	switch l := Lang(strings.ToLower(s)); l {
-	case LangEN, LangZH:
-		return l, nil
-	}
-	return "", fmt.Errorf("relay: unknown language %q (want en or zh)", s)
-}
 
 // wording holds every sentence the relay sends in one language. Reasons are
 // at most MaxReasonBytes bytes (checked by a test); none is "OK".
 type wording struct {
-	join, leave, chat, admin string // format strings
-	kicked, kickedSelf       string
-	timedOut                 string
-	shutdown                 string
-	refusedControl           string
-	idleSelf                 string
-	noRoom, unknownSession   string
-	malformed                string
-	throttled                string
-	reasonBanned             string
+	wire.EventWords        // the room events' format strings
+	kickedSelf             string
+	shutdown               string
+	refusedControl         string
+	idleSelf               string
+	noRoom, unknownSession string
+	malformed              string
+	throttled              string
+	reasonBanned           string
 
 	reasonInvalid, reasonReserved, reasonTaken, reasonFull, reasonOtherName string
 }
 
-var wordings = map[Lang]*wording{
-	LangEN: {
-		join:            "%s joined the chat room",
-		leave:           "%s left the chat room",
-		chat:            "%s says: %s",
-		admin:           "Admin notice: %s",
-		kicked:          "%s was removed by the administrator: %s",
+var wordings = map[wire.Lang]*wording{
+	wire.LangEN: {
+		EventWords:      wire.Words(wire.LangEN),
 		kickedSelf:      "you were removed by the administrator: %s",
-		timedOut:        "%s timed out",
 		shutdown:        "the relay is shutting down",
 		refusedControl:  "message not sent: control characters are not allowed",
 		idleSelf:        "you were disconnected after being idle too long",
@@ -63,14 +40,9 @@ var wordings = map[Lang]*wording{
 		reasonFull:      "full",
 		reasonOtherName: "already logged in under another name",
 	},
-	LangZH: {
-		join:            "%s 进入聊天室",
-		leave:           "%s 退出了聊天室",
-		chat:            "%s 说: %s",
-		admin:           "管理员消息: %s",
-		kicked:          "%s 被管理员移出聊天室: %s",
+	wire.LangZH: {
+		EventWords:      wire.Words(wire.LangZH),
 		kickedSelf:      "你已被管理员移出聊天室: %s",
-		timedOut:        "%s 超时离开",
 		shutdown:        "服务器即将关闭",
 		refusedControl:  "消息未发送: 不允许控制字符",
 		idleSelf:        "你因长时间无活动已被断开",
@@ -90,7 +62,7 @@ var wordings = map[Lang]*wording{
 // refusal returns the login refusal reason for err.
 func (w *wording) refusal(err error) (reason, result string) {
 	switch err {
-	case ErrNameReserved:
+	case wire.ErrNameReserved:
 		return w.reasonReserved, LoginReserved
 	case ErrNameTaken:
 		return w.reasonTaken, LoginTaken
@@ -108,29 +80,7 @@ func (w *wording) refusal(err error) (reason, result string) {
 // classicLine formats one classic datagram and bounds it to MaxClassicReply
 // bytes, never cutting inside a UTF-8 sequence.
 func classicLine(format string, args ...any) []byte {
-	return []byte(TruncateUTF8(fmt.Sprintf(format, args...), MaxClassicReply))
+	return []byte(wire.TruncateUTF8(fmt.Sprintf(format, args...), wire.MaxClassicReply))
 }
 
 func formatf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-
-// EventWords is how the relay words room events for classic clients in one
-// language: format strings for fmt.Sprintf. v2 clients, which receive the
-// events as frames, use it to word them the same way.
-type EventWords struct {
-	Join     string // %s: name
-	Leave    string // %s: name
-	Chat     string // %s: name, %s: text
-	Admin    string // %s: text
-	Kicked   string // %s: name, %s: reason
-	TimedOut string // %s: name
-}
-
-// Words returns the room-event wording of lang (English if lang is not
-// known).
-func Words(lang Lang) EventWords {
-	w, ok := wordings[lang]
-	if !ok {
-		w = wordings[LangEN]
-	}
-	return EventWords{Join: w.join, Leave: w.leave, Chat: w.chat, Admin: w.admin, Kicked: w.kicked, TimedOut: w.timedOut}
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Protocol names, as shown by the admin `who` command.
@@ -113,7 +114,7 @@ func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip
 // proto is ProtoClassic or ProtoV2; token is the new session's token (v2).
 // A repeat must use the same protocol.
 func (r *Registry) Join(name, proto, token string, from netip.AddrPort, local netip.Addr, now time.Time) (m *Member, repeat bool, err error) {
-	display, key, err := CanonicalName(name)
+	display, key, err := wire.CanonicalName(name)
 	if err != nil {
 		return nil, false, err
 	}
@@ -219,7 +220,7 @@ func (r *Registry) Move(m *Member, to netip.AddrPort, local netip.Addr) error {
 
 // ByName returns the member whose name has the same compare key as name.
 func (r *Registry) ByName(name string) *Member {
-	_, key, err := CanonicalName(name)
+	_, key, err := wire.CanonicalName(name)
 	if err != nil {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
 	"go.uber.org/zap"
 )
 
@@ -27,7 +28,7 @@ type Live struct {
 	LimitLoopbackPerIP bool
 	// Lang is the wording of every text sent from now on: the next notice,
 	// refusal or room event. Texts already sent stay as they were.
-	Lang Lang
+	Lang wire.Lang
 	// V2Timeout and ClassicIdle (both positive) apply from the next sweep:
 	// a member is evicted when it has been silent for longer than the
 	// limit in force at that sweep.
@@ -74,7 +75,7 @@ type liveState struct {
 // too so that Live reports what was set.
 type liveConfig struct {
 	Live
-	words *wording // wordings[Lang]
+	words *wording // wordings[wire.Lang]
 }
 
 // init publishes cfg's settings (after setDefaults).

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
@@ -24,15 +26,15 @@ func TestReconfigureKeepsMembers(t *testing.T) {
 	bob.expect("carol joined the chat room")
 
 	l := r.Server.Live()
-	if l.Lang != relay.LangEN || l.MaxMembers != 10000 {
+	if l.Lang != wire.LangEN || l.MaxMembers != 10000 {
 		t.Fatalf("initial live settings %+v", l)
 	}
-	l.Lang = relay.LangZH
+	l.Lang = wire.LangZH
 	l.MaxMembers = 3
 	if err := r.Server.Reconfigure(l); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.Server.Live(); got.Lang != relay.LangZH || got.MaxMembers != 3 {
+	if got := r.Server.Live(); got.Lang != wire.LangZH || got.MaxMembers != 3 {
 		t.Fatalf("Live after Reconfigure: %+v", got)
 	}
 
@@ -62,7 +64,7 @@ func TestReconfigureKeepsMembers(t *testing.T) {
 	if n := r.Server.Registry().Len(); n != 3 {
 		t.Fatalf("%d members after lowering the limit to 1, want 3", n)
 	}
-	l.MaxMembers, l.Lang = 4, relay.LangEN
+	l.MaxMembers, l.Lang = 4, wire.LangEN
 	if err := r.Server.Reconfigure(l); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +90,7 @@ func TestReconfigureRejectsBadSettings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			l := good
-			l.Lang = relay.LangZH // would show if anything were applied
+			l.Lang = wire.LangZH // would show if anything were applied
 			l.MaxMembers = 1
 			tt.change(&l)
 			if err := r.Server.Reconfigure(l); err == nil {
@@ -151,7 +153,7 @@ func TestReconfigureWhileChatting(t *testing.T) {
 				return
 			default:
 			}
-			l.Lang = [2]relay.Lang{relay.LangEN, relay.LangZH}[i%2]
+			l.Lang = [2]wire.Lang{wire.LangEN, wire.LangZH}[i%2]
 			l.MaxMembers = 10 + i%2
 			if err := r.Server.Reconfigure(l); err != nil {
 				t.Error(err)
@@ -183,7 +185,7 @@ func TestReconfigureWhileChatting(t *testing.T) {
 	t.Logf("worded en %d, zh %d", langs["en"], langs["zh"])
 	// Once the switching stops, the last setting holds.
 	l := r.Server.Live()
-	l.Lang = relay.LangZH
+	l.Lang = wire.LangZH
 	if err := r.Server.Reconfigure(l); err != nil {
 		t.Fatal(err)
 	}

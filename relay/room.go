@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"sync"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // event is one sequenced room event, kept in the ring for repair and
@@ -41,13 +43,13 @@ func newRoom(name string, ringSize int) *room {
 // modified; it holds copies, so f's strings may alias a datagram buffer
 // that is reused afterwards. In steady state it allocates nothing: the
 // line is carved from a slab.
-func (r *room) appendTo(f *Frame, out *fanout, ev outEvent) []byte {
+func (r *room) appendTo(f *wire.Frame, out *fanout, ev outEvent) []byte {
 	f.Room = r.name
 	f.Epoch = r.epoch
 	r.mu.Lock()
 	r.seq++
 	f.Seq = r.seq
-	r.scratch = AppendFrame(r.scratch[:0], f)
+	r.scratch = wire.AppendFrame(r.scratch[:0], f)
 	ev.v2 = r.lines.copy(r.scratch)
 	r.ring[r.seq%uint64(len(r.ring))] = event{line: ev.v2}
 	out.push(ev)
@@ -109,13 +111,13 @@ func (r *room) backlog(n int, upto uint64) [][]byte {
 	for seq := from; seq <= upto && n > 0; seq++ {
 		// The ring keeps only the encoded event: decode it again (its
 		// strings alias the line, which never changes) to mark it.
-		var f Frame
+		var f wire.Frame
 		line := r.ring[seq%uint64(len(r.ring))].line
-		if !decodeFrame(unsafeString(line), &f) {
-			continue // never: the line is AppendFrame's (FuzzAppendFrame decodes what it encodes)
+		if !wire.DecodeFrameInPlace(line, &f) {
+			continue // never: the line is wire.AppendFrame's (FuzzAppendFrame decodes what it encodes)
 		}
 		f.History = true
-		lines = append(lines, AppendFrame(nil, &f))
+		lines = append(lines, wire.AppendFrame(nil, &f))
 	}
 	return lines
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/chatrelay/chatrelay/relay/internal/flood"
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Config configures a Server. The zero value of every field means its
@@ -41,7 +42,7 @@ type Config struct {
 	// Default 1024.
 	SenderQueueLimit int
 	// Lang selects the wording of notices and refusals. Default LangEN.
-	Lang Lang
+	Lang wire.Lang
 	// DisableClassic drops every classic request (counted as classic_off),
 	// for relays reachable from the internet: classic clients cannot prove
 	// their address, so a spoofed classic login could aim replies at a
@@ -91,7 +92,7 @@ type Config struct {
 
 func (c *Config) setDefaults() error {
 	if c.MaxDatagram == 0 {
-		c.MaxDatagram = DefaultMaxDatagram
+		c.MaxDatagram = wire.DefaultMaxDatagram
 	}
 	if c.MaxMembers == 0 {
 		c.MaxMembers = 10000
@@ -109,7 +110,7 @@ func (c *Config) setDefaults() error {
 		c.SenderQueueLimit = 1024
 	}
 	if c.Lang == "" {
-		c.Lang = LangEN
+		c.Lang = wire.LangEN
 	}
 	if c.V2Timeout == 0 {
 		c.V2Timeout = 15 * time.Second
@@ -232,7 +233,7 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger,
 		ready:     make(chan struct{}),
 		readDone:  make(chan struct{}),
-		room:      newRoom(RoomMain, cfg.Ring),
+		room:      newRoom(wire.RoomMain, cfg.Ring),
 		fan:       newFanout(cfg.FanoutShards),
 		flood:     flood.New(*cfg.Flood, cfg.Now),
 		cookies:   newCookies(),
@@ -407,15 +408,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
 	// restarts, and log in again by themselves when it is back.
-	notice := classicLine(s.words().admin, s.words().shutdown)
-	restart := EncodeV2(&Frame{T: FrameRestart, Room: s.room.name, Epoch: s.room.epoch})
+	notice := classicLine(s.words().Admin, s.words().shutdown)
+	restart := wire.EncodeV2(&wire.Frame{T: wire.FrameRestart, Room: s.room.name, Epoch: s.room.epoch})
 	for _, m := range members {
 		if m.Proto == ProtoV2 {
 			s.sendTo(restart, m.Dest())
 			continue
 		}
 		s.sendTo(notice, m.Dest())
-		s.sendTo([]byte(ReplyExit), m.Dest())
+		s.sendTo([]byte(wire.ReplyExit), m.Dest())
 	}
 	s.log.Info("relay server stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
 	return err
@@ -543,6 +544,6 @@ func (s *Server) evict(m *Member, now time.Time) {
 	if m.Proto == ProtoClassic {
 		s.tellRemoved(m, s.words().idleSelf)
 	}
-	s.broadcast(&Frame{T: FrameTimeout, From: m.Name}, classicLine(s.words().timedOut, m.Name), m, KindTimeout)
+	s.broadcast(&wire.Frame{T: wire.FrameTimeout, From: m.Name}, classicLine(s.words().TimedOut, m.Name), m, KindTimeout)
 	s.flush()
 }

@@ -3,6 +3,8 @@ package relay
 import (
 	"strings"
 	"sync"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // slab hands out immutable copies of small byte slices carved from shared
@@ -50,9 +52,9 @@ func keepLine(b []byte) []byte {
 // encodeV2Reply is EncodeV2(f) without, in steady state, an allocation:
 // the datagram is encoded on the stack and copied into a slab. The result
 // is immutable and may be kept.
-func encodeV2Reply(f *Frame) []byte {
+func encodeV2Reply(f *wire.Frame) []byte {
 	var buf [512]byte
-	return keepLine(AppendFrame(AppendV2Header(buf[:0]), f))
+	return keepLine(wire.AppendFrame(wire.AppendV2Header(buf[:0]), f))
 }
 
 // chatLine is classicLine(s.words().chat, name, text) without fmt and, in
@@ -62,10 +64,10 @@ func (s *Server) chatLine(name, text string) []byte { return s.words().chatLine(
 
 // chatLine is chatLine in the wording w.
 func (w *wording) chatLine(name, text string) []byte {
-	var buf [MaxClassicReply]byte
-	b, ok := appendLine(buf[:0], w.chat, name, text)
-	if !ok || len(b) > MaxClassicReply {
-		return classicLine(w.chat, name, text) // fmt, and the cut
+	var buf [wire.MaxClassicReply]byte
+	b, ok := appendLine(buf[:0], w.Chat, name, text)
+	if !ok || len(b) > wire.MaxClassicReply {
+		return classicLine(w.Chat, name, text) // fmt, and the cut
 	}
 	return keepLine(b)
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
@@ -13,16 +15,16 @@ import (
 // frames, with no reliability of its own.
 type v2c struct {
 	*client
-	pending []relay.Frame
+	pending []wire.Frame
 	token   string
 	name    string
 }
 
 func dialV2(t testing.TB, r *relaytest.Relay) *v2c { return &v2c{client: dial(t, r)} }
 
-func (c *v2c) sendFrames(fs ...*relay.Frame) int {
+func (c *v2c) sendFrames(fs ...*wire.Frame) int {
 	c.t.Helper()
-	b := relay.EncodeV2(fs...)
+	b := wire.EncodeV2(fs...)
 	if _, err := c.conn.Write(b); err != nil {
 		c.t.Fatal(err)
 	}
@@ -30,11 +32,11 @@ func (c *v2c) sendFrames(fs ...*relay.Frame) int {
 }
 
 // next returns the next frame, reading a datagram if none is pending.
-func (c *v2c) next() relay.Frame {
+func (c *v2c) next() wire.Frame {
 	c.t.Helper()
 	for len(c.pending) == 0 {
 		d := c.recv()
-		fs, err := relay.DecodeV2(nil, []byte(d))
+		fs, err := wire.DecodeV2(nil, []byte(d))
 		if err != nil {
 			c.t.Fatalf("not v2: %q: %v", d, err)
 		}
@@ -51,7 +53,7 @@ func (c *v2c) settle() {
 	c.t.Helper()
 	for {
 		f := c.next()
-		if f.T == relay.FrameJoin && f.From == c.name && !f.History {
+		if f.T == wire.FrameJoin && f.From == c.name && !f.History {
 			return
 		}
 		if !f.History {
@@ -61,7 +63,7 @@ func (c *v2c) settle() {
 }
 
 // expectT returns the next frame, failing unless it has type typ.
-func (c *v2c) expectT(typ string) relay.Frame {
+func (c *v2c) expectT(typ string) wire.Frame {
 	c.t.Helper()
 	f := c.next()
 	if f.T != typ {
@@ -71,13 +73,13 @@ func (c *v2c) expectT(typ string) relay.Frame {
 }
 
 // login does the whole validated login and returns the welcome.
-func (c *v2c) login(name string) relay.Frame {
+func (c *v2c) login(name string) wire.Frame {
 	c.t.Helper()
 	pad := strings.Repeat("p", 256)
-	c.sendFrames(&relay.Frame{T: relay.FrameHello, Room: relay.RoomMain, Name: name, Pad: pad})
-	retry := c.expectT(relay.FrameRetry)
-	c.sendFrames(&relay.Frame{T: relay.FrameHello, Room: relay.RoomMain, Name: name, Cookie: retry.Cookie})
-	w := c.expectT(relay.FrameWelcome)
+	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Pad: pad})
+	retry := c.expectT(wire.FrameRetry)
+	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Cookie: retry.Cookie})
+	w := c.expectT(wire.FrameWelcome)
 	c.token, c.name = w.Token, w.Name
 	return w
 }
@@ -92,29 +94,29 @@ func TestV2LoginChatAndClassicSideBySide(t *testing.T) {
 	if w.Name != "Bob" || len(w.Token) < 20 || w.Epoch == "" || w.Room != "main" {
 		t.Fatalf("welcome %+v", w)
 	}
-	if h := bob.expectT(relay.FrameJoin); !h.History || h.From != "alice" || h.Seq != w.Seq {
+	if h := bob.expectT(wire.FrameJoin); !h.History || h.From != "alice" || h.Seq != w.Seq {
 		t.Fatalf("backlog %+v, want alice's join as history", h)
 	}
-	join := bob.expectT(relay.FrameJoin) // its own join, in room order
+	join := bob.expectT(wire.FrameJoin) // its own join, in room order
 	if join.From != "Bob" || join.Seq != w.Seq+1 || join.Epoch != w.Epoch || join.History {
 		t.Fatalf("join %+v after welcome %+v", join, w)
 	}
 	alice.expect("Bob joined the chat room")
 
 	alice.send("C alice hello bob")
-	ev := bob.expectT(relay.FrameChat)
+	ev := bob.expectT(wire.FrameChat)
 	if ev.From != "alice" || ev.Text != "hello bob" || ev.Seq != join.Seq+1 {
 		t.Fatalf("chat %+v", ev)
 	}
-	bob.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 1, Text: "hi alice 中文"})
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 1, Text: "hi alice 中文"})
 	alice.expect("Bob says: hi alice 中文")
-	echo := bob.expectT(relay.FrameChat) // the echo is the ack
+	echo := bob.expectT(wire.FrameChat) // the echo is the ack
 	if echo.ID != 1 || echo.From != "Bob" || echo.Seq != ev.Seq+1 {
 		t.Fatalf("echo %+v", echo)
 	}
 	// A retransmission is acknowledged, not broadcast again.
-	bob.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 1, Text: "hi alice 中文"})
-	ack := bob.expectT(relay.FrameAck)
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 1, Text: "hi alice 中文"})
+	ack := bob.expectT(wire.FrameAck)
 	if ack.ID != 1 || ack.Seq != echo.Seq {
 		t.Fatalf("ack %+v", ack)
 	}
@@ -122,17 +124,17 @@ func TestV2LoginChatAndClassicSideBySide(t *testing.T) {
 	eventually(t, "duplicate counted", func() bool { return rec.drop(relay.DropDuplicate) == 1 })
 
 	// who
-	bob.sendFrames(&relay.Frame{T: relay.FrameWho, Room: "main"})
-	who := bob.expectT(relay.FrameMembers)
+	bob.sendFrames(&wire.Frame{T: wire.FrameWho, Room: "main"})
+	who := bob.expectT(wire.FrameMembers)
 	if strings.Join(who.Names, ",") != "alice,Bob" {
 		t.Fatalf("who %+v", who)
 	}
 	// quit, and a repeated quit
-	bob.sendFrames(&relay.Frame{T: relay.FrameQuit, Room: "main"})
-	bob.expectT(relay.FrameBye)
+	bob.sendFrames(&wire.Frame{T: wire.FrameQuit, Room: "main"})
+	bob.expectT(wire.FrameBye)
 	alice.expect("Bob left the chat room")
-	bob.sendFrames(&relay.Frame{T: relay.FrameQuit, Room: "main"})
-	bob.expectT(relay.FrameBye)
+	bob.sendFrames(&wire.Frame{T: wire.FrameQuit, Room: "main"})
+	bob.expectT(wire.FrameBye)
 }
 
 func TestV2RepairAndMissed(t *testing.T) {
@@ -148,33 +150,33 @@ func TestV2RepairAndMissed(t *testing.T) {
 		t.Fatalf("welcome seq %d, want 31", w.Seq)
 	}
 	for i := 29; i <= 31; i++ { // backlog: the last 3, marked history
-		h := bob.expectT(relay.FrameChat)
+		h := bob.expectT(wire.FrameChat)
 		if !h.History || h.Seq != uint64(i) {
 			t.Fatalf("backlog %+v, want seq %d history", h, i)
 		}
 	}
-	bob.expectT(relay.FrameJoin) // seq 32
+	bob.expectT(wire.FrameJoin) // seq 32
 	// Repair a range partly out of the 16-event ring (17..32):
 	// 5..20 -> missed 5..16, then 17..20.
-	bob.sendFrames(&relay.Frame{T: relay.FrameRepair, Room: "main", FromSeq: 5, ToSeq: 20})
-	missed := bob.expectT(relay.FrameMissed)
+	bob.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: "main", FromSeq: 5, ToSeq: 20})
+	missed := bob.expectT(wire.FrameMissed)
 	if missed.FromSeq != 5 || missed.ToSeq != 16 || missed.Count != 12 {
 		t.Fatalf("missed %+v", missed)
 	}
 	for i := 17; i <= 20; i++ {
-		if f := bob.expectT(relay.FrameChat); f.Seq != uint64(i) || f.History {
+		if f := bob.expectT(wire.FrameChat); f.Seq != uint64(i) || f.History {
 			t.Fatalf("repair %+v, want seq %d", f, i)
 		}
 	}
 	// Tail loss: a ping with an old last gets the events after it, then pong.
-	bob.sendFrames(&relay.Frame{T: relay.FramePing, Room: "main", Last: 30})
-	if f := bob.expectT(relay.FrameChat); f.Seq != 31 {
+	bob.sendFrames(&wire.Frame{T: wire.FramePing, Room: "main", Last: 30})
+	if f := bob.expectT(wire.FrameChat); f.Seq != 31 {
 		t.Fatalf("tail repair %+v", f)
 	}
-	if f := bob.expectT(relay.FrameJoin); f.Seq != 32 {
+	if f := bob.expectT(wire.FrameJoin); f.Seq != 32 {
 		t.Fatalf("tail repair %+v", f)
 	}
-	if p := bob.expectT(relay.FramePong); p.Seq != 32 || p.Epoch != w.Epoch {
+	if p := bob.expectT(wire.FramePong); p.Seq != 32 || p.Epoch != w.Epoch {
 		t.Fatalf("pong %+v", p)
 	}
 }
@@ -187,7 +189,7 @@ func TestV2ResumeFromANewAddress(t *testing.T) {
 	bob.settle()
 	alice.expect("bob joined the chat room")
 	alice.send("C alice one")
-	one := bob.expectT(relay.FrameChat)
+	one := bob.expectT(wire.FrameChat)
 
 	// bob's NAT rebinds: a new source port. alice says two things meanwhile.
 	moved := dialV2(t, r)
@@ -196,29 +198,29 @@ func TestV2ResumeFromANewAddress(t *testing.T) {
 	alice.send("C alice three")
 	alice.sync("alice")
 	pad := strings.Repeat("p", 256)
-	moved.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: bob.token, Last: one.Seq, Pad: pad})
-	retry := moved.expectT(relay.FrameRetry)
-	moved.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: bob.token, Last: one.Seq, Cookie: retry.Cookie})
-	w := moved.expectT(relay.FrameWelcome)
+	moved.sendFrames(&wire.Frame{T: wire.FrameResume, Room: "main", Token: bob.token, Last: one.Seq, Pad: pad})
+	retry := moved.expectT(wire.FrameRetry)
+	moved.sendFrames(&wire.Frame{T: wire.FrameResume, Room: "main", Token: bob.token, Last: one.Seq, Cookie: retry.Cookie})
+	w := moved.expectT(wire.FrameWelcome)
 	if w.Name != "bob" || w.Token != bob.token {
 		t.Fatalf("welcome %+v", w)
 	}
 	for _, want := range []string{"two", "three"} {
-		if f := moved.expectT(relay.FrameChat); f.Text != want {
+		if f := moved.expectT(wire.FrameChat); f.Text != want {
 			t.Fatalf("after resume got %+v, want %q", f, want)
 		}
 	}
-	moved.sendFrames(&relay.Frame{T: relay.FrameChat, Room: "main", ID: 1, Text: "back"})
+	moved.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 1, Text: "back"})
 	alice.expect("bob says: back") // no leave or join came first
 	if got := r.Server.Registry().ByName("bob").Addr(); got.String() != moved.conn.LocalAddr().String() {
 		t.Fatalf("bob at %v, want %v", got, moved.conn.LocalAddr())
 	}
 	// An unknown token is refused, so the client logs in again.
 	x := dialV2(t, r)
-	x.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: "nope", Pad: pad})
-	retry = x.expectT(relay.FrameRetry)
-	x.sendFrames(&relay.Frame{T: relay.FrameResume, Room: "main", Token: "nope", Cookie: retry.Cookie})
-	if f := x.expectT(relay.FrameRefused); f.Code != relay.LoginUnknownSession {
+	x.sendFrames(&wire.Frame{T: wire.FrameResume, Room: "main", Token: "nope", Pad: pad})
+	retry = x.expectT(wire.FrameRetry)
+	x.sendFrames(&wire.Frame{T: wire.FrameResume, Room: "main", Token: "nope", Cookie: retry.Cookie})
+	if f := x.expectT(wire.FrameRefused); f.Code != relay.LoginUnknownSession {
 		t.Fatalf("refused %+v", f)
 	}
 }
@@ -231,16 +233,16 @@ func TestV2NoAmplification(t *testing.T) {
 	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
 	alice := dial(t, r).login("alice")
 	victim := dialV2(t, r)
-	n := victim.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "victim", Pad: strings.Repeat("p", 256)})
+	n := victim.sendFrames(&wire.Frame{T: wire.FrameHello, Room: "main", Name: "victim", Pad: strings.Repeat("p", 256)})
 	reply := victim.recv()
 	if len(reply) > n {
 		t.Fatalf("retry of %d bytes to a %d-byte hello", len(reply), n)
 	}
 	// A bare hello, smaller than any retry, gets nothing at all.
-	victim.sendFrames(&relay.Frame{T: relay.FrameHello, Name: "v"})
+	victim.sendFrames(&wire.Frame{T: wire.FrameHello, Name: "v"})
 	// A forged cookie gets a retry again, never a welcome.
-	victim.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "victim", Cookie: "AAAAAAAAAAAAAAAAAAAAAAAAAAA", Pad: strings.Repeat("p", 256)})
-	if f, _ := relay.DecodeV2(nil, []byte(victim.recv())); len(f) != 1 || f[0].T != relay.FrameRetry {
+	victim.sendFrames(&wire.Frame{T: wire.FrameHello, Room: "main", Name: "victim", Cookie: "AAAAAAAAAAAAAAAAAAAAAAAAAAA", Pad: strings.Repeat("p", 256)})
+	if f, _ := wire.DecodeV2(nil, []byte(victim.recv())); len(f) != 1 || f[0].T != wire.FrameRetry {
 		t.Fatalf("forged cookie answered with %+v", f)
 	}
 	eventually(t, "unvalidated drop counted", func() bool { return rec.drop(relay.DropUnvalidated) == 1 })
@@ -252,8 +254,8 @@ func TestV2NoAmplification(t *testing.T) {
 	// The victim's next datagram is the answer to this probe, so no room
 	// traffic reached it.
 	victim.conn.Write([]byte("nonsense"))
-	victim.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "x", Pad: strings.Repeat("p", 256)})
-	victim.expectT(relay.FrameRetry)
+	victim.sendFrames(&wire.Frame{T: wire.FrameHello, Room: "main", Name: "x", Pad: strings.Repeat("p", 256)})
+	victim.expectT(wire.FrameRetry)
 }
 
 func TestClassicOff(t *testing.T) {
@@ -283,16 +285,16 @@ func TestEvictions(t *testing.T) {
 	watcher.settle()
 	ghost := dialV2(t, r)
 	ghost.login("ghost")
-	watcher.expectT(relay.FrameJoin)
+	watcher.expectT(wire.FrameJoin)
 	reader := dial(t, r).login("reader")
-	watcher.expectT(relay.FrameJoin)
+	watcher.expectT(wire.FrameJoin)
 
 	// 16 s pass; the watcher heartbeats, ghost does not.
 	clock.Advance(16 * time.Second)
-	watcher.sendFrames(&relay.Frame{T: relay.FramePing, Room: "main", Last: 3})
+	watcher.sendFrames(&wire.Frame{T: wire.FramePing, Room: "main", Last: 3})
 	for {
 		f := watcher.next()
-		if f.T == relay.FrameTimeout {
+		if f.T == wire.FrameTimeout {
 			if f.From != "ghost" {
 				t.Fatalf("timeout %+v", f)
 			}
@@ -303,11 +305,11 @@ func TestEvictions(t *testing.T) {
 
 	// A classic member idle for over an hour gets a notice, then EXIT.
 	clock.Advance(time.Hour)
-	watcher.sendFrames(&relay.Frame{T: relay.FramePing, Room: "main", Last: 4})
+	watcher.sendFrames(&wire.Frame{T: wire.FramePing, Room: "main", Last: 4})
 	reader.expect("Admin notice: you were disconnected after being idle too long")
 	reader.expect("EXIT")
 	for {
-		if f := watcher.next(); f.T == relay.FrameTimeout && f.From == "reader" {
+		if f := watcher.next(); f.T == wire.FrameTimeout && f.From == "reader" {
 			break
 		}
 	}
@@ -324,7 +326,7 @@ func TestShutdownTellsV2ToReconnect(t *testing.T) {
 	if err := r.Server.Shutdown(shortCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	if f := bob.expectT(relay.FrameRestart); f.Epoch != w.Epoch {
+	if f := bob.expectT(wire.FrameRestart); f.Epoch != w.Epoch {
 		t.Fatalf("restart %+v", f)
 	}
 }
@@ -338,25 +340,25 @@ func TestV2RepeatedHelloGetsTheSameWelcome(t *testing.T) {
 	alice.sync("alice")
 	bob := dialV2(t, r)
 	pad := strings.Repeat("p", 256)
-	bob.sendFrames(&relay.Frame{T: relay.FrameHello, Room: "main", Name: "bob", Pad: pad})
-	retry := bob.expectT(relay.FrameRetry)
-	hello := &relay.Frame{T: relay.FrameHello, Room: "main", Name: "bob", Cookie: retry.Cookie}
+	bob.sendFrames(&wire.Frame{T: wire.FrameHello, Room: "main", Name: "bob", Pad: pad})
+	retry := bob.expectT(wire.FrameRetry)
+	hello := &wire.Frame{T: wire.FrameHello, Room: "main", Name: "bob", Cookie: retry.Cookie}
 	bob.sendFrames(hello)
-	w1 := bob.expectT(relay.FrameWelcome)
+	w1 := bob.expectT(wire.FrameWelcome)
 	bob.name = w1.Name
 	bob.settle() // alice's join as history, then bob's own join
 	alice.expect("bob joined the chat room")
 	alice.send("C alice after bob came")
-	if f := bob.expectT(relay.FrameChat); f.Text != "after bob came" {
+	if f := bob.expectT(wire.FrameChat); f.Text != "after bob came" {
 		t.Fatalf("got %+v", f)
 	}
 
 	bob.sendFrames(hello) // as if the first welcome was lost
-	w2 := bob.expectT(relay.FrameWelcome)
+	w2 := bob.expectT(wire.FrameWelcome)
 	if w2.Seq != w1.Seq || w2.Token != w1.Token {
 		t.Fatalf("second welcome %+v, first %+v", w2, w1)
 	}
-	if h := bob.expectT(relay.FrameJoin); !h.History || h.From != "alice" || h.Seq != w1.Seq {
+	if h := bob.expectT(wire.FrameJoin); !h.History || h.From != "alice" || h.Seq != w1.Seq {
 		t.Fatalf("backlog %+v", h)
 	}
 	alice.sync("alice") // and no second join notice

@@ -7,8 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Two script-mode clients converse through a real relay.
@@ -72,7 +72,7 @@ func TestScriptLongLineAndQuit(t *testing.T) {
 			if !utf8.ValidString(text) {
 				t.Errorf("part %d is not valid UTF-8", parts)
 			}
-			if n := len("C carol ") + len(text); n > relay.DefaultMaxDatagram {
+			if n := len("C carol ") + len(text); n > wire.DefaultMaxDatagram {
 				t.Errorf("part %d needed a %d-byte datagram", parts, n)
 			}
 			got.WriteString(text)
@@ -258,7 +258,7 @@ func TestSplitText(t *testing.T) {
 			t.Errorf("splitText(%q, %d) = %q, want %q", tt.text, tt.max, got, tt.want)
 		}
 	}
-	if n := maxChatText("alice"); n != relay.DefaultMaxDatagram-len("C alice ") {
+	if n := maxChatText("alice"); n != wire.DefaultMaxDatagram-len("C alice ") {
 		t.Errorf("maxChatText(alice) = %d", n)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Timing of the two request/reply exchanges. UDP drops datagrams, so both
@@ -87,11 +87,11 @@ func (s *session) close() {
 	s.wg.Wait()
 }
 
-// readLoop delivers every datagram (at most relay.MaxClassicReply bytes)
+// readLoop delivers every datagram (at most wire.MaxClassicReply bytes)
 // and every ECONNREFUSED to in, until the socket is closed.
 func (s *session) readLoop() {
 	defer s.wg.Done()
-	buf := make([]byte, relay.MaxClassicReply)
+	buf := make([]byte, wire.MaxClassicReply)
 	for {
 		n, err := s.conn.Read(buf)
 		var p packet
@@ -142,7 +142,7 @@ func (s *session) drain() {
 // or errNoReply, errUnreachable, errEnded or ctx's error.
 func (s *session) login(ctx context.Context, name string) (reason string, err error) {
 	s.drain()
-	req := relay.AppendLogin(nil, name)
+	req := wire.AppendLogin(nil, name)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
@@ -158,18 +158,18 @@ func (s *session) login(ctx context.Context, name string) (reason string, err er
 			if p.err != nil {
 				return "", p.err
 			}
-			switch reply := string(relay.StripNewline([]byte(p.data))); reply {
-			case relay.ReplyOK:
+			switch reply := string(wire.StripNewline([]byte(p.data))); reply {
+			case wire.ReplyOK:
 				s.name = name
 				// Each earlier send may still draw its own OK.
 				s.staleOK, s.okUntil = sent-1, time.Now().Add(staleOKWindow)
 				return "", nil
-			case relay.ReplyExit:
+			case wire.ReplyExit:
 				return "", errEnded
 			case "":
 				return "(empty reply)", nil
 			default:
-				return cleanLine(relay.TruncateUTF8(reply, 4*relay.MaxReasonBytes)), nil
+				return cleanLine(wire.TruncateUTF8(reply, 4*wire.MaxReasonBytes)), nil
 			}
 		case <-t.C:
 			if sent >= loginTries {
@@ -196,11 +196,11 @@ func (s *session) classify(p packet) (recvKind, string) {
 	if p.err != nil {
 		return recvError, ""
 	}
-	b := relay.StripNewline([]byte(p.data))
+	b := wire.StripNewline([]byte(p.data))
 	switch string(b) {
-	case relay.ReplyExit:
+	case wire.ReplyExit:
 		return recvExit, ""
-	case relay.ReplyOK:
+	case wire.ReplyOK:
 		if s.staleOK > 0 && time.Now().Before(s.okUntil) {
 			s.staleOK--
 			return recvSkip, ""
@@ -210,11 +210,11 @@ func (s *session) classify(p packet) (recvKind, string) {
 }
 
 // chat sends text as one or more `C name text` datagrams, each within
-// relay.DefaultMaxDatagram bytes, split at UTF-8 boundaries.
+// wire.DefaultMaxDatagram bytes, split at UTF-8 boundaries.
 func (s *session) chat(text string) error {
 	var buf []byte
 	for _, part := range splitText(text, maxChatText(s.name)) {
-		buf = relay.AppendChat(buf[:0], s.name, part)
+		buf = wire.AppendChat(buf[:0], s.name, part)
 		if err := s.send(buf); err != nil {
 			return err
 		}
@@ -226,7 +226,7 @@ func (s *session) chat(text string) error {
 // resending once. Datagrams that arrive meanwhile go to show (if not nil).
 // It reports whether EXIT arrived; the caller exits either way.
 func (s *session) quit(show func(string)) bool {
-	req := relay.AppendQuit(nil, s.name)
+	req := wire.AppendQuit(nil, s.name)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	<-t.C
@@ -276,7 +276,7 @@ func (s *session) describe(err error) string {
 // given the relay's default input bound. It never returns less than
 // utf8.UTFMax, so that every split makes progress.
 func maxChatText(name string) int {
-	return max(relay.DefaultMaxDatagram-len("C  ")-len(name), utf8.UTFMax)
+	return max(wire.DefaultMaxDatagram-len("C  ")-len(name), utf8.UTFMax)
 }
 
 // splitText cuts text into pieces of at most max bytes, never inside a UTF-8
@@ -284,7 +284,7 @@ func maxChatText(name string) int {
 func splitText(text string, max int) []string {
 	var parts []string
 	for len(text) > max {
-		part := relay.TruncateUTF8(text, max)
+		part := wire.TruncateUTF8(text, max)
 		parts = append(parts, part)
 		text = text[len(part):]
 	}

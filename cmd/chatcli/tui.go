@@ -13,8 +13,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
-
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // maxHistory bounds the lines kept for scrolling back. The viewport measures
@@ -192,7 +191,7 @@ func (c *controller) loop(ctx, loginCtx context.Context) {
 			if loggedIn {
 				// The program ended without the quit handshake (a second
 				// Ctrl-C, or a terminal failure): still say goodbye, once.
-				c.s.send(relay.AppendQuit(nil, c.s.name))
+				c.s.send(wire.AppendQuit(nil, c.s.name))
 			}
 			return
 		case <-ctxDone:

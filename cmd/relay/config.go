@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // configKey is the flag naming the config file; it is not a file key.
@@ -475,7 +476,7 @@ var liveKeys = map[string]bool{
 
 // liveOf returns the relay's live settings from valid options.
 func liveOf(o Options) (relay.Live, error) {
-	lang, err := relay.ParseLang(o.Lang)
+	lang, err := wire.ParseLang(o.Lang)
 	if err != nil {
 		return relay.Live{}, err
 	}

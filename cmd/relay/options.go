@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Options is everything the daemon can be told on its command line, in its
@@ -75,7 +76,7 @@ func defaultOptions() Options {
 		Workers:        16,
 		Queue:          8192,
 		SenderQueue:    1024,
-		MaxDatagram:    relay.DefaultMaxDatagram,
+		MaxDatagram:    wire.DefaultMaxDatagram,
 		MaxMembers:     10000,
 		MaxPerIP:       16,
 		Lang:           "en",
@@ -247,7 +248,7 @@ func (o Options) validate() error {
 	if _, err := o.floodSettings(); err != nil {
 		return err
 	}
-	if _, err := relay.ParseLang(o.Lang); err != nil {
+	if _, err := wire.ParseLang(o.Lang); err != nil {
 		return bad("lang", "%q: want en or zh", o.Lang)
 	}
 	if _, err := parseLevel(o.LogLevel); err != nil {

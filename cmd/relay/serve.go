@@ -17,6 +17,7 @@ import (
 	"github.com/chatrelay/chatrelay/metrics"
 	"github.com/chatrelay/chatrelay/pool"
 	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // listeners are what serve opened, reported to tests through onReady.
@@ -36,7 +37,7 @@ func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listene
 // serveReloading is serve that also reloads its configuration on each of
 // rl's signals (SIGHUP), while it serves; rl nil never reloads.
 func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady func(listeners), rl *reloader) error {
-	lang, _ := relay.ParseLang(o.Lang)
+	lang, _ := wire.ParseLang(o.Lang)
 	floodSettings, err := o.floodSettings()
 	if err != nil {
 		return err

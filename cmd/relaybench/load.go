@@ -13,7 +13,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -551,9 +551,9 @@ func (r *receiver) readUDP(li int, u *udpBatch) {
 // or classic lines ("name says: text"), several joined by '\n' when the
 // relay coalesces.
 func (r *receiver) datagram(li int, p []byte) {
-	v2 := relay.IsV2(p)
+	v2 := wire.IsV2(p)
 	if v2 {
-		p = p[len(relay.V2Magic):]
+		p = p[len(wire.V2Magic):]
 	}
 	for len(p) > 0 {
 		line := p

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 	"go.uber.org/goleak"
 )
 
@@ -55,21 +55,21 @@ func TestV2ChatMatchesCodec(t *testing.T) {
 	text := bytes.Repeat([]byte("x"), textLen)
 	encodeText(text, 1, 7, 99)
 	b := appendV2Chat(nil, 12345, text)
-	frames, err := relay.DecodeV2(nil, b)
+	frames, err := wire.DecodeV2(nil, b)
 	if err != nil || len(frames) != 1 {
 		t.Fatalf("DecodeV2(%q) = %v, %v", b, frames, err)
 	}
-	want := relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, ID: 12345, Text: string(text)}
-	if !slices.EqualFunc(frames, []relay.Frame{want}, func(a, b relay.Frame) bool {
+	want := wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: 12345, Text: string(text)}
+	if !slices.EqualFunc(frames, []wire.Frame{want}, func(a, b wire.Frame) bool {
 		return a.T == b.T && a.Room == b.Room && a.ID == b.ID && a.Text == b.Text
 	}) {
 		t.Errorf("decoded %+v, want %+v", frames[0], want)
 	}
-	if got := relay.EncodeV2(&want); !bytes.Equal(got, b) {
+	if got := wire.EncodeV2(&want); !bytes.Equal(got, b) {
 		t.Logf("codec: %q\ntool:  %q (field order may differ; the relay decodes both)", got, b)
 	}
-	ev := relay.EncodeV2(&relay.Frame{T: relay.FrameChat, Room: relay.RoomMain, Seq: 9, Epoch: "e", From: "m0001", ID: 7, Text: string(text)},
-		&relay.Frame{T: relay.FrameJoin, Room: relay.RoomMain, Seq: 10, Epoch: "e", From: "m0002"})
+	ev := wire.EncodeV2(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, Seq: 9, Epoch: "e", From: "m0001", ID: 7, Text: string(text)},
+		&wire.Frame{T: wire.FrameJoin, Room: wire.RoomMain, Seq: 10, Epoch: "e", From: "m0002"})
 	r := &receiver{ms: []*member{{idx: 0}}, senders: 2, seqs: 64, stepStart: 1}
 	r.st.seen, r.st.last = [][]uint64{{0}, {0}}, []int64{-1, -1}
 	r.now = 1000

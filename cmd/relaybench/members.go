@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -140,13 +140,13 @@ const helloPad = 256
 func (m *member) loginV2() error {
 	buf := make([]byte, 65536)
 	cookie := ""
-	var frames []relay.Frame
+	var frames []wire.Frame
 	for try := 0; try < 6; try++ {
-		f := relay.Frame{T: relay.FrameHello, Room: relay.RoomMain, Name: m.name, Cookie: cookie}
-		if n := len(relay.EncodeV2(&f)); n < helloPad {
+		f := wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: m.name, Cookie: cookie}
+		if n := len(wire.EncodeV2(&f)); n < helloPad {
 			f.Pad = strings.Repeat("x", helloPad-n)
 		}
-		if _, err := unix.Write(m.fd, relay.EncodeV2(&f)); err != nil {
+		if _, err := unix.Write(m.fd, wire.EncodeV2(&f)); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(time.Second)
@@ -164,17 +164,17 @@ func (m *member) loginV2() error {
 				if err != nil {
 					break
 				}
-				frames, err = relay.DecodeV2(frames[:0], buf[:k])
+				frames, err = wire.DecodeV2(frames[:0], buf[:k])
 				if err != nil {
 					continue
 				}
 				for _, f := range frames {
 					switch f.T {
-					case relay.FrameRetry:
+					case wire.FrameRetry:
 						cookie, resend = f.Cookie, true
-					case relay.FrameWelcome:
+					case wire.FrameWelcome:
 						return nil
-					case relay.FrameRefused:
+					case wire.FrameRefused:
 						return fmt.Errorf("login %s: refused: %s %s", m.name, f.Code, f.Reason)
 					}
 				}

@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Config configures a Client. Zero values mean the defaults named.
@@ -20,7 +20,7 @@ type Config struct {
 	Addr string
 	// Name is the name to log in as. Required.
 	Name string
-	// Room is the room. Default relay.RoomMain (the only one for now).
+	// Room is the room. Default wire.RoomMain (the only one for now).
 	Room string
 	// Rand jitters repair delays and backoffs. Default: seeded from the
 	// clock. Only the client's loop uses it; do not share it.
@@ -51,7 +51,7 @@ type Config struct {
 	// fails with ErrQueueFull beyond it. Default 4096.
 	MaxQueue int
 	// MaxDatagram bounds a datagram sent to the relay. Default
-	// relay.DefaultMaxDatagram (1024), the relay's default input bound.
+	// wire.DefaultMaxDatagram (1024), the relay's default input bound.
 	MaxDatagram int
 }
 
@@ -60,7 +60,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("client: Addr and Name are required")
 	}
 	if c.Room == "" {
-		c.Room = relay.RoomMain
+		c.Room = wire.RoomMain
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x5eed))
@@ -87,7 +87,7 @@ func (c *Config) setDefaults() error {
 		c.MaxQueue = 4096
 	}
 	if c.MaxDatagram <= 0 {
-		c.MaxDatagram = relay.DefaultMaxDatagram
+		c.MaxDatagram = wire.DefaultMaxDatagram
 	}
 	if c.MaxDatagram < 300 {
 		return fmt.Errorf("client: max datagram %d is below the 256-byte hello padding", c.MaxDatagram)
@@ -609,7 +609,7 @@ func (c *Client) onDatagram(p inbound) {
 		return
 	}
 	c.stats.received.Add(1)
-	frames, err := relay.DecodeV2(nil, p.data)
+	frames, err := wire.DecodeV2(nil, p.data)
 	if err != nil {
 		return // not v2, or garbage: never answered
 	}
@@ -625,45 +625,45 @@ func (c *Client) onDatagram(p inbound) {
 }
 
 // onFrame handles one frame; delivered is scratch space for room events.
-func (c *Client) onFrame(f *relay.Frame, scratch []Event) []Event {
+func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
 	if f.Room != "" && f.Room != c.cfg.Room {
 		return scratch
 	}
 	now := c.cfg.Now()
 	switch f.T {
-	case relay.FrameRetry:
+	case wire.FrameRetry:
 		if (c.st == stHello || c.st == stResume) && f.Cookie != "" {
 			c.cookie = f.Cookie
 			c.hs.next = time.Time{} // again at once, with the cookie
 		}
-	case relay.FrameWelcome:
+	case wire.FrameWelcome:
 		c.onWelcome(f, now)
-	case relay.FrameRefused:
+	case wire.FrameRefused:
 		c.onRefused(f)
-	case relay.FrameChat, relay.FrameJoin, relay.FrameLeave, relay.FrameTimeout, relay.FrameNotice:
+	case wire.FrameChat, wire.FrameJoin, wire.FrameLeave, wire.FrameTimeout, wire.FrameNotice:
 		if !c.sameEpoch(f.Epoch) {
 			return scratch
 		}
-		if f.T == relay.FrameChat && f.ID != 0 && f.From == c.name && f.Seq > c.base && c.token != "" {
+		if f.T == wire.FrameChat && f.ID != 0 && f.From == c.name && f.Seq > c.base && c.token != "" {
 			c.out.ack(f.ID) // our echo
 		}
 		scratch = c.seq.add(f, scratch[:0])
 		c.deliver(scratch)
-	case relay.FrameMissed:
+	case wire.FrameMissed:
 		if !c.sameEpoch(f.Epoch) {
 			return scratch
 		}
 		scratch = c.seq.missed(f.FromSeq, f.ToSeq, scratch[:0])
 		c.deliver(scratch)
-	case relay.FrameAck:
+	case wire.FrameAck:
 		if c.out.ack(f.ID) && f.Seq != 0 {
 			c.seq.learn(f.Seq) // our message exists: fetch it if we lack it
 		}
-	case relay.FramePong:
+	case wire.FramePong:
 		if c.sameEpoch(f.Epoch) && c.st == stMember {
 			c.seq.learn(f.Seq)
 		}
-	case relay.FrameMembers:
+	case wire.FrameMembers:
 		if len(c.who.waiters) > 0 {
 			c.who.names = append(c.who.names, f.Names...)
 			if !f.More {
@@ -673,22 +673,22 @@ func (c *Client) onFrame(f *relay.Frame, scratch []Event) []Event {
 				c.who.waiters, c.who.names = nil, nil
 			}
 		}
-	case relay.FrameBye:
+	case wire.FrameBye:
 		switch c.st {
 		case stQuitting:
 			c.exit = true
 		case stMember, stResume:
 			c.end(ErrEnded)
 		}
-	case relay.FrameThrottled:
+	case wire.FrameThrottled:
 		d := time.Duration(f.RetryMS) * time.Millisecond
 		c.out.throttle(now.Add(d))
 		c.emit(Event{Type: EventThrottled, RetryAfter: d, ID: f.ID, Reason: f.Reason})
-	case relay.FrameRestart:
+	case wire.FrameRestart:
 		if f.Epoch == "" || f.Epoch == c.epoch {
 			c.relayRestarting()
 		}
-	case relay.FrameError:
+	case wire.FrameError:
 		if f.ID != 0 {
 			c.out.ack(f.ID) // refused for good: do not retransmit it
 		}
@@ -752,7 +752,7 @@ func (c *Client) relayRestarting() {
 	c.startRelogin("restart", 250*time.Millisecond)
 }
 
-func (c *Client) onWelcome(f *relay.Frame, now time.Time) {
+func (c *Client) onWelcome(f *wire.Frame, now time.Time) {
 	switch c.st {
 	case stHello:
 		first := c.epoch == ""
@@ -819,7 +819,7 @@ func (c *Client) becomeMember(now time.Time) {
 	c.repair.armed = false
 }
 
-func (c *Client) onRefused(f *relay.Frame) {
+func (c *Client) onRefused(f *wire.Frame) {
 	err := &RefusedError{Code: f.Code, Reason: f.Reason}
 	switch c.st {
 	case stHello:
@@ -830,7 +830,7 @@ func (c *Client) onRefused(f *relay.Frame) {
 		c.end(err)
 	case stResume:
 		switch f.Code {
-		case relay.LoginUnknownSession:
+		case wire.CodeUnknownSession:
 			c.startRelogin("unknown_session", 0)
 		case "bad_cookie":
 			c.cookie, c.hs.next = "", time.Time{}
@@ -842,7 +842,7 @@ func (c *Client) onRefused(f *relay.Frame) {
 
 // onTimers sends whatever is due at now.
 func (c *Client) onTimers(now time.Time) {
-	var frames []*relay.Frame
+	var frames []*wire.Frame
 	switch c.st {
 	case stHello, stResume:
 		if now.Before(c.hs.next) {
@@ -873,7 +873,7 @@ func (c *Client) onTimers(now time.Time) {
 			return
 		}
 		for _, m := range c.out.due(now) {
-			frames = append(frames, &relay.Frame{T: relay.FrameChat, Room: c.cfg.Room, ID: m.id, Text: m.text})
+			frames = append(frames, &wire.Frame{T: wire.FrameChat, Room: c.cfg.Room, ID: m.id, Text: m.text})
 			c.stats.chats.Add(1)
 			if m.sent > 1 {
 				c.stats.retransmits.Add(1)
@@ -882,12 +882,12 @@ func (c *Client) onTimers(now time.Time) {
 		frames = c.repairFrames(now, frames)
 		if len(c.who.waiters) > 0 && !now.Before(c.who.next) {
 			c.who.names = nil // a fresh answer
-			frames = append(frames, &relay.Frame{T: relay.FrameWho, Room: c.cfg.Room})
+			frames = append(frames, &wire.Frame{T: wire.FrameWho, Room: c.cfg.Room})
 			c.who.next = now.Add(c.who.bo.next(c.cfg.Rand))
 		}
 		if !now.Before(c.hbNext) || len(frames) > 0 && now.Add(c.cfg.HeartbeatEvery/2).After(c.hbNext) {
 			// A ping rides along when one is nearly due anyway.
-			frames = append(frames, &relay.Frame{T: relay.FramePing, Room: c.cfg.Room, Last: c.seq.last})
+			frames = append(frames, &wire.Frame{T: wire.FramePing, Room: c.cfg.Room, Last: c.seq.last})
 			c.hbNext = now.Add(c.cfg.HeartbeatEvery)
 		}
 	case stQuitting:
@@ -896,7 +896,7 @@ func (c *Client) onTimers(now time.Time) {
 			return
 		}
 		if !now.Before(c.quit.next) {
-			frames = append(frames, &relay.Frame{T: relay.FrameQuit, Room: c.cfg.Room})
+			frames = append(frames, &wire.Frame{T: wire.FrameQuit, Room: c.cfg.Room})
 			c.quit.next = now.Add(quitWait)
 		}
 	}
@@ -904,7 +904,7 @@ func (c *Client) onTimers(now time.Time) {
 }
 
 // repairFrames arms, fires and backs off the gap repair.
-func (c *Client) repairFrames(now time.Time, frames []*relay.Frame) []*relay.Frame {
+func (c *Client) repairFrames(now time.Time, frames []*wire.Frame) []*wire.Frame {
 	if !c.seq.open() {
 		c.repair.armed = false
 		return frames
@@ -925,7 +925,7 @@ func (c *Client) repairFrames(now time.Time, frames []*relay.Frame) []*relay.Fra
 	}
 	for _, r := range c.seq.gaps(repairRanges) {
 		for from := r.from; from <= r.to; from += maxRepairSpan {
-			frames = append(frames, &relay.Frame{T: relay.FrameRepair, Room: c.cfg.Room, FromSeq: from, ToSeq: min(r.to, from+maxRepairSpan-1)})
+			frames = append(frames, &wire.Frame{T: wire.FrameRepair, Room: c.cfg.Room, FromSeq: from, ToSeq: min(r.to, from+maxRepairSpan-1)})
 			c.stats.repairs.Add(1)
 			if from+maxRepairSpan < from { // overflow guard
 				break
@@ -937,10 +937,10 @@ func (c *Client) repairFrames(now time.Time, frames []*relay.Frame) []*relay.Fra
 }
 
 // handshakeFrame is the hello or resume to send now, padded.
-func (c *Client) handshakeFrame() *relay.Frame {
-	f := &relay.Frame{T: relay.FrameHello, Room: c.cfg.Room, Name: c.cfg.Name, Cookie: c.cookie}
+func (c *Client) handshakeFrame() *wire.Frame {
+	f := &wire.Frame{T: wire.FrameHello, Room: c.cfg.Room, Name: c.cfg.Name, Cookie: c.cookie}
 	if c.st == stResume {
-		f = &relay.Frame{T: relay.FrameResume, Room: c.cfg.Room, Token: c.token, Last: c.seq.last, Cookie: c.cookie}
+		f = &wire.Frame{T: wire.FrameResume, Room: c.cfg.Room, Token: c.token, Last: c.seq.last, Cookie: c.cookie}
 	}
 	pad(f)
 	return f
@@ -948,9 +948,9 @@ func (c *Client) handshakeFrame() *relay.Frame {
 
 // pad fills f.Pad so that f alone makes a datagram of at least
 // minHelloSize bytes.
-func pad(f *relay.Frame) {
+func pad(f *wire.Frame) {
 	f.Pad = ""
-	n := len(relay.EncodeV2(f)) + len(`,"pad":""`)
+	n := len(wire.EncodeV2(f)) + len(`,"pad":""`)
 	if n < minHelloSize {
 		f.Pad = strings.Repeat(".", minHelloSize-n)
 	}
@@ -958,24 +958,24 @@ func pad(f *relay.Frame) {
 
 // sendFrames packs frames into as few datagrams as MaxDatagram allows and
 // sends them. A hello or resume goes alone, so its padding counts.
-func (c *Client) sendFrames(frames []*relay.Frame) {
+func (c *Client) sendFrames(frames []*wire.Frame) {
 	if len(frames) == 0 || c.sock == nil {
 		return
 	}
 	var b []byte
 	flush := func() {
-		if len(b) > len(relay.V2Magic) {
+		if len(b) > len(wire.V2Magic) {
 			if c.sock.write(b) == nil {
 				c.stats.sent.Add(1)
 			}
 		}
-		b = relay.AppendV2Header(b[:0])
+		b = wire.AppendV2Header(b[:0])
 	}
-	b = relay.AppendV2Header(make([]byte, 0, c.cfg.MaxDatagram))
+	b = wire.AppendV2Header(make([]byte, 0, c.cfg.MaxDatagram))
 	for _, f := range frames {
 		n := len(b)
-		b = relay.AppendFrame(b, f)
-		if len(b) > c.cfg.MaxDatagram && n > len(relay.V2Magic) {
+		b = wire.AppendFrame(b, f)
+		if len(b) > c.cfg.MaxDatagram && n > len(wire.V2Magic) {
 			line := append([]byte(nil), b[n:]...)
 			b = b[:n]
 			flush()
@@ -1022,15 +1022,15 @@ func (c *Client) nextWake(now time.Time) time.Time {
 // chatOverhead is the size of a chat datagram minus its text's encoding,
 // with the largest id.
 func chatOverhead(room string) int {
-	f := relay.Frame{T: relay.FrameChat, Room: room, ID: 1<<64 - 1, Text: "x"}
-	return len(relay.EncodeV2(&f)) - 1
+	f := wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: "x"}
+	return len(wire.EncodeV2(&f)) - 1
 }
 
 // fits reports whether text makes a chat frame that fits in a datagram of
 // max bytes, whatever its id.
 func fits(room, text string, max int) bool {
-	f := relay.Frame{T: relay.FrameChat, Room: room, ID: 1<<64 - 1, Text: text}
-	return len(relay.EncodeV2(&f)) <= max
+	f := wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: text}
+	return len(wire.EncodeV2(&f)) <= max
 }
 
 // jsonLen is how many bytes encoding/json (HTML escaping off) writes for
@@ -1053,7 +1053,7 @@ func jsonLen(r rune, size int) int {
 // SplitText cuts text into pieces that each fit in one chat datagram of
 // the relay's default size, never inside a UTF-8 sequence.
 func SplitText(text string) []string {
-	return SplitTextFor(relay.RoomMain, text, relay.DefaultMaxDatagram)
+	return SplitTextFor(wire.RoomMain, text, wire.DefaultMaxDatagram)
 }
 
 // SplitTextFor is SplitText for a room and a datagram bound.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // EventType is what an Event reports. The room events (chat, join, leave,
@@ -98,7 +98,7 @@ func (e Event) String() string {
 // classic teaching chat room's wording); other events are in English, but
 // for missed, which has a Chinese form too.
 func (e Event) Format(lang string) string {
-	w := relay.Words(relay.Lang(lang))
+	w := wire.Words(wire.Lang(lang))
 	switch e.Type {
 	case EventChat:
 		return fmt.Sprintf(w.Chat, e.From, e.Text)

@@ -1,8 +1,6 @@
 package client
 
-import (
-	"github.com/chatrelay/chatrelay/relay"
-)
+import "github.com/chatrelay/chatrelay/relay/wire"
 
 // seqRange is an inclusive range of room sequence numbers.
 type seqRange struct{ from, to uint64 }
@@ -20,15 +18,15 @@ const maxGapScan = 4096
 // after a gap until the gap is filled or declared missed. It is not safe
 // for concurrent use: the client's loop owns it.
 type sequencer struct {
-	last  uint64                 // every seq <= last was delivered or reported missed
-	known uint64                 // the highest seq known to exist (>= last)
-	shown uint64                 // the highest seq handed out, backlog included
-	buf   map[uint64]relay.Frame // held back: seqs > last+1
-	lost  []seqRange             // declared missed by the relay, above last, disjoint
+	last  uint64                // every seq <= last was delivered or reported missed
+	known uint64                // the highest seq known to exist (>= last)
+	shown uint64                // the highest seq handed out, backlog included
+	buf   map[uint64]wire.Frame // held back: seqs > last+1
+	lost  []seqRange            // declared missed by the relay, above last, disjoint
 }
 
 func newSequencer(base uint64) *sequencer {
-	s := &sequencer{buf: make(map[uint64]relay.Frame)}
+	s := &sequencer{buf: make(map[uint64]wire.Frame)}
 	s.reset(base)
 	return s
 }
@@ -50,7 +48,7 @@ func (s *sequencer) open() bool { return s.known > s.last }
 
 // add takes one room event and appends what can now be delivered, in
 // order, to out.
-func (s *sequencer) add(f *relay.Frame, out []Event) []Event {
+func (s *sequencer) add(f *wire.Frame, out []Event) []Event {
 	seq := f.Seq
 	if seq == 0 {
 		return out
@@ -86,7 +84,7 @@ func (s *sequencer) maxBuffered() uint64 {
 }
 
 // deliver hands out f, the event at last+1.
-func (s *sequencer) deliver(f *relay.Frame, out []Event) []Event {
+func (s *sequencer) deliver(f *wire.Frame, out []Event) []Event {
 	s.last = f.Seq
 	s.shown = max(s.shown, f.Seq)
 	return append(out, roomEvent(f, f.History))
@@ -181,18 +179,18 @@ func (s *sequencer) gaps(n int) []seqRange {
 }
 
 // roomEvent converts a room event frame.
-func roomEvent(f *relay.Frame, history bool) Event {
+func roomEvent(f *wire.Frame, history bool) Event {
 	e := Event{Seq: f.Seq, Epoch: f.Epoch, From: f.From, History: history}
 	switch f.T {
-	case relay.FrameChat:
+	case wire.FrameChat:
 		e.Type, e.Text, e.ID = EventChat, f.Text, f.ID
-	case relay.FrameJoin:
+	case wire.FrameJoin:
 		e.Type = EventJoin
-	case relay.FrameLeave:
+	case wire.FrameLeave:
 		e.Type, e.Reason = EventLeave, f.Reason
-	case relay.FrameTimeout:
+	case wire.FrameTimeout:
 		e.Type = EventTimeout
-	case relay.FrameNotice:
+	case wire.FrameNotice:
 		e.Type, e.Text = EventNotice, f.Text
 	}
 	return e
@@ -201,7 +199,7 @@ func roomEvent(f *relay.Frame, history bool) Event {
 // isRoomFrame reports whether a frame type is a sequenced room event.
 func isRoomFrame(t string) bool {
 	switch t {
-	case relay.FrameChat, relay.FrameJoin, relay.FrameLeave, relay.FrameTimeout, relay.FrameNotice:
+	case wire.FrameChat, wire.FrameJoin, wire.FrameLeave, wire.FrameTimeout, wire.FrameNotice:
 		return true
 	}
 	return false

@@ -8,11 +8,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-func chat(seq uint64) *relay.Frame {
-	return &relay.Frame{T: relay.FrameChat, Seq: seq, From: "x", ID: seq, Text: "m"}
+func chat(seq uint64) *wire.Frame {
+	return &wire.Frame{T: wire.FrameChat, Seq: seq, From: "x", ID: seq, Text: "m"}
 }
 
 func seqs(evs []Event) []uint64 {
@@ -95,9 +95,9 @@ func TestSequencerMissedAroundHeld(t *testing.T) {
 // arrival order, and never after a live event.
 func TestSequencerHistory(t *testing.T) {
 	s := newSequencer(20)
-	hist := func(seq uint64) *relay.Frame { f := chat(seq); f.History = true; return f }
+	hist := func(seq uint64) *wire.Frame { f := chat(seq); f.History = true; return f }
 	var out []Event
-	for _, f := range []*relay.Frame{hist(18), hist(19), hist(19), hist(17), hist(20), chat(21), hist(20)} {
+	for _, f := range []*wire.Frame{hist(18), hist(19), hist(19), hist(17), hist(20), chat(21), hist(20)} {
 		out = s.add(f, out)
 	}
 	if got, want := seqs(out), []uint64{18, 19, 20, 21}; !slices.Equal(got, want) {
@@ -229,10 +229,10 @@ func TestSplitText(t *testing.T) {
 			if !utf8.ValidString(p) || p == "" {
 				t.Errorf("part %d invalid or empty", i)
 			}
-			if !fits(relay.RoomMain, p, relay.DefaultMaxDatagram) {
+			if !fits(wire.RoomMain, p, wire.DefaultMaxDatagram) {
 				t.Errorf("part %d (%d bytes) does not fit", i, len(p))
 			}
-			if i < len(parts)-1 && fits(relay.RoomMain, p+parts[i+1][:1], relay.DefaultMaxDatagram) && utf8.RuneStart(parts[i+1][0]) && utf8.RuneLen([]rune(parts[i+1])[0]) == 1 {
+			if i < len(parts)-1 && fits(wire.RoomMain, p+parts[i+1][:1], wire.DefaultMaxDatagram) && utf8.RuneStart(parts[i+1][0]) && utf8.RuneLen([]rune(parts[i+1])[0]) == 1 {
 				t.Errorf("part %d could have been longer", i)
 			}
 		}
@@ -240,12 +240,12 @@ func TestSplitText(t *testing.T) {
 }
 
 func TestPad(t *testing.T) {
-	for _, f := range []*relay.Frame{
-		{T: relay.FrameHello, Room: "main", Name: "a"},
-		{T: relay.FrameResume, Room: "main", Token: strings.Repeat("t", 22), Last: 123456, Cookie: strings.Repeat("c", 40)},
+	for _, f := range []*wire.Frame{
+		{T: wire.FrameHello, Room: "main", Name: "a"},
+		{T: wire.FrameResume, Room: "main", Token: strings.Repeat("t", 22), Last: 123456, Cookie: strings.Repeat("c", 40)},
 	} {
 		pad(f)
-		if n := len(relay.EncodeV2(f)); n < minHelloSize || n > minHelloSize+8 {
+		if n := len(wire.EncodeV2(f)); n < minHelloSize || n > minHelloSize+8 {
 			t.Errorf("%s padded to %d bytes", f.T, n)
 		}
 	}

@@ -1,8 +1,9 @@
-package relay
+package wire
 
 import (
 	"bytes"
 	"errors"
+	"unicode/utf8"
 )
 
 // V2Magic starts every v2 datagram: the line "CR2". No classic request can
@@ -42,6 +43,14 @@ const (
 	FrameThrottled = "throttled"
 	FrameRestart   = "restart"
 	FrameError     = "error"
+)
+
+// Codes of refused and error frames that a client acts on; the others are
+// shown with their reason. See docs/PROTOCOL.md.
+const (
+	// CodeUnknownSession refuses a resume whose token the relay does not
+	// know (it restarted, or the session timed out): log in again.
+	CodeUnknownSession = "unknown_session"
 )
 
 // Frame is one v2 frame: a JSON object on one line. Every field is
@@ -94,6 +103,21 @@ var (
 // Frame (see v2codec.go). The frames do not alias b: b may be reused at
 // once.
 func DecodeV2(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, false) }
+
+// DecodeV2InPlace is DecodeV2 without the copies: the frames' strings
+// alias b, so they are valid only while b is neither modified nor reused.
+// Whatever outlives that must be copied. It allocates only to grow dst.
+func DecodeV2InPlace(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, true) }
+
+// DecodeFrameInPlace decodes one frame line (a JSON object, with or
+// without its "\n") into f, whose strings then alias line. It reports
+// whether line is a frame; it accepts every line AppendFrame writes.
+func DecodeFrameInPlace(line []byte, f *Frame) bool {
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+	}
+	return utf8.Valid(line) && decodeFrame(unsafeString(line), f)
+}
 
 // AppendV2Header appends V2Magic to dst: the start of a v2 datagram.
 func AppendV2Header(dst []byte) []byte { return append(dst, V2Magic...) }

@@ -1,4 +1,4 @@
-package relay
+package wire
 
 import (
 	"strings"
@@ -33,7 +33,7 @@ const (
 )
 
 // Request is one parsed classic datagram. From ParseClassic its strings
-// are its own; from the relay's in-place parse (parseClassicInPlace) they
+// are its own; from the relay's in-place parse (ParseClassicInPlace) they
 // alias the datagram buffer and are valid only while the handler runs.
 type Request struct {
 	Verb byte   // VerbLogin, VerbChat or VerbQuit
@@ -69,12 +69,12 @@ func ParseClassic(b []byte) (Request, error) {
 	return r, nil
 }
 
-// parseClassicInPlace is ParseClassic without the copy: the Request's
+// ParseClassicInPlace is ParseClassic without the copy: the Request's
 // strings alias b, so it is valid only while b is neither modified nor
 // reused (for the relay: until the handler returns). Whatever outlives
-// that must be cloned (Registry.Join clones the name it keeps; a broadcast
-// encodes the text into bytes of its own).
-func parseClassicInPlace(b []byte) (Request, error) { return parseClassic(unsafeString(b)) }
+// that must be cloned (the relay clones the name it keeps; a broadcast
+// encodes the text into bytes of its own). It does not allocate.
+func ParseClassicInPlace(b []byte) (Request, error) { return parseClassic(unsafeString(b)) }
 
 // unsafeString returns a string sharing b's bytes.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

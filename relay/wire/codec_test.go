@@ -1,4 +1,4 @@
-package relay
+package wire
 
 import (
 	"bytes"
@@ -184,7 +184,7 @@ type goldenVector struct {
 }
 
 func goldenVectors(tb testing.TB) []goldenVector {
-	raw, err := os.ReadFile("../testdata/v2/vectors.json")
+	raw, err := os.ReadFile("../../testdata/v2/vectors.json")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package relay
+package wire
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 // datagram decodes to its frames, and the frames encode to the datagram,
 // byte for byte.
 func TestV2GoldenVectors(t *testing.T) {
-	raw, err := os.ReadFile("../testdata/v2/vectors.json")
+	raw, err := os.ReadFile("../../testdata/v2/vectors.json")
 	if err != nil {
 		t.Fatal(err)
 	}
