@@ -75,7 +75,7 @@ func BenchmarkAppendChatEvent(b *testing.B) {
 }
 
 func BenchmarkRegistryLookup(b *testing.B) {
-	r := NewRegistry(RegistryLimits{MaxMembers: 20000}, func(to netip.AddrPort, local netip.Addr) udpio.Dest {
+	r := NewRegistry(RegistryLimits{MaxMembers: 20000}, nil, func(to netip.AddrPort, local netip.Addr) udpio.Dest {
 		return udpio.Dest{Addr: to}
 	}, nil)
 	now := time.Now()
@@ -114,7 +114,8 @@ func BenchmarkFanout100(b *testing.B) {
 	if s.conn, err = udpio.New(uc); err != nil {
 		b.Fatal(err)
 	}
-	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, s.conn.Dest, nil)
+	s.fan.conn = s.conn
+	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, nil, s.conn.Dest, nil)
 	now := time.Now()
 	var members []*Member
 	for i := 0; i < 100; i++ {
@@ -136,15 +137,15 @@ func BenchmarkFanout100(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.reg.Activate(m)
+		s.main.join(m)
 		members = append(members, m)
 	}
 	sender := members[0]
 	text := "hello everyone, this is a 64-byte chat message for the benchmark"
 	b.ReportAllocs()
 	for b.Loop() {
-		s.broadcast(&wire.Frame{T: wire.FrameChat, From: sender.Name, Text: text}, s.chatLine(sender.Name, text), sender, KindChat)
-		s.flush()
+		s.broadcast(s.main, &wire.Frame{T: wire.FrameChat, From: sender.Name, Text: text}, s.chatLine(sender.Name, text), sender, KindChat)
+		s.out.Flush()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
 }
@@ -182,7 +183,8 @@ func newBenchRoom(b testing.TB, n int) *benchRoom {
 	if s.conn, err = udpio.New(uc); err != nil {
 		b.Fatal(err)
 	}
-	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, s.conn.Dest, nil)
+	s.fan.conn = s.conn
+	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, nil, s.conn.Dest, nil)
 	var wg sync.WaitGroup
 	var socks []*net.UDPConn
 	b.Cleanup(func() {
@@ -219,7 +221,7 @@ func newBenchRoom(b testing.TB, n int) *benchRoom {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.reg.Activate(m)
+		s.main.join(m)
 		r.members = append(r.members, m)
 	}
 	return r
@@ -242,7 +244,7 @@ func BenchmarkDatagram(b *testing.B) {
 		for b.Loop() {
 			r.receive(g, sender, msg)
 		}
-		if got := r.s.room.latest(); got != uint64(b.N) {
+		if got := r.s.main.log.Latest(); got != uint64(b.N) {
 			b.Fatalf("%d chats broadcast, want %d", got, b.N)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*99), "ns/delivery")
@@ -261,7 +263,7 @@ func BenchmarkDatagram(b *testing.B) {
 			msg = append(strconv.AppendUint(append(msg[:0], head...), id, 10), tail...)
 			r.receive(g, sender, msg)
 		}
-		if got := r.s.room.latest(); got != id {
+		if got := r.s.main.log.Latest(); got != id {
 			b.Fatalf("%d chats broadcast, want %d", got, id)
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100), "ns/delivery")

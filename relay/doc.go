@@ -1,7 +1,7 @@
 // Package relay is chatrelay's engine: it turns datagrams from members into
-// replies and fan-out, for one room, on one node. It speaks the classic
-// text protocol (docs/PROTOCOL.md), keeps the registry of members, and
-// serves the admin requests; it knows nothing of goroutine pools or
+// replies and fan-out. It speaks the protocol of package wire (classic text
+// and v2 frames, docs/PROTOCOL.md), keeps this node's sessions, and serves
+// the admin requests; it knows nothing of goroutine pools or
 // Prometheus, which it reaches through the Executor and Observer interfaces
 // (cmd/relay wires in pool and metrics).
 //
@@ -24,9 +24,10 @@
 //  4. dispatch parses the datagram and runs the row of the handler table for
 //     its verb; the row's fields carry the checks (must be a member, must
 //     name oneself). Garbage is counted, never answered.
-//  5. A broadcast is sequenced, encoded once and queued, with the registry's
-//     snapshot (one atomic load, no lock), in each shard's outbox
-//     (fanout.go; one shard per CPU, each member in the shard its address
+//  5. A broadcast is sequenced and encoded once by its room's log
+//     (RoomLog.Append), then queued, in sequence order (room.deliver), with
+//     the room's snapshot of members (one atomic load, no lock), in each
+//     shard's outbox (fanout.go; one shard per CPU, each member in the shard its address
 //     picks). After each lane batch the worker flushes: a shard nobody is
 //     sending gets it as its sender until it is empty, so at low load the
 //     event leaves at once and under load the events of a batch and a round
@@ -36,6 +37,32 @@
 //     destinations per call: a failing or full recipient is counted and
 //     skipped, and no send can block a worker.
 //
+// # The seam
+//
+// Everything a relay would share with other relays goes through two
+// interfaces (seam.go); everything that stays on this node, through a third:
+//
+//   - NameDirectory: who holds a name (claim, release, lookup). Registry
+//     claims a name before it adds the session, never under its lock.
+//   - RoomLog (opened per room by RoomLogs): a room's sequence, epoch and
+//     history (append, range, backlog). Handlers never number events.
+//   - Delivery: sending to this node's members (send to one, reply to an
+//     address, publish a room event, flush). Only fanout.go reaches a
+//     socket; handlers name members, never addresses.
+//
+// Node-local state never crosses the seam: Registry holds this node's
+// sessions (address, token, per-IP counts, recent quits), a room holds which
+// of this node's members are in it, and the flood tables and outboxes are
+// the node's own. The in-memory NameDirectory and RoomLog (room.go) are the
+// default; Config.Names and Config.Logs take others, and nothing else
+// changes.
+//
+// Sequencing is the log's: RoomLog.Append returns the event's seq, under no
+// lock of the relay's, and room.deliver hands events to the outboxes in seq
+// order (an event whose predecessor is still on its way waits in the
+// room's feed), so a log that numbers events elsewhere feeds the local
+// outboxes in one order on every node.
+//
 // # Locks
 //
 // Every mutex sits directly above the fields it guards. The lock order
@@ -43,17 +70,17 @@
 //
 //	knobs.mu         Reconfigure only (reload.go) -> Registry.mu
 //	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
-//	room.mu          -> outbox.mu, each shard's in turn (an event is queued in seq order)
+//	memLog.mu        leaf: Append returns before the event is delivered
+//	room.feed.mu     -> outbox.mu, each shard's in turn (a room's events are queued in seq order)
 //	outbox.mu        leaf; a producer may wait on it only while the outbox is
 //	                 full and another goroutine is sending, which never blocks
-//	Registry.mu      leaf: only the onChange callback (a gauge) runs under it
+//	room.mu          -> Member.mu (a member's list of rooms)
+//	Member.mu        leaf
+//	Registry.mu      leaf: only the onChange callback (a gauge) runs under it;
+//	                 the NameDirectory is asked before or after it, never under it
+//	memDirectory.mu  leaf
 //	ServeAdmin's mu  leaf: guards the set of admin connections
 //
-// No lock is held while a datagram is sent or a handler runs.
-//
-// # Membership seam
-//
-// Registry (membership) and the outbox's sendGroup (delivery to a
-// snapshot, fanout.go) are the only places that know where members are. A multi-node relay replaces these
-// two behind the same methods; handlers do not change.
+// No lock is held while a datagram is sent, a handler runs, or the
+// NameDirectory or RoomLog is asked.
 package relay

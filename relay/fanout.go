@@ -36,18 +36,44 @@ import (
 // destinations per system call, never waiting). A datagram the kernel
 // refuses is counted as a send error; a v2 member repairs what it carried.
 
-// broadcast sequences ev as the room's next event and queues it for the
-// registry's members: v2 members get the frame (the sender too: its echo is
-// its ack); classic members except except get the classic line. It is sent
-// by the next flush, which a caller outside a handler MUST make.
-func (s *Server) broadcast(ev *wire.Frame, classic []byte, except *Member, kind string) {
-	s.broadcastTo(s.reg.Members(), ev, classic, except, kind)
+// broadcast sequences ev as room r's next event and queues it for r's
+// members on this node: v2 members get the frame (the sender too: its echo
+// is its ack); classic members except except get the classic line. It is
+// sent by the next flush, which a caller outside a handler MUST make. It
+// reports false if the room's log refused the event (it was not sent).
+func (s *Server) broadcast(r *room, ev *wire.Frame, classic []byte, except *Member, kind string) bool {
+	return s.broadcastTo(r, r.Members(), ev, classic, except, kind)
 }
 
-// broadcastTo is broadcast to a given snapshot of members (immutable).
-func (s *Server) broadcastTo(members []*Member, ev *wire.Frame, classic []byte, except *Member, kind string) {
-	s.room.appendTo(ev, s.fan, outEvent{members: members, classic: classic, except: except})
+// broadcastTo is broadcast to a given snapshot of members (immutable). The
+// log sequences the event first, under no lock of the fan-out; the room's
+// feed then queues it in sequence order.
+func (s *Server) broadcastTo(r *room, members []*Member, ev *wire.Frame, classic []byte, except *Member, kind string) bool {
+	ev.Room = r.name
+	seq, line, err := r.log.Append(*ev)
+	ev.Seq = seq
+	if err != nil {
+		s.log.Warn("room log refused an event", zap.String("room", r.name), zap.String("kind", kind), zap.Error(err))
+		return false
+	}
+	r.deliver(seq, Event{Members: members, V2: line, Classic: classic, Except: except}, s.out)
 	s.obs.Broadcast(kind)
+	return true
+}
+
+// enter puts m in room r once its login reply is sent, unless m left the
+// relay meanwhile (a kick or an eviction racing the login). It returns the
+// members to tell about the join.
+func (s *Server) enter(r *room, m *Member) ([]*Member, bool) {
+	others, ok := r.join(m)
+	if !ok {
+		return nil, false
+	}
+	if !s.reg.Has(m) { // removed while joining: remove saw no room yet
+		r.leave(m)
+		return nil, false
+	}
+	return others, true
 }
 
 // flushBatch is flush after a lane's batch. A panic while sending (a bug)
@@ -60,7 +86,7 @@ func (s *Server) flushBatch() {
 			s.log.Error("fan-out panic recovered", zap.Any("panic", v), zap.StackSkip("stack", 1))
 		}
 	}()
-	s.flush()
+	s.out.Flush()
 }
 
 // outEvent is one queued broadcast, or one datagram for one address
@@ -84,13 +110,20 @@ const outboxLimit = 4096
 // many goroutines can send at once, each to its own members (a member's
 // shard is fixed by its address, so its events stay in order). Every event
 // is queued in every shard.
+//
+// fanout is the node's Delivery: the only code that sends to members.
 type fanout struct {
 	shards []*outbox
 	next   atomic.Uint32 // rotates the shard a flush starts with
+
+	obs                Observer
+	log                *zap.Logger
+	budget, loopBudget int         // SendBudget, LoopbackSendBudget
+	conn               *udpio.Conn // set by Serve before the first datagram is read
 }
 
-func newFanout(shards int) *fanout {
-	f := &fanout{shards: make([]*outbox, max(shards, 1))}
+func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int) *fanout {
+	f := &fanout{shards: make([]*outbox, max(shards, 1)), obs: obs, log: log, budget: budget, loopBudget: loopBudget}
 	for i := range f.shards {
 		f.shards[i] = newOutbox(i, len(f.shards))
 	}
@@ -107,8 +140,10 @@ func (f *fanout) shardOf(addr netip.AddrPort) *outbox {
 	return f.shards[h%uint32(len(f.shards))]
 }
 
-// push queues ev in every shard. It is called with room.mu held.
-func (f *fanout) push(ev outEvent) {
+// Publish queues e in every shard. Callers publish a room's events in
+// sequence order (room.feed sees to it), and the outboxes keep that order.
+func (f *fanout) Publish(e Event) {
+	ev := outEvent{members: e.Members, v2: e.V2, classic: e.Classic, except: e.Except}
 	for _, o := range f.shards {
 		o.push(ev)
 	}
@@ -126,7 +161,7 @@ func (f *fanout) waitIdle() {
 type outbox struct {
 	index, of int // this is shard index of of
 
-	mu      sync.Mutex // protects pending and sending; taken under room.mu
+	mu      sync.Mutex // protects pending and sending; taken under feed.mu
 	pending []outEvent
 	sending bool      // a goroutine is in flush's loop
 	changed sync.Cond // on mu: pending was taken, or sending ended
@@ -145,8 +180,8 @@ func newOutbox(index, of int) *outbox {
 	return o
 }
 
-// push queues ev. It is called with room.mu held, so events are queued in
-// sequence order. It waits only while the outbox is full and someone else
+// push queues ev. It is called under the room's feed.mu, so a room's
+// events are queued in sequence order. It waits only while the outbox is full and someone else
 // is sending (which never blocks), never for I/O.
 func (o *outbox) push(ev outEvent) {
 	o.mu.Lock()
@@ -183,20 +218,19 @@ func (o *outbox) waitIdle() {
 	o.mu.Unlock()
 }
 
-// flush sends the queued events of every shard that no other goroutine is
+// Flush sends the queued events of every shard that no other goroutine is
 // sending already (that one sends them too), starting with a different
 // shard each time, so that two goroutines flushing at once take one shard
 // each. It returns once every shard was empty or had a sender.
-func (s *Server) flush() {
-	shards := s.fan.shards
-	start := int(s.fan.next.Add(1))
-	for i := range shards {
-		s.flushShard(shards[(start+i)%len(shards)])
+func (f *fanout) Flush() {
+	start := int(f.next.Add(1))
+	for i := range f.shards {
+		f.flushShard(f.shards[(start+i)%len(f.shards)])
 	}
 }
 
 // flushShard sends o's queued events unless another goroutine already is.
-func (s *Server) flushShard(o *outbox) {
+func (f *fanout) flushShard(o *outbox) {
 	o.mu.Lock()
 	if o.sending {
 		o.mu.Unlock()
@@ -219,7 +253,7 @@ func (s *Server) flushShard(o *outbox) {
 		o.changed.Broadcast()
 		o.mu.Unlock()
 		held = false
-		s.sendEvents(o, o.taken)
+		f.sendEvents(o, o.taken)
 		clear(o.taken)
 		o.mu.Lock()
 		held = true
@@ -228,10 +262,10 @@ func (s *Server) flushShard(o *outbox) {
 
 // sendEvents sends evs, in order. Consecutive events for the same snapshot
 // of members share the destination lists and, for v2, datagrams.
-func (s *Server) sendEvents(o *outbox, evs []outEvent) {
+func (f *fanout) sendEvents(o *outbox, evs []outEvent) {
 	for len(evs) > 0 {
 		if evs[0].direct != nil {
-			s.sendNow(evs[0].classic, evs[0].direct)
+			f.sendNow(evs[0].classic, evs[0].direct)
 			evs = evs[1:]
 			continue
 		}
@@ -239,7 +273,7 @@ func (s *Server) sendEvents(o *outbox, evs []outEvent) {
 		for n < len(evs) && evs[n].direct == nil && sameSnapshot(evs[n].members, evs[0].members) {
 			n++
 		}
-		s.sendGroup(o, evs[:n])
+		f.sendGroup(o, evs[:n])
 		evs = evs[n:]
 	}
 }
@@ -250,10 +284,10 @@ func sameSnapshot(a, b []*Member) bool {
 
 // sendGroup sends events that all go to evs[0].members, to those of them
 // in o's shard.
-func (s *Server) sendGroup(o *outbox, evs []outEvent) {
+func (f *fanout) sendGroup(o *outbox, evs []outEvent) {
 	o.classic, o.v2 = o.classic[:0], o.v2[:0]
 	for _, m := range evs[0].members {
-		if o.of > 1 && s.fan.shardOf(m.Addr()) != o {
+		if o.of > 1 && f.shardOf(m.Addr()) != o {
 			continue
 		}
 		if m.Proto == ProtoV2 {
@@ -278,9 +312,9 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 		if len(dests) > 0 {
 			datagrams += len(dests)
 			frames += len(dests)
-			f := s.conn.SendAll(evs[i].classic, dests)
-			failed += f
-			lost += f
+			n := f.conn.SendAll(evs[i].classic, dests)
+			failed += n
+			lost += n
 		}
 		if swapped >= 0 {
 			last := len(o.classic) - 1
@@ -300,7 +334,7 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 	for _, part := range []struct {
 		dests  []*udpio.Dest
 		budget int
-	}{{o.v2, s.cfg.SendBudget}, {o.v2lo, s.cfg.LoopbackSendBudget}} {
+	}{{o.v2, f.budget}, {o.v2lo, f.loopBudget}} {
 		if len(part.dests) == 0 {
 			continue
 		}
@@ -309,9 +343,9 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 		send := func() {
 			datagrams += len(part.dests)
 			frames += count * len(part.dests)
-			f := s.conn.SendAll(b, part.dests)
-			failed += f
-			lost += f * count
+			n := f.conn.SendAll(b, part.dests)
+			failed += n
+			lost += n * count
 			b, count = wire.AppendV2Header(b[:0]), 0
 		}
 		for i := range evs {
@@ -327,18 +361,71 @@ func (s *Server) sendGroup(o *outbox, evs []outEvent) {
 	}
 	clear(o.v2lo)
 	for i := 0; i < failed; i++ {
-		s.obs.SendError()
+		f.obs.SendError()
 	}
-	s.obs.Delivered(datagrams - failed)
-	s.obs.EventsDelivered(frames - lost)
+	f.obs.Delivered(datagrams - failed)
+	f.obs.EventsDelivered(frames - lost)
 }
 
 // budgetFor is the largest v2 datagram the relay packs for d.
-func (s *Server) budgetFor(d *udpio.Dest) int {
+func (f *fanout) budgetFor(d *udpio.Dest) int {
 	if d.Addr.Addr().IsLoopback() {
-		return s.cfg.LoopbackSendBudget
+		return f.loopBudget
 	}
-	return s.cfg.SendBudget
+	return f.budget
+}
+
+// Send sends b, one datagram, to m, after the room events already queued
+// for m: a reply never overtakes the fan-out of what its sender sent
+// before it (a throttled notice, an ack, a pong after the echo of an
+// earlier chat). With m's outbox idle it sends at once; else it queues b
+// behind the events and flushes. b MUST NOT change afterwards.
+func (f *fanout) Send(m *Member, b []byte) { f.sendTo(b, m.Dest()) }
+
+// Reply sends b to an address that holds no session (a refusal, a cookie
+// retry, a repeated EXIT), as Send does.
+func (f *fanout) Reply(to netip.AddrPort, local netip.Addr, b []byte) {
+	d := f.conn.Dest(to, local)
+	f.sendTo(b, &d)
+}
+
+// SendFrames sends encoded frame lines to the v2 member m, packed into as
+// few datagrams as its send budget allows, as Send does.
+func (f *fanout) SendFrames(m *Member, lines [][]byte) {
+	budget := f.budgetFor(m.Dest())
+	var b []byte
+	for _, l := range lines {
+		if len(b) > len(wire.V2Magic) && len(b)+len(l) > budget {
+			f.Send(m, b)
+			b = nil
+		}
+		if b == nil {
+			b = wire.AppendV2Header(make([]byte, 0, budget))
+		}
+		b = append(b, l...)
+	}
+	if b != nil {
+		f.Send(m, b)
+	}
+}
+
+// sendTo is Send to a prepared destination.
+func (f *fanout) sendTo(b []byte, d *udpio.Dest) {
+	if o := f.shardOf(d.Addr); o.pushDirect(b, d) {
+		f.flushShard(o)
+		return
+	}
+	f.sendNow(b, d)
+}
+
+// sendNow sends b to d at once, counting failures.
+func (f *fanout) sendNow(b []byte, d *udpio.Dest) {
+	if err := f.conn.Send(b, d); err != nil {
+		f.obs.SendError()
+		f.log.Debug("send failed", zap.Stringer("to", d.Addr), zap.Error(err))
+		return
+	}
+	f.obs.Delivered(1)
 }
 
 func indexDest(dests []*udpio.Dest, d *udpio.Dest) int {

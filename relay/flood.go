@@ -64,10 +64,10 @@ func (s *Server) throttle(m *Member, v flood.Verdict, id uint64, now time.Time) 
 		backoff = max(time.Duration(float64(time.Second)/float64(fs.ChatRate)), 50*time.Millisecond)
 	}
 	if m.Proto == ProtoV2 {
-		s.sendV2(m, &wire.Frame{T: wire.FrameThrottled, Room: s.room.name, ID: id, RetryMS: backoff.Milliseconds(), Reason: s.words().throttled})
+		s.sendV2(m, &wire.Frame{T: wire.FrameThrottled, Room: s.main.name, ID: id, RetryMS: backoff.Milliseconds(), Reason: s.words().throttled})
 		return
 	}
-	s.sendTo([]byte(s.words().throttled), m.Dest())
+	s.out.Send(m, []byte(s.words().throttled))
 }
 
 // loginRefused records a refused login for the per-IP ban.

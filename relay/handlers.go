@@ -96,20 +96,19 @@ func (s *Server) handleLogin(g *datagram, req wire.Request, _ *Member, now time.
 	if err != nil {
 		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
-		d := s.conn.Dest(g.from, g.local)
-		s.sendTo([]byte(reason), &d)
+		s.out.Reply(g.from, g.local, []byte(reason))
 		s.log.Debug("login refused", zap.Stringer("from", g.from), zap.String("result", result))
 		return
 	}
-	s.sendTo([]byte(wire.ReplyOK), m.Dest())
+	s.out.Send(m, []byte(wire.ReplyOK))
 	if repeat {
 		s.obs.Login(LoginRepeat)
 		return
 	}
-	others := s.reg.Activate(m) // only now may fan-out reach m
+	others, _ := s.enter(s.main, m) // only now may fan-out reach m
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcastTo(others, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
+	s.broadcastTo(s.main, others, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
 }
 
 func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.Time) {
@@ -120,17 +119,17 @@ func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.T
 	}
 	if wire.CheckText(req.Text) != nil {
 		s.obs.DatagramDropped(DropControlChars)
-		s.sendTo([]byte(s.words().refusedControl), m.Dest())
+		s.out.Send(m, []byte(s.words().refusedControl))
 		return
 	}
 	if ce := s.log.Check(zap.DebugLevel, "chat"); ce != nil { // no fields built unless logged
 		ce.Write(zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
 	}
-	s.broadcast(&wire.Frame{T: wire.FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat)
+	s.broadcast(s.main, &wire.Frame{T: wire.FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat)
 }
 
 func (s *Server) handleQuit(g *datagram, _ wire.Request, m *Member, now time.Time) {
-	s.sendTo([]byte(wire.ReplyExit), m.Dest())
+	s.out.Send(m, []byte(wire.ReplyExit))
 	s.quit(m, now)
 }
 
@@ -140,8 +139,7 @@ func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
 	if !s.reg.RecentlyQuit(g.from, now) {
 		return false
 	}
-	d := s.conn.Dest(g.from, g.local)
-	s.sendTo([]byte(wire.ReplyExit), &d)
+	s.out.Reply(g.from, g.local, []byte(wire.ReplyExit))
 	return true
 }
 
@@ -149,14 +147,14 @@ func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
 // member gets an admin notice and EXIT, a v2 member an error frame and bye.
 func (s *Server) tellRemoved(m *Member, why string) {
 	if m.Proto == ProtoV2 {
-		s.sendBatch(m, [][]byte{
-			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: s.room.name, Code: "removed", Reason: why}),
-			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameBye, Room: s.room.name}),
+		s.out.SendFrames(m, [][]byte{
+			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: s.main.name, Code: "removed", Reason: why}),
+			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameBye, Room: s.main.name}),
 		})
 		return
 	}
-	s.sendTo(classicLine(s.words().Admin, why), m.Dest())
-	s.sendTo([]byte(wire.ReplyExit), m.Dest())
+	s.out.Send(m, classicLine(s.words().Admin, why))
+	s.out.Send(m, []byte(wire.ReplyExit))
 }
 
 // Notice sends an administrator's notice to every member. It returns the
@@ -166,8 +164,8 @@ func (s *Server) Notice(text string) (int, error) {
 		return 0, err
 	}
 	members := s.reg.Members()
-	s.broadcast(&wire.Frame{T: wire.FrameNotice, Text: text}, classicLine(s.words().Admin, text), nil, KindNotice)
-	s.flush()
+	s.broadcast(s.main, &wire.Frame{T: wire.FrameNotice, Text: text}, classicLine(s.words().Admin, text), nil, KindNotice)
+	s.out.Flush()
 	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
 	return len(members), nil
 }
@@ -188,7 +186,7 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 	}
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
 	s.tellRemoved(m, formatf(s.words().kickedSelf, reason))
-	s.broadcast(&wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
-	s.flush()
+	s.broadcast(s.main, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
+	s.out.Flush()
 	return m, nil
 }

@@ -179,7 +179,7 @@ func (s *Server) dispatchV2(g *datagram) {
 				continue
 			}
 			m.touch(now)
-			if f.Room != s.room.name {
+			if f.Room != s.main.name {
 				s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, Code: "room", Reason: s.words().noRoom})
 				continue
 			}
@@ -211,8 +211,7 @@ func (s *Server) validated(g *datagram, f *wire.Frame, now time.Time) bool {
 		s.obs.DatagramDropped(DropUnvalidated)
 		return false
 	}
-	d := s.conn.Dest(g.from, g.local)
-	s.sendTo(reply, &d)
+	s.out.Reply(g.from, g.local, reply)
 	return false
 }
 
@@ -220,7 +219,7 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
 	if !s.validated(g, f, now) {
 		return
 	}
-	if f.Room != s.room.name {
+	if f.Room != s.main.name {
 		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: f.Room, Code: "room", Reason: s.words().noRoom})
 		return
 	}
@@ -238,24 +237,24 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
 		s.obs.Login(LoginRepeat)
 		base := m.v2.base.Load()
 		s.welcome(m, base)
-		s.sendBatch(m, s.room.backlog(s.cfg.Backlog, base))
+		s.out.SendFrames(m, s.main.log.Backlog(s.cfg.Backlog, base))
 		return
 	}
-	base := s.room.latest()
+	base := s.main.log.Latest()
 	m.v2.base.Store(base)
 	s.welcome(m, base)
-	s.sendBatch(m, s.room.backlog(s.cfg.Backlog, base))
-	others := s.reg.Activate(m)
+	s.out.SendFrames(m, s.main.log.Backlog(s.cfg.Backlog, base))
+	others, _ := s.enter(s.main, m)
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	// others is a shared snapshot: never append to it in place.
 	to := append(others[:len(others):len(others)], m) // the joiner gets its own join, in room order
-	s.broadcastTo(to, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
+	s.broadcastTo(s.main, to, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
 }
 
 // welcome tells m it is in, as of room event seq.
 func (s *Server) welcome(m *Member, seq uint64) {
-	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: s.room.name, Name: m.Name, Token: m.Token, Epoch: s.room.epoch, Seq: seq})
+	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: s.main.name, Name: m.Name, Token: m.Token, Epoch: s.main.log.Epoch(), Seq: seq})
 }
 
 func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
@@ -280,7 +279,7 @@ func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, now time.Time) 
 	if from != g.from {
 		s.log.Info("session resumed", zap.String("name", m.Name), zap.Stringer("from", from), zap.Stringer("to", g.from))
 	}
-	latest := s.room.latest()
+	latest := s.main.log.Latest()
 	s.welcome(m, latest)
 	s.repair(g, m, f.Last+1, latest)
 }
@@ -312,12 +311,13 @@ func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, now time.Time) {
 		return
 	}
 	ev := &wire.Frame{T: wire.FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
-	s.broadcast(ev, s.chatLine(m.Name, f.Text), m, KindChat)
-	m.v2.remember(f.ID, ev.Seq)
+	if s.broadcast(s.main, ev, s.chatLine(m.Name, f.Text), m, KindChat) {
+		m.v2.remember(f.ID, ev.Seq) // else unacknowledged: the client retransmits it
+	}
 }
 
 func (s *Server) v2Ping(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
-	latest := s.room.latest()
+	latest := s.main.log.Latest()
 	if f.Last < latest {
 		// Tail loss: resend what the client lacks after its last, a little
 		// per ping. A client with a gap further back also holds later
@@ -325,7 +325,7 @@ func (s *Server) v2Ping(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
 		// asks for its gaps with repair.
 		s.repair(g, m, f.Last+1, min(latest, f.Last+maxPingRepair))
 	}
-	s.sendV2(m, &wire.Frame{T: wire.FramePong, Room: s.room.name, Seq: latest, Epoch: s.room.epoch})
+	s.sendV2(m, &wire.Frame{T: wire.FramePong, Room: s.main.name, Seq: latest, Epoch: s.main.log.Epoch()})
 }
 
 // maxRepair bounds the events one repair frame is answered with,
@@ -359,11 +359,11 @@ func (s *Server) repair(g *datagram, m *Member, from, to uint64) {
 		to = from + uint64(g.repairBudget) - 1
 	}
 	g.repairBudget -= int(to - from + 1)
-	lines, lostFrom, lostTo := s.room.span(from, to)
+	lines, lostFrom, lostTo := s.main.log.Range(from, to)
 	if lostTo != 0 {
-		s.sendV2(m, &wire.Frame{T: wire.FrameMissed, Room: s.room.name, Epoch: s.room.epoch, FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
+		s.sendV2(m, &wire.Frame{T: wire.FrameMissed, Room: s.main.name, Epoch: s.main.log.Epoch(), FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
 	}
-	s.sendBatch(m, lines)
+	s.out.SendFrames(m, lines)
 }
 
 func (s *Server) v2Who(_ *datagram, _ *wire.Frame, m *Member, _ time.Time) {
@@ -372,7 +372,7 @@ func (s *Server) v2Who(_ *datagram, _ *wire.Frame, m *Member, _ time.Time) {
 		size  int
 	)
 	flush := func(more bool) {
-		s.sendV2(m, &wire.Frame{T: wire.FrameMembers, Room: s.room.name, Names: names, More: more})
+		s.sendV2(m, &wire.Frame{T: wire.FrameMembers, Room: s.main.name, Names: names, More: more})
 		names, size = nil, 0
 	}
 	for _, o := range s.reg.Sorted() {
@@ -386,7 +386,7 @@ func (s *Server) v2Who(_ *datagram, _ *wire.Frame, m *Member, _ time.Time) {
 }
 
 func (s *Server) v2Quit(g *datagram, _ *wire.Frame, m *Member, now time.Time) {
-	s.sendV2(m, &wire.Frame{T: wire.FrameBye, Room: s.room.name})
+	s.sendV2(m, &wire.Frame{T: wire.FrameBye, Room: s.main.name})
 	s.quit(m, now)
 }
 
@@ -397,7 +397,7 @@ func (s *Server) quit(m *Member, now time.Time) {
 		return
 	}
 	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcast(&wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words().Leave, m.Name), m, KindLeave)
+	s.broadcast(s.main, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words().Leave, m.Name), m, KindLeave)
 }
 
 // remove takes m out of the registry and forgets its flood state. It
@@ -407,38 +407,20 @@ func (s *Server) remove(m *Member, now time.Time) bool {
 	if !s.reg.Leave(m, now) {
 		return false
 	}
+	for _, r := range m.roomList() {
+		r.leave(m)
+	}
 	s.flood.ForgetSession(m.Key)
 	return true
 }
 
 // replyV2 answers the sender of g, member or not, with one v2 datagram.
 func (s *Server) replyV2(g *datagram, f *wire.Frame) {
-	d := s.conn.Dest(g.from, g.local)
-	s.sendTo(encodeV2Reply(f), &d)
+	s.out.Reply(g.from, g.local, encodeV2Reply(f))
 }
 
 // sendV2 sends one frame to m.
-func (s *Server) sendV2(m *Member, f *wire.Frame) { s.sendTo(encodeV2Reply(f), m.Dest()) }
-
-// sendBatch sends encoded frame lines to m, packed into as few datagrams as
-// the send budget allows.
-func (s *Server) sendBatch(m *Member, lines [][]byte) {
-	budget := s.budgetFor(m.Dest())
-	var b []byte
-	for _, l := range lines {
-		if len(b) > len(wire.V2Magic) && len(b)+len(l) > budget {
-			s.sendTo(b, m.Dest())
-			b = nil
-		}
-		if b == nil {
-			b = wire.AppendV2Header(make([]byte, 0, budget))
-		}
-		b = append(b, l...)
-	}
-	if b != nil {
-		s.sendTo(b, m.Dest())
-	}
-}
+func (s *Server) sendV2(m *Member, f *wire.Frame) { s.out.Send(m, encodeV2Reply(f)) }
 
 // newToken returns an unguessable session token: 128 bits from crypto/rand.
 func newToken() string {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
+
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
@@ -35,7 +37,8 @@ func heapPerMember(tb testing.TB, n int) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	r := NewRegistry(RegistryLimits{MaxMembers: n}, conn.Dest, nil)
+	r := NewRegistry(RegistryLimits{MaxMembers: n}, nil, conn.Dest, nil)
+	room := newRoom(wire.RoomMain, newMemLog(16))
 	now := time.Now()
 	for i := 0; i < n; i++ {
 		// Distinct addresses spread over many IPs, as a real room's are.
@@ -48,15 +51,16 @@ func heapPerMember(tb testing.TB, n int) float64 {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		r.Activate(m)
+		room.join(m)
 	}
 	tokens = nil
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if got := r.Len(); got != n {
+	if got := room.Len(); got != n {
 		tb.Fatalf("%d members visible, want %d", got, n)
 	}
 	runtime.KeepAlive(r)
+	runtime.KeepAlive(room)
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 }
 

@@ -63,7 +63,7 @@ func TestHotPathAllocations(t *testing.T) {
 	const text = "hello everyone, this is a 64-byte chat message for the benchmark"
 	g := &datagram{}
 	handle := func(from *Member, msg []byte) { r.receive(g, from, msg) }
-	before := r.s.room.latest()
+	before := r.s.main.log.Latest()
 	msg := wire.AppendChat(nil, r.members[0].Name, text)
 	if n := testing.AllocsPerRun(500, func() { handle(r.members[0], msg) }); n != 0 {
 		t.Errorf("classic chat into 100 members: %v allocations per datagram", n)
@@ -77,11 +77,11 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Errorf("v2 chat into 100 members: %v allocations per datagram", n)
 	}
 	// Every one of them was broadcast (AllocsPerRun runs once more to warm up).
-	if got := r.s.room.latest() - before; got != 1002 {
+	if got := r.s.main.log.Latest() - before; got != 1002 {
 		t.Fatalf("%d chats broadcast, want 1002", got)
 	}
 	// A heartbeat from a member that lacks nothing.
-	ping := fmt.Appendf(nil, wire.V2Magic+`{"t":"ping","room":"main","last":%d}`+"\n", r.s.room.latest())
+	ping := fmt.Appendf(nil, wire.V2Magic+`{"t":"ping","room":"main","last":%d}`+"\n", r.s.main.log.Latest())
 	if n := testing.AllocsPerRun(500, func() { handle(r.members[1], ping) }); n != 0 {
 		t.Errorf("v2 ping answered with a pong: %v allocations per datagram", n)
 	}
@@ -90,7 +90,7 @@ func TestHotPathAllocations(t *testing.T) {
 // TestJoinKeepsItsOwnName: a name parsed in place from a buffer that is
 // reused afterwards stays the member's name.
 func TestJoinKeepsItsOwnName(t *testing.T) {
-	r := NewRegistry(RegistryLimits{MaxMembers: 10}, func(to netip.AddrPort, _ netip.Addr) udpio.Dest { return udpio.Dest{Addr: to} }, nil)
+	r := NewRegistry(RegistryLimits{MaxMembers: 10}, nil, func(to netip.AddrPort, _ netip.Addr) udpio.Dest { return udpio.Dest{Addr: to} }, nil)
 	buf := []byte("L alice")
 	req, err := wire.ParseClassicInPlace(buf)
 	if err != nil {
@@ -127,16 +127,18 @@ func TestChatLineIsClassicLine(t *testing.T) {
 	}
 }
 
-// TestRoomEventsStayIntact: datagrams and lines the room hands out never
+// TestRoomEventsStayIntact: datagrams and lines the room's log hands out never
 // change afterwards, however many events follow (their slab blocks are
 // never written again), and the backlog marks them as history.
 func TestRoomEventsStayIntact(t *testing.T) {
-	r := newRoom(wire.RoomMain, 64)
-	out := newFanout(1) // never sent: only what the room keeps matters here
+	r := newMemLog(64)
 	var kept [][]byte
 	for i := 1; i <= 3000; i++ {
 		text := strings.Repeat(strconv.Itoa(i), i%50+1)
-		d := r.appendTo(&wire.Frame{T: wire.FrameChat, From: "alice", ID: uint64(i), Text: text}, out, outEvent{})
+		_, d, err := r.Append(wire.Frame{T: wire.FrameChat, From: "alice", ID: uint64(i), Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if i%7 == 0 {
 			kept = append(kept, d)
 		}
@@ -150,8 +152,8 @@ func TestRoomEventsStayIntact(t *testing.T) {
 			t.Fatalf("event %d changed: %+v", i, fs[0])
 		}
 	}
-	lines, _, _ := r.span(2990, 3000)
-	back := r.backlog(3, 3000)
+	lines, _, _ := r.Range(2990, 3000)
+	back := r.Backlog(3, 3000)
 	if len(lines) != 11 || len(back) != 3 {
 		t.Fatalf("%d lines, %d backlog", len(lines), len(back))
 	}
@@ -167,17 +169,20 @@ func TestRoomEventsStayIntact(t *testing.T) {
 // while others join (appended in place) and leave (copied), and readers
 // running beside the writer see consistent snapshots (run with -race).
 func TestSnapshotsNeverChange(t *testing.T) {
-	r := NewRegistry(RegistryLimits{MaxMembers: 1000}, func(to netip.AddrPort, _ netip.Addr) udpio.Dest { return udpio.Dest{Addr: to} }, nil)
+	reg := NewRegistry(RegistryLimits{MaxMembers: 1000}, nil, func(to netip.AddrPort, _ netip.Addr) udpio.Dest { return udpio.Dest{Addr: to} }, nil)
+	r := newRoom(wire.RoomMain, newMemLog(16))
 	now := time.Now()
 	addr := func(i int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 2000)
 	}
 	join := func(i int) *Member {
-		m, _, err := r.Join("m"+strconv.Itoa(i), ProtoClassic, "", addr(i), netip.Addr{}, now)
+		m, _, err := reg.Join("m"+strconv.Itoa(i), ProtoClassic, "", addr(i), netip.Addr{}, now)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.Activate(m)
+		if _, ok := r.join(m); !ok {
+			t.Fatalf("member %d joined twice", i)
+		}
 		return m
 	}
 	var wg sync.WaitGroup
@@ -211,7 +216,7 @@ func TestSnapshotsNeverChange(t *testing.T) {
 		ms = append(ms, join(i))
 	}
 	for i := 0; i < 600; i += 3 {
-		if !r.Leave(ms[i], now) {
+		if _, ok := r.leave(ms[i]); !ok {
 			t.Fatalf("member %d not removed", i)
 		}
 	}

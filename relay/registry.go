@@ -3,6 +3,7 @@ package relay
 import (
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,11 +19,12 @@ const (
 	ProtoV2      = "v2"
 )
 
-// Member is one logged-in session. The source address owns it: requests
-// naming the member from any other address are refused. Name, Key, Proto,
-// Since and Token never change after Join; the address changes only when a
-// v2 session resumes from elsewhere (Registry.Move).
+// Member is one logged-in session on this node. The source address owns
+// it: requests naming the member from any other address are refused. ID,
+// Name, Key, Proto, Since and Token never change after Join; the address
+// changes only when a v2 session resumes from elsewhere (Registry.Move).
 type Member struct {
+	ID    string    // the session's owner ID in the NameDirectory; unique, never reused
 	Name  string    // display form, PRECIS-enforced
 	Key   string    // PRECIS compare key: unique among members
 	Proto string    // ProtoClassic or ProtoV2
@@ -31,11 +33,46 @@ type Member struct {
 
 	dest     atomic.Pointer[udpio.Dest] // address, reply source, cached sockaddr
 	lastSeen atomic.Int64               // unix nanoseconds of the last datagram from the member
-	active   bool                       // visible to fan-out; guarded by Registry.mu
 	v2       *v2State                   // nil for classic members
 
 	throttledAt atomic.Int64 // unix nanoseconds of the last throttled notice
 	icmp        icmpState    // port-unreachable errors (classic)
+
+	mu    sync.Mutex // protects rooms; taken under room.mu
+	rooms []*room    // the rooms the member is in
+}
+
+// enter records that m is in r; false if it was already. r.mu must be held.
+func (m *Member) enter(r *room) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, x := range m.rooms {
+		if x == r {
+			return false
+		}
+	}
+	m.rooms = append(m.rooms, r)
+	return true
+}
+
+// exit records that m left r; false if it was not in it. r.mu must be held.
+func (m *Member) exit(r *room) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, x := range m.rooms {
+		if x == r {
+			m.rooms = append(m.rooms[:i], m.rooms[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// Rooms returns the rooms m is in (a copy).
+func (m *Member) roomList() []*room {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*room(nil), m.rooms...)
 }
 
 // Addr is the member's address.
@@ -60,37 +97,39 @@ type RegistryLimits struct {
 // (the `EXIT` may have been lost) is answered `EXIT` again.
 const quitMemory = 30 * time.Second
 
-// Registry holds the members of the one room. It is the seam between the
-// handlers and membership: a multi-node registry (NATS) replaces it together
-// with fanout, and nothing else changes.
-//
-// Readers that fan out call Members, which returns an immutable snapshot
-// without taking the lock (copy-on-write, as ergo's membersCache).
+// Registry holds this node's sessions: who is logged in from which address,
+// with which token, and how many from each IP. Which session holds a name
+// relay-wide is the NameDirectory's to say; which rooms a member is in,
+// the rooms'.
 type Registry struct {
 	limits   RegistryLimits
 	dest     func(to netip.AddrPort, local netip.Addr) udpio.Dest
+	names    NameDirectory
 	onChange func(members int) // called under mu after every change, so calls are in order
 
 	mu      sync.RWMutex // protects the fields below
 	byAddr  map[netip.AddrPort]*Member
-	byKey   map[string]*Member
+	byKey   map[string]*Member // this node's sessions by name
 	byToken map[string]*Member // v2 sessions
 	perIP   map[netip.Addr]int
 	quits   map[netip.AddrPort]time.Time // recent quits, pruned after quitMemory
-
-	snapshot atomic.Pointer[[]*Member] // written under mu, read without it
 }
 
-// NewRegistry returns an empty registry. dest prepares a member's address;
+// NewRegistry returns an empty registry whose names are claimed in names
+// (a fresh in-memory directory if nil). dest prepares a member's address;
 // onChange, if not nil, is told the member count after every change, in
 // order, under the registry's lock, so it MUST NOT block or call back.
-func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip.Addr) udpio.Dest, onChange func(members int)) *Registry {
+func NewRegistry(limits RegistryLimits, names NameDirectory, dest func(to netip.AddrPort, local netip.Addr) udpio.Dest, onChange func(members int)) *Registry {
 	if onChange == nil {
 		onChange = func(int) {}
 	}
-	r := &Registry{
+	if names == nil {
+		names = newMemDirectory()
+	}
+	return &Registry{
 		limits:   limits,
 		dest:     dest,
+		names:    names,
 		onChange: onChange,
 		byAddr:   make(map[netip.AddrPort]*Member),
 		byKey:    make(map[string]*Member),
@@ -98,79 +137,88 @@ func NewRegistry(limits RegistryLimits, dest func(to netip.AddrPort, local netip
 		perIP:    make(map[netip.Addr]int),
 		quits:    make(map[netip.AddrPort]time.Time),
 	}
-	r.snapshot.Store(&[]*Member{})
-	return r
 }
+
+// sessionIDs numbers this process's sessions.
+var sessionIDs atomic.Uint64
 
 // Join logs in name from addr. It returns the member and whether this was a
 // repeat of the login that already holds addr (answered OK again, no second
-// join notice). Errors: ErrNameInvalid, ErrNameReserved, ErrNameTaken,
-// ErrOtherName, ErrFull.
+// join notice). Errors: wire.ErrNameInvalid, wire.ErrNameReserved,
+// ErrNameTaken, ErrOtherName, ErrFull.
 //
-// A new member holds its name and address at once but stays invisible to
-// fan-out until Activate: a classic client reads the first datagram after
-// its login as the login reply, so nothing may reach it before its OK.
+// A new member is in no room: the caller adds it to its room once its OK
+// has been sent (a classic client reads the first datagram after its login
+// as the login reply, so nothing may reach it before its OK).
 //
 // proto is ProtoClassic or ProtoV2; token is the new session's token (v2).
-// A repeat must use the same protocol.
+// A repeat must use the same protocol. The name is claimed in the
+// directory without the registry's lock held.
 func (r *Registry) Join(name, proto, token string, from netip.AddrPort, local netip.Addr, now time.Time) (m *Member, repeat bool, err error) {
 	display, key, err := wire.CanonicalName(name)
 	if err != nil {
 		return nil, false, err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if cur := r.byAddr[from]; cur != nil {
-		if cur.Key == key && cur.Proto == proto {
-			cur.touch(now)
-			return cur, true, nil
-		}
-		return nil, false, ErrOtherName
-	}
-	if r.byKey[key] != nil {
-		return nil, false, ErrNameTaken
-	}
-	if len(r.byAddr) >= r.limits.MaxMembers {
-		return nil, false, ErrFull
-	}
-	ip := from.Addr()
-	capIP := r.limits.MaxPerIP > 0 && (r.limits.LimitLoopbackPerIP || !ip.IsLoopback())
-	if capIP && r.perIP[ip] >= r.limits.MaxPerIP {
-		return nil, false, ErrFull
+	if cur := r.Lookup(from); cur != nil {
+		return r.repeat(cur, key, proto, now)
 	}
 	// name may alias a datagram buffer that is reused once the handler
 	// returns, and PRECIS returns its input when it changes nothing: the
 	// member keeps copies of its own.
 	display, key = cloneNames(display, key)
-	m = &Member{Name: display, Key: key, Proto: proto, Since: now}
+	m = &Member{ID: strconv.FormatUint(sessionIDs.Add(1), 36), Name: display, Key: key, Proto: proto, Since: now}
+	if err := r.names.Claim(key, m.ID); err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	err = r.addLocked(m, token, from, local, now)
+	r.mu.Unlock()
+	if err != nil {
+		r.names.Release(key, m.ID)
+		return nil, false, err
+	}
+	return m, false, nil
+}
+
+// repeat answers a login from an address that holds cur.
+func (r *Registry) repeat(cur *Member, key, proto string, now time.Time) (*Member, bool, error) {
+	if cur.Key == key && cur.Proto == proto {
+		cur.touch(now)
+		return cur, true, nil
+	}
+	return nil, false, ErrOtherName
+}
+
+// addLocked adds m, whose name is claimed, unless a cap is reached or from
+// was taken meanwhile (never for one sender: the dispatcher handles a
+// sender's datagrams one at a time). On an error the caller releases m's
+// claim. r.mu must be held.
+func (r *Registry) addLocked(m *Member, token string, from netip.AddrPort, local netip.Addr, now time.Time) error {
+	if r.byAddr[from] != nil {
+		return ErrOtherName
+	}
+	if len(r.byAddr) >= r.limits.MaxMembers {
+		return ErrFull
+	}
+	ip := from.Addr()
+	capIP := r.limits.MaxPerIP > 0 && (r.limits.LimitLoopbackPerIP || !ip.IsLoopback())
+	if capIP && r.perIP[ip] >= r.limits.MaxPerIP {
+		return ErrFull
+	}
 	d := r.dest(from, local)
 	m.dest.Store(&d)
 	m.touch(now)
-	if proto == ProtoV2 {
+	if m.Proto == ProtoV2 {
 		m.Token = token
 		m.v2 = newV2State()
 		r.byToken[token] = m
 	}
 	r.byAddr[from] = m
-	r.byKey[key] = m
+	r.byKey[m.Key] = m
 	r.perIP[ip]++
 	delete(r.quits, from)
-	return m, false, nil
-}
-
-// Activate makes a new member visible to fan-out, once its OK has been sent.
-// It returns the members who were visible before, the ones to tell about
-// the join, or nil if m left in between.
-func (r *Registry) Activate(m *Member) (others []*Member) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.byAddr[m.Addr()] != m || m.active {
-		return nil
-	}
-	others = r.Members()
-	m.active = true
-	r.publishLocked(append(others, m))
-	return others
+	r.onChange(len(r.byAddr))
+	return nil
 }
 
 // Lookup returns the member holding addr, or nil.
@@ -218,6 +266,13 @@ func (r *Registry) Move(m *Member, to netip.AddrPort, local netip.Addr) error {
 	return nil
 }
 
+// Has reports whether m is still logged in.
+func (r *Registry) Has(m *Member) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byKey[m.Key] == m
+}
+
 // ByName returns the member whose name has the same compare key as name.
 func (r *Registry) ByName(name string) *Member {
 	_, key, err := wire.CanonicalName(name)
@@ -230,14 +285,15 @@ func (r *Registry) ByName(name string) *Member {
 	return m
 }
 
-// Leave removes m if it is still a member and remembers its address for
-// quitMemory. It reports whether m was removed by this call, so that two
-// racing removals announce the leave once.
+// Leave removes m if it is still a member, releases its name and
+// remembers its address for quitMemory. It reports whether m was removed
+// by this call, so that two racing removals announce the leave once. The
+// caller takes m out of its rooms.
 func (r *Registry) Leave(m *Member, now time.Time) bool {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	addr := m.Addr()
 	if r.byAddr[addr] != m {
+		r.mu.Unlock()
 		return false
 	}
 	delete(r.byAddr, addr)
@@ -250,9 +306,9 @@ func (r *Registry) Leave(m *Member, now time.Time) bool {
 		delete(r.perIP, ip)
 	}
 	r.rememberQuitLocked(addr, now)
-	if m.active {
-		r.publishLocked(without(r.Members(), m))
-	}
+	r.onChange(len(r.byAddr))
+	r.mu.Unlock()
+	r.names.Release(m.Key, m.ID)
 	return true
 }
 
@@ -282,30 +338,6 @@ func (r *Registry) rememberQuitLocked(addr netip.AddrPort, now time.Time) {
 	r.quits[addr] = now
 }
 
-// publishLocked makes s the snapshot. r.mu must be held for writing.
-//
-// The snapshot is copy-on-write without the cost of a copy per join:
-// Activate appends in place, which readers cannot see, because they hold
-// slice headers no longer than before and nothing below their length
-// changes; only when the array is full does append copy it (doubling, so
-// joining n members costs O(n) in all, not O(n²)). Leave copies
-// (without), so no element a reader may hold ever changes.
-func (r *Registry) publishLocked(s []*Member) {
-	r.snapshot.Store(&s)
-	r.onChange(len(s))
-}
-
-// without returns a new slice holding s without m, with room to grow.
-func without(s []*Member, m *Member) []*Member {
-	out := make([]*Member, 0, cap(s))
-	for _, o := range s {
-		if o != m {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
 // cloneNames copies a display name and its compare key, sharing one copy
 // when they are equal.
 func cloneNames(display, key string) (string, string) {
@@ -316,19 +348,29 @@ func cloneNames(display, key string) (string, string) {
 	return display, strings.Clone(key)
 }
 
-// Members returns every active member, in the order they became active.
-// The slice is a snapshot: it never changes, and the caller MUST NOT
-// modify it or append to it in place (the registry appends beyond its
-// length; cap it first, as in append(s[:len(s):len(s)], x)). Taking it
-// costs one atomic load.
-func (r *Registry) Members() []*Member { return *r.snapshot.Load() }
+// Members returns every session on this node, in no order. It copies
+// them under the read lock: O(n), for sweeps and admin listings, never for
+// fan-out (rooms keep their own snapshots).
+func (r *Registry) Members() []*Member {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := make([]*Member, 0, len(r.byAddr))
+	for _, m := range r.byAddr {
+		s = append(s, m)
+	}
+	return s
+}
 
-// Len returns the number of members.
-func (r *Registry) Len() int { return len(r.Members()) }
+// Len returns the number of sessions on this node.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byAddr)
+}
 
-// Sorted returns the members sorted by name, for display.
+// Sorted returns the sessions sorted by name, for display.
 func (r *Registry) Sorted() []*Member {
-	s := append([]*Member(nil), r.Members()...)
+	s := r.Members()
 	sort.Slice(s, func(i, j int) bool { return s[i].Key < s[j].Key })
 	return s
 }

@@ -3,107 +3,211 @@ package relay
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// event is one sequenced room event, kept in the ring for repair and
-// backlog.
-type event struct {
-	line []byte // the event (Seq and Epoch set) encoded once as a JSON line; shared, never modified
+// room is one room on this node: its log (shared, behind RoomLog), the
+// order in which its events reach the local outboxes (feed), and which of
+// this node's members are in it.
+type room struct {
+	name string
+	log  RoomLog
+
+	feed struct {
+		mu    sync.Mutex       // protects next and early; taken before outbox.mu
+		next  uint64           // the seq the outboxes take next
+		early map[uint64]Event // events sequenced while an earlier one was still on its way
+	}
+
+	mu sync.Mutex // protects the member list behind members (writers only)
+	// members is the room's members on this node, in the order they joined,
+	// as an immutable snapshot: written under mu, read without it.
+	members atomic.Pointer[[]*Member]
 }
 
-// room is the sequence and the recent history of one room: every broadcast
-// gets the next seq, is encoded once, and is kept in a bounded ring so that
-// clients can repair gaps and joiners get a backlog.
-type room struct {
-	name  string
+func newRoom(name string, log RoomLog) *room {
+	r := &room{name: name, log: log}
+	r.feed.next = log.Latest() + 1
+	r.members.Store(&[]*Member{})
+	return r
+}
+
+// Members returns the room's members on this node, in the order they
+// joined. The slice is a snapshot: it never changes, and the caller MUST
+// NOT modify it or append to it in place (the room appends beyond its
+// length; cap it first, as in append(s[:len(s):len(s)], x)). Taking it
+// costs one atomic load, no lock (ergo's membersCache).
+func (r *room) Members() []*Member { return *r.members.Load() }
+
+// Len returns the number of members in the room on this node.
+func (r *room) Len() int { return len(r.Members()) }
+
+// Sorted returns the members sorted by name, for display.
+func (r *room) Sorted() []*Member {
+	s := append([]*Member(nil), r.Members()...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Key < s[j].Key })
+	return s
+}
+
+// join adds m, once its login reply has been sent (a classic client reads
+// the first datagram after its login as the reply, so no event may reach
+// it before). It returns the members who were in the room before, the ones
+// to tell about the join, and false if m was in it already.
+//
+// The snapshot is copy-on-write without the cost of a copy per join: join
+// appends in place, which readers cannot see, because they hold slice
+// headers no longer than before and nothing below their length changes;
+// only when the array is full does append copy it (doubling, so joining n
+// members costs O(n) in all, not O(n²)). leave copies, so no element a
+// reader may hold ever changes.
+func (r *room) join(m *Member) (others []*Member, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !m.enter(r) {
+		return nil, false
+	}
+	others = r.Members()
+	s := append(others, m)
+	r.members.Store(&s)
+	return others, true
+}
+
+// leave removes m and reports whether it was there. It returns the members
+// before the removal, so that m too can be told of its leave.
+func (r *room) leave(m *Member) (before []*Member, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	before = r.Members()
+	if !m.exit(r) {
+		return before, false
+	}
+	out := make([]*Member, 0, cap(before))
+	for _, o := range before {
+		if o != m {
+			out = append(out, o)
+		}
+	}
+	r.members.Store(&out)
+	return before, true
+}
+
+// deliver hands the event sequenced as seq to the local outboxes, in
+// sequence order: an event whose predecessor is still between the log and
+// here waits in early until it has gone. The log is never asked under
+// feed.mu, and the outboxes are fed only under it (lock order: feed.mu ->
+// outbox.mu).
+func (r *room) deliver(seq uint64, e Event, to Delivery) {
+	r.feed.mu.Lock()
+	defer r.feed.mu.Unlock()
+	if seq != r.feed.next {
+		if seq < r.feed.next {
+			return // never: the log gives each seq once
+		}
+		if r.feed.early == nil {
+			r.feed.early = make(map[uint64]Event)
+		}
+		r.feed.early[seq] = e
+		return
+	}
+	to.Publish(e)
+	r.feed.next++
+	for len(r.feed.early) > 0 {
+		e, ok := r.feed.early[r.feed.next]
+		if !ok {
+			break
+		}
+		delete(r.feed.early, r.feed.next)
+		to.Publish(e)
+		r.feed.next++
+	}
+}
+
+// memLogs is RoomLogs in memory: each room's history lives and dies with
+// the process (a new epoch at every start).
+type memLogs struct{ ring int }
+
+func (l memLogs) Open(string) (RoomLog, error) { return newMemLog(l.ring), nil }
+
+// memLog is RoomLog in memory: every event gets the next seq, is encoded
+// once, and is kept in a bounded ring so that clients can repair gaps and
+// joiners get a backlog.
+type memLog struct {
 	epoch string // random per start: a new epoch means history was lost
 
 	mu      sync.Mutex // protects seq, ring, lines and scratch
 	seq     uint64     // the latest event's seq; 0 before the first
-	ring    []event    // ring[seq % len(ring)]
-	lines   slab       // where the events' datagrams are kept
+	ring    [][]byte   // ring[seq % len(ring)]: the event's line, shared, never modified
+	lines   slab       // where the events' lines are kept
 	scratch []byte     // where an event is encoded before it is copied to lines
 }
 
-func newRoom(name string, ringSize int) *room {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("relay: crypto/rand: " + err.Error())
-	}
-	return &room{name: name, epoch: hex.EncodeToString(b[:]), ring: make([]event, ringSize)}
+func newMemLog(ringSize int) *memLog {
+	return &memLog{epoch: randomHex(4), ring: make([][]byte, ringSize)}
 }
 
-// appendTo sequences f (setting Room, Seq and Epoch), encodes it once as a
-// frame line, keeps the line in the ring and queues it (as ev.v2) in out,
-// under the same hold of r.mu, so that out holds events in sequence order
-// (lock order: room.mu -> outbox.mu). The line is shared and never
-// modified; it holds copies, so f's strings may alias a datagram buffer
-// that is reused afterwards. In steady state it allocates nothing: the
-// line is carved from a slab.
-func (r *room) appendTo(f *wire.Frame, out *fanout, ev outEvent) []byte {
-	f.Room = r.name
-	f.Epoch = r.epoch
-	r.mu.Lock()
-	r.seq++
-	f.Seq = r.seq
-	r.scratch = wire.AppendFrame(r.scratch[:0], f)
-	ev.v2 = r.lines.copy(r.scratch)
-	r.ring[r.seq%uint64(len(r.ring))] = event{line: ev.v2}
-	out.push(ev)
-	r.mu.Unlock()
-	return ev.v2
+// Append sequences f, encodes it once and keeps the line in the ring. In
+// steady state it allocates nothing: the line is carved from a slab.
+func (l *memLog) Append(f wire.Frame) (uint64, []byte, error) {
+	f.Epoch = l.epoch
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	f.Seq = l.seq
+	l.scratch = wire.AppendFrame(l.scratch[:0], &f)
+	line := l.lines.copy(l.scratch)
+	l.ring[l.seq%uint64(len(l.ring))] = line
+	return l.seq, line, nil
 }
 
-// latest returns the latest event's seq.
-func (r *room) latest() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.seq
+func (l *memLog) Epoch() string { return l.epoch }
+
+func (l *memLog) Latest() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
 }
 
-// oldestLocked is the oldest seq still in the ring. r.mu must be held.
-func (r *room) oldestLocked() uint64 {
-	if n := uint64(len(r.ring)); r.seq > n {
-		return r.seq - n + 1
+// oldestLocked is the oldest seq still in the ring. l.mu must be held.
+func (l *memLog) oldestLocked() uint64 {
+	if n := uint64(len(l.ring)); l.seq > n {
+		return l.seq - n + 1
 	}
 	return 1
 }
 
-// span returns the encoded events from..to (inclusive, clamped to what
-// exists) that are still in the ring, and the part of the range that fell
-// out of the ring (lostFrom..lostTo; lostTo == 0 if none).
-func (r *room) span(from, to uint64) (lines [][]byte, lostFrom, lostTo uint64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (l *memLog) Range(from, to uint64) (lines [][]byte, lostFrom, lostTo uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if from == 0 {
 		from = 1
 	}
-	if to > r.seq {
-		to = r.seq
+	if to > l.seq {
+		to = l.seq
 	}
 	if from > to {
 		return nil, 0, 0
 	}
-	if oldest := r.oldestLocked(); from < oldest {
+	if oldest := l.oldestLocked(); from < oldest {
 		lostFrom, lostTo = from, min(to, oldest-1)
 		from = oldest
 	}
 	for seq := from; seq <= to; seq++ {
-		lines = append(lines, r.ring[seq%uint64(len(r.ring))].line)
+		lines = append(lines, l.ring[seq%uint64(len(l.ring))])
 	}
 	return lines, lostFrom, lostTo
 }
 
-// backlog returns up to n events up to seq upto, oldest first, marked as
-// history (encoded anew: the history flag makes them different bytes).
-func (r *room) backlog(n int, upto uint64) [][]byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	upto = min(upto, r.seq)
-	from := r.oldestLocked()
+// Backlog encodes the events anew: the history flag makes them different
+// bytes.
+func (l *memLog) Backlog(n int, upto uint64) [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	upto = min(upto, l.seq)
+	from := l.oldestLocked()
 	if upto >= uint64(n) && upto-uint64(n)+1 > from {
 		from = upto - uint64(n) + 1
 	}
@@ -112,12 +216,53 @@ func (r *room) backlog(n int, upto uint64) [][]byte {
 		// The ring keeps only the encoded event: decode it again (its
 		// strings alias the line, which never changes) to mark it.
 		var f wire.Frame
-		line := r.ring[seq%uint64(len(r.ring))].line
-		if !wire.DecodeFrameInPlace(line, &f) {
+		if !wire.DecodeFrameInPlace(l.ring[seq%uint64(len(l.ring))], &f) {
 			continue // never: the line is wire.AppendFrame's (FuzzAppendFrame decodes what it encodes)
 		}
 		f.History = true
 		lines = append(lines, wire.AppendFrame(nil, &f))
 	}
 	return lines
+}
+
+// memDirectory is NameDirectory in memory: the names of one node.
+type memDirectory struct {
+	mu     sync.Mutex        // protects owners
+	owners map[string]string // compare key -> owner
+}
+
+func newMemDirectory() *memDirectory { return &memDirectory{owners: make(map[string]string)} }
+
+func (d *memDirectory) Claim(key, owner string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if cur, ok := d.owners[key]; ok && cur != owner {
+		return ErrNameTaken
+	}
+	d.owners[key] = owner
+	return nil
+}
+
+func (d *memDirectory) Release(key, owner string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.owners[key] == owner {
+		delete(d.owners, key)
+	}
+}
+
+func (d *memDirectory) Lookup(key string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	owner, ok := d.owners[key]
+	return owner, ok
+}
+
+// randomHex returns n random bytes from crypto/rand, in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("relay: crypto/rand: " + err.Error())
+	}
+	return hex.EncodeToString(b)
 }

@@ -76,6 +76,12 @@ type Config struct {
 	// SweepEvery is how often idle and silent members are looked for.
 	// Default 1 s.
 	SweepEvery time.Duration
+	// Names is the directory that decides who holds a name. Default: in
+	// memory, this node only.
+	Names NameDirectory
+	// Logs opens the rooms' logs. Default: in memory, Ring events per room,
+	// lost at exit.
+	Logs RoomLogs
 	// Flood configures flood control. nil means DefaultFloodSettings() (on);
 	// FloodOff() disables it.
 	Flood *FloodSettings
@@ -142,6 +148,12 @@ func (c *Config) setDefaults() error {
 	if c.SweepEvery == 0 {
 		c.SweepEvery = time.Second
 	}
+	if c.Names == nil {
+		c.Names = newMemDirectory()
+	}
+	if c.Logs == nil {
+		c.Logs = memLogs{ring: c.Ring}
+	}
 	if c.Executor == nil {
 		c.Executor = goExecutor{}
 	}
@@ -200,8 +212,9 @@ type Server struct {
 	log   *zap.Logger
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
-	room    *room
-	fan     *fanout
+	main    *room   // the room every member is in
+	fan     *fanout // the node's Delivery
+	out     Delivery
 	cookies *cookies
 	flood   *flood.Limiter
 	bg      sync.WaitGroup // evictions started off the reader
@@ -227,19 +240,25 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	mainLog, err := cfg.Logs.Open(wire.RoomMain)
+	if err != nil {
+		return nil, fmt.Errorf("relay: open the log of room %s: %w", wire.RoomMain, err)
+	}
+	obs := &counting{next: cfg.Observer}
 	s := &Server{
 		cfg:       cfg,
-		obs:       &counting{next: cfg.Observer},
+		obs:       obs,
 		log:       cfg.Logger,
 		ready:     make(chan struct{}),
 		readDone:  make(chan struct{}),
-		room:      newRoom(wire.RoomMain, cfg.Ring),
-		fan:       newFanout(cfg.FanoutShards),
+		main:      newRoom(wire.RoomMain, mainLog),
+		fan:       newFanout(cfg.FanoutShards, obs, cfg.Logger.Named("fanout"), cfg.SendBudget, cfg.LoopbackSendBudget),
 		flood:     flood.New(*cfg.Flood, cfg.Now),
 		cookies:   newCookies(),
 		stopSweep: make(chan struct{}),
 		sweepDone: make(chan struct{}),
 	}
+	s.out = s.fan
 	s.knobs.init(&cfg)
 	size := cfg.MaxDatagram + 1 // one spare byte tells an oversize datagram apart
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
@@ -276,6 +295,7 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 		conns = append(conns, conn)
 	}
 	s.conn, s.conns = conns[0], conns
+	s.fan.conn = s.conn
 	// Only the first socket sends, but the kernel queues an ICMP error on
 	// the group's socket that the peer's datagrams reach (it looks the
 	// error up like a datagram from the peer): every socket listens.
@@ -289,7 +309,7 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 		MaxMembers:         s.cfg.MaxMembers,
 		MaxPerIP:           max(s.cfg.MaxPerIP, 0),
 		LimitLoopbackPerIP: s.cfg.LimitLoopbackPerIP,
-	}, s.conn.Dest, s.obs.Members)
+	}, s.cfg.Names, s.conn.Dest, s.obs.Members)
 	s.start = s.cfg.Now()
 	go s.sweeper()
 	close(s.ready)
@@ -403,20 +423,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	<-s.sweepDone
 	s.bg.Wait()
 	err := s.disp.close(ctx)
-	s.flush()        // nothing queued is left behind
+	s.out.Flush()    // nothing queued is left behind
 	s.fan.waitIdle() // a broadcast from the admin socket may still be leaving
 	members := s.reg.Members()
 	// Classic members get a notice and EXIT; v2 members are told the relay
 	// restarts, and log in again by themselves when it is back.
 	notice := classicLine(s.words().Admin, s.words().shutdown)
-	restart := wire.EncodeV2(&wire.Frame{T: wire.FrameRestart, Room: s.room.name, Epoch: s.room.epoch})
+	restart := wire.EncodeV2(&wire.Frame{T: wire.FrameRestart, Room: s.main.name, Epoch: s.main.log.Epoch()})
 	for _, m := range members {
 		if m.Proto == ProtoV2 {
-			s.sendTo(restart, m.Dest())
+			s.out.Send(m, restart)
 			continue
 		}
-		s.sendTo(notice, m.Dest())
-		s.sendTo([]byte(wire.ReplyExit), m.Dest())
+		s.out.Send(m, notice)
+		s.out.Send(m, []byte(wire.ReplyExit))
 	}
 	s.log.Info("relay server stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
 	return err
@@ -482,30 +502,6 @@ func (s *Server) handle(g *datagram) {
 	s.dispatch(g)
 }
 
-// sendTo sends b to a single address, counting failures, after the room
-// events already queued: a reply never overtakes the fan-out of what its
-// sender sent before it (a throttled notice, an ack, a pong after the echo
-// of an earlier chat). With the outbox idle it sends at once; else it
-// queues b behind the events and flushes. b and d MUST NOT change
-// afterwards.
-func (s *Server) sendTo(b []byte, d *udpio.Dest) {
-	if o := s.fan.shardOf(d.Addr); o.pushDirect(b, d) {
-		s.flushShard(o)
-		return
-	}
-	s.sendNow(b, d)
-}
-
-// sendNow sends b to d at once, counting failures.
-func (s *Server) sendNow(b []byte, d *udpio.Dest) {
-	if err := s.conn.Send(b, d); err != nil {
-		s.obs.SendError()
-		s.log.Debug("send failed", zap.Stringer("to", d.Addr), zap.Error(err))
-		return
-	}
-	s.obs.Delivered(1)
-}
-
 // sweeper evicts v2 sessions silent for longer than V2Timeout and classic
 // members idle for longer than ClassicIdle, until Shutdown.
 func (s *Server) sweeper() {
@@ -544,6 +540,6 @@ func (s *Server) evict(m *Member, now time.Time) {
 	if m.Proto == ProtoClassic {
 		s.tellRemoved(m, s.words().idleSelf)
 	}
-	s.broadcast(&wire.Frame{T: wire.FrameTimeout, From: m.Name}, classicLine(s.words().TimedOut, m.Name), m, KindTimeout)
-	s.flush()
+	s.broadcast(s.main, &wire.Frame{T: wire.FrameTimeout, From: m.Name}, classicLine(s.words().TimedOut, m.Name), m, KindTimeout)
+	s.out.Flush()
 }

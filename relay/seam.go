@@ -1,0 +1,94 @@
+package relay
+
+import (
+	"net/netip"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
+)
+
+// The seam: what a relay shares with other relays goes through NameDirectory
+// and RoomLog; what stays on this node goes through Delivery. The handlers
+// know only these interfaces. The in-memory implementations here are the
+// default; a multi-node relay gives New others (Config.Names, Config.Logs),
+// and nothing else changes.
+
+// NameDirectory decides which session holds a name, relay-wide: on one node
+// a map, on many a shared store. Names are claimed by their compare key
+// (wire.CanonicalName), so "Alice" and "ＡＬＩＣＥ" are one name. An owner
+// is a session's ID (Member.ID), unique across nodes.
+//
+// Implementations MUST be safe for concurrent use, and a claim MUST be
+// atomic: of two owners claiming one key at the same instant, on any
+// nodes, exactly one succeeds. A call may block for a network round trip;
+// the relay never calls it with a lock held.
+type NameDirectory interface {
+	// Claim gives key to owner. It fails with ErrNameTaken if another owner
+	// holds key; a claim by the owner that holds key succeeds again.
+	Claim(key, owner string) error
+	// Release gives key up if owner holds it; otherwise it does nothing.
+	Release(key, owner string)
+	// Lookup returns the owner of key, if any.
+	Lookup(key string) (owner string, ok bool)
+}
+
+// RoomLog is one room's sequence of events and its recent history. The log
+// assigns sequence numbers (1, 2, 3… with no gap) and an epoch (a new epoch
+// means earlier history is gone); the relay's local fan-out then takes the
+// events in that order (room.feed), so the log may live elsewhere, and no
+// lock of the fan-out is held while the log is asked.
+//
+// Implementations MUST be safe for concurrent use.
+type RoomLog interface {
+	// Append makes f the room's next event: it returns the seq it gave f
+	// and f, with that Seq and the log's Epoch, encoded as one frame line
+	// (wire.AppendFrame, with its "\n"). The line is immutable and may be
+	// kept; f's strings may alias a buffer that is reused once Append
+	// returns, so the log copies what it keeps. (f is passed by value so
+	// that the hot path allocates nothing for it.)
+	Append(f wire.Frame) (seq uint64, line []byte, err error)
+	// Epoch identifies this log's history.
+	Epoch() string
+	// Latest returns the seq of the latest event, 0 before the first.
+	Latest() uint64
+	// Range returns the events from..to (inclusive, clamped to what exists)
+	// that the log still holds, oldest first, and the part of the range it
+	// no longer holds (lostFrom..lostTo; lostTo == 0 if none).
+	Range(from, to uint64) (lines [][]byte, lostFrom, lostTo uint64)
+	// Backlog returns up to n of the events up to seq upto, oldest first,
+	// marked as history (wire.Frame.History).
+	Backlog(n int, upto uint64) [][]byte
+}
+
+// RoomLogs opens the log of a room by name: the same name gives the same
+// room's log, on every node that shares the store.
+type RoomLogs interface {
+	Open(room string) (RoomLog, error)
+}
+
+// Delivery sends to the members on this node; it is the only code that
+// reaches a socket. Every method returns without waiting for I/O to other
+// members; none may be called with a lock of the relay held.
+type Delivery interface {
+	// Send sends b, one datagram, to m, after every room event queued for m
+	// before it. b MUST NOT change afterwards.
+	Send(m *Member, b []byte)
+	// SendFrames sends frame lines to the v2 member m, packed into as few
+	// datagrams as m's send budget allows, after what is queued for m.
+	SendFrames(m *Member, lines [][]byte)
+	// Reply sends b to an address that holds no session.
+	Reply(to netip.AddrPort, local netip.Addr, b []byte)
+	// Publish queues a sequenced room event for e.Members. A room's events
+	// MUST be published in sequence order.
+	Publish(e Event)
+	// Flush sends what is queued. A broadcast from outside a handler (the
+	// admin socket, the sweeper) MUST be followed by a Flush.
+	Flush()
+}
+
+// Event is one room event on its way to this node's members.
+type Event struct {
+	Members []*Member // the room's members when it was sent: an immutable snapshot
+	V2      []byte    // the frame line, for v2 members (the sender too: its echo is its ack)
+	Classic []byte    // the classic line, for classic members
+	Except  *Member   // a classic member that gets no classic line (the chat's sender)
+}
