@@ -148,22 +148,68 @@ func raiseFDLimit(need uint64) error {
 // step offers rate chats/s for sc.Duration and measures at the receivers.
 // cpu reads the relay's CPU seconds (nil: unknown). Chats left over from an
 // earlier step are told apart by their send time and counted as stale.
+//
+// It runs in four parts: startReceivers, sendChats, stepReceivers.drain,
+// then tally once the receivers have stopped. The CPU readings bracket the
+// sending and the drain, the second set taken in the reverse order of the
+// first.
 func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	sc := s.sc
 	res := Result{Proto: s.proto.String(), Members: sc.Members, Senders: sc.Senders, OfferedRate: rate, RelayCPUs: -1}
 	if rate < 1 {
 		return res, errors.New("rate must be at least 1")
 	}
-	nrecv := min(max(sc.Receivers, 1), len(s.members))
 	perSender := int64(float64(rate) / float64(sc.Senders) * sc.Duration.Seconds())
 	if perSender < 1 {
 		return res, fmt.Errorf("%d chats/s for %v gives each of %d senders no chat to send", rate, sc.Duration, sc.Senders)
 	}
 	stepStart := time.Now().UnixNano()
 
-	var stop atomic.Bool
-	rs := make([]*receiver, nrecv)
-	var rwg sync.WaitGroup
+	rv, err := s.startReceivers(perSender, stepStart)
+	if err != nil {
+		return res, err
+	}
+
+	var before, after cpuMark
+	before.self, _ = procCPU("/proc/self/stat")
+	before.threads = rv.threadCPU()
+	before.relay = relayCPU(cpu)
+	start := time.Now()
+
+	sent, sendErr := s.sendChats(rate, perSender, start)
+	sendEnd := time.Now()
+	res.Sent, res.SendErrors = sent, sendErr
+	res.Expected = res.Sent * int64(sc.Members-1)
+
+	rv.drain(res.Expected, sendEnd, sc.Drain)
+	after.relay = relayCPU(cpu)
+	after.threads = rv.threadCPU()
+	after.self, _ = procCPU("/proc/self/stat")
+	rv.halt()
+
+	s.tally(&res, rv.rs, start, sendEnd, before, after)
+	return res, nil
+}
+
+// stepReceivers are the receiver goroutines of one step and the flag that
+// stops them.
+type stepReceivers struct {
+	rs   []*receiver
+	stop atomic.Bool
+	wg   sync.WaitGroup
+}
+
+// startReceivers deals the members out, round robin, to
+// min(max(sc.Receivers, 1), members) receivers and starts them. Each
+// receiver counts seqs 0..perSender-1 from each sender as this step's, and
+// a chat sent before stepStart as stale. When it returns without error,
+// every receiver has all its members' sockets in its epoll and is reading
+// them, and its thread id is set. On an error, every receiver has stopped
+// again.
+func (s *session) startReceivers(perSender, stepStart int64) (*stepReceivers, error) {
+	sc := s.sc
+	nrecv := min(max(sc.Receivers, 1), len(s.members))
+	rv := &stepReceivers{rs: make([]*receiver, nrecv)}
 	ready := make(chan error, nrecv)
 	for r := 0; r < nrecv; r++ {
 		rc := &receiver{proto: s.proto, senders: sc.Senders, seqs: perSender, stepStart: stepStart}
@@ -176,38 +222,72 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 			rc.st.last[i] = -1
 			rc.st.seen[i] = make([]uint64, perSender/64+1) // fixed: a seq beyond perSender is not ours
 		}
-		rs[r] = rc
-		rwg.Add(1)
+		rv.rs[r] = rc
+		rv.wg.Add(1)
 		go func() {
-			defer rwg.Done()
-			rc.run(&stop, max(sc.Budget, 2048), ready)
+			defer rv.wg.Done()
+			rc.run(&rv.stop, max(sc.Budget, 2048), ready)
 		}()
 	}
 	for r := 0; r < nrecv; r++ {
 		if err := <-ready; err != nil {
-			stop.Store(true)
-			rwg.Wait()
-			return res, err
+			rv.halt()
+			return nil, err
 		}
 	}
+	return rv, nil
+}
 
-	threadCPU := func() []float64 {
-		out := make([]float64, len(rs))
-		for i, rc := range rs {
-			out[i], _ = procCPU(fmt.Sprintf("/proc/self/task/%d/stat", rc.tid))
-		}
-		return out
-	}
-	selfBefore, _ := procCPU("/proc/self/stat")
-	thBefore := threadCPU()
-	relayBefore := -1.0
-	if cpu != nil {
-		if v, err := cpu(); err == nil {
-			relayBefore = v
-		}
-	}
-	start := time.Now()
+// halt stops the receivers and returns once every one has returned: their
+// counts are then final, and safe to read without atomics.
+func (rv *stepReceivers) halt() {
+	rv.stop.Store(true)
+	rv.wg.Wait()
+}
 
+// threadCPU reads the CPU seconds of each receiver's thread so far, in the
+// order of rv.rs; one procCPU cannot read counts as 0.
+func (rv *stepReceivers) threadCPU() []float64 {
+	out := make([]float64, len(rv.rs))
+	for i, rc := range rv.rs {
+		out[i], _ = procCPU(fmt.Sprintf("/proc/self/task/%d/stat", rc.tid))
+	}
+	return out
+}
+
+// drain waits for stragglers after the last send, which ended at sendEnd:
+// it returns once the receivers have delivered expected chats, or none has
+// been delivered for 300 ms (counting from sendEnd while none has), or
+// limit has passed since sendEnd, looking every 20 ms. The receivers keep
+// running.
+func (rv *stepReceivers) drain(expected int64, sendEnd time.Time, limit time.Duration) {
+	deadline := sendEnd.Add(limit)
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		var got, lastRecv int64
+		for _, rc := range rv.rs {
+			got += atomic.LoadInt64(&rc.st.delivered)
+			lastRecv = max(lastRecv, atomic.LoadInt64(&rc.st.lastRecv))
+		}
+		if got >= expected {
+			break
+		}
+		quiet := time.Since(time.Unix(0, lastRecv))
+		if lastRecv == 0 {
+			quiet = time.Since(sendEnd)
+		}
+		if quiet > 300*time.Millisecond {
+			break
+		}
+	}
+}
+
+// sendChats runs sc.Senders senders, sender si from member si, each sending
+// perSender chats on a schedule that offers rate chats/s in all, the
+// senders staggered across one interval from start. It returns once every
+// sender is done, with the number of chats sent and of send errors.
+func (s *session) sendChats(rate int, perSender int64, start time.Time) (int64, int64) {
+	sc := s.sc
 	var sent, sendErr atomic.Int64
 	var swg sync.WaitGroup
 	interval := max(time.Duration(float64(time.Second)*float64(sc.Senders)/float64(rate)), 1)
@@ -225,41 +305,38 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 		}(si)
 	}
 	swg.Wait()
-	sendEnd := time.Now()
-	res.Sent, res.SendErrors = sent.Load(), sendErr.Load()
-	res.Expected = res.Sent * int64(sc.Members-1)
+	return sent.Load(), sendErr.Load()
+}
 
-	// Drain: wait until everything arrived, or nothing arrived for 300 ms, or sc.Drain.
-	deadline := sendEnd.Add(sc.Drain)
-	for time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		var got, lastRecv int64
-		for _, rc := range rs {
-			got += atomic.LoadInt64(&rc.st.delivered)
-			lastRecv = max(lastRecv, atomic.LoadInt64(&rc.st.lastRecv))
-		}
-		if got >= res.Expected {
-			break
-		}
-		quiet := time.Since(time.Unix(0, lastRecv))
-		if lastRecv == 0 {
-			quiet = time.Since(sendEnd)
-		}
-		if quiet > 300*time.Millisecond {
-			break
-		}
-	}
-	relayAfter := -1.0
+// cpuMark is the CPU time used so far, in seconds, read at one end of a
+// step's measurement: by the relay (-1: unknown), by this process, and by
+// each receiver's thread.
+type cpuMark struct {
+	relay   float64
+	self    float64
+	threads []float64
+}
+
+// relayCPU reads the relay's CPU seconds with cpu: -1 when cpu is nil or
+// fails.
+func relayCPU(cpu func() (float64, error)) float64 {
 	if cpu != nil {
 		if v, err := cpu(); err == nil {
-			relayAfter = v
+			return v
 		}
 	}
-	thAfter := threadCPU()
-	selfAfter, _ := procCPU("/proc/self/stat")
-	stop.Store(true)
-	rwg.Wait()
+	return -1
+}
 
+// tally completes res, whose Sent and Expected are set, from the stopped
+// receivers rs (see halt), the step's first send (start) and the end of its
+// sending (sendEnd), and the CPU marks before and after. It adds up the
+// receivers' counts and latencies, then derives the window, the rates and
+// ratios, the latency quantiles, the CPU figures (relay CPU only when both
+// marks know it) and the verdicts: ToolSaturated, ToolLimited, KeptUp,
+// Sustained. The measured time for the tool's CPU runs from start to now.
+func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, before, after cpuMark) {
+	sc := s.sc
 	var lastRecv int64
 	var lat hist
 	for _, rc := range rs {
@@ -295,16 +372,16 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	res.P999us = float64(lat.quantile(0.999)) / 1e3
 	res.MaxUs = float64(lat.quantile(1)) / 1e3
 	measured := time.Since(start).Seconds()
-	if relayBefore >= 0 && relayAfter >= 0 {
-		res.RelayCPUs = relayAfter - relayBefore
+	if before.relay >= 0 && after.relay >= 0 {
+		res.RelayCPUs = after.relay - before.relay
 		if res.Delivered > 0 {
 			res.CPUusPerDeliv = res.RelayCPUs * 1e6 / float64(res.Delivered)
 		}
 	}
 	if measured > 0 {
-		res.ToolCPUcores = (selfAfter - selfBefore) / measured
-		for i := range thAfter {
-			res.RecvThreadMax = max(res.RecvThreadMax, (thAfter[i]-thBefore[i])/measured)
+		res.ToolCPUcores = (after.self - before.self) / measured
+		for i := range after.threads {
+			res.RecvThreadMax = max(res.RecvThreadMax, (after.threads[i]-before.threads[i])/measured)
 		}
 	}
 	res.ToolSaturated = res.RecvThreadMax > 0.9 || res.ToolCPUcores > 0.9*float64(runtime.NumCPU())
@@ -315,5 +392,4 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	res.ToolLimited = late && s.proto != ProtoNATS
 	res.KeptUp = !late && res.Window <= sc.Duration.Seconds()*1.1+0.25
 	res.Sustained = res.Ratio >= 0.999 && res.KeptUp
-	return res, nil
 }
