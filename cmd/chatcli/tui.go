@@ -11,9 +11,7 @@ import (
 	"charm.land/bubbles/v2/textinput"
 	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 	"github.com/charmbracelet/x/ansi"
-	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // maxHistory bounds the lines kept for scrolling back. The viewport measures
@@ -28,11 +26,14 @@ const maxBatch = 256
 //
 //   - model, the bubbletea model: the message viewport, a status line and the
 //     line editor. It never touches the network; it pushes requests onto a
-//     requestQueue and learns the results from messages.
+//     requestQueue and learns the results from messages. It is here, and
+//     how its lines are drawn is in render.go.
 //   - controller, one goroutine that owns the session: it performs logins,
 //     chats and the quit handshake (which block on replies) and turns received
-//     datagrams into messages for the program (Program.Send).
-//   - runTUI, which wires them up, runs the program and waits for both.
+//     datagrams into messages for the program (Program.Send). The classic one
+//     is in tui_classic.go, the v2 one (controllerV2) in tui_v2.go.
+//   - runTUI, which wires them up, runs the program and waits for both
+//     (through runProgram, below).
 
 // runProgram runs the terminal UI until it ends, while the loop that
 // newLoop makes (a controller: the network side) serves its requests; the
@@ -65,30 +66,6 @@ func runProgram(ctx context.Context, o options, addr string, stdin io.Reader, st
 	wg.Wait()
 	fm, _ := final.(model)
 	return fm, err
-}
-
-// runTUI is terminal mode.
-func runTUI(ctx context.Context, o options, s *session, stdin io.Reader, stdout, stderr io.Writer) int {
-	fm, err := runProgram(ctx, o, s.addr, stdin, stdout, func(send func(tea.Msg), reqs *requestQueue, stop chan struct{}) func(ctx, loginCtx context.Context) {
-		return (&controller{s: s, send: send, reqs: reqs, stop: stop}).loop
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "chatcli: terminal: %v\n", err)
-		return 1
-	}
-	switch {
-	case errors.Is(fm.err, errEnded):
-		msg := s.describe(errEnded)
-		if fm.lastLine != "" {
-			msg += "; last message: " + fm.lastLine
-		}
-		fmt.Fprintln(stderr, msg)
-		return 1
-	case fm.err != nil:
-		fmt.Fprintln(stderr, s.describe(fm.err))
-		return 1
-	}
-	return 0
 }
 
 // requestKind is what the model asks the controller to do.
@@ -165,102 +142,6 @@ type (
 	leftMsg  struct{}            // the quit handshake is over
 )
 
-// controller owns the session while the program runs.
-type controller struct {
-	s    *session
-	send func(tea.Msg) // Program.Send: a no-op once the program has ended
-	reqs *requestQueue
-	stop chan struct{} // closed by runTUI after the program ended
-}
-
-// loop serves requests and datagrams until stop is closed. loginCtx aborts
-// a login in progress; ctx ending means leave the chat.
-func (c *controller) loop(ctx, loginCtx context.Context) {
-	loggedIn := false
-	leave := func() {
-		if loggedIn {
-			c.s.quit(nil)
-			loggedIn = false
-		}
-		c.send(leftMsg{})
-	}
-	ctxDone := ctx.Done()
-	for {
-		select {
-		case <-c.stop:
-			if loggedIn {
-				// The program ended without the quit handshake (a second
-				// Ctrl-C, or a terminal failure): still say goodbye, once.
-				c.s.send(wire.AppendQuit(nil, c.s.name))
-			}
-			return
-		case <-ctxDone:
-			ctxDone = nil
-			leave()
-		case <-c.reqs.ready:
-			for r, ok := c.reqs.pop(); ok; r, ok = c.reqs.pop() {
-				switch r.kind {
-				case reqLogin:
-					reason, err := c.s.login(loginCtx, r.text)
-					loggedIn = err == nil && reason == ""
-					c.send(loginMsg{name: r.text, reason: reason, err: err})
-				case reqChat:
-					if !loggedIn {
-						continue
-					}
-					if err := c.s.chat(r.text); err != nil {
-						loggedIn = false
-						c.send(fatalMsg{err})
-					}
-				case reqQuit:
-					leave()
-				}
-			}
-		case p := <-c.s.in:
-			if !loggedIn {
-				continue // a stray reply to an earlier login attempt
-			}
-			loggedIn = c.received(p)
-		}
-	}
-}
-
-// received hands p, and whatever else has already arrived, to the model.
-// It reports whether the session is still up.
-func (c *controller) received(p packet) bool {
-	var lines []string
-	var last tea.Msg // endedMsg or fatalMsg, sent after the lines before it
-collect:
-	for {
-		switch kind, line := c.s.classify(p); kind {
-		case recvLine:
-			lines = append(lines, line)
-		case recvExit:
-			last = endedMsg{}
-			break collect
-		case recvError:
-			last = fatalMsg{p.err}
-			break collect
-		}
-		if len(lines) >= maxBatch {
-			break
-		}
-		select {
-		case p = <-c.s.in:
-		default:
-			break collect
-		}
-	}
-	if len(lines) > 0 {
-		c.send(linesMsg(lines))
-	}
-	if last != nil {
-		c.send(last)
-		return false
-	}
-	return true
-}
-
 // modelState is where the model is in the session's life.
 type modelState int
 
@@ -269,13 +150,6 @@ const (
 	stateLoggingIn                   // waiting for the login reply
 	stateChat                        // logged in: editing chat lines
 	stateLeaving                     // waiting for the quit handshake
-)
-
-var (
-	statusStyle = lipgloss.NewStyle().Reverse(true)
-	noteStyle   = lipgloss.NewStyle().Faint(true).Italic(true)
-	selfStyle   = lipgloss.NewStyle().Faint(true)
-	warnStyle   = lipgloss.NewStyle().Bold(true)
 )
 
 // model is the bubbletea model. It is a value; Update returns the new one.
@@ -569,33 +443,6 @@ func (m *model) fixInputOffset() {
 	m.inOff = inputOffset([]rune(m.input.Value()), m.input.Position(), m.inOff, m.width-ansi.StringWidth(m.prompt()))
 }
 
-// statusText is the status line: who, where, and what is going on. It keeps
-// to ASCII punctuation: East Asian "ambiguous" characters such as "·" or "…"
-// are two columns wide on terminals set up for CJK, and would shift it.
-func (m model) statusText() string {
-	var s string
-	switch m.state {
-	case stateAskName:
-		s = fmt.Sprintf("relay %s | type your name and press Enter | Ctrl-C quits", m.addr)
-	case stateLoggingIn:
-		s = fmt.Sprintf("logging in as %s at %s ...", m.name, m.addr)
-	case stateChat:
-		s = fmt.Sprintf("%s @ %s | PgUp/PgDn scroll | /quit leaves", m.name, m.addr)
-		if m.conn != "" {
-			s = fmt.Sprintf("%s @ %s | %s | /quit leaves", m.name, m.addr, m.conn)
-		}
-		if m.unread > 0 {
-			s += fmt.Sprintf(" | %d new below", m.unread)
-		}
-	case stateLeaving:
-		s = fmt.Sprintf("%s @ %s | leaving ...", m.name, m.addr)
-	}
-	if m.notice != "" && m.state == stateAskName {
-		s = m.notice
-	}
-	return cleanLine(s)
-}
-
 func (m model) View() tea.View {
 	var v tea.View
 	v.AltScreen = true
@@ -624,74 +471,4 @@ func (m model) View() tea.View {
 		v.Cursor.Shape = tea.CursorBar
 	}
 	return v
-}
-
-// runeWidth is the display width of one rune, in terminal columns, measured
-// the way the renderer measures it (wcwidth): 2 for CJK, 0 for combining.
-func runeWidth(r rune) int {
-	return ansi.StringWidthWc(string(r))
-}
-
-// inputOffset returns the first rune to show of value so that the cursor at
-// pos (a rune index) and the rune under it fit in cols columns, starting
-// from the previous offset off so the line does not jump while editing.
-func inputOffset(value []rune, pos, off, cols int) int {
-	if cols < 2 {
-		cols = 2
-	}
-	pos = min(max(pos, 0), len(value))
-	off = min(max(off, 0), pos)
-	// need is the width from off up to and including the cursor cell.
-	need := func(off int) int {
-		w := 1 // the cursor cell after the end
-		if pos < len(value) {
-			w = runeWidth(value[pos])
-		}
-		for _, r := range value[off:pos] {
-			w += runeWidth(r)
-		}
-		return w
-	}
-	for off < pos && need(off) > cols {
-		off++
-	}
-	// Show as much as fits when the line got shorter.
-	for off > 0 {
-		w := 1
-		for _, r := range value[off-1:] {
-			w += runeWidth(r)
-		}
-		if w > cols {
-			break
-		}
-		off--
-	}
-	return off
-}
-
-// inputLine renders prompt and the visible part of value within width
-// columns, and returns the cursor's column.
-func inputLine(prompt string, value []rune, pos, off, width int) (line string, cursorCol int) {
-	pw := ansi.StringWidth(prompt)
-	if width-pw < 3 { // no room for a wide rune and the cursor: drop the prompt
-		prompt, pw = "", 0
-	}
-	cols := width - pw
-	off = inputOffset(value, pos, off, cols)
-	pos = min(max(pos, 0), len(value))
-	var b strings.Builder
-	b.WriteString(prompt)
-	used, col := 0, pw
-	for i := off; i < len(value); i++ {
-		w := runeWidth(value[i])
-		if used+w > cols {
-			break
-		}
-		if i < pos {
-			col += w
-		}
-		b.WriteRune(value[i])
-		used += w
-	}
-	return b.String(), min(col, max(width-1, 0))
 }

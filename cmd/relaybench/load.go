@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,9 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
-	"github.com/chatrelay/chatrelay/relay/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,22 +148,68 @@ func raiseFDLimit(need uint64) error {
 // step offers rate chats/s for sc.Duration and measures at the receivers.
 // cpu reads the relay's CPU seconds (nil: unknown). Chats left over from an
 // earlier step are told apart by their send time and counted as stale.
+//
+// It runs in four parts: startReceivers, sendChats, stepReceivers.drain,
+// then tally once the receivers have stopped. The CPU readings bracket the
+// sending and the drain, the second set taken in the reverse order of the
+// first.
 func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	sc := s.sc
 	res := Result{Proto: s.proto.String(), Members: sc.Members, Senders: sc.Senders, OfferedRate: rate, RelayCPUs: -1}
 	if rate < 1 {
 		return res, errors.New("rate must be at least 1")
 	}
-	nrecv := min(max(sc.Receivers, 1), len(s.members))
 	perSender := int64(float64(rate) / float64(sc.Senders) * sc.Duration.Seconds())
 	if perSender < 1 {
 		return res, fmt.Errorf("%d chats/s for %v gives each of %d senders no chat to send", rate, sc.Duration, sc.Senders)
 	}
 	stepStart := time.Now().UnixNano()
 
-	var stop atomic.Bool
-	rs := make([]*receiver, nrecv)
-	var rwg sync.WaitGroup
+	rv, err := s.startReceivers(perSender, stepStart)
+	if err != nil {
+		return res, err
+	}
+
+	var before, after cpuMark
+	before.self, _ = procCPU("/proc/self/stat")
+	before.threads = rv.threadCPU()
+	before.relay = relayCPU(cpu)
+	start := time.Now()
+
+	sent, sendErr := s.sendChats(rate, perSender, start)
+	sendEnd := time.Now()
+	res.Sent, res.SendErrors = sent, sendErr
+	res.Expected = res.Sent * int64(sc.Members-1)
+
+	rv.drain(res.Expected, sendEnd, sc.Drain)
+	after.relay = relayCPU(cpu)
+	after.threads = rv.threadCPU()
+	after.self, _ = procCPU("/proc/self/stat")
+	rv.halt()
+
+	s.tally(&res, rv.rs, start, sendEnd, before, after)
+	return res, nil
+}
+
+// stepReceivers are the receiver goroutines of one step and the flag that
+// stops them.
+type stepReceivers struct {
+	rs   []*receiver
+	stop atomic.Bool
+	wg   sync.WaitGroup
+}
+
+// startReceivers deals the members out, round robin, to
+// min(max(sc.Receivers, 1), members) receivers and starts them. Each
+// receiver counts seqs 0..perSender-1 from each sender as this step's, and
+// a chat sent before stepStart as stale. When it returns without error,
+// every receiver has all its members' sockets in its epoll and is reading
+// them, and its thread id is set. On an error, every receiver has stopped
+// again.
+func (s *session) startReceivers(perSender, stepStart int64) (*stepReceivers, error) {
+	sc := s.sc
+	nrecv := min(max(sc.Receivers, 1), len(s.members))
+	rv := &stepReceivers{rs: make([]*receiver, nrecv)}
 	ready := make(chan error, nrecv)
 	for r := 0; r < nrecv; r++ {
 		rc := &receiver{proto: s.proto, senders: sc.Senders, seqs: perSender, stepStart: stepStart}
@@ -179,38 +222,72 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 			rc.st.last[i] = -1
 			rc.st.seen[i] = make([]uint64, perSender/64+1) // fixed: a seq beyond perSender is not ours
 		}
-		rs[r] = rc
-		rwg.Add(1)
+		rv.rs[r] = rc
+		rv.wg.Add(1)
 		go func() {
-			defer rwg.Done()
-			rc.run(&stop, max(sc.Budget, 2048), ready)
+			defer rv.wg.Done()
+			rc.run(&rv.stop, max(sc.Budget, 2048), ready)
 		}()
 	}
 	for r := 0; r < nrecv; r++ {
 		if err := <-ready; err != nil {
-			stop.Store(true)
-			rwg.Wait()
-			return res, err
+			rv.halt()
+			return nil, err
 		}
 	}
+	return rv, nil
+}
 
-	threadCPU := func() []float64 {
-		out := make([]float64, len(rs))
-		for i, rc := range rs {
-			out[i], _ = procCPU(fmt.Sprintf("/proc/self/task/%d/stat", rc.tid))
-		}
-		return out
-	}
-	selfBefore, _ := procCPU("/proc/self/stat")
-	thBefore := threadCPU()
-	relayBefore := -1.0
-	if cpu != nil {
-		if v, err := cpu(); err == nil {
-			relayBefore = v
-		}
-	}
-	start := time.Now()
+// halt stops the receivers and returns once every one has returned: their
+// counts are then final, and safe to read without atomics.
+func (rv *stepReceivers) halt() {
+	rv.stop.Store(true)
+	rv.wg.Wait()
+}
 
+// threadCPU reads the CPU seconds of each receiver's thread so far, in the
+// order of rv.rs; one procCPU cannot read counts as 0.
+func (rv *stepReceivers) threadCPU() []float64 {
+	out := make([]float64, len(rv.rs))
+	for i, rc := range rv.rs {
+		out[i], _ = procCPU(fmt.Sprintf("/proc/self/task/%d/stat", rc.tid))
+	}
+	return out
+}
+
+// drain waits for stragglers after the last send, which ended at sendEnd:
+// it returns once the receivers have delivered expected chats, or none has
+// been delivered for 300 ms (counting from sendEnd while none has), or
+// limit has passed since sendEnd, looking every 20 ms. The receivers keep
+// running.
+func (rv *stepReceivers) drain(expected int64, sendEnd time.Time, limit time.Duration) {
+	deadline := sendEnd.Add(limit)
+	for time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		var got, lastRecv int64
+		for _, rc := range rv.rs {
+			got += atomic.LoadInt64(&rc.st.delivered)
+			lastRecv = max(lastRecv, atomic.LoadInt64(&rc.st.lastRecv))
+		}
+		if got >= expected {
+			break
+		}
+		quiet := time.Since(time.Unix(0, lastRecv))
+		if lastRecv == 0 {
+			quiet = time.Since(sendEnd)
+		}
+		if quiet > 300*time.Millisecond {
+			break
+		}
+	}
+}
+
+// sendChats runs sc.Senders senders, sender si from member si, each sending
+// perSender chats on a schedule that offers rate chats/s in all, the
+// senders staggered across one interval from start. It returns once every
+// sender is done, with the number of chats sent and of send errors.
+func (s *session) sendChats(rate int, perSender int64, start time.Time) (int64, int64) {
+	sc := s.sc
 	var sent, sendErr atomic.Int64
 	var swg sync.WaitGroup
 	interval := max(time.Duration(float64(time.Second)*float64(sc.Senders)/float64(rate)), 1)
@@ -228,41 +305,38 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 		}(si)
 	}
 	swg.Wait()
-	sendEnd := time.Now()
-	res.Sent, res.SendErrors = sent.Load(), sendErr.Load()
-	res.Expected = res.Sent * int64(sc.Members-1)
+	return sent.Load(), sendErr.Load()
+}
 
-	// Drain: wait until everything arrived, or nothing arrived for 300 ms, or sc.Drain.
-	deadline := sendEnd.Add(sc.Drain)
-	for time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-		var got, lastRecv int64
-		for _, rc := range rs {
-			got += atomic.LoadInt64(&rc.st.delivered)
-			lastRecv = max(lastRecv, atomic.LoadInt64(&rc.st.lastRecv))
-		}
-		if got >= res.Expected {
-			break
-		}
-		quiet := time.Since(time.Unix(0, lastRecv))
-		if lastRecv == 0 {
-			quiet = time.Since(sendEnd)
-		}
-		if quiet > 300*time.Millisecond {
-			break
-		}
-	}
-	relayAfter := -1.0
+// cpuMark is the CPU time used so far, in seconds, read at one end of a
+// step's measurement: by the relay (-1: unknown), by this process, and by
+// each receiver's thread.
+type cpuMark struct {
+	relay   float64
+	self    float64
+	threads []float64
+}
+
+// relayCPU reads the relay's CPU seconds with cpu: -1 when cpu is nil or
+// fails.
+func relayCPU(cpu func() (float64, error)) float64 {
 	if cpu != nil {
 		if v, err := cpu(); err == nil {
-			relayAfter = v
+			return v
 		}
 	}
-	thAfter := threadCPU()
-	selfAfter, _ := procCPU("/proc/self/stat")
-	stop.Store(true)
-	rwg.Wait()
+	return -1
+}
 
+// tally completes res, whose Sent and Expected are set, from the stopped
+// receivers rs (see halt), the step's first send (start) and the end of its
+// sending (sendEnd), and the CPU marks before and after. It adds up the
+// receivers' counts and latencies, then derives the window, the rates and
+// ratios, the latency quantiles, the CPU figures (relay CPU only when both
+// marks know it) and the verdicts: ToolSaturated, ToolLimited, KeptUp,
+// Sustained. The measured time for the tool's CPU runs from start to now.
+func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, before, after cpuMark) {
+	sc := s.sc
 	var lastRecv int64
 	var lat hist
 	for _, rc := range rs {
@@ -298,16 +372,16 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	res.P999us = float64(lat.quantile(0.999)) / 1e3
 	res.MaxUs = float64(lat.quantile(1)) / 1e3
 	measured := time.Since(start).Seconds()
-	if relayBefore >= 0 && relayAfter >= 0 {
-		res.RelayCPUs = relayAfter - relayBefore
+	if before.relay >= 0 && after.relay >= 0 {
+		res.RelayCPUs = after.relay - before.relay
 		if res.Delivered > 0 {
 			res.CPUusPerDeliv = res.RelayCPUs * 1e6 / float64(res.Delivered)
 		}
 	}
 	if measured > 0 {
-		res.ToolCPUcores = (selfAfter - selfBefore) / measured
-		for i := range thAfter {
-			res.RecvThreadMax = max(res.RecvThreadMax, (thAfter[i]-thBefore[i])/measured)
+		res.ToolCPUcores = (after.self - before.self) / measured
+		for i := range after.threads {
+			res.RecvThreadMax = max(res.RecvThreadMax, (after.threads[i]-before.threads[i])/measured)
 		}
 	}
 	res.ToolSaturated = res.RecvThreadMax > 0.9 || res.ToolCPUcores > 0.9*float64(runtime.NumCPU())
@@ -318,330 +392,4 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	res.ToolLimited = late && s.proto != ProtoNATS
 	res.KeptUp = !late && res.Window <= sc.Duration.Seconds()*1.1+0.25
 	res.Sustained = res.Ratio >= 0.999 && res.KeptUp
-	return res, nil
-}
-
-// sendUDP sends n chats from m on the schedule begin + q*interval. When
-// several are due (a late wake-up, or a high rate) they go in one sendmmsg,
-// each still one chat per datagram, stamped with the time of sending.
-func sendUDP(m *member, proto Proto, si int, n int64, begin time.Time, interval time.Duration, sent, errs *atomic.Int64) {
-	var bufs [batch][]byte
-	var iovs [batch]unix.Iovec
-	var hdrs [batch]unix.Mmsghdr
-	for i := range bufs {
-		bufs[i] = make([]byte, 0, 256)
-		hdrs[i].Hdr.Iov = &iovs[i]
-		hdrs[i].Hdr.SetIovlen(1)
-	}
-	text := bytes.Repeat([]byte("x"), textLen)
-	classicPrefix := []byte("C " + m.name + " ")
-	for q := int64(0); q < n; {
-		k := due(time.Now(), begin, interval, q, n)
-		if k == 0 {
-			time.Sleep(time.Until(begin.Add(interval * time.Duration(q))))
-			continue
-		}
-		ts := time.Now().UnixNano()
-		for j := 0; j < k; j++ {
-			encodeText(text, si, q+int64(j), ts)
-			b := bufs[j][:0]
-			if proto == ProtoV2 {
-				b = appendV2Chat(b, m.nextID, text)
-				m.nextID++
-			} else {
-				b = append(append(b, classicPrefix...), text...)
-			}
-			bufs[j] = b
-			iovs[j].Base = &b[0]
-			iovs[j].SetLen(len(b))
-		}
-		sendBatch(m.fd, hdrs[:k], sent, errs)
-		q += int64(k)
-	}
-}
-
-// due returns how many of the chats q..n-1 are due at now (at most batch).
-func due(now, begin time.Time, interval time.Duration, q, n int64) int {
-	if now.Before(begin) {
-		return 0
-	}
-	d := min(int64(now.Sub(begin)/interval)+1, n)
-	return int(min(max(d-q, 0), batch))
-}
-
-// sendBatch sends hdrs with sendmmsg on a connected socket. A message the
-// kernel refuses (a pending ICMP error, say) is counted and skipped; a full
-// socket buffer is waited out for up to 100 ms.
-func sendBatch(fd int, hdrs []unix.Mmsghdr, sent, errs *atomic.Int64) {
-	waits := 0
-	for off := 0; off < len(hdrs); {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[off])), uintptr(len(hdrs)-off), 0, 0, 0)
-		switch {
-		case errno == unix.EINTR:
-		case errno == unix.EAGAIN && waits < 100:
-			waits++
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-			_, _ = unix.Poll(pfd, 1)
-		case errno != 0:
-			errs.Add(1)
-			off++
-		default:
-			sent.Add(int64(r))
-			off += int(r)
-		}
-	}
-}
-
-// sendTCP publishes n chats from m to the NATS subject on the same
-// schedule; the chats due at one wake-up go in one write.
-func sendTCP(m *member, si int, n int64, begin time.Time, interval time.Duration, sent, errs *atomic.Int64) {
-	pub := fmt.Appendf(nil, "PUB %s %d\r\n", natsSubject, textLen)
-	buf := make([]byte, 0, batch*(len(pub)+textLen+2))
-	text := bytes.Repeat([]byte("x"), textLen)
-	for q := int64(0); q < n; {
-		k := due(time.Now(), begin, interval, q, n)
-		if k == 0 {
-			time.Sleep(time.Until(begin.Add(interval * time.Duration(q))))
-			continue
-		}
-		ts := time.Now().UnixNano()
-		buf = buf[:0]
-		for j := 0; j < k; j++ {
-			encodeText(text, si, q+int64(j), ts)
-			buf = append(append(append(buf, pub...), text...), '\r', '\n')
-		}
-		m.wmu.Lock()
-		err := writeAll(m.fd, buf, time.Now().Add(5*time.Second))
-		m.wmu.Unlock()
-		if err != nil {
-			errs.Add(int64(k))
-		} else {
-			sent.Add(int64(k))
-		}
-		q += int64(k)
-	}
-}
-
-// recvStats is owned by one receiver goroutine; delivered and lastRecv are
-// also read atomically while it runs.
-type recvStats struct {
-	seen      [][]uint64 // [member-local*senders+sender] bitset of seqs
-	last      []int64    // last seq per (member-local, sender), -1 none
-	lat       hist       // ns
-	delivered int64
-	lastRecv  int64 // unixnano of the last chat delivery
-	dups      int64
-	reord     int64
-	other     int64
-	self      int64
-	stale     int64
-	rx        int64
-	closed    int64
-}
-
-// receiver owns a share of the member sockets during one step: one
-// level-triggered epoll over them and, on readiness, recvmmsg(MSG_DONTWAIT)
-// with 64 messages (UDP) or read with a 256 KiB buffer (TCP) until the
-// socket is empty, bounded per wake-up. It is pinned to its OS thread so
-// that its CPU time can be read from /proc/self/task/TID/stat.
-type receiver struct {
-	proto     Proto
-	ms        []*member
-	senders   int
-	seqs      int64 // each sender sends seqs 0..seqs-1 in this step
-	stepStart int64
-	st        recvStats
-	tid       int
-
-	cur int   // NATS: the member whose stream natsScan is parsing
-	now int64 // receive time of what is being parsed
-}
-
-func (r *receiver) run(stop *atomic.Bool, dgram int, ready chan<- error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	r.tid = unix.Gettid()
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		ready <- err
-		return
-	}
-	defer unix.Close(ep)
-	for i, m := range r.ms {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)} // Fd carries the member's local index
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, m.fd, &ev); err != nil {
-			ready <- err
-			return
-		}
-	}
-	ready <- nil
-
-	var udp udpBatch
-	var tcpBuf []byte
-	if r.proto == ProtoNATS {
-		tcpBuf = make([]byte, 256<<10)
-	} else {
-		udp.init(dgram)
-	}
-	events := make([]unix.EpollEvent, 64)
-	for !stop.Load() {
-		n, err := unix.EpollWait(ep, events, 50)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return
-		}
-		for e := 0; e < n; e++ {
-			li := int(events[e].Fd)
-			if li < 0 || li >= len(r.ms) {
-				continue
-			}
-			if r.proto == ProtoNATS {
-				r.readTCP(ep, li, tcpBuf)
-			} else {
-				r.readUDP(li, &udp)
-			}
-		}
-	}
-}
-
-// udpBatch is a receiver's recvmmsg vectors.
-type udpBatch struct {
-	bufs [][]byte
-	iovs []unix.Iovec
-	hdrs []unix.Mmsghdr
-}
-
-func (u *udpBatch) init(size int) {
-	u.bufs = make([][]byte, batch)
-	u.iovs = make([]unix.Iovec, batch)
-	u.hdrs = make([]unix.Mmsghdr, batch)
-	for i := range u.bufs {
-		u.bufs[i] = make([]byte, size)
-		u.iovs[i].Base = &u.bufs[i][0]
-		u.iovs[i].SetLen(size)
-		u.hdrs[i].Hdr.Iov = &u.iovs[i]
-		u.hdrs[i].Hdr.SetIovlen(1)
-	}
-}
-
-func (r *receiver) readUDP(li int, u *udpBatch) {
-	fd := r.ms[li].fd
-	for rounds := 0; rounds < 64; rounds++ { // bounded per wake-up; level-triggered epoll brings us back
-		for i := range u.hdrs {
-			u.hdrs[i].Len = 0
-		}
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&u.hdrs[0])), batch, unix.MSG_DONTWAIT, 0, 0)
-		if errno != 0 || int(n) <= 0 {
-			return
-		}
-		r.now = time.Now().UnixNano()
-		for i := 0; i < int(n); i++ {
-			r.st.rx++
-			r.datagram(li, u.bufs[i][:u.hdrs[i].Len])
-		}
-		if int(n) < batch {
-			return
-		}
-	}
-}
-
-// datagram handles one UDP datagram: a v2 datagram (CR2, then frame lines)
-// or classic lines ("name says: text"), several joined by '\n' when the
-// relay coalesces.
-func (r *receiver) datagram(li int, p []byte) {
-	v2 := wire.IsV2(p)
-	if v2 {
-		p = p[len(wire.V2Magic):]
-	}
-	for len(p) > 0 {
-		line := p
-		if i := bytes.IndexByte(p, '\n'); i >= 0 {
-			line, p = p[:i], p[i+1:]
-		} else {
-			p = nil
-		}
-		if len(line) == 0 {
-			continue
-		}
-		if v2 {
-			if text, ok := v2ChatText(line); ok {
-				r.chat(li, text)
-			} else {
-				r.st.other++
-			}
-			continue
-		}
-		if i := bytes.Index(line, says); i >= 0 {
-			r.chat(li, line[i+len(says):])
-		} else {
-			r.st.other++
-		}
-	}
-}
-
-// chat records one chat text received by member li.
-func (r *receiver) chat(li int, text []byte) {
-	st := &r.st
-	s, q, t, ok := parseText(text)
-	if !ok || s < 0 || s >= r.senders || q < 0 || q >= r.seqs {
-		st.other++ // not a chat this step can have sent: never grows anything
-		return
-	}
-	if t < r.stepStart {
-		st.stale++
-		return
-	}
-	if s == r.ms[li].idx {
-		st.self++
-		return
-	}
-	k := li*r.senders + s
-	set := st.seen[k]
-	if set[q/64]&(1<<(q%64)) != 0 {
-		st.dups++
-		return
-	}
-	set[q/64] |= 1 << (q % 64)
-	if q < st.last[k] {
-		st.reord++
-	} else {
-		st.last[k] = q
-	}
-	st.lat.add(r.now - t)
-	atomic.AddInt64(&st.delivered, 1)
-	atomic.StoreInt64(&st.lastRecv, r.now)
-}
-
-func (r *receiver) readTCP(ep, li int, buf []byte) {
-	m := r.ms[li]
-	for rounds := 0; rounds < 16; rounds++ {
-		n0 := copy(buf, m.partial)
-		n, err := unix.Read(m.fd, buf[n0:])
-		if n <= 0 {
-			if n == 0 && err == nil { // the server closed the connection
-				r.st.closed++
-				_ = unix.EpollCtl(ep, unix.EPOLL_CTL_DEL, m.fd, nil)
-			}
-			return
-		}
-		r.st.rx++
-		r.now = time.Now().UnixNano()
-		r.cur = li
-		used := natsScan(buf[:n0+n], r)
-		m.partial = append(m.partial[:0], buf[used:n0+n]...)
-		if n0+n < len(buf) {
-			return // a short read: the socket is empty
-		}
-	}
-}
-
-func (r *receiver) natsMsg(payload []byte) { r.chat(r.cur, payload) }
-func (r *receiver) natsOther()             { r.st.other++ }
-func (r *receiver) natsPing() {
-	m := r.ms[r.cur]
-	m.wmu.Lock()
-	_ = writeAll(m.fd, []byte("PONG\r\n"), time.Now().Add(time.Second))
-	m.wmu.Unlock()
 }

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
@@ -97,7 +95,6 @@ func (c *Config) setDefaults() error {
 
 // Protocol timing.
 const (
-	minHelloSize   = 256                    // hello and resume are padded to this (anti-amplification)
 	repairMinDelay = 20 * time.Millisecond  // a gap waits 20..100 ms before its first repair
 	repairMaxDelay = 100 * time.Millisecond // ...so one loss seen by many does not storm the relay
 	repairRanges   = 64                     // ranges per repair request: every gap in view, so repair keeps up with heavy loss
@@ -473,6 +470,8 @@ func (c *Client) loop() {
 	}
 }
 
+// emit queues e for the Events channel; the loop hands it over when the
+// consumer reads.
 func (c *Client) emit(e Event) { c.pending = append(c.pending, e) }
 
 // end finishes the session for good: nothing more is sent, EventEnded is
@@ -501,6 +500,9 @@ func (c *Client) end(err error) {
 	c.who.waiters, c.flushers = nil, nil
 }
 
+// onCommand runs an API call on the loop and answers it on cmd.reply: at
+// once, or for Who, Flush and a Close that quits, once what it waits for
+// has happened.
 func (c *Client) onCommand(cmd command) {
 	switch cmd.kind {
 	case cmdSend:
@@ -576,28 +578,10 @@ func (c *Client) onCommand(cmd command) {
 	}
 }
 
-// startResume starts resuming the session with its token.
-func (c *Client) startResume(why string) {
-	if c.st != stResume {
-		c.emit(Event{Type: EventReconnecting, Reason: why})
-	}
-	c.st = stResume
-	c.hs.bo.reset()
-	c.hs.next, c.hs.sent, c.hs.answered = time.Time{}, 0, false
-	c.repair.armed = false
-}
-
-// startRelogin starts a new session with hello, for why ("restart" or
-// "unknown_session").
-func (c *Client) startRelogin(why string, delay time.Duration) {
-	c.st = stHello
-	c.relogin = why
-	c.token, c.cookie = "", ""
-	c.hs.bo.reset()
-	c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now().Add(delay), 0, false
-	c.repair.armed = false
-}
-
+// onDatagram handles what one socket reader handed over: a v2 datagram's
+// frames, one by one, or a read error (ErrUnreachable while Dial has heard
+// nothing back). Garbage, and anything from a replaced socket or after the
+// end, is dropped unanswered.
 func (c *Client) onDatagram(p inbound) {
 	if c.st == stEnded || p.gen != c.sock.gen {
 		return // the session is over, or an old socket's
@@ -740,106 +724,6 @@ func (c *Client) deliver(evs []Event) {
 	}
 }
 
-func (c *Client) relayRestarting() {
-	if c.st == stQuitting {
-		c.exit = true
-		return
-	}
-	if c.st == stEnded || (c.st == stHello && c.relogin == "restart") {
-		return
-	}
-	c.emit(Event{Type: EventRestarting})
-	c.startRelogin("restart", 250*time.Millisecond)
-}
-
-func (c *Client) onWelcome(f *wire.Frame, now time.Time) {
-	switch c.st {
-	case stHello:
-		first := c.epoch == ""
-		c.token = f.Token
-		if f.Name != "" {
-			c.name = f.Name
-		}
-		c.base = f.Seq
-		switch {
-		case first:
-			c.seq.reset(f.Seq)
-			c.epoch = f.Epoch
-		case f.Epoch != c.epoch:
-			c.oldEpoch[c.epoch] = true
-			c.epoch = f.Epoch
-			c.seq.reset(f.Seq)
-			c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
-		default:
-			// The same relay forgot us: what we lack since is repaired,
-			// or reported missed.
-			c.seq.learn(f.Seq)
-			c.emit(Event{Type: EventNewSession})
-		}
-		if !first {
-			c.stats.relogins.Add(1)
-			c.out.renumber()
-		}
-		c.becomeMember(now)
-		if c.dialing {
-			c.dialing = false
-			c.dialed <- nil
-		}
-	case stResume:
-		if f.Token != c.token {
-			return
-		}
-		if f.Epoch != c.epoch {
-			// Cannot happen with a restarted relay (it forgets tokens),
-			// but a new epoch is a new sequence whatever the cause.
-			c.oldEpoch[c.epoch] = true
-			c.epoch = f.Epoch
-			c.seq.reset(f.Seq)
-			c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
-		} else {
-			c.seq.learn(f.Seq)
-			c.emit(Event{Type: EventResumed})
-		}
-		c.stats.resumes.Add(1)
-		c.out.resendSoon()
-		c.becomeMember(now)
-	case stMember:
-		if f.Token == c.token && f.Epoch == c.epoch {
-			c.seq.learn(f.Seq) // a duplicate welcome
-		}
-	}
-}
-
-func (c *Client) becomeMember(now time.Time) {
-	c.st = stMember
-	c.relogin = ""
-	c.hbNext = now.Add(c.cfg.HeartbeatEvery)
-	c.lastRecv = now
-	c.who.next = time.Time{}
-	c.repair.armed = false
-}
-
-func (c *Client) onRefused(f *wire.Frame) {
-	err := &RefusedError{Code: f.Code, Reason: f.Reason}
-	switch c.st {
-	case stHello:
-		if f.Code == "bad_cookie" {
-			c.cookie, c.hs.next = "", time.Time{}
-			return
-		}
-		c.end(err)
-	case stResume:
-		switch f.Code {
-		case wire.CodeUnknownSession:
-			c.startRelogin("unknown_session", 0)
-		case "bad_cookie":
-			c.cookie, c.hs.next = "", time.Time{}
-		default:
-			c.end(err)
-		}
-	}
-}
-
 // onTimers sends whatever is due at now.
 func (c *Client) onTimers(now time.Time) {
 	var frames []*wire.Frame
@@ -936,26 +820,6 @@ func (c *Client) repairFrames(now time.Time, frames []*wire.Frame) []*wire.Frame
 	return frames
 }
 
-// handshakeFrame is the hello or resume to send now, padded.
-func (c *Client) handshakeFrame() *wire.Frame {
-	f := &wire.Frame{T: wire.FrameHello, Room: c.cfg.Room, Name: c.cfg.Name, Cookie: c.cookie}
-	if c.st == stResume {
-		f = &wire.Frame{T: wire.FrameResume, Room: c.cfg.Room, Token: c.token, Last: c.seq.last, Cookie: c.cookie}
-	}
-	pad(f)
-	return f
-}
-
-// pad fills f.Pad so that f alone makes a datagram of at least
-// minHelloSize bytes.
-func pad(f *wire.Frame) {
-	f.Pad = ""
-	n := len(wire.EncodeV2(f)) + len(`,"pad":""`)
-	if n < minHelloSize {
-		f.Pad = strings.Repeat(".", minHelloSize-n)
-	}
-}
-
 // sendFrames packs frames into as few datagrams as MaxDatagram allows and
 // sends them. A hello or resume goes alone, so its padding counts.
 func (c *Client) sendFrames(frames []*wire.Frame) {
@@ -1017,59 +881,4 @@ func (c *Client) nextWake(now time.Time) time.Time {
 		earlier(c.quit.until)
 	}
 	return t
-}
-
-// chatOverhead is the size of a chat datagram minus its text's encoding,
-// with the largest id.
-func chatOverhead(room string) int {
-	f := wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: "x"}
-	return len(wire.EncodeV2(&f)) - 1
-}
-
-// fits reports whether text makes a chat frame that fits in a datagram of
-// max bytes, whatever its id.
-func fits(room, text string, max int) bool {
-	f := wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: text}
-	return len(wire.EncodeV2(&f)) <= max
-}
-
-// jsonLen is how many bytes encoding/json (HTML escaping off) writes for
-// the rune r that takes size bytes of the input (r is utf8.RuneError with
-// size 1 for an invalid byte).
-func jsonLen(r rune, size int) int {
-	switch {
-	case r == utf8.RuneError && size == 1:
-		return len(`\ufffd`)
-	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
-		return 2
-	case r < 0x20:
-		return len(`\u0000`)
-	case r == '\u2028' || r == '\u2029':
-		return len(`\u2028`)
-	}
-	return size
-}
-
-// SplitText cuts text into pieces that each fit in one chat datagram of
-// the relay's default size, never inside a UTF-8 sequence.
-func SplitText(text string) []string {
-	return SplitTextFor(wire.RoomMain, text, wire.DefaultMaxDatagram)
-}
-
-// SplitTextFor is SplitText for a room and a datagram bound.
-func SplitTextFor(room, text string, maxDatagram int) []string {
-	budget := max(maxDatagram-chatOverhead(room), len(`\ufffd`))
-	var parts []string
-	start, used := 0, 0
-	for i := 0; i < len(text); {
-		r, size := utf8.DecodeRuneInString(text[i:])
-		n := jsonLen(r, size)
-		if used+n > budget && i > start {
-			parts = append(parts, text[start:i])
-			start, used = i, 0
-		}
-		used += n
-		i += size
-	}
-	return append(parts, text[start:])
 }

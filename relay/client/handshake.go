@@ -1,0 +1,193 @@
+package client
+
+import (
+	"strings"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
+)
+
+// The handshakes: logging in with hello (Dial, and again after a relay
+// restart or a forgotten session) and resuming with the token (after an
+// address change, a silent path, or a timeout). Each is a padded hello or
+// resume, perhaps a retry with a cookie and the same again with it, then a
+// welcome or a refusal. onTimers sends the hellos and resumes on their
+// schedule (handshakeFrame); onFrame hands the answers to onWelcome and
+// onRefused, and takes a retry's cookie itself.
+
+// minHelloSize is the least size of a hello or resume datagram: pad fills
+// them up to it, because the relay answers an address it has not validated
+// only with a retry no larger than the request (docs/PROTOCOL.md, address
+// validation).
+const minHelloSize = 256
+
+// startResume starts resuming the session with its token, sending the
+// first resume at once. why is the reason EventReconnecting gives; it is
+// emitted unless a resume is already under way.
+func (c *Client) startResume(why string) {
+	if c.st != stResume {
+		c.emit(Event{Type: EventReconnecting, Reason: why})
+	}
+	c.st = stResume
+	c.hs.bo.reset()
+	c.hs.next, c.hs.sent, c.hs.answered = time.Time{}, 0, false
+	c.repair.armed = false
+}
+
+// startRelogin starts a new session with hello after delay, for why
+// ("restart" or "unknown_session"), forgetting the token and the cookie.
+// The sequence and the outbox stay: onWelcome decides what carries over.
+func (c *Client) startRelogin(why string, delay time.Duration) {
+	c.st = stHello
+	c.relogin = why
+	c.token, c.cookie = "", ""
+	c.hs.bo.reset()
+	c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now().Add(delay), 0, false
+	c.repair.armed = false
+}
+
+// relayRestarting reacts to a relay that is restarting (a restart frame) or
+// has restarted (an unknown epoch): it emits EventRestarting and logs in
+// again after 250 ms. While quitting it stops the loop at once, since no bye
+// will come; once ended, or already logging in again after a restart, it
+// does nothing.
+func (c *Client) relayRestarting() {
+	if c.st == stQuitting {
+		c.exit = true
+		return
+	}
+	if c.st == stEnded || (c.st == stHello && c.relogin == "restart") {
+		return
+	}
+	c.emit(Event{Type: EventRestarting})
+	c.startRelogin("restart", 250*time.Millisecond)
+}
+
+// onWelcome handles a welcome, the end of a login or a resume.
+//
+// After a hello it takes the token, the name as the relay enforced it and
+// the base seq. A welcome after the first also says what happened: a new
+// epoch (EventRestarted) or the same relay having forgotten the session
+// (EventNewSession); the unconfirmed messages get new ids in the new
+// session and are sent again at once. Dial, if waiting, returns.
+//
+// After a resume, a welcome for our token reports EventResumed (or
+// EventRestarted on a new epoch) and has the messages in flight sent
+// again at once. Either way the client becomes a member. A member only learns
+// the room's latest seq from a duplicate welcome; other states ignore it.
+func (c *Client) onWelcome(f *wire.Frame, now time.Time) {
+	switch c.st {
+	case stHello:
+		first := c.epoch == ""
+		c.token = f.Token
+		if f.Name != "" {
+			c.name = f.Name
+		}
+		c.base = f.Seq
+		switch {
+		case first:
+			c.seq.reset(f.Seq)
+			c.epoch = f.Epoch
+		case f.Epoch != c.epoch:
+			c.oldEpoch[c.epoch] = true
+			c.epoch = f.Epoch
+			c.seq.reset(f.Seq)
+			c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
+		default:
+			// The same relay forgot us: what we lack since is repaired,
+			// or reported missed.
+			c.seq.learn(f.Seq)
+			c.emit(Event{Type: EventNewSession})
+		}
+		if !first {
+			c.stats.relogins.Add(1)
+			c.out.renumber()
+		}
+		c.becomeMember(now)
+		if c.dialing {
+			c.dialing = false
+			c.dialed <- nil
+		}
+	case stResume:
+		if f.Token != c.token {
+			return
+		}
+		if f.Epoch != c.epoch {
+			// Cannot happen with a restarted relay (it forgets tokens),
+			// but a new epoch is a new sequence whatever the cause.
+			c.oldEpoch[c.epoch] = true
+			c.epoch = f.Epoch
+			c.seq.reset(f.Seq)
+			c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
+		} else {
+			c.seq.learn(f.Seq)
+			c.emit(Event{Type: EventResumed})
+		}
+		c.stats.resumes.Add(1)
+		c.out.resendSoon()
+		c.becomeMember(now)
+	case stMember:
+		if f.Token == c.token && f.Epoch == c.epoch {
+			c.seq.learn(f.Seq) // a duplicate welcome
+		}
+	}
+}
+
+// becomeMember makes the client a member at now: the next ping is a
+// heartbeat away, the relay counts as just heard from, a pending Who asks
+// again at once, and the gap repair is disarmed until it is needed.
+func (c *Client) becomeMember(now time.Time) {
+	c.st = stMember
+	c.relogin = ""
+	c.hbNext = now.Add(c.cfg.HeartbeatEvery)
+	c.lastRecv = now
+	c.who.next = time.Time{}
+	c.repair.armed = false
+}
+
+// onRefused handles a refusal of a hello or resume. A bad cookie is
+// dropped and the handshake sent again at once without it; an unknown
+// session (to a resume) starts a new login; any other refusal ends the
+// session with a *RefusedError, which Dial returns if it is waiting. Other
+// states ignore refusals.
+func (c *Client) onRefused(f *wire.Frame) {
+	err := &RefusedError{Code: f.Code, Reason: f.Reason}
+	switch c.st {
+	case stHello:
+		if f.Code == "bad_cookie" {
+			c.cookie, c.hs.next = "", time.Time{}
+			return
+		}
+		c.end(err)
+	case stResume:
+		switch f.Code {
+		case wire.CodeUnknownSession:
+			c.startRelogin("unknown_session", 0)
+		case "bad_cookie":
+			c.cookie, c.hs.next = "", time.Time{}
+		default:
+			c.end(err)
+		}
+	}
+}
+
+// handshakeFrame is the hello or resume to send now, with the cookie if
+// the relay gave one, padded to minHelloSize.
+func (c *Client) handshakeFrame() *wire.Frame {
+	f := &wire.Frame{T: wire.FrameHello, Room: c.cfg.Room, Name: c.cfg.Name, Cookie: c.cookie}
+	if c.st == stResume {
+		f = &wire.Frame{T: wire.FrameResume, Room: c.cfg.Room, Token: c.token, Last: c.seq.last, Cookie: c.cookie}
+	}
+	pad(f)
+	return f
+}
+
+// pad fills f.Pad so that f alone makes a datagram of at least
+// minHelloSize bytes.
+func pad(f *wire.Frame) {
+	f.Pad = ""
+	n := len(wire.EncodeV2(f)) + len(`,"pad":""`)
+	if n < minHelloSize {
+		f.Pad = strings.Repeat(".", minHelloSize-n)
+	}
+}
