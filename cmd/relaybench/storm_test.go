@@ -211,3 +211,33 @@ func TestParseStormFlags(t *testing.T) {
 		t.Errorf("presets(joinstorm) = %v, %v: want no ladder", ps, err)
 	}
 }
+
+// TestUDPDrops: datagrams the kernel drops at a full socket are counted
+// for that socket, as the relay's (bound to the address) and not as a
+// member's (connected to it).
+func TestUDPDrops(t *testing.T) {
+	full, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	_ = full.SetReadBuffer(4096) // never read: it fills at once
+	ap := full.LocalAddr().(*net.UDPAddr).AddrPort()
+	addr := netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	m, err := openUDPMember("m", 0, 0, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	msg := bytes.Repeat([]byte("x"), 1000)
+	for i := 0; i < 100; i++ {
+		_ = writeAll(m.fd, msg, time.Now().Add(time.Second))
+	}
+	members, relay, err := udpDrops(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if members != 0 || relay < 50 {
+		t.Errorf("drops: members %d, relay %d; want 0 and most of 100", members, relay)
+	}
+}
