@@ -20,6 +20,7 @@ type Report struct {
 	Scenarios []ScenarioReport `json:"scenarios"`
 	ElapsedS  float64          `json:"elapsed_s"`
 	Failures  []string         `json:"failures,omitempty"` // relays that could not finish a scenario
+	Storm     *StormReport     `json:"storm,omitempty"`    // --scenario joinstorm
 }
 
 // Machine says where the numbers come from.
@@ -105,11 +106,13 @@ func presets(name string) ([]preset, error) {
 		return []preset{latency}, nil
 	case "v2room100":
 		return []preset{v2}, nil
+	case stormScenario:
+		return nil, nil // not a ladder: bench runs the storm (storm.go)
 	case "all":
 		v2.derive = "room100" // room100 runs the same relays on the same ladder
 		return []preset{latency, room("room10", 10), room("room100", 100), v2, room("room1000", 1000)}, nil
 	}
-	return nil, fmt.Errorf("--scenario %q: want room10, room100, room1000, latency, v2room100 or all", name)
+	return nil, fmt.Errorf("--scenario %q: want room10, room100, room1000, latency, v2room100, all or joinstorm", name)
 }
 
 // env is what the runs of one invocation share.
@@ -124,6 +127,7 @@ type env struct {
 	starts   int
 	buildErr error
 	failures []string
+	moreArgs []string // more flags for chatrelay (the storm's --max-members)
 }
 
 func bench(c config, stderr io.Writer) (*Report, error) {
@@ -183,6 +187,9 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 		sr.Summary = summarize(sr.Results, p.relays)
 		sr.elapsed = time.Since(began)
 		rep.Scenarios = append(rep.Scenarios, sr)
+	}
+	if c.scenario == stormScenario {
+		rep.Storm = e.runStorm(c.storm)
 	}
 	rep.ElapsedS = time.Since(e.start).Seconds()
 	rep.Failures = e.failures
@@ -340,6 +347,7 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 		args := []string{"--listen", addr.String(), "--metrics-listen", "",
 			"--admin-socket", fmt.Sprintf("%s/admin-%d.sock", e.tmp, e.starts),
 			"--flood", "off", "--log-level", "warn"}
+		args = append(args, e.moreArgs...)
 		proto := ProtoClassic
 		if name == relayV2 {
 			// Receivers only listen: they never heartbeat, so the session
