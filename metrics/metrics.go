@@ -37,6 +37,8 @@ type Labels struct {
 	LoginResults   []string // values of chatrelay_logins_total{result}
 	BroadcastKinds []string // values of chatrelay_broadcasts_total{kind}
 	DropReasons    []string // values of chatrelay_datagrams_dropped_total{reason}
+	// ModerationActions are the values of chatrelay_moderation_actions_total{action}.
+	ModerationActions []string
 }
 
 // Relay holds the relay's collectors. Its methods are safe for concurrent
@@ -52,6 +54,8 @@ type Relay struct {
 	sendErrors   prometheus.Counter
 	readErrors   prometheus.Counter
 	members      prometheus.Gauge
+	rooms        prometheus.Gauge
+	moderation   labelled
 	poolRejected prometheus.Counter
 	queued       prometheus.Gauge
 	panics       prometheus.Counter
@@ -107,6 +111,8 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 		"Counter of login attempts, by result.", "result")
 	broadcasts := counterVec("broadcasts_total",
 		"Counter of messages broadcast to a room, by kind.", "kind")
+	moderation := counterVec("moderation_actions_total",
+		"Counter of operator actions on the admin socket, by action.", "action")
 
 	r := &Relay{
 		received:   counter("datagrams_received_total", "Counter of datagrams read from the socket."),
@@ -119,6 +125,8 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 		sendErrors: counter("send_errors_total", "Counter of failed datagram sends."),
 		readErrors: counter("read_errors_total", "Counter of socket read errors other than shutdown."),
 		members:    gauge("", "members", "Number of members logged in."),
+		rooms:      gauge("", "rooms", "Number of rooms, main and configured ones included."),
+		moderation: newLabelled(moderation, labels.ModerationActions),
 		poolRejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "pool", Name: "rejections_total",
 			Help: "Counter of datagrams refused because the worker pool and its queue were full.",
@@ -133,7 +141,7 @@ func New(reg prometheus.Registerer, labels Labels) *Relay {
 	}
 	r.collectors = []prometheus.Collector{
 		r.received, dropped, logins, broadcasts, r.delivered, r.events, r.sendErrors,
-		r.readErrors, r.members, r.poolRejected, r.queued, r.panics, r.handler,
+		r.readErrors, r.members, r.rooms, moderation, r.poolRejected, r.queued, r.panics, r.handler,
 	}
 	if reg != nil {
 		reg.MustRegister(r)
@@ -195,6 +203,13 @@ func (r *Relay) ReadError() { r.readErrors.Inc() }
 
 // Members sets the number of members logged in (chatrelay_members).
 func (r *Relay) Members(n int) { r.members.Set(float64(n)) }
+
+// Rooms sets the number of rooms (chatrelay_rooms).
+func (r *Relay) Rooms(n int) { r.rooms.Set(float64(n)) }
+
+// Moderation counts one operator action
+// (chatrelay_moderation_actions_total{action}).
+func (r *Relay) Moderation(action string) { r.moderation.get(action).Inc() }
 
 // PoolRejected counts one task the worker pool refused
 // (chatrelay_pool_rejections_total).

@@ -87,10 +87,29 @@ const (
 	KindLeave   = "leave"
 	KindNotice  = "notice"
 	KindTimeout = "timeout" // a member evicted for silence or idleness
+	KindDM      = "dm"      // a direct message, to one member's inbox
 )
 
 // BroadcastKinds lists every broadcast kind, for pre-initialising metrics.
-var BroadcastKinds = []string{KindChat, KindJoin, KindLeave, KindNotice, KindTimeout}
+var BroadcastKinds = []string{KindChat, KindJoin, KindLeave, KindNotice, KindTimeout, KindDM}
+
+// Moderation actions: the fixed label set of
+// chatrelay_moderation_actions_total.
+const (
+	ModNotice   = "notice"
+	ModKick     = "kick"
+	ModBan      = "ban"
+	ModUnban    = "unban"
+	ModMute     = "mute"
+	ModUnmute   = "unmute"
+	ModLockdown = "lockdown"
+	ModTopic    = "topic"
+	ModRoom     = "room" // a room configured or removed by the operator
+)
+
+// ModerationActions lists every moderation action, for pre-initialising
+// metrics.
+var ModerationActions = []string{ModNotice, ModKick, ModBan, ModUnban, ModMute, ModUnmute, ModLockdown, ModTopic, ModRoom}
 
 // ErrNoMember reports an admin request naming nobody in the room.
 var ErrNoMember = errors.New("relay: no such member")

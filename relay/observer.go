@@ -27,6 +27,10 @@ type Observer interface {
 	ReadError()
 	// Members reports the current number of members.
 	Members(n int)
+	// Rooms reports the current number of rooms.
+	Rooms(n int)
+	// Moderation counts one operator action by kind (ModerationActions).
+	Moderation(action string)
 	// PoolRejected counts one datagram refused because the worker pool and
 	// its queue were full.
 	PoolRejected()
@@ -61,6 +65,8 @@ func (NopObserver) EventsDelivered(int)    {}
 func (NopObserver) SendError()             {}
 func (NopObserver) ReadError()             {}
 func (NopObserver) Members(int)            {}
+func (NopObserver) Rooms(int)              {}
+func (NopObserver) Moderation(string)      {}
 func (NopObserver) PoolRejected()          {}
 func (NopObserver) Queued(int)             {}
 func (NopObserver) Panic()                 {}

@@ -53,6 +53,8 @@ func (c *counting) EventsDelivered(n int) { c.next.EventsDelivered(n) }
 func (c *counting) SendError()            { c.sendErrors.Add(1); c.next.SendError() }
 func (c *counting) ReadError()            { c.next.ReadError() }
 func (c *counting) Members(n int)         { c.next.Members(n) }
+func (c *counting) Rooms(n int)           { c.next.Rooms(n) }
+func (c *counting) Moderation(a string)   { c.next.Moderation(a) }
 func (c *counting) PoolRejected()         { c.next.PoolRejected() }
 func (c *counting) Queued(n int)          { c.queued.Store(int64(n)); c.next.Queued(n) }
 func (c *counting) Panic()                { c.panics.Add(1); c.next.Panic() }

@@ -85,6 +85,8 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 		LoginResults:   relay.LoginResults,
 		BroadcastKinds: relay.BroadcastKinds,
 		DropReasons:    relay.DropReasons,
+
+		ModerationActions: relay.ModerationActions,
 	})
 	if err := metrics.RegisterRuntime(reg); err != nil {
 		return err

@@ -182,3 +182,25 @@ func TestParseClassicCopies(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalRoom(t *testing.T) {
+	for _, tc := range []struct{ in, display string }{
+		{"main", "main"}, {"Dev", "Dev"}, {"Ｄｅｖ", "Dev"}, {"#ops", "#ops"}, {"教室", "教室"},
+		{strings.Repeat("r", MaxRoomRunes), strings.Repeat("r", MaxRoomRunes)},
+	} {
+		d, _, err := CanonicalRoom(tc.in)
+		if err != nil || d != tc.display {
+			t.Errorf("CanonicalRoom(%q) = %q, %v; want %q", tc.in, d, err, tc.display)
+		}
+	}
+	_, k1, _ := CanonicalRoom("Dev")
+	_, k2, _ := CanonicalRoom("ＤＥＶ")
+	if k1 != k2 {
+		t.Errorf("Dev and ＤＥＶ have keys %q and %q: one room", k1, k2)
+	}
+	for _, bad := range []string{"", "@", "@alice", "a b", "a\tb", "x\x1b", strings.Repeat("r", MaxRoomRunes+1), "\xff"} {
+		if _, _, err := CanonicalRoom(bad); err != ErrRoomInvalid {
+			t.Errorf("CanonicalRoom(%q): %v, want ErrRoomInvalid", bad, err)
+		}
+	}
+}

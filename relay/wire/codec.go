@@ -142,6 +142,12 @@ const (
 	fRetryMS
 	fNames
 	fMore
+	fRev
+	fTo
+	fTopic
+	fKey
+	fLimit
+	fLocked
 	fPad
 )
 
@@ -189,6 +195,18 @@ func fieldOf(key string) int {
 		return fNames
 	case "more":
 		return fMore
+	case "rev":
+		return fRev
+	case "to":
+		return fTo
+	case "topic":
+		return fTopic
+	case "key":
+		return fKey
+	case "limit":
+		return fLimit
+	case "locked":
+		return fLocked
 	case "pad":
 		return fPad
 	}
@@ -248,6 +266,18 @@ func fieldOf(key string) int {
 		return fNames
 	case "MORE":
 		return fMore
+	case "REV":
+		return fRev
+	case "TO":
+		return fTo
+	case "TOPIC":
+		return fTopic
+	case "KEY":
+		return fKey
+	case "LIMIT":
+		return fLimit
+	case "LOCKED":
+		return fLocked
 	case "PAD":
 		return fPad
 	}
@@ -340,6 +370,18 @@ func (d *frameDec) field(f *Frame, k int) bool {
 		sp = &f.Reason
 	case fPad:
 		sp = &f.Pad
+	case fTo:
+		sp = &f.To
+	case fTopic:
+		sp = &f.Topic
+	case fKey:
+		sp = &f.Key
+	case fRev:
+		up = &f.Rev
+	case fLimit:
+		up = &f.Limit
+	case fLocked:
+		bp = &f.Locked
 	case fSeq:
 		up = &f.Seq
 	case fID:
@@ -794,6 +836,14 @@ func appendFrameJSON(dst []byte, f *Frame) []byte {
 	}
 	if f.More {
 		dst = append(dst, `,"more":true`...)
+	}
+	dst = appendUintField(dst, `,"rev":`, f.Rev)
+	dst = appendStringField(dst, `,"to":`, f.To)
+	dst = appendStringField(dst, `,"topic":`, f.Topic)
+	dst = appendStringField(dst, `,"key":`, f.Key)
+	dst = appendUintField(dst, `,"limit":`, f.Limit)
+	if f.Locked {
+		dst = append(dst, `,"locked":true`...)
 	}
 	dst = appendStringField(dst, `,"pad":`, f.Pad)
 	return append(dst, '}', '\n')

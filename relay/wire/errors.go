@@ -23,6 +23,8 @@ var (
 	ErrNameInvalid = errors.New("wire: invalid name")
 	// ErrNameReserved reports a name that belongs to the relay itself.
 	ErrNameReserved = errors.New("wire: reserved name")
+	// ErrRoomInvalid reports a room name CanonicalRoom rejects.
+	ErrRoomInvalid = errors.New("wire: invalid room name")
 )
 
 // ErrTextControl reports chat text that carries a control, bidi override or

@@ -64,6 +64,31 @@ func CanonicalName(raw string) (display, key string, err error) {
 	return display, key, nil
 }
 
+// CanonicalRoom validates a room name as CanonicalName does a member's
+// name: the PRECIS Nickname profile, unique by its compare key (so "Dev",
+// "DEV" and "Ｄｅｖ" are one room), 1 to MaxRoomRunes code points, no space
+// or control character. A room name never starts with "@" (Inbox and its
+// kind are the relay's). The error is ErrRoomInvalid.
+func CanonicalRoom(raw string) (display, key string, err error) {
+	if raw == "" || !utf8.ValidString(raw) || raw[0] == '@' {
+		return "", "", ErrRoomInvalid
+	}
+	for _, r := range raw {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return "", "", ErrRoomInvalid
+		}
+	}
+	display, err = precis.Nickname.String(raw)
+	if err != nil || display == "" || display[0] == '@' || strings.ContainsRune(display, ' ') ||
+		utf8.RuneCountInString(display) > MaxRoomRunes {
+		return "", "", ErrRoomInvalid
+	}
+	if key, err = precis.Nickname.CompareKey(raw); err != nil {
+		return "", "", ErrRoomInvalid
+	}
+	return display, key, nil
+}
+
 // CheckText reports ErrTextControl when chat text carries a character that
 // could rewrite other members' terminals or fake a relay line: C0 controls
 // other than TAB, DEL, C1 controls, the bidi overrides and isolates

@@ -27,6 +27,10 @@ const (
 	FrameRepair = "repair"
 	FrameWho    = "who"
 	FrameQuit   = "quit"
+	// client to relay, revision 1 (rooms and direct messages)
+	FramePart  = "part"  // leave a room; FrameJoin (with room and key) joins one
+	FrameRooms = "rooms" // list the rooms
+	FrameMsg   = "msg"   // a direct message to a member
 	// relay to client
 	FrameRetry     = "retry"
 	FrameWelcome   = "welcome"
@@ -43,7 +47,26 @@ const (
 	FrameThrottled = "throttled"
 	FrameRestart   = "restart"
 	FrameError     = "error"
+	// relay to client, revision 1
+	FrameParted = "parted" // answer to part: you are no longer in the room
+	FrameRoom   = "room"   // one entry of the room list
+	FrameDM     = "dm"     // a direct message, in the inbox room
 )
+
+// Rev is the revision of v2 this package speaks: 0 is v2 as first
+// published (one room); 1 adds rooms (join, part, rooms, topics) and direct
+// messages (msg, dm, the inbox). A client says which it speaks in its hello
+// ("rev"); the relay answers with the revision it will use in the welcome,
+// and never sends a client what its revision does not know.
+const Rev = 1
+
+// Inbox is the room name of a session's own inbox, where its direct
+// messages arrive as sequenced events (each session has its own sequence).
+// No room can be called that: room names never start with "@".
+const Inbox = "@"
+
+// MaxRoomRunes bounds a room name, in code points after PRECIS enforcement.
+const MaxRoomRunes = 64
 
 // Codes of refused and error frames that a client acts on; the others are
 // shown with their reason. See docs/PROTOCOL.md.
@@ -51,6 +74,21 @@ const (
 	// CodeUnknownSession refuses a resume whose token the relay does not
 	// know (it restarted, or the session timed out): log in again.
 	CodeUnknownSession = "unknown_session"
+	// CodeNotInRoom answers a frame for a room the member is not in.
+	CodeNotInRoom = "not_in_room"
+	// CodeNoSuchMember answers a msg to a name nobody holds.
+	CodeNoSuchMember = "no_such_member"
+	// CodeUnsupported answers a msg to a member whose client cannot
+	// receive direct messages (v2 revision 0).
+	CodeUnsupported = "unsupported"
+	// CodeMuted refuses a chat or msg from a muted member.
+	CodeMuted = "muted"
+	// Join refusals.
+	CodeRoomInvalid  = "room_invalid"   // not a valid room name
+	CodeRoomsFull    = "rooms_full"     // the relay has --max-rooms rooms
+	CodeTooManyRooms = "too_many_rooms" // the member is in --max-rooms-per-member rooms
+	CodeRoomFull     = "room_full"      // the room is at its member limit
+	CodeBadKey       = "bad_key"        // the room has a key and this was not it
 )
 
 // Frame is one v2 frame: a JSON object on one line. Every field is
@@ -77,6 +115,12 @@ type Frame struct {
 	RetryMS int64    `json:"retry_ms,omitempty"`
 	Names   []string `json:"names,omitempty"`
 	More    bool     `json:"more,omitempty"`
+	Rev     uint64   `json:"rev,omitempty"`
+	To      string   `json:"to,omitempty"`
+	Topic   string   `json:"topic,omitempty"`
+	Key     string   `json:"key,omitempty"`
+	Limit   uint64   `json:"limit,omitempty"`
+	Locked  bool     `json:"locked,omitempty"`
 	Pad     string   `json:"pad,omitempty"`
 }
 
