@@ -18,7 +18,9 @@ type Config struct {
 	Addr string
 	// Name is the name to log in as. Required.
 	Name string
-	// Room is the room. Default wire.RoomMain (the only one for now).
+	// Room is the room the hello names, where the session starts and
+	// where Send sends. Default wire.RoomMain, the only room a hello may
+	// name; Join enters others.
 	Room string
 	// Rand jitters repair delays and backoffs. Default: seeded from the
 	// clock. Only the client's loop uses it; do not share it.
@@ -130,6 +132,9 @@ const (
 type command struct {
 	kind  cmdKind
 	text  string
+	room  string // send, join, who: the room as named; msg: the recipient
+	key   string // send, join, part, who: the room's compare key
+	pass  string // join: the room's key (password)
 	ctx   context.Context
 	reply chan cmdReply // buffered 1
 }
@@ -138,17 +143,26 @@ type cmdKind int
 
 const (
 	cmdSend cmdKind = iota
+	cmdMsg
+	cmdJoin
+	cmdPart
 	cmdWho
+	cmdRooms
 	cmdName
+	cmdRev
+	cmdJoined
 	cmdFlush
 	cmdRebind
 	cmdClose
 )
 
 type cmdReply struct {
-	id    uint64
-	names []string
-	err   error
+	id     uint64
+	names  []string
+	rooms  []RoomInfo
+	joined []JoinedRoom
+	rev    uint64
+	err    error
 }
 
 // Client is one v2 session with a relay. Its methods are safe for
@@ -174,14 +188,20 @@ type Client struct {
 	dialing  bool   // Dial is waiting for the first welcome
 	name     string // as the relay enforced it
 	token    string
-	epoch    string
+	epoch    string // main's epoch at the session's welcome: a restart changes it
 	oldEpoch map[string]bool
 	cookie   string
-	base     uint64 // the room's latest seq at our session's welcome: later events are this session's
+	rev      uint64 // the revision the relay speaks with us (its welcome's)
 	relogin  string // why stHello is a re-login: "restart" or "unknown_session"
 
-	seq *sequencer
-	out *outbox
+	rooms    []*room             // the rooms we are in or joining, main included, in join order
+	byKey    map[string]*room    // rooms by compare key
+	inbox    *room               // revision 1: our inbox "@"; nil with revision 0
+	keys     map[string]string   // room name -> compare key, a cache
+	parting  map[string]*partReq // parts not yet answered, by compare key
+	whos     map[string]*listReq // who requests, by the room's compare key
+	roomList *listReq            // a rooms request
+	out      *outbox
 
 	hs struct { // the hello or resume exchange
 		next     time.Time
@@ -192,19 +212,7 @@ type Client struct {
 	}
 	hbNext   time.Time // next ping
 	lastRecv time.Time // last datagram from the relay
-	repair   struct {
-		armed bool
-		due   time.Time
-		last  uint64 // seq.last when the previous request went out
-		bo    backoff
-	}
-	who struct {
-		waiters []chan cmdReply
-		names   []string
-		next    time.Time
-		bo      backoff
-	}
-	quit struct {
+	quit     struct {
 		next, until time.Time
 		ctxDone     <-chan struct{}
 		closer      chan cmdReply
@@ -240,15 +248,15 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		dialed:   make(chan error, 1),
 		name:     cfg.Name,
 		oldEpoch: make(map[string]bool),
-		seq:      newSequencer(0),
+		byKey:    make(map[string]*room),
+		keys:     make(map[string]string),
+		parting:  make(map[string]*partReq),
+		whos:     make(map[string]*listReq),
 		out:      newOutbox(cfg.Window),
 		dialing:  true,
 	}
+	c.out.ready = c.sendable
 	c.hs.bo = backoff{first: 250 * time.Millisecond, max: 2 * time.Second}
-	// A stuck gap holds back everything after it, and the relay's ring
-	// forgets: repair retries sooner than sends do.
-	c.repair.bo = backoff{first: 250 * time.Millisecond, max: time.Second}
-	c.who.bo = backoff{first: 500 * time.Millisecond, max: 2 * time.Second}
 	c.sock, err = openSocket(raddr, 1, c.in, c.stop)
 	if err != nil {
 		return nil, fmt.Errorf("client: cannot reach relay at %s: %w", cfg.Addr, err)
@@ -280,61 +288,152 @@ func (c *Client) Name() string {
 // session events. It is closed after EventEnded or Close.
 func (c *Client) Events() <-chan Event { return c.events }
 
-// Send queues text as a chat message and returns its id. The message is
-// (re)sent with backoff, at most Config.Window at a time, until the relay
-// confirms it; it then appears in Events like everyone's. If the relay
-// forgets the session (restart, expiry), waiting messages are sent again
-// in the new session under new ids. Send fails with ErrTooLong if text
-// does not fit in one datagram (see SplitText), ErrQueueFull, or ErrClosed.
-func (c *Client) Send(text string) (uint64, error) {
+// Send queues text as a chat message for the room Config.Room (main) and
+// returns its id. The message is (re)sent with backoff, at most
+// Config.Window at a time, until the relay confirms it; it then appears in
+// Events like everyone's. If the relay forgets the session (restart,
+// expiry), waiting messages are sent again in the new session under new
+// ids. Send fails with ErrTooLong if text does not fit in one datagram
+// (see SplitText), ErrQueueFull, ErrNotInRoom (we left main), or
+// ErrClosed.
+func (c *Client) Send(text string) (uint64, error) { return c.SendTo(c.cfg.Room, text) }
+
+// SendTo is Send for a room we are in, or joining: then the message waits
+// until the join is answered, and is dropped with an EventError (its ID)
+// if the join is refused. Message ids are one sequence per session, shared
+// with Msg.
+func (c *Client) SendTo(room, text string) (uint64, error) {
 	if text == "" {
 		return 0, ErrEmpty
 	}
-	if !fits(c.cfg.Room, text, c.cfg.MaxDatagram) {
+	key, err := roomKeyOf(room)
+	if err != nil {
+		return 0, err
+	}
+	if !fits(room, text, c.cfg.MaxDatagram) {
 		return 0, ErrTooLong
 	}
-	r := c.call(command{kind: cmdSend, text: text})
+	r := c.call(command{kind: cmdSend, text: text, room: room, key: key})
 	return r.id, r.err
 }
+
+// Msg queues text as a direct message to the member called to, and
+// returns its id. It is retransmitted like a chat until its echo, the dm
+// event in our own inbox (an EventDM with Self), comes; a refusal (no such
+// member, a recipient that cannot receive direct messages) is an
+// EventError with its ID and To. Msg fails with ErrUnsupported when the
+// relay speaks revision 0, ErrTooLong (see SplitMsgFor), an error wrapping
+// wire.ErrNameInvalid for a name nobody can hold, ErrQueueFull or
+// ErrClosed.
+func (c *Client) Msg(to, text string) (uint64, error) {
+	if text == "" {
+		return 0, ErrEmpty
+	}
+	name, _, err := wire.CanonicalName(to)
+	if errors.Is(err, wire.ErrNameInvalid) {
+		return 0, fmt.Errorf("client: msg to %q: %w", to, err)
+	}
+	if err == nil {
+		to = name
+	}
+	if !fitsMsg(to, text, c.cfg.MaxDatagram) {
+		return 0, ErrTooLong
+	}
+	r := c.call(command{kind: cmdMsg, text: text, room: to})
+	return r.id, r.err
+}
+
+// Join joins room, with key if the room is locked. It returns at once: the
+// result is an event, EventJoined (with the room's Topic) once the relay
+// welcomes us, then the room's backlog and its events; or EventError with
+// the Room and the relay's Code (wire.CodeBadKey, wire.CodeRoomFull, ...).
+// Joining a room we are in emits EventJoined again. Join fails with
+// ErrUnsupported when the relay speaks revision 0, an error wrapping
+// wire.ErrRoomInvalid for a name no room can have, or ErrClosed.
+func (c *Client) Join(room, key string) error {
+	k, err := roomKeyOf(room)
+	if err != nil {
+		return err
+	}
+	return c.call(command{kind: cmdJoin, room: room, key: k, pass: key}).err
+}
+
+// Part leaves room: its events stop at once, messages still waiting for it
+// are dropped (an EventError each), and EventParted follows when the relay
+// confirms. It fails with ErrNotInRoom, ErrUnsupported or ErrClosed.
+func (c *Client) Part(room string) error {
+	k, err := roomKeyOf(room)
+	if err != nil {
+		return err
+	}
+	return c.call(command{kind: cmdPart, room: room, key: k}).err
+}
+
+// Joined lists the rooms we are in or joining, main included unless we
+// left it, in the order we joined them.
+func (c *Client) Joined() []JoinedRoom { return c.call(command{kind: cmdJoined}).joined }
+
+// Rev is the revision of v2 the relay speaks with this session: 0 (main
+// only) or 1 (rooms and direct messages).
+func (c *Client) Rev() uint64 { return c.call(command{kind: cmdRev}).rev }
 
 // Flush waits until the relay has confirmed every message sent so far,
 // or ctx ends, or the session ends (ErrClosed).
 func (c *Client) Flush(ctx context.Context) error {
-	reply := make(chan cmdReply, 1)
-	select {
-	case c.cmds <- command{kind: cmdFlush, reply: reply}:
-	case <-c.loopDone:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case r := <-reply:
-		return r.err
-	case <-c.loopDone:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return c.await(ctx, command{kind: cmdFlush}).err
 }
 
-// Who asks the relay who is in the room.
-func (c *Client) Who(ctx context.Context) ([]string, error) {
-	reply := make(chan cmdReply, 1)
+// Who asks the relay who is in the room Config.Room (main).
+func (c *Client) Who(ctx context.Context) ([]string, error) { return c.WhoIn(ctx, c.cfg.Room) }
+
+// WhoIn asks the relay who is in room: any room that is not locked, or
+// one we are in. A refusal is a *RelayError.
+func (c *Client) WhoIn(ctx context.Context, room string) ([]string, error) {
+	key, err := roomKeyOf(room)
+	if err != nil {
+		return nil, err
+	}
+	r := c.await(ctx, command{kind: cmdWho, room: room, key: key})
+	return r.names, r.err
+}
+
+// Rooms lists the relay's rooms, sorted by name. It fails with
+// ErrUnsupported when the relay speaks revision 0.
+func (c *Client) Rooms(ctx context.Context) ([]RoomInfo, error) {
+	r := c.await(ctx, command{kind: cmdRooms})
+	return r.rooms, r.err
+}
+
+// roomKeyOf validates a room name and returns its compare key.
+func roomKeyOf(room string) (string, error) {
+	if room == wire.RoomMain {
+		return room, nil
+	}
+	_, key, err := wire.CanonicalRoom(room)
+	if err != nil {
+		return "", fmt.Errorf("client: room %q: %w", room, err)
+	}
+	return key, nil
+}
+
+// await runs a command whose answer comes later (Flush, Who, Rooms) and
+// waits for it, or for ctx, or for the end of the session.
+func (c *Client) await(ctx context.Context, cmd command) cmdReply {
+	cmd.reply = make(chan cmdReply, 1)
 	select {
-	case c.cmds <- command{kind: cmdWho, reply: reply}:
+	case c.cmds <- cmd:
 	case <-c.loopDone:
-		return nil, ErrClosed
+		return cmdReply{err: ErrClosed}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return cmdReply{err: ctx.Err()}
 	}
 	select {
-	case r := <-reply:
-		return r.names, r.err
+	case r := <-cmd.reply:
+		return r
 	case <-c.loopDone:
-		return nil, ErrClosed
+		return cmdReply{err: ErrClosed}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return cmdReply{err: ctx.Err()}
 	}
 }
 
@@ -409,9 +508,7 @@ func (c *Client) loop() {
 		if !c.eventsClosed {
 			close(c.events)
 		}
-		for _, w := range append(c.who.waiters, c.flushers...) {
-			w <- cmdReply{err: ErrClosed}
-		}
+		c.failWaiters()
 		if c.quit.closer != nil {
 			c.quit.closer <- cmdReply{}
 		}
@@ -494,43 +591,87 @@ func (c *Client) end(err error) {
 		e.Code = re.Code
 	}
 	c.emit(e)
-	for _, w := range append(c.who.waiters, c.flushers...) {
+	c.failWaiters()
+}
+
+// failWaiters answers every Flush, Who and Rooms call waiting with
+// ErrClosed.
+func (c *Client) failWaiters() {
+	for _, w := range c.flushers {
 		w <- cmdReply{err: ErrClosed}
 	}
-	c.who.waiters, c.flushers = nil, nil
+	c.flushers = nil
+	for key, w := range c.whos {
+		w.answer(cmdReply{err: ErrClosed})
+		delete(c.whos, key)
+	}
+	if c.roomList != nil {
+		c.roomList.answer(cmdReply{err: ErrClosed})
+		c.roomList = nil
+	}
 }
 
 // onCommand runs an API call on the loop and answers it on cmd.reply: at
-// once, or for Who, Flush and a Close that quits, once what it waits for
-// has happened.
+// once, or for Who, Rooms, Flush and a Close that quits, once what it
+// waits for has happened.
 func (c *Client) onCommand(cmd command) {
 	switch cmd.kind {
-	case cmdSend:
-		switch {
-		case c.st == stEnded:
+	case cmdSend, cmdMsg, cmdJoin, cmdPart, cmdWho, cmdRooms, cmdFlush:
+		if c.st == stEnded {
 			cmd.reply <- cmdReply{err: ErrClosed}
+			return
+		}
+		if c.rev < 1 && (cmd.kind == cmdMsg || cmd.kind == cmdJoin || cmd.kind == cmdPart || cmd.kind == cmdRooms ||
+			(cmd.key != wire.RoomMain && (cmd.kind == cmdSend || cmd.kind == cmdWho))) {
+			cmd.reply <- cmdReply{err: ErrUnsupported}
+			return
+		}
+	}
+	switch cmd.kind {
+	case cmdSend:
+		r := c.byKey[cmd.key]
+		switch {
+		case r == nil:
+			cmd.reply <- cmdReply{err: ErrNotInRoom}
+		case !fits(r.name, cmd.text, c.cfg.MaxDatagram):
+			cmd.reply <- cmdReply{err: ErrTooLong}
 		case c.out.len() >= c.cfg.MaxQueue:
 			cmd.reply <- cmdReply{err: ErrQueueFull}
 		default:
-			cmd.reply <- cmdReply{id: c.out.add(cmd.text)}
+			cmd.reply <- cmdReply{id: c.out.add(cmd.key, "", cmd.text)}
 		}
-	case cmdWho:
-		if c.st == stEnded {
-			cmd.reply <- cmdReply{err: ErrClosed}
+	case cmdMsg:
+		if c.out.len() >= c.cfg.MaxQueue {
+			cmd.reply <- cmdReply{err: ErrQueueFull}
 			return
 		}
-		if len(c.who.waiters) == 0 {
-			c.who.names, c.who.next = nil, time.Time{}
-			c.who.bo.reset()
+		cmd.reply <- cmdReply{id: c.out.add("", cmd.room, cmd.text)}
+	case cmdJoin:
+		cmd.reply <- cmdReply{err: c.onJoin(cmd.room, cmd.key, cmd.pass)}
+	case cmdPart:
+		cmd.reply <- cmdReply{err: c.onPart(cmd.key)}
+	case cmdWho:
+		w := c.whos[cmd.key]
+		if w == nil {
+			w = newListReq(cmd.room)
+			if r := c.byKey[cmd.key]; r != nil {
+				w.room = r.name
+			}
+			c.whos[cmd.key] = w
 		}
-		c.who.waiters = append(c.who.waiters, cmd.reply)
+		w.waiters = append(w.waiters, cmd.reply)
+	case cmdRooms:
+		if c.roomList == nil {
+			c.roomList = newListReq("")
+		}
+		c.roomList.waiters = append(c.roomList.waiters, cmd.reply)
+	case cmdRev:
+		cmd.reply <- cmdReply{rev: c.rev}
+	case cmdJoined:
+		cmd.reply <- cmdReply{joined: c.joinedRooms()}
 	case cmdName:
 		cmd.reply <- cmdReply{names: []string{c.name}}
 	case cmdFlush:
-		if c.st == stEnded {
-			cmd.reply <- cmdReply{err: ErrClosed}
-			return
-		}
 		c.flushers = append(c.flushers, cmd.reply)
 	case cmdRebind:
 		if c.st == stEnded || c.st == stQuitting {
@@ -610,9 +751,6 @@ func (c *Client) onDatagram(p inbound) {
 
 // onFrame handles one frame; delivered is scratch space for room events.
 func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
-	if f.Room != "" && f.Room != c.cfg.Room {
-		return scratch
-	}
 	now := c.cfg.Now()
 	switch f.T {
 	case wire.FrameRetry:
@@ -624,39 +762,44 @@ func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
 		c.onWelcome(f, now)
 	case wire.FrameRefused:
 		c.onRefused(f)
-	case wire.FrameChat, wire.FrameJoin, wire.FrameLeave, wire.FrameTimeout, wire.FrameNotice:
-		if !c.sameEpoch(f.Epoch) {
+	case wire.FrameChat, wire.FrameJoin, wire.FrameLeave, wire.FrameTimeout, wire.FrameNotice, wire.FrameDM:
+		r := c.roomOf(f.Room)
+		if r == nil || !c.sameEpoch(r, f.Epoch) {
 			return scratch
 		}
-		if f.T == wire.FrameChat && f.ID != 0 && f.From == c.name && f.Seq > c.base && c.token != "" {
+		if (f.T == wire.FrameChat || f.T == wire.FrameDM) && f.ID != 0 && f.From == c.name && f.Seq > r.base && c.token != "" {
 			c.out.ack(f.ID) // our echo
 		}
-		scratch = c.seq.add(f, scratch[:0])
-		c.deliver(scratch)
+		scratch = r.seq.add(f, scratch[:0])
+		c.deliver(r, scratch)
 	case wire.FrameMissed:
-		if !c.sameEpoch(f.Epoch) {
+		r := c.roomOf(f.Room)
+		if r == nil || !c.sameEpoch(r, f.Epoch) {
 			return scratch
 		}
-		scratch = c.seq.missed(f.FromSeq, f.ToSeq, scratch[:0])
-		c.deliver(scratch)
+		scratch = r.seq.missed(f.FromSeq, f.ToSeq, scratch[:0])
+		c.deliver(r, scratch)
 	case wire.FrameAck:
-		if c.out.ack(f.ID) && f.Seq != 0 {
-			c.seq.learn(f.Seq) // our message exists: fetch it if we lack it
-		}
-	case wire.FramePong:
-		if c.sameEpoch(f.Epoch) && c.st == stMember {
-			c.seq.learn(f.Seq)
-		}
-	case wire.FrameMembers:
-		if len(c.who.waiters) > 0 {
-			c.who.names = append(c.who.names, f.Names...)
-			if !f.More {
-				for _, w := range c.who.waiters {
-					w <- cmdReply{names: c.who.names}
-				}
-				c.who.waiters, c.who.names = nil, nil
+		// The message's own room, whatever the ack names.
+		if m := c.out.take(f.ID); m != nil && f.Seq != 0 {
+			r := c.byKey[m.room]
+			if m.to != "" {
+				r = c.inbox
+			}
+			if r != nil && !r.joining {
+				r.seq.learn(f.Seq) // our message exists: fetch it if we lack it
 			}
 		}
+	case wire.FramePong:
+		if r := c.roomOf(f.Room); r != nil && c.st == stMember && c.sameEpoch(r, f.Epoch) {
+			r.seq.learn(f.Seq)
+		}
+	case wire.FrameMembers:
+		c.onMembers(f)
+	case wire.FrameRoom:
+		c.onRoomEntry(f)
+	case wire.FrameParted:
+		c.onParted(f)
 	case wire.FrameBye:
 		switch c.st {
 		case stQuitting:
@@ -667,34 +810,48 @@ func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
 	case wire.FrameThrottled:
 		d := time.Duration(f.RetryMS) * time.Millisecond
 		c.out.throttle(now.Add(d))
-		c.emit(Event{Type: EventThrottled, RetryAfter: d, ID: f.ID, Reason: f.Reason})
+		c.emit(Event{Type: EventThrottled, Room: f.Room, RetryAfter: d, ID: f.ID, Reason: f.Reason})
 	case wire.FrameRestart:
-		if f.Epoch == "" || f.Epoch == c.epoch {
+		if f.Epoch == "" || f.Epoch == c.epoch || c.isOurEpoch(f.Epoch) {
 			c.relayRestarting()
 		}
 	case wire.FrameError:
-		if f.ID != 0 {
-			c.out.ack(f.ID) // refused for good: do not retransmit it
-		}
-		c.emit(Event{Type: EventError, Code: f.Code, Reason: f.Reason, ID: f.ID})
-		if f.Code == "removed" && f.ID == 0 && c.st != stQuitting {
-			c.end(&KickedError{Reason: f.Reason})
-		}
+		c.onErrorFrame(f)
 	}
 	return scratch
 }
 
-// sameEpoch reports whether an event of epoch belongs to our sequence. An
-// unknown epoch means the relay restarted without our seeing its restart
-// frame: log in again.
-func (c *Client) sameEpoch(epoch string) bool {
+// isOurEpoch reports whether epoch is the current epoch of one of our
+// streams.
+func (c *Client) isOurEpoch(epoch string) bool {
+	for _, r := range c.streams() {
+		if r.epoch != "" && r.epoch == epoch {
+			return true
+		}
+	}
+	return false
+}
+
+// sameEpoch reports whether an event of epoch belongs to r's sequence. An
+// unknown epoch in a room we are in means the relay restarted without our
+// seeing its restart frame: log in again. A room still joining takes only
+// what its welcome starts; the inbox, whose welcome may be lost, takes the
+// first epoch it sees (a new session's inbox starts empty).
+func (c *Client) sameEpoch(r *room, epoch string) bool {
 	switch {
-	case c.epoch == "" || c.st == stEnded || c.st == stQuitting:
-		return c.epoch != "" && epoch == c.epoch
-	case epoch == c.epoch:
+	case epoch == "":
+		return false
+	case r == c.inbox && r.joining && c.st == stMember && !c.oldEpoch[epoch]:
+		r.welcomed(&wire.Frame{Room: wire.Inbox, Epoch: epoch}, c.oldEpoch)
+		return true
+	case r.joining || r.epoch == "":
+		return epoch == r.epoch
+	case c.st == stEnded || c.st == stQuitting:
+		return epoch == r.epoch
+	case epoch == r.epoch:
 		return true
 	case c.oldEpoch[epoch]:
-		return false // a straggler from before a restart
+		return false // a straggler from before a restart, or from a room we left
 	case c.st == stHello:
 		return false // logging in again already
 	}
@@ -702,19 +859,29 @@ func (c *Client) sameEpoch(epoch string) bool {
 	return false
 }
 
-// deliver queues delivered room events and reacts to our own removal.
-func (c *Client) deliver(evs []Event) {
+// deliver queues room events delivered by r's sequencer and reacts to our
+// own removal.
+func (c *Client) deliver(r *room, evs []Event) {
 	for _, e := range evs {
-		if e.Type == EventChat && e.From == c.name {
+		e.Room = r.name
+		if (e.Type == EventChat || e.Type == EventDM) && e.From == c.name {
 			e.Self = true
 		}
+		if e.Type == EventNotice && e.Topic != "" && !e.History {
+			r.topic = e.Topic
+		}
 		c.emit(e)
-		if e.From != c.name || e.Seq <= c.base || e.History {
+		if e.From != c.name || e.Seq <= r.base || e.History || e.Batched() {
 			continue
 		}
 		switch {
-		case e.Type == EventLeave && e.Reason != "quit" && c.st != stQuitting:
-			c.end(&KickedError{Reason: e.Reason})
+		case e.Type == EventLeave && isKick(e.Reason) && c.st != stQuitting:
+			if r.key == wire.RoomMain {
+				c.end(&KickedError{Reason: e.Reason})
+				return
+			}
+			// Removed from this room only.
+			c.lostRoom(r, "removed", e.Reason)
 			return
 		case e.Type == EventTimeout && c.st == stMember:
 			// The relay evicted us for silence; the token is gone, so the
@@ -722,6 +889,16 @@ func (c *Client) deliver(evs []Event) {
 			c.startResume("the relay timed us out")
 		}
 	}
+}
+
+// sendable reports whether the outbox may send m now: a chat once its
+// room is joined, a msg once the relay speaks revision 1.
+func (c *Client) sendable(m *outMsg) bool {
+	if m.to != "" {
+		return c.rev >= 1
+	}
+	r := c.byKey[m.room]
+	return r != nil && !r.joining
 }
 
 // onTimers sends whatever is due at now.
@@ -757,21 +934,28 @@ func (c *Client) onTimers(now time.Time) {
 			return
 		}
 		for _, m := range c.out.due(now) {
-			frames = append(frames, &wire.Frame{T: wire.FrameChat, Room: c.cfg.Room, ID: m.id, Text: m.text})
+			if m.to != "" {
+				frames = append(frames, &wire.Frame{T: wire.FrameMsg, To: m.to, ID: m.id, Text: m.text})
+			} else {
+				frames = append(frames, &wire.Frame{T: wire.FrameChat, Room: c.byKey[m.room].name, ID: m.id, Text: m.text})
+			}
 			c.stats.chats.Add(1)
 			if m.sent > 1 {
 				c.stats.retransmits.Add(1)
 			}
 		}
-		frames = c.repairFrames(now, frames)
-		if len(c.who.waiters) > 0 && !now.Before(c.who.next) {
-			c.who.names = nil // a fresh answer
-			frames = append(frames, &wire.Frame{T: wire.FrameWho, Room: c.cfg.Room})
-			c.who.next = now.Add(c.who.bo.next(c.cfg.Rand))
+		frames = c.requestFrames(now, frames)
+		for _, r := range c.streams() {
+			frames = c.repairFrames(r, now, frames)
 		}
 		if !now.Before(c.hbNext) || len(frames) > 0 && now.Add(c.cfg.HeartbeatEvery/2).After(c.hbNext) {
-			// A ping rides along when one is nearly due anyway.
-			frames = append(frames, &wire.Frame{T: wire.FramePing, Room: c.cfg.Room, Last: c.seq.last})
+			// Pings ride along when they are nearly due anyway: one per
+			// room, and one for the inbox, each with its own last.
+			for _, r := range c.streams() {
+				if !r.joining || r == c.inbox {
+					frames = append(frames, &wire.Frame{T: wire.FramePing, Room: r.name, Last: r.seq.last})
+				}
+			}
 			c.hbNext = now.Add(c.cfg.HeartbeatEvery)
 		}
 	case stQuitting:
@@ -787,64 +971,67 @@ func (c *Client) onTimers(now time.Time) {
 	c.sendFrames(frames)
 }
 
-// repairFrames arms, fires and backs off the gap repair.
-func (c *Client) repairFrames(now time.Time, frames []*wire.Frame) []*wire.Frame {
-	if !c.seq.open() {
-		c.repair.armed = false
+// repairFrames arms, fires and backs off r's gap repair.
+func (c *Client) repairFrames(r *room, now time.Time, frames []*wire.Frame) []*wire.Frame {
+	if r.joining || !r.seq.open() {
+		r.repair.armed = false
 		return frames
 	}
-	if !c.repair.armed {
-		c.repair.armed = true
-		c.repair.bo.reset()
-		c.repair.last = c.seq.last
-		c.repair.due = now.Add(repairMinDelay + time.Duration(c.cfg.Rand.Int64N(int64(repairMaxDelay-repairMinDelay))))
+	if !r.repair.armed {
+		r.repair.armed = true
+		r.repair.bo.reset()
+		r.repair.last = r.seq.last
+		r.repair.due = now.Add(repairMinDelay + time.Duration(c.cfg.Rand.Int64N(int64(repairMaxDelay-repairMinDelay))))
 		return frames
 	}
-	if now.Before(c.repair.due) {
+	if now.Before(r.repair.due) {
 		return frames
 	}
-	if c.seq.last > c.repair.last {
-		c.repair.bo.reset() // progress: the next request comes soon again
-		c.repair.last = c.seq.last
+	if r.seq.last > r.repair.last {
+		r.repair.bo.reset() // progress: the next request comes soon again
+		r.repair.last = r.seq.last
 	}
-	for _, r := range c.seq.gaps(repairRanges) {
-		for from := r.from; from <= r.to; from += maxRepairSpan {
-			frames = append(frames, &wire.Frame{T: wire.FrameRepair, Room: c.cfg.Room, FromSeq: from, ToSeq: min(r.to, from+maxRepairSpan-1)})
+	for _, g := range r.seq.gaps(repairRanges) {
+		for from := g.from; from <= g.to; from += maxRepairSpan {
+			frames = append(frames, &wire.Frame{T: wire.FrameRepair, Room: r.name, FromSeq: from, ToSeq: min(g.to, from+maxRepairSpan-1)})
 			c.stats.repairs.Add(1)
 			if from+maxRepairSpan < from { // overflow guard
 				break
 			}
 		}
 	}
-	c.repair.due = now.Add(c.repair.bo.next(c.cfg.Rand))
+	r.repair.due = now.Add(r.repair.bo.next(c.cfg.Rand))
 	return frames
 }
 
-// sendFrames packs frames into as few datagrams as MaxDatagram allows and
-// sends them. A hello or resume goes alone, so its padding counts.
+// sendFrames packs frames into as few datagrams as MaxDatagram and
+// wire.MaxFramesPerDatagram allow, and sends them. A hello or resume goes
+// alone, so its padding counts.
 func (c *Client) sendFrames(frames []*wire.Frame) {
 	if len(frames) == 0 || c.sock == nil {
 		return
 	}
 	var b []byte
+	n := 0 // frames in b
 	flush := func() {
-		if len(b) > len(wire.V2Magic) {
+		if n > 0 {
 			if c.sock.write(b) == nil {
 				c.stats.sent.Add(1)
 			}
 		}
-		b = wire.AppendV2Header(b[:0])
+		b, n = wire.AppendV2Header(b[:0]), 0
 	}
 	b = wire.AppendV2Header(make([]byte, 0, c.cfg.MaxDatagram))
 	for _, f := range frames {
-		n := len(b)
+		start := len(b)
 		b = wire.AppendFrame(b, f)
-		if len(b) > c.cfg.MaxDatagram && n > len(wire.V2Magic) {
-			line := append([]byte(nil), b[n:]...)
-			b = b[:n]
+		if n > 0 && (len(b) > c.cfg.MaxDatagram || n == wire.MaxFramesPerDatagram) {
+			line := append([]byte(nil), b[start:]...)
+			b = b[:start]
 			flush()
 			b = append(b, line...)
 		}
+		n++
 	}
 	flush()
 }
@@ -866,16 +1053,16 @@ func (c *Client) nextWake(now time.Time) time.Time {
 		if d, ok := c.out.deadline(); ok {
 			earlier(d)
 		}
-		if c.seq.open() {
-			if c.repair.armed {
-				earlier(c.repair.due)
-			} else {
+		for _, r := range c.streams() {
+			switch {
+			case r.joining || !r.seq.open():
+			case r.repair.armed:
+				earlier(r.repair.due)
+			default:
 				earlier(now)
 			}
 		}
-		if len(c.who.waiters) > 0 {
-			earlier(c.who.next)
-		}
+		c.requestWake(earlier)
 	case stQuitting:
 		earlier(c.quit.next)
 		earlier(c.quit.until)

@@ -10,13 +10,27 @@
 // seq exactly once, together with the client's own state changes; Close
 // quits.
 //
+// # Rooms and direct messages (revision 1)
+//
+// The hello says the client speaks revision 1 (wire.Rev); the welcome says
+// what the relay speaks (Rev). With revision 1 the session is in main and
+// may Join and Part other rooms, SendTo a room, Msg a member, list the
+// relay's Rooms and ask WhoIn a room; with a revision-0 relay those calls
+// fail with ErrUnsupported and the session stays in main. Each room, and
+// the session's inbox "@" where direct messages arrive, is a sequence of
+// its own: its own seq and epoch, repair, heartbeat ping and resume. Every
+// event names its Room. Message ids are one sequence per session, shared by
+// chats and direct messages. After a relay restart or a forgotten session
+// the client logs in again and joins its rooms again by itself.
+//
 // # Goroutines and ownership
 //
 // A Client runs one loop goroutine that owns all protocol state (the
-// sequencer, the outbox, timers and the socket), and one reader goroutine
-// per socket that hands datagrams to the loop. The API methods talk to the
-// loop through channels, so no protocol state is locked. Events are queued
-// inside the loop without bound and handed to the Events channel as the
-// consumer reads: the loop never blocks on a slow consumer, so memory grows
-// with what the relay sends while nobody reads. Close ends every goroutine.
+// rooms and their sequencers, the outbox, timers and the socket), and one
+// reader goroutine per socket that hands datagrams to the loop. The API
+// methods talk to the loop through channels, so no protocol state is
+// locked. Events are queued inside the loop without bound and handed to the
+// Events channel as the consumer reads: the loop never blocks on a slow
+// consumer, so memory grows with what the relay sends while nobody reads.
+// Close ends every goroutine.
 package client

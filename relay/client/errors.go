@@ -28,6 +28,13 @@ var (
 	// ErrEnded reports that the relay ended the session unasked (a bye we
 	// did not ask for).
 	ErrEnded = errors.New("client: the relay ended the session")
+	// ErrUnsupported reports a room or direct-message call to a relay that
+	// speaks v2 revision 0 (its welcome had no "rev"): the session is in
+	// main only.
+	ErrUnsupported = errors.New("client: the relay does not support rooms and direct messages (v2 revision 0)")
+	// ErrNotInRoom reports a SendTo or Part for a room the client is
+	// neither in nor joining.
+	ErrNotInRoom = errors.New("client: not in that room")
 )
 
 // RefusedError is the relay's refusal of a login or resume: Code is the
@@ -57,4 +64,24 @@ func (e *KickedError) Error() string {
 		return "removed from the room by the relay"
 	}
 	return e.Reason
+}
+
+// RelayError is the relay's refusal of a request that has no event of its
+// own to report it (WhoIn for a locked room, for instance): Code is the
+// machine-readable reason, Reason the relay's wording.
+type RelayError struct {
+	Room   string
+	Code   string
+	Reason string
+}
+
+func (e *RelayError) Error() string {
+	what := e.Reason
+	if what == "" {
+		what = e.Code
+	}
+	if e.Room != "" {
+		return fmt.Sprintf("relay refused (room %s): %s", e.Room, what)
+	}
+	return "relay refused: " + what
 }

@@ -2,27 +2,32 @@ package client
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // EventType is what an Event reports. The room events (chat, join, leave,
-// notice, timeout) carry a Seq; the others are about delivery or about the
-// client's own session.
+// notice, timeout) and direct messages (dm, from the inbox) carry a Seq;
+// the others are about delivery or about the client's own session.
 type EventType string
 
 // Event types.
 const (
-	EventChat    EventType = "chat"    // From said Text (also our own, Self)
-	EventJoin    EventType = "join"    // From joined
-	EventLeave   EventType = "leave"   // From left; Reason is "quit" or the admin's kick reason
-	EventNotice  EventType = "notice"  // an administrator's notice, Text
+	EventChat    EventType = "chat"    // From said Text in Room (also our own, Self)
+	EventJoin    EventType = "join"    // From joined Room (a batch in a big room: Names, Count)
+	EventLeave   EventType = "leave"   // From left Room; Reason is "quit", "part" or the admin's kick reason (a batch: Names, Count)
+	EventNotice  EventType = "notice"  // an administrator's notice, Text; Topic when it announces a new topic
 	EventTimeout EventType = "timeout" // From was evicted for silence
+	EventDM      EventType = "dm"      // a direct message From to To, delivered from our inbox (Room "@"); Self: our own, echoed
 
-	EventMissed    EventType = "missed"    // Count events FromSeq..ToSeq are lost for good
+	EventJoined EventType = "joined" // we are in Room now (the answer to Join); Topic is its topic
+	EventParted EventType = "parted" // we are no longer in Room: the answer to Part, or (Code, Reason) the relay says we are not in it
+
+	EventMissed    EventType = "missed"    // Count events FromSeq..ToSeq of Room are lost for good
 	EventThrottled EventType = "throttled" // flood control dropped our frames; sends resume after RetryAfter
-	EventError     EventType = "error"     // the relay refused a frame: Code, Reason (ID: the chat id, if any)
+	EventError     EventType = "error"     // the relay refused a frame: Code, Reason (ID: the chat or msg id, if any; Room: the room a join or frame was for; To: the msg's recipient)
 
 	// Session state changes.
 	EventReconnecting EventType = "reconnecting" // the path broke or the socket changed: resuming the session (Reason)
@@ -37,43 +42,66 @@ const (
 // are set.
 type Event struct {
 	Type    EventType
-	Seq     uint64 // room events: the room sequence number
+	Room    string // room events, missed, joined, parted: the room as the relay names it; dm: the inbox, "@"; error: the room it is about, if any
+	Seq     uint64 // room events: the room sequence number (dm: the inbox's)
 	Epoch   string // room events and restarted: the room's epoch
-	From    string // chat, join, leave, timeout: the member
-	Text    string // chat, notice: the text, exactly as sent
-	ID      uint64 // chat: the sender's message id; error: the refused chat's id
-	Self    bool   // chat: our own message, echoed by the relay
-	History bool   // room events: backlog replayed on login
+	From    string // chat, join, leave, timeout, dm: the member
+	To      string // dm: the recipient; error: the refused msg's recipient
+	Text    string // chat, notice, dm: the text, exactly as sent
+	Topic   string // joined: the room's topic; notice: the new topic, when it announces one
+	ID      uint64 // chat, dm: the sender's message id; error: the refused chat's or msg's id
+	Self    bool   // chat, dm: our own message, echoed by the relay
+	History bool   // room events: backlog replayed on login or join
 
-	FromSeq, ToSeq, Count uint64 // missed
+	// Names are the first members of a batched join or leave (a big room
+	// announces them at most once a second); From is Names[0].
+	Names []string
+
+	FromSeq, ToSeq uint64 // missed
+	// Count is, for missed, how many events are lost; for a batched join
+	// or leave, how many members the batch announces (0 or 1: From alone).
+	Count uint64
 
 	RetryAfter time.Duration // throttled
-	Code       string        // error, ended: machine-readable reason
-	Reason     string        // leave, error, reconnecting, ended: human-readable reason
+	Code       string        // error, parted, ended: machine-readable reason
+	Reason     string        // leave, error, parted, reconnecting, ended: human-readable reason
 	Err        error         // ended: why
 }
 
-// IsRoomEvent reports whether e is a sequenced room event (chat, join,
-// leave, notice, timeout).
+// IsRoomEvent reports whether e is a sequenced event (chat, join, leave,
+// notice, timeout, or a dm from the inbox).
 func (e Event) IsRoomEvent() bool {
 	switch e.Type {
-	case EventChat, EventJoin, EventLeave, EventNotice, EventTimeout:
+	case EventChat, EventJoin, EventLeave, EventNotice, EventTimeout, EventDM:
 		return true
 	}
 	return false
 }
 
+// Batched reports whether e is a batched join or leave: more than one
+// member announced at once.
+func (e Event) Batched() bool {
+	return (e.Type == EventJoin || e.Type == EventLeave) && (e.Count > 1 || len(e.Names) > 1)
+}
+
 // String is a one-line human-readable form, for logs and simple clients.
 func (e Event) String() string {
 	switch e.Type {
-	case EventChat, EventJoin, EventLeave, EventTimeout, EventNotice:
+	case EventChat, EventJoin, EventLeave, EventTimeout, EventNotice, EventDM, EventJoined, EventParted:
 		return e.Format("en")
 	case EventMissed:
 		return fmt.Sprintf("%d message(s) missed (seq %d-%d): the relay no longer has them", e.Count, e.FromSeq, e.ToSeq)
 	case EventThrottled:
 		return fmt.Sprintf("sending too fast: waiting %v", e.RetryAfter)
 	case EventError:
-		return fmt.Sprintf("relay error %s: %s", e.Code, e.Reason)
+		s := fmt.Sprintf("relay error %s: %s", e.Code, e.Reason)
+		switch {
+		case e.To != "":
+			s += " (message to " + e.To + ")"
+		case e.Room != "":
+			s += " (room " + e.Room + ")"
+		}
+		return s
 	case EventReconnecting:
 		return "connection lost, resuming the session (" + e.Reason + ")"
 	case EventResumed:
@@ -95,17 +123,25 @@ func (e Event) String() string {
 
 // Format is String in a language: room events are worded exactly as a
 // relay run with that --lang words them to classic clients ("zh": the
-// classic teaching chat room's wording); other events are in English, but
-// for missed, which has a Chinese form too.
+// classic teaching chat room's wording); direct messages, batched joins and
+// leaves, and our own joins and parts likewise; other events are in
+// English, but for missed, which has a Chinese form too.
 func (e Event) Format(lang string) string {
 	w := wire.Words(wire.Lang(lang))
+	x := extraWords(lang)
 	switch e.Type {
 	case EventChat:
 		return fmt.Sprintf(w.Chat, e.From, e.Text)
 	case EventJoin:
+		if e.Batched() {
+			return x.batch(e, x.joinedMany)
+		}
 		return fmt.Sprintf(w.Join, e.From)
 	case EventLeave:
-		if e.Reason != "" && e.Reason != "quit" {
+		if e.Batched() {
+			return x.batch(e, x.leftMany)
+		}
+		if isKick(e.Reason) {
 			return fmt.Sprintf(w.Kicked, e.From, e.Reason)
 		}
 		return fmt.Sprintf(w.Leave, e.From)
@@ -113,10 +149,107 @@ func (e Event) Format(lang string) string {
 		return fmt.Sprintf(w.TimedOut, e.From)
 	case EventNotice:
 		return fmt.Sprintf(w.Admin, e.Text)
+	case EventDM:
+		if e.Self {
+			return fmt.Sprintf(x.whisperTo, e.To, e.Text)
+		}
+		return fmt.Sprintf(x.whisper, e.From, e.Text)
+	case EventJoined:
+		s := fmt.Sprintf(x.joined, e.Room)
+		if e.Topic != "" {
+			s += fmt.Sprintf(x.topic, e.Topic)
+		}
+		return s
+	case EventParted:
+		s := fmt.Sprintf(x.parted, e.Room)
+		if e.Reason != "" {
+			s += ": " + e.Reason
+		} else if e.Code != "" {
+			s += ": " + e.Code
+		}
+		return s
 	case EventMissed:
 		if lang == "zh" {
 			return fmt.Sprintf("漏掉了 %d 条消息 (序号 %d-%d): 服务器已不再保存", e.Count, e.FromSeq, e.ToSeq)
 		}
 	}
 	return e.String()
+}
+
+// isKick reports whether a leave's reason is an administrator's (a kick),
+// not the member's own quit or part.
+func isKick(reason string) bool {
+	switch reason {
+	case "", "quit", "part":
+		return false
+	}
+	return true
+}
+
+// moreWords is the wording of what revision 1 adds, in one language:
+// format strings for fmt.Sprintf, as wire.EventWords.
+type moreWords struct {
+	whisper    string // %s: sender, %s: text (a dm to us)
+	whisperTo  string // %s: recipient, %s: text (our own dm, echoed)
+	joinedMany string // en: "%s joined the chat room" with the names and "and N others"; zh: %s names, %d count
+	leftMany   string
+	others     string // en: " and %d others"
+	joined     string // %s: room (our own join)
+	parted     string // %s: room (our own part)
+	topic      string // %s: topic, appended to joined
+	zh         bool
+}
+
+var moreWordsByLang = map[string]moreWords{
+	"en": {
+		whisper:    "%s whispers: %s",
+		whisperTo:  "you whisper to %s: %s",
+		joinedMany: "%s joined the chat room",
+		leftMany:   "%s left the chat room",
+		others:     " and %d others",
+		joined:     "you joined %s",
+		parted:     "you left %s",
+		topic:      " (topic: %s)",
+	},
+	"zh": {
+		whisper:    "%s 悄悄对你说: %s",
+		whisperTo:  "你悄悄对 %s 说: %s",
+		joinedMany: "%s 等 %d 人进入聊天室",
+		leftMany:   "%s 等 %d 人退出了聊天室",
+		joined:     "你进入了聊天室 %s",
+		parted:     "你离开了聊天室 %s",
+		topic:      " (话题: %s)",
+		zh:         true,
+	},
+}
+
+func extraWords(lang string) moreWords {
+	if w, ok := moreWordsByLang[lang]; ok {
+		return w
+	}
+	return moreWordsByLang["en"]
+}
+
+// batch words a batched join or leave: "alice, bob and 3 others joined the
+// chat room", "alice, bob 等 5 人进入聊天室". When the names are the whole
+// batch, English lists them ("alice, bob and carol joined ...").
+func (x moreWords) batch(e Event, format string) string {
+	names := e.Names
+	if len(names) == 0 {
+		names = []string{e.From}
+	}
+	count := max(e.Count, uint64(len(names)))
+	if x.zh {
+		return fmt.Sprintf(format, strings.Join(names, ", "), count)
+	}
+	list := strings.Join(names, ", ")
+	if others := count - uint64(len(names)); others > 0 {
+		list += fmt.Sprintf(x.others, others)
+		if others == 1 {
+			list = strings.TrimSuffix(list, "s")
+		}
+	} else if len(names) > 1 {
+		list = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	}
+	return fmt.Sprintf(format, list)
 }

@@ -31,7 +31,14 @@ func (c *Client) startResume(why string) {
 	c.st = stResume
 	c.hs.bo.reset()
 	c.hs.next, c.hs.sent, c.hs.answered = time.Time{}, 0, false
-	c.repair.armed = false
+	c.disarmRepairs()
+}
+
+// disarmRepairs stops every gap repair until it is needed again.
+func (c *Client) disarmRepairs() {
+	for _, r := range c.streams() {
+		r.repair.armed = false
+	}
 }
 
 // startRelogin starts a new session with hello after delay, for why
@@ -43,7 +50,7 @@ func (c *Client) startRelogin(why string, delay time.Duration) {
 	c.token, c.cookie = "", ""
 	c.hs.bo.reset()
 	c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now().Add(delay), 0, false
-	c.repair.armed = false
+	c.disarmRepairs()
 }
 
 // relayRestarting reacts to a relay that is restarting (a restart frame) or
@@ -63,86 +70,130 @@ func (c *Client) relayRestarting() {
 	c.startRelogin("restart", 250*time.Millisecond)
 }
 
-// onWelcome handles a welcome, the end of a login or a resume.
+// onWelcome handles a welcome: the end of a login or a resume, or a
+// room's (after a join, or each room's and the inbox's after the session's).
 //
-// After a hello it takes the token, the name as the relay enforced it and
-// the base seq. A welcome after the first also says what happened: a new
+// After a hello, the welcome for main (it has the token) takes the token,
+// the name as the relay enforced it, the revision the relay speaks and
+// main's base seq. A welcome after the first also says what happened: a new
 // epoch (EventRestarted) or the same relay having forgotten the session
 // (EventNewSession); the unconfirmed messages get new ids in the new
-// session and are sent again at once. Dial, if waiting, returns.
+// session and are sent again at once, and the rooms we were in are joined
+// again. Dial, if waiting, returns.
 //
 // After a resume, a welcome for our token reports EventResumed (or
 // EventRestarted on a new epoch) and has the messages in flight sent
-// again at once. Either way the client becomes a member. A member only learns
-// the room's latest seq from a duplicate welcome; other states ignore it.
+// again at once. Either way the client becomes a member. Any other welcome
+// is a room's: it starts the room's sequence, or says which seq is the
+// room's latest (repair fetches what we lack).
 func (c *Client) onWelcome(f *wire.Frame, now time.Time) {
-	switch c.st {
-	case stHello:
-		first := c.epoch == ""
-		c.token = f.Token
-		if f.Name != "" {
-			c.name = f.Name
-		}
-		c.base = f.Seq
-		switch {
-		case first:
-			c.seq.reset(f.Seq)
-			c.epoch = f.Epoch
-		case f.Epoch != c.epoch:
-			c.oldEpoch[c.epoch] = true
-			c.epoch = f.Epoch
-			c.seq.reset(f.Seq)
-			c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
-		default:
-			// The same relay forgot us: what we lack since is repaired,
-			// or reported missed.
-			c.seq.learn(f.Seq)
-			c.emit(Event{Type: EventNewSession})
-		}
-		if !first {
-			c.stats.relogins.Add(1)
-			c.out.renumber()
-		}
-		c.becomeMember(now)
-		if c.dialing {
-			c.dialing = false
-			c.dialed <- nil
-		}
-	case stResume:
-		if f.Token != c.token {
-			return
-		}
-		if f.Epoch != c.epoch {
+	switch {
+	case c.st == stHello && f.Token != "" && c.roomKey(f.Room) == wire.RoomMain:
+		c.loggedIn(f, now)
+	case c.st == stResume && f.Token != "" && f.Token == c.token:
+		restarted := c.roomKey(f.Room) == wire.RoomMain && f.Epoch != c.epoch
+		if restarted {
 			// Cannot happen with a restarted relay (it forgets tokens),
 			// but a new epoch is a new sequence whatever the cause.
 			c.oldEpoch[c.epoch] = true
 			c.epoch = f.Epoch
-			c.seq.reset(f.Seq)
+		}
+		if f.Rev != 0 {
+			c.rev = min(f.Rev, wire.Rev)
+		}
+		c.roomWelcome(f)
+		if restarted {
 			c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
 		} else {
-			c.seq.learn(f.Seq)
 			c.emit(Event{Type: EventResumed})
 		}
 		c.stats.resumes.Add(1)
 		c.out.resendSoon()
 		c.becomeMember(now)
-	case stMember:
-		if f.Token == c.token && f.Epoch == c.epoch {
-			c.seq.learn(f.Seq) // a duplicate welcome
-		}
+	case c.st == stMember || c.st == stResume:
+		c.roomWelcome(f)
 	}
 }
 
+// loggedIn takes the welcome that answers a hello.
+func (c *Client) loggedIn(f *wire.Frame, now time.Time) {
+	first := c.epoch == ""
+	c.token = f.Token
+	if f.Name != "" {
+		c.name = f.Name
+	}
+	c.rev = min(f.Rev, wire.Rev)
+	main := c.byKey[wire.RoomMain]
+	inMain := first || main != nil
+	if main == nil {
+		main = newRoom(wire.RoomMain, wire.RoomMain)
+		c.addRoom(main)
+	}
+	main.joining = false
+	switch {
+	case first:
+	case f.Epoch != c.epoch:
+		c.oldEpoch[c.epoch] = true
+		c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
+	default:
+		// The same relay forgot us: what we lack since is repaired, or
+		// reported missed.
+		c.emit(Event{Type: EventNewSession})
+	}
+	c.epoch = f.Epoch
+	main.joining = true // ours start at this welcome
+	main.welcomed(f, c.oldEpoch)
+	c.inbox = nil
+	if c.rev >= 1 {
+		// The inbox is the session's: a new one starts empty, its welcome
+		// follows main's.
+		c.inbox = newRoom(wire.Inbox, wire.Inbox)
+		c.inbox.joining = true
+	}
+	if !first {
+		c.stats.relogins.Add(1)
+		c.out.renumber()
+		c.rejoinAll(inMain)
+	}
+	c.becomeMember(now)
+	if c.dialing {
+		c.dialing = false
+		c.dialed <- nil
+	}
+}
+
+// roomWelcome takes a room's welcome (or the inbox's): the answer to a
+// join, a duplicate, or one of the welcomes that follow a resume.
+func (c *Client) roomWelcome(f *wire.Frame) {
+	r := c.roomOf(f.Room)
+	if r == nil {
+		return // a late welcome for a room we left
+	}
+	if r.joining && r != c.inbox && f.Epoch == "" {
+		return
+	}
+	if r.welcomed(f, c.oldEpoch) && !r.quiet && r != c.inbox {
+		c.emit(Event{Type: EventJoined, Room: r.name, Topic: r.topic})
+	}
+	r.quiet = false
+}
+
 // becomeMember makes the client a member at now: the next ping is a
-// heartbeat away, the relay counts as just heard from, a pending Who asks
-// again at once, and the gap repair is disarmed until it is needed.
+// heartbeat away, the relay counts as just heard from, pending Who and
+// Rooms calls ask again at once, and gap repairs are disarmed until they
+// are needed.
 func (c *Client) becomeMember(now time.Time) {
 	c.st = stMember
 	c.relogin = ""
 	c.hbNext = now.Add(c.cfg.HeartbeatEvery)
 	c.lastRecv = now
-	c.who.next = time.Time{}
-	c.repair.armed = false
+	for _, w := range c.whos {
+		w.next = time.Time{}
+	}
+	if c.roomList != nil {
+		c.roomList.next = time.Time{}
+	}
+	c.disarmRepairs()
 }
 
 // onRefused handles a refusal of a hello or resume. A bad cookie is
@@ -174,9 +225,15 @@ func (c *Client) onRefused(f *wire.Frame) {
 // handshakeFrame is the hello or resume to send now, with the cookie if
 // the relay gave one, padded to minHelloSize.
 func (c *Client) handshakeFrame() *wire.Frame {
-	f := &wire.Frame{T: wire.FrameHello, Room: c.cfg.Room, Name: c.cfg.Name, Cookie: c.cookie}
+	f := &wire.Frame{T: wire.FrameHello, Room: c.cfg.Room, Name: c.cfg.Name, Cookie: c.cookie, Rev: wire.Rev}
 	if c.st == stResume {
-		f = &wire.Frame{T: wire.FrameResume, Room: c.cfg.Room, Token: c.token, Last: c.seq.last, Cookie: c.cookie}
+		// last is main's (revision 0's meaning); the other rooms are
+		// repaired from their own after their welcomes.
+		var last uint64
+		if m := c.byKey[wire.RoomMain]; m != nil {
+			last = m.seq.last
+		}
+		f = &wire.Frame{T: wire.FrameResume, Room: c.cfg.Room, Token: c.token, Last: last, Cookie: c.cookie}
 	}
 	pad(f)
 	return f

@@ -8,9 +8,12 @@ const (
 	sendMaxWait   = 2 * time.Second
 )
 
-// outMsg is one chat message waiting for its echo or ack.
+// outMsg is one chat message, or direct message, waiting for its echo or
+// ack.
 type outMsg struct {
 	id   uint64
+	room string // chat: the room's compare key
+	to   string // msg: the recipient (room is empty)
 	text string
 	next time.Time     // when to (re)send; zero: at once
 	wait time.Duration // the wait after the next send
@@ -23,6 +26,10 @@ type outMsg struct {
 // client's loop owns it.
 type outbox struct {
 	window int
+	// ready reports whether a message can be sent now (its room joined);
+	// nil means every one can. One that cannot keeps its place in the
+	// window and waits.
+	ready  func(*outMsg) bool
 	nextID uint64    // the id the next message gets
 	msgs   []*outMsg // unconfirmed, in id order; msgs[:window] may be in flight
 	hold   time.Time // throttled: nothing is sent before then
@@ -30,11 +37,12 @@ type outbox struct {
 
 func newOutbox(window int) *outbox { return &outbox{window: window, nextID: 1} }
 
-// add queues text and returns its id.
-func (o *outbox) add(text string) uint64 {
+// add queues text as a chat for room (a compare key), or as a msg to to
+// when to is not empty, and returns its id.
+func (o *outbox) add(room, to, text string) uint64 {
 	id := o.nextID
 	o.nextID++
-	o.msgs = append(o.msgs, &outMsg{id: id, text: text, wait: sendFirstWait})
+	o.msgs = append(o.msgs, &outMsg{id: id, room: room, to: to, text: text, wait: sendFirstWait})
 	return id
 }
 
@@ -43,18 +51,43 @@ func (o *outbox) len() int { return len(o.msgs) }
 
 func (o *outbox) flight() []*outMsg { return o.msgs[:min(len(o.msgs), o.window)] }
 
-// ack confirms id, if it was sent. Only messages in flight can have been
-// sent, so only they are searched. It reports whether id was waiting.
-func (o *outbox) ack(id uint64) bool {
+// ack confirms id, if it was sent. It reports whether id was waiting.
+func (o *outbox) ack(id uint64) bool { return o.take(id) != nil }
+
+// take confirms id, if it was sent, and returns its message (nil if id was
+// not waiting). Only messages in flight can have been sent, so only they
+// are searched.
+func (o *outbox) take(id uint64) *outMsg {
 	for i, m := range o.flight() {
 		if m.id == id && m.sent > 0 {
-			copy(o.msgs[i:], o.msgs[i+1:])
-			o.msgs[len(o.msgs)-1] = nil
-			o.msgs = o.msgs[:len(o.msgs)-1]
-			return true
+			o.remove(i)
+			return m
 		}
 	}
-	return false
+	return nil
+}
+
+func (o *outbox) remove(i int) {
+	copy(o.msgs[i:], o.msgs[i+1:])
+	o.msgs[len(o.msgs)-1] = nil
+	o.msgs = o.msgs[:len(o.msgs)-1]
+}
+
+// drop removes every message for which gone reports true, sent or not,
+// and returns them in id order.
+func (o *outbox) drop(gone func(*outMsg) bool) []*outMsg {
+	var out []*outMsg
+	keep := o.msgs[:0]
+	for _, m := range o.msgs {
+		if gone(m) {
+			out = append(out, m)
+		} else {
+			keep = append(keep, m)
+		}
+	}
+	clear(o.msgs[len(keep):])
+	o.msgs = keep
+	return out
 }
 
 // due returns the messages to send at now, and schedules their next send.
@@ -64,7 +97,7 @@ func (o *outbox) due(now time.Time) []*outMsg {
 	}
 	var out []*outMsg
 	for _, m := range o.flight() {
-		if m.next.After(now) {
+		if m.next.After(now) || (o.ready != nil && !o.ready(m)) {
 			continue
 		}
 		m.sent++
@@ -79,6 +112,9 @@ func (o *outbox) due(now time.Time) []*outMsg {
 // nothing is waiting.
 func (o *outbox) deadline() (t time.Time, ok bool) {
 	for _, m := range o.flight() {
+		if o.ready != nil && !o.ready(m) {
+			continue // sent when its room is joined, which wakes the loop
+		}
 		if !ok || m.next.Before(t) {
 			t, ok = m.next, true
 		}

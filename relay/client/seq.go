@@ -178,28 +178,30 @@ func (s *sequencer) gaps(n int) []seqRange {
 	return out
 }
 
-// roomEvent converts a room event frame.
+// roomEvent converts a room event frame (or a dm from the inbox).
 func roomEvent(f *wire.Frame, history bool) Event {
-	e := Event{Seq: f.Seq, Epoch: f.Epoch, From: f.From, History: history}
+	e := Event{Room: f.Room, Seq: f.Seq, Epoch: f.Epoch, From: f.From, History: history}
 	switch f.T {
 	case wire.FrameChat:
 		e.Type, e.Text, e.ID = EventChat, f.Text, f.ID
 	case wire.FrameJoin:
-		e.Type = EventJoin
+		e.Type, e.Names, e.Count = EventJoin, f.Names, f.Count
 	case wire.FrameLeave:
-		e.Type, e.Reason = EventLeave, f.Reason
+		e.Type, e.Reason, e.Names, e.Count = EventLeave, f.Reason, f.Names, f.Count
 	case wire.FrameTimeout:
 		e.Type = EventTimeout
 	case wire.FrameNotice:
-		e.Type, e.Text = EventNotice, f.Text
+		e.Type, e.Text, e.Topic = EventNotice, f.Text, f.Topic
+	case wire.FrameDM:
+		e.Type, e.To, e.Text, e.ID = EventDM, f.To, f.Text, f.ID
 	}
 	return e
 }
 
-// isRoomFrame reports whether a frame type is a sequenced room event.
+// isRoomFrame reports whether a frame type is a sequenced event.
 func isRoomFrame(t string) bool {
 	switch t {
-	case wire.FrameChat, wire.FrameJoin, wire.FrameLeave, wire.FrameTimeout, wire.FrameNotice:
+	case wire.FrameChat, wire.FrameJoin, wire.FrameLeave, wire.FrameTimeout, wire.FrameNotice, wire.FrameDM:
 		return true
 	}
 	return false

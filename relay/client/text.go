@@ -6,21 +6,35 @@ import (
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// A chat frame must fit in one datagram, text and all: Send refuses text
-// that does not (fits), and SplitText cuts text into pieces that do,
-// measuring each rune as the JSON encoding will write it.
+// A chat or msg frame must fit in one datagram, text and all: SendTo and
+// Msg refuse text that does not (fits), and SplitText cuts text into
+// pieces that do, measuring each rune as the JSON encoding will write it.
 
-// chatOverhead is the size of a chat datagram minus its text's encoding,
-// with the largest id.
-func chatOverhead(room string) int {
-	f := wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: "x"}
+// textFrame is the frame that carries text: a chat for room, or a msg to
+// to when to is not empty, with the largest id.
+func textFrame(room, to, text string) wire.Frame {
+	if to != "" {
+		return wire.Frame{T: wire.FrameMsg, To: to, ID: 1<<64 - 1, Text: text}
+	}
+	return wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: text}
+}
+
+// textOverhead is the size of a text datagram minus its text's encoding.
+func textOverhead(room, to string) int {
+	f := textFrame(room, to, "x")
 	return len(wire.EncodeV2(&f)) - 1
 }
 
-// fits reports whether text makes a chat frame that fits in a datagram of
-// max bytes, whatever its id.
+// fits reports whether text makes a chat frame for room that fits in a
+// datagram of max bytes, whatever its id.
 func fits(room, text string, max int) bool {
-	f := wire.Frame{T: wire.FrameChat, Room: room, ID: 1<<64 - 1, Text: text}
+	f := textFrame(room, "", text)
+	return len(wire.EncodeV2(&f)) <= max
+}
+
+// fitsMsg is fits for a msg frame to a member.
+func fitsMsg(to, text string, max int) bool {
+	f := textFrame("", to, text)
 	return len(wire.EncodeV2(&f)) <= max
 }
 
@@ -49,7 +63,17 @@ func SplitText(text string) []string {
 
 // SplitTextFor is SplitText for a room and a datagram bound.
 func SplitTextFor(room, text string, maxDatagram int) []string {
-	budget := max(maxDatagram-chatOverhead(room), len(`\ufffd`))
+	return split(textOverhead(room, ""), text, maxDatagram)
+}
+
+// SplitMsgFor is SplitText for a direct message to a member (Msg) and a
+// datagram bound.
+func SplitMsgFor(to, text string, maxDatagram int) []string {
+	return split(textOverhead("", to), text, maxDatagram)
+}
+
+func split(overhead int, text string, maxDatagram int) []string {
+	budget := max(maxDatagram-overhead, len(`\ufffd`))
 	var parts []string
 	start, used := 0, 0
 	for i := 0; i < len(text); {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -80,7 +81,7 @@ func TestSequencerMissedAroundHeld(t *testing.T) {
 		roomEvent(chat(3), false),
 		{Type: EventMissed, FromSeq: 4, ToSeq: 5, Count: 2},
 	}
-	if !slices.Equal(out, want) {
+	if !reflect.DeepEqual(out, want) {
 		t.Errorf("got %+v\nwant %+v", out, want)
 	}
 	if s.open() || s.last != 5 {
@@ -166,7 +167,7 @@ func TestOutboxSchedule(t *testing.T) {
 	o := newOutbox(2)
 	t0 := time.Unix(1000, 0)
 	for _, text := range []string{"a", "b", "c"} {
-		o.add(text)
+		o.add(wire.RoomMain, "", text)
 	}
 	ids := func(ms []*outMsg) []uint64 {
 		var out []uint64
