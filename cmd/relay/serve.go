@@ -110,6 +110,9 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	srv, err := relay.New(relay.Config{
 		MaxDatagram:        o.MaxDatagram,
 		MaxMembers:         o.MaxMembers,
+		MaxRooms:           o.MaxRooms,
+		MaxRoomsPerMember:  o.RoomsPerMember,
+		AnnounceLimit:      o.AnnounceLimit,
 		MaxPerIP:           o.MaxPerIP,
 		LimitLoopbackPerIP: o.PerIPLoopback,
 		Workers:            o.Workers,
