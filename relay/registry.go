@@ -38,7 +38,7 @@ type Member struct {
 	throttledAt atomic.Int64 // unix nanoseconds of the last throttled notice
 	icmp        icmpState    // port-unreachable errors (classic)
 
-	rev   atomic.Uint32 // the v2 revision the session speaks (wire.Rev at most); 0 for classic
+	rev   atomic.Uint32        // the v2 revision the session speaks (wire.Rev at most); 0 for classic
 	inbox atomic.Pointer[room] // revision 1: the session's own room of direct messages; set before the welcome
 
 	mu    sync.Mutex   // protects rooms; taken under room.mu
