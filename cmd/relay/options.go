@@ -56,6 +56,8 @@ type Options struct {
 	Batch          string        // on or off: many datagrams per system call
 	FanoutShards   int           // goroutines that may send the fan-out at once (0: one per CPU)
 	Config         string        // the YAML config file read; "" for none
+
+	Rooms []relay.RoomSettings // config file only (key rooms): rooms that exist while empty
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user

@@ -113,6 +113,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 		MaxRooms:           o.MaxRooms,
 		MaxRoomsPerMember:  o.RoomsPerMember,
 		AnnounceLimit:      o.AnnounceLimit,
+		Rooms:              o.Rooms,
 		MaxPerIP:           o.MaxPerIP,
 		LimitLoopbackPerIP: o.PerIPLoopback,
 		Workers:            o.Workers,
