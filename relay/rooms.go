@@ -464,3 +464,41 @@ func (s *Server) v2Msg(g *datagram, f *wire.Frame, m *Member, _ *room, now time.
 		ce.Write(zap.String("from", m.Name), zap.String("to", to.Name), zap.Int("bytes", len(f.Text)))
 	}
 }
+
+// KickFromRoom removes the member called name from one room: a v2 member is
+// told (error "removed" with the reason, then parted) and stays logged in;
+// the room's others see it leave with the reason. A classic member lives in
+// main only, so kicking one from main kicks it from the relay. It returns
+// ErrNoMember or ErrNoRoom, or ErrNoMember if the member is not in the room.
+func (s *Server) KickFromRoom(name, room, reason string) (*Member, error) {
+	if err := wire.CheckText(reason); err != nil {
+		return nil, err
+	}
+	r := s.roomNamed(room)
+	if r == nil {
+		return nil, ErrNoRoom
+	}
+	m := s.reg.ByName(name)
+	if m == nil {
+		return nil, ErrNoMember
+	}
+	if m.Proto == ProtoClassic && r == s.main {
+		return s.Kick(name, reason)
+	}
+	if _, ok := r.leave(m); !ok {
+		return nil, ErrNoMember
+	}
+	if reason == "" {
+		reason = "-"
+	}
+	s.log.Info("admin kick", zap.String("name", m.Name), zap.String("room", r.name), zap.String("reason", reason))
+	s.out.SendFrames(m, [][]byte{
+		wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: r.name, Code: "removed", Reason: formatf(s.words().kickedSelf, reason)}),
+		wire.AppendFrame(nil, &wire.Frame{T: wire.FrameParted, Room: r.name}),
+	})
+	s.broadcast(r, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
+	s.out.Flush()
+	s.rooms.dropIfEmpty(r)
+	s.obs.Moderation(ModKick)
+	return m, nil
+}

@@ -320,3 +320,35 @@ func TestBatchWordingChinese(t *testing.T) {
 		t.Fatalf("en: %q", got)
 	}
 }
+
+func TestKickFromOneRoom(t *testing.T) {
+	r := relaytest.Start(t)
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	alice.joinRoom("dev", "")
+	bob.joinRoom("dev", "")
+	alice.expectT(wire.FrameJoin)
+	if _, err := r.Server.KickFromRoom("BOB", "dev", "off topic"); err != nil {
+		t.Fatal(err)
+	}
+	if e := bob.expectError("removed"); e.Room != "dev" || !strings.Contains(e.Reason, "off topic") {
+		t.Fatalf("bob told %+v", e)
+	}
+	bob.expectT(wire.FrameParted)
+	if f := alice.expectT(wire.FrameLeave); f.From != "bob" || f.Room != "dev" || f.Reason != "off topic" {
+		t.Fatalf("alice saw %+v", f)
+	}
+	// bob is still logged in and in main.
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 1, Text: "still here"})
+	if f := alice.expectT(wire.FrameChat); f.Room != "main" || f.Text != "still here" {
+		t.Fatalf("alice got %+v", f)
+	}
+	if _, err := r.Server.KickFromRoom("bob", "dev", ""); err != relay.ErrNoMember {
+		t.Fatalf("kick again: %v, want ErrNoMember", err)
+	}
+	if _, err := r.Server.KickFromRoom("bob", "nowhere", ""); err != relay.ErrNoRoom {
+		t.Fatalf("kick from nowhere: %v, want ErrNoRoom", err)
+	}
+}
