@@ -352,3 +352,48 @@ func TestKickFromOneRoom(t *testing.T) {
 		t.Fatalf("kick from nowhere: %v, want ErrNoRoom", err)
 	}
 }
+
+// After a resume from a new address, the relay says where every room of
+// the session and its inbox stand, so the client repairs each.
+func TestResumeWelcomesEveryRoom(t *testing.T) {
+	r := relaytest.Start(t)
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	_, inbox := bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	w, _ := bob.joinRoom("dev", "")
+	alice.joinRoom("dev", "")
+	bob.expectT(wire.FrameJoin)
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "dev", ID: 1, Text: "while you move"})
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "bob", ID: 2, Text: "and a dm"})
+	alice.expectT(wire.FrameChat) // both were handled before bob moves
+	alice.expectT(wire.FrameDM)
+
+	moved := dialV2(t, r) // bob's new address
+	pad := strings.Repeat("p", 256)
+	moved.sendFrames(&wire.Frame{T: wire.FrameResume, Room: wire.RoomMain, Token: bob.token, Pad: pad})
+	retry := moved.expectT(wire.FrameRetry)
+	moved.sendFrames(&wire.Frame{T: wire.FrameResume, Room: wire.RoomMain, Token: bob.token, Last: 2, Cookie: retry.Cookie})
+	seen := map[string]wire.Frame{}
+	for len(seen) < 3 {
+		f := moved.next()
+		if f.T == wire.FrameWelcome {
+			seen[f.Room] = f
+		}
+	}
+	if d := seen["dev"]; d.Epoch != w.Epoch || d.Seq != 3 { // bob's join, alice's join, the chat
+		t.Fatalf("dev welcome %+v", d)
+	}
+	if in := seen[wire.Inbox]; in.Epoch != inbox.Epoch || in.Seq != 1 {
+		t.Fatalf("inbox welcome %+v", in)
+	}
+	// Repair from the new address brings what was missed.
+	moved.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: "dev", FromSeq: 3, ToSeq: 3},
+		&wire.Frame{T: wire.FrameRepair, Room: wire.Inbox, FromSeq: 1, ToSeq: 1})
+	var chat, dm bool
+	for !chat || !dm {
+		f := moved.next()
+		chat = chat || (f.T == wire.FrameChat && f.Text == "while you move" && f.Room == "dev")
+		dm = dm || (f.T == wire.FrameDM && f.Text == "and a dm")
+	}
+}
