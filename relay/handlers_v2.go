@@ -271,7 +271,7 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, _ *room, now tim
 	s.welcome(m, base)
 	s.out.SendFrames(m, s.main.log.Backlog(s.cfg.Backlog, base))
 	s.welcomeInbox(m)
-	others, _ := s.enter(s.main, m)
+	others, _ := s.enter(s.main, m, nil)
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	// others is a shared snapshot: never append to it in place.
