@@ -71,7 +71,9 @@
 //	knobs.mu         Reconfigure only (reload.go) -> Registry.mu
 //	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
 //	memLog.mu        leaf: Append returns before the event is delivered
-//	room.feed.mu     -> outbox.mu, each shard's in turn (a room's events are queued in seq order)
+//	room.feed.mu     -> outbox.mu, each shard's in turn (a room's events are queued in seq order);
+//	                 -> room.mu (a classic login's OK is queued and the member added in one step)
+//	roomSet.mu       -> room.mu (a room is removed only while empty)
 //	outbox.mu        leaf; a producer may wait on it only while the outbox is
 //	                 full and another goroutine is sending, which never blocks
 //	room.mu          -> Member.mu (a member's list of rooms)

@@ -111,5 +111,8 @@ const (
 // metrics.
 var ModerationActions = []string{ModNotice, ModKick, ModBan, ModUnban, ModMute, ModUnmute, ModLockdown, ModTopic, ModRoom}
 
+// ErrNoRoom reports an admin request naming a room that does not exist.
+var ErrNoRoom = errors.New("relay: no such room")
+
 // ErrNoMember reports an admin request naming nobody in the room.
 var ErrNoMember = errors.New("relay: no such member")

@@ -61,11 +61,24 @@ func (s *Server) broadcastTo(r *room, members []*Member, ev *wire.Frame, classic
 	return true
 }
 
-// enter puts m in room r once its login reply is sent, unless m left the
-// relay meanwhile (a kick or an eviction racing the login). It returns the
-// members to tell about the join.
-func (s *Server) enter(r *room, m *Member) ([]*Member, bool) {
-	others, ok := r.join(m)
+// enter puts m in room r, unless m left the relay meanwhile (a kick or an
+// eviction racing the login), and returns the members to tell about the
+// join. If reply is not nil it is queued for m first, under r's feed lock:
+// no event of r can come between, so m gets reply before any event of r,
+// and is in r once it has reply.
+func (s *Server) enter(r *room, m *Member, reply []byte) ([]*Member, bool) {
+	var (
+		others []*Member
+		ok     bool
+	)
+	if reply != nil {
+		r.feed.mu.Lock()
+		s.out.Queue(m, reply)
+		others, ok = r.join(m)
+		r.feed.mu.Unlock()
+	} else {
+		others, ok = r.join(m)
+	}
 	if !ok {
 		return nil, false
 	}
@@ -203,6 +216,13 @@ func (o *outbox) pushDirect(b []byte, d *udpio.Dest) bool {
 	}
 	o.pending = append(o.pending, outEvent{classic: b, direct: d})
 	return true
+}
+
+// pushQueued queues datagram b for d, whatever the outbox is doing.
+func (o *outbox) pushQueued(b []byte, d *udpio.Dest) {
+	o.mu.Lock()
+	o.pending = append(o.pending, outEvent{classic: b, direct: d})
+	o.mu.Unlock()
 }
 
 // waitIdle returns once nothing is queued and nobody is sending.
@@ -381,6 +401,14 @@ func (f *fanout) budgetFor(d *udpio.Dest) int {
 // earlier chat). With m's outbox idle it sends at once; else it queues b
 // behind the events and flushes. b MUST NOT change afterwards.
 func (f *fanout) Send(m *Member, b []byte) { f.sendTo(b, m.Dest()) }
+
+// Queue queues b, one datagram, for m behind what is queued for it; the
+// next Flush sends it. It never sends, so it may be called under a room's
+// feed lock.
+func (f *fanout) Queue(m *Member, b []byte) {
+	d := m.Dest()
+	f.shardOf(d.Addr).pushQueued(b, d)
+}
 
 // Reply sends b to an address that holds no session (a refusal, a cookie
 // retry, a repeated EXIT), as Send does.

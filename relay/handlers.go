@@ -100,15 +100,18 @@ func (s *Server) handleLogin(g *datagram, req wire.Request, _ *Member, now time.
 		s.log.Debug("login refused", zap.Stringer("from", g.from), zap.String("result", result))
 		return
 	}
-	s.out.Send(m, []byte(wire.ReplyOK))
 	if repeat {
+		s.out.Send(m, []byte(wire.ReplyOK))
 		s.obs.Login(LoginRepeat)
 		return
 	}
-	others, _ := s.enter(s.main, m) // only now may fan-out reach m
+	// The OK is queued before m is in main, in one step: every event m
+	// receives comes after its OK, and by the time m has its OK it is in
+	// the room, so a login right after it is announced to m.
+	others, _ := s.enter(s.main, m, []byte(wire.ReplyOK))
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcastTo(s.main, others, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
+	s.announce(s.main, others, m, wire.FrameJoin, "", classicLine(s.words().Join, m.Name), KindJoin)
 }
 
 func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.Time) {
@@ -157,17 +160,36 @@ func (s *Server) tellRemoved(m *Member, why string) {
 	s.out.Send(m, []byte(wire.ReplyExit))
 }
 
-// Notice sends an administrator's notice to every member. It returns the
-// number of members it was sent to. text must pass CheckText.
-func (s *Server) Notice(text string) (int, error) {
+// Notice sends an administrator's notice to main, the room every member
+// starts in (and classic members never leave). It returns the number of
+// members it was sent to. text must pass CheckText.
+func (s *Server) Notice(text string) (int, error) { return s.NoticeRoom(wire.RoomMain, text) }
+
+// NoticeRoom sends an administrator's notice to one room. It returns the
+// number of members it was sent to, or ErrNoRoom.
+func (s *Server) NoticeRoom(room, text string) (int, error) {
 	if err := wire.CheckText(text); err != nil {
 		return 0, err
 	}
-	members := s.reg.Members()
-	s.broadcast(s.main, &wire.Frame{T: wire.FrameNotice, Text: text}, classicLine(s.words().Admin, text), nil, KindNotice)
+	r := s.roomNamed(room)
+	if r == nil {
+		return 0, ErrNoRoom
+	}
+	members := r.Members()
+	s.broadcastTo(r, members, &wire.Frame{T: wire.FrameNotice, Text: text}, classicLine(s.words().Admin, text), nil, KindNotice)
 	s.out.Flush()
-	s.log.Info("admin notice", zap.Int("members", len(members)), zap.String("text", text))
+	s.log.Info("admin notice", zap.String("room", r.name), zap.Int("members", len(members)), zap.String("text", text))
+	s.obs.Moderation(ModNotice)
 	return len(members), nil
+}
+
+// roomNamed returns the room called name (by compare key), or nil.
+func (s *Server) roomNamed(name string) *room {
+	_, key, err := wire.CanonicalRoom(name)
+	if err != nil {
+		return nil
+	}
+	return s.rooms.get(key)
 }
 
 // Kick removes the member called name: it receives an admin notice with the
@@ -186,7 +208,11 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 	}
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("reason", reason))
 	s.tellRemoved(m, formatf(s.words().kickedSelf, reason))
-	s.broadcast(s.main, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
+	for _, r := range m.left { // a kick is announced with its reason, never in a batch
+		s.broadcast(r, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
+		s.rooms.dropIfEmpty(r)
+	}
+	s.obs.Moderation(ModKick)
 	s.out.Flush()
 	return m, nil
 }

@@ -131,18 +131,28 @@ const minV2Request = 256
 // v2Op is one row of the v2 frame table; as for classic, the checks live
 // in the fields.
 type v2Op struct {
-	handle      func(s *Server, g *datagram, f *wire.Frame, m *Member, now time.Time)
+	handle      func(s *Server, g *datagram, f *wire.Frame, m *Member, r *room, now time.Time)
 	needsMember bool // the sender's address must hold a v2 session
+	// inRoom: the member must be in the frame's room (or it is its inbox,
+	// "@"), which the handler gets as r; otherwise the frame is answered
+	// error not_in_room. Without it, r is the room if the member is in it,
+	// else nil.
+	inRoom bool
 }
 
 var v2Ops = map[string]v2Op{
 	wire.FrameHello:  {handle: (*Server).v2Hello},
 	wire.FrameResume: {handle: (*Server).v2Resume},
-	wire.FrameChat:   {handle: (*Server).v2Chat, needsMember: true},
-	wire.FramePing:   {handle: (*Server).v2Ping, needsMember: true},
-	wire.FrameRepair: {handle: (*Server).v2Repair, needsMember: true},
+	wire.FrameChat:   {handle: (*Server).v2Chat, needsMember: true, inRoom: true},
+	wire.FramePing:   {handle: (*Server).v2Ping, needsMember: true, inRoom: true},
+	wire.FrameRepair: {handle: (*Server).v2Repair, needsMember: true, inRoom: true},
 	wire.FrameWho:    {handle: (*Server).v2Who, needsMember: true},
 	wire.FrameQuit:   {handle: (*Server).v2Quit, needsMember: true},
+	// revision 1
+	wire.FrameJoin:  {handle: (*Server).v2Join, needsMember: true},
+	wire.FramePart:  {handle: (*Server).v2Part, needsMember: true},
+	wire.FrameRooms: {handle: (*Server).v2Rooms, needsMember: true},
+	wire.FrameMsg:   {handle: (*Server).v2Msg, needsMember: true},
 }
 
 // dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
@@ -167,7 +177,10 @@ func (s *Server) dispatchV2(g *datagram) {
 			s.obs.DatagramDropped(DropUnknownVerb)
 			continue
 		}
-		var m *Member
+		var (
+			m *Member
+			r *room
+		)
 		if op.needsMember {
 			m = s.reg.Lookup(g.from)
 			if m == nil || m.Proto != ProtoV2 {
@@ -179,12 +192,12 @@ func (s *Server) dispatchV2(g *datagram) {
 				continue
 			}
 			m.touch(now)
-			if f.Room != s.main.name {
-				s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, Code: "room", Reason: s.words().noRoom})
+			if r = m.roomFor(f.Room); r == nil && op.inRoom {
+				s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, ID: f.ID, Code: wire.CodeNotInRoom, Reason: s.words().noRoom})
 				continue
 			}
 		}
-		op.handle(s, g, f, m, now)
+		op.handle(s, g, f, m, r, now)
 	}
 }
 
@@ -215,12 +228,12 @@ func (s *Server) validated(g *datagram, f *wire.Frame, now time.Time) bool {
 	return false
 }
 
-func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
+func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, _ *room, now time.Time) {
 	if !s.validated(g, f, now) {
 		return
 	}
 	if f.Room != s.main.name {
-		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: f.Room, Code: "room", Reason: s.words().noRoom})
+		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: f.Room, Code: wire.CodeNotInRoom, Reason: s.words().noRoom})
 		return
 	}
 	m, repeat, err := s.join(f.Name, ProtoV2, newToken(), g, now)
@@ -238,26 +251,48 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
 		base := m.v2.base.Load()
 		s.welcome(m, base)
 		s.out.SendFrames(m, s.main.log.Backlog(s.cfg.Backlog, base))
+		s.welcomeInbox(m)
 		return
+	}
+	m.rev.Store(uint32(min(f.Rev, wire.Rev)))
+	if m.rev.Load() >= 1 {
+		// The inbox is opened before the welcome: once the name is known,
+		// a direct message may come for it.
+		log, err := s.cfg.Logs.Open(wire.Inbox + m.ID)
+		if err != nil {
+			s.log.Warn("inbox log failed to open", zap.String("name", m.Name), zap.Error(err))
+			m.rev.Store(0)
+		} else {
+			m.inbox.Store(newInbox(log, m))
+		}
 	}
 	base := s.main.log.Latest()
 	m.v2.base.Store(base)
 	s.welcome(m, base)
 	s.out.SendFrames(m, s.main.log.Backlog(s.cfg.Backlog, base))
-	others, _ := s.enter(s.main, m)
+	s.welcomeInbox(m)
+	others, _ := s.enter(s.main, m, nil)
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	// others is a shared snapshot: never append to it in place.
 	to := append(others[:len(others):len(others)], m) // the joiner gets its own join, in room order
-	s.broadcastTo(s.main, to, &wire.Frame{T: wire.FrameJoin, From: m.Name}, classicLine(s.words().Join, m.Name), m, KindJoin)
+	s.announce(s.main, to, m, wire.FrameJoin, "", classicLine(s.words().Join, m.Name), KindJoin)
 }
 
 // welcome tells m it is in, as of room event seq.
 func (s *Server) welcome(m *Member, seq uint64) {
-	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: s.main.name, Name: m.Name, Token: m.Token, Epoch: s.main.log.Epoch(), Seq: seq})
+	rev := uint64(m.rev.Load())
+	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: s.main.name, Name: m.Name, Token: m.Token, Epoch: s.main.log.Epoch(), Seq: seq, Rev: rev})
 }
 
-func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, now time.Time) {
+// welcomeInbox tells a revision-1 member where its inbox stands.
+func (s *Server) welcomeInbox(m *Member) {
+	if in := m.inbox.Load(); in != nil {
+		s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: wire.Inbox, Epoch: in.log.Epoch(), Seq: in.log.Latest()})
+	}
+}
+
+func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, _ *room, now time.Time) {
 	if !s.validated(g, f, now) {
 		return
 	}
@@ -281,51 +316,79 @@ func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, now time.Time) 
 	}
 	latest := s.main.log.Latest()
 	s.welcome(m, latest)
-	s.repair(g, m, f.Last+1, latest)
+	if m.roomFor(wire.RoomMain) != nil {
+		s.repair(g, s.main, m, f.Last+1, latest)
+	}
+	// Revision 1: where every other room and the inbox stand; the client
+	// repairs each from its own last.
+	for _, r := range m.roomList() {
+		if r != s.main {
+			s.welcomeRoom(m, r, r.log.Latest())
+		}
+	}
+	s.welcomeInbox(m)
 }
 
-func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, now time.Time) {
-	if f.ID == 0 || f.Text == "" {
-		s.obs.DatagramDropped(DropMalformed)
-		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.RoomMain, ID: f.ID, Code: "malformed", Reason: s.words().malformed})
+func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, r *room, now time.Time) {
+	if r == m.inbox.Load() {
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, ID: f.ID, Code: wire.CodeNotInRoom, Reason: s.words().noRoom})
 		return
 	}
-	if seq, dup := m.v2.seen(f.ID); dup {
-		s.obs.DatagramDropped(DropDuplicate)
-		s.sendV2(m, &wire.Frame{T: wire.FrameAck, Room: wire.RoomMain, ID: f.ID, Seq: seq})
-		return
-	}
-	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
-		s.floodDrop(v, "session", m.Name)
-		s.throttle(m, v, f.ID, now)
-		return
-	}
-	if wire.CheckText(f.Text) != nil {
-		s.obs.DatagramDropped(DropControlChars)
-		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.RoomMain, ID: f.ID, Code: "control_chars", Reason: s.words().refusedControl})
-		return
-	}
-	if len(f.Text) > s.cfg.MaxDatagram {
-		s.obs.DatagramDropped(DropOversize)
-		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.RoomMain, ID: f.ID, Code: "oversize", Reason: s.words().malformed})
+	if !s.checkChat(m, r.name, f, now) {
 		return
 	}
 	ev := &wire.Frame{T: wire.FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
-	if s.broadcast(s.main, ev, s.chatLine(m.Name, f.Text), m, KindChat) {
+	if s.broadcast(r, ev, s.chatLine(m.Name, f.Text), m, KindChat) {
 		m.v2.remember(f.ID, ev.Seq) // else unacknowledged: the client retransmits it
 	}
 }
 
-func (s *Server) v2Ping(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
-	latest := s.main.log.Latest()
+// checkChat runs the checks a chat and a direct message share: a well-formed
+// frame, not a duplicate (acknowledged again), within flood limits, no
+// control characters, not oversize. A refusal is answered in room (the
+// frame's room, or the inbox) with the frame's id; it reports false then.
+func (s *Server) checkChat(m *Member, room string, f *wire.Frame, now time.Time) bool {
+	refuse := func(code, reason string) {
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: room, ID: f.ID, Code: code, Reason: reason})
+	}
+	if f.ID == 0 || f.Text == "" {
+		s.obs.DatagramDropped(DropMalformed)
+		refuse("malformed", s.words().malformed)
+		return false
+	}
+	if seq, dup := m.v2.seen(f.ID); dup {
+		s.obs.DatagramDropped(DropDuplicate)
+		s.sendV2(m, &wire.Frame{T: wire.FrameAck, Room: room, ID: f.ID, Seq: seq})
+		return false
+	}
+	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
+		s.floodDrop(v, "session", m.Name)
+		s.throttle(m, v, f.ID, now)
+		return false
+	}
+	if wire.CheckText(f.Text) != nil {
+		s.obs.DatagramDropped(DropControlChars)
+		refuse("control_chars", s.words().refusedControl)
+		return false
+	}
+	if len(f.Text) > s.cfg.MaxDatagram {
+		s.obs.DatagramDropped(DropOversize)
+		refuse("oversize", s.words().malformed)
+		return false
+	}
+	return true
+}
+
+func (s *Server) v2Ping(g *datagram, f *wire.Frame, m *Member, r *room, _ time.Time) {
+	latest := r.log.Latest()
 	if f.Last < latest {
 		// Tail loss: resend what the client lacks after its last, a little
 		// per ping. A client with a gap further back also holds later
 		// events, so resending all would repeat them every heartbeat; it
 		// asks for its gaps with repair.
-		s.repair(g, m, f.Last+1, min(latest, f.Last+maxPingRepair))
+		s.repair(g, r, m, f.Last+1, min(latest, f.Last+maxPingRepair))
 	}
-	s.sendV2(m, &wire.Frame{T: wire.FramePong, Room: s.main.name, Seq: latest, Epoch: s.main.log.Epoch()})
+	s.sendV2(m, &wire.Frame{T: wire.FramePong, Room: r.name, Seq: latest, Epoch: r.log.Epoch()})
 }
 
 // maxRepair bounds the events one repair frame is answered with,
@@ -337,12 +400,12 @@ const (
 	maxRepairPerDatagram = 256
 )
 
-func (s *Server) v2Repair(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
+func (s *Server) v2Repair(g *datagram, f *wire.Frame, m *Member, r *room, _ time.Time) {
 	if f.FromSeq == 0 || f.ToSeq < f.FromSeq {
 		s.obs.DatagramDropped(DropMalformed)
 		return
 	}
-	s.repair(g, m, f.FromSeq, min(f.ToSeq, f.FromSeq+maxRepair-1))
+	s.repair(g, r, m, f.FromSeq, min(f.ToSeq, f.FromSeq+maxRepair-1))
 }
 
 // repair sends m the events from..to still in the ring, and a missed frame
@@ -351,7 +414,7 @@ func (s *Server) v2Repair(g *datagram, f *wire.Frame, m *Member, _ time.Time) {
 // again for the rest, instead of one request flooding its socket (where
 // the very events it lacks would be dropped, and asked for again, ever
 // more).
-func (s *Server) repair(g *datagram, m *Member, from, to uint64) {
+func (s *Server) repair(g *datagram, r *room, m *Member, from, to uint64) {
 	if g.repairBudget <= 0 {
 		return
 	}
@@ -359,23 +422,42 @@ func (s *Server) repair(g *datagram, m *Member, from, to uint64) {
 		to = from + uint64(g.repairBudget) - 1
 	}
 	g.repairBudget -= int(to - from + 1)
-	lines, lostFrom, lostTo := s.main.log.Range(from, to)
+	lines, lostFrom, lostTo := r.log.Range(from, to)
 	if lostTo != 0 {
-		s.sendV2(m, &wire.Frame{T: wire.FrameMissed, Room: s.main.name, Epoch: s.main.log.Epoch(), FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
+		s.sendV2(m, &wire.Frame{T: wire.FrameMissed, Room: r.name, Epoch: r.log.Epoch(), FromSeq: lostFrom, ToSeq: lostTo, Count: lostTo - lostFrom + 1})
 	}
 	s.out.SendFrames(m, lines)
 }
 
-func (s *Server) v2Who(_ *datagram, _ *wire.Frame, m *Member, _ time.Time) {
+// v2Who lists a room's members: a room the member is in, or any room
+// without a key.
+func (s *Server) v2Who(_ *datagram, f *wire.Frame, m *Member, r *room, _ time.Time) {
+	if r == nil {
+		if _, key, err := wire.CanonicalRoom(f.Room); err == nil {
+			r = s.rooms.get(key)
+		}
+		if r != nil {
+			r.mu.Lock()
+			locked := r.set.key != ""
+			r.mu.Unlock()
+			if locked {
+				r = nil
+			}
+		}
+	}
+	if r == nil || r == m.inbox.Load() {
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, Code: wire.CodeNotInRoom, Reason: s.words().noRoom})
+		return
+	}
 	var (
 		names []string
 		size  int
 	)
 	flush := func(more bool) {
-		s.sendV2(m, &wire.Frame{T: wire.FrameMembers, Room: s.main.name, Names: names, More: more})
+		s.sendV2(m, &wire.Frame{T: wire.FrameMembers, Room: r.name, Names: names, More: more})
 		names, size = nil, 0
 	}
-	for _, o := range s.reg.Sorted() {
+	for _, o := range r.Sorted() {
 		if size+len(o.Name)+3 > s.cfg.SendBudget-96 && len(names) > 0 {
 			flush(true)
 		}
@@ -385,7 +467,7 @@ func (s *Server) v2Who(_ *datagram, _ *wire.Frame, m *Member, _ time.Time) {
 	flush(false)
 }
 
-func (s *Server) v2Quit(g *datagram, _ *wire.Frame, m *Member, now time.Time) {
+func (s *Server) v2Quit(g *datagram, _ *wire.Frame, m *Member, _ *room, now time.Time) {
 	s.sendV2(m, &wire.Frame{T: wire.FrameBye, Room: s.main.name})
 	s.quit(m, now)
 }
@@ -397,21 +479,33 @@ func (s *Server) quit(m *Member, now time.Time) {
 		return
 	}
 	s.log.Info("quit", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
-	s.broadcast(s.main, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: "quit"}, classicLine(s.words().Leave, m.Name), m, KindLeave)
+	s.announceGone(m, wire.FrameLeave, "quit", classicLine(s.words().Leave, m.Name), KindLeave)
 }
 
-// remove takes m out of the registry and forgets its flood state. It
-// reports whether this call removed it (removals can race: a quit, a kick,
-// an eviction), so that exactly one caller tells the room.
+// remove takes m out of the registry and out of its rooms, and forgets its
+// flood state. It reports whether this call removed it (removals can race:
+// a quit, a kick, an eviction), so that exactly one caller tells the rooms
+// (announceGone).
 func (s *Server) remove(m *Member, now time.Time) bool {
 	if !s.reg.Leave(m, now) {
 		return false
 	}
-	for _, r := range m.roomList() {
+	m.left = m.roomList()
+	for _, r := range m.left {
 		r.leave(m)
 	}
 	s.flood.ForgetSession(m.Key)
 	return true
+}
+
+// announceGone tells every room m was in when it was removed that it left
+// (t: leave or timeout), then drops the rooms left empty. Only the caller
+// whose remove returned true calls it.
+func (s *Server) announceGone(m *Member, t, reason string, classic []byte, kind string) {
+	for _, r := range m.left {
+		s.announce(r, r.Members(), m, t, reason, classic, kind)
+		s.rooms.dropIfEmpty(r)
+	}
 }
 
 // replyV2 answers the sender of g, member or not, with one v2 datagram.

@@ -164,3 +164,5 @@ func admin(t testing.TB, r *relaytest.Relay, req string) (lines []string, final 
 	t.Fatalf("admin %q: no final line (%v)", req, sc.Err())
 	return nil, ""
 }
+
+func (r *recorder) kind(kind string) int { r.mu.Lock(); defer r.mu.Unlock(); return r.kinds[kind] }

@@ -15,6 +15,9 @@ type wording struct {
 	refusedControl         string
 	idleSelf               string
 	noRoom, unknownSession string
+	noSuchMember           string
+	unsupported            string
+	roomRefusals           map[string]string // join refusals by wire code
 	malformed              string
 	throttled              string
 	reasonBanned           string
@@ -24,12 +27,21 @@ type wording struct {
 
 var wordings = map[wire.Lang]*wording{
 	wire.LangEN: {
-		EventWords:      wire.Words(wire.LangEN),
-		kickedSelf:      "you were removed by the administrator: %s",
-		shutdown:        "the relay is shutting down",
-		refusedControl:  "message not sent: control characters are not allowed",
-		idleSelf:        "you were disconnected after being idle too long",
-		noRoom:          "no such room",
+		EventWords:     wire.Words(wire.LangEN),
+		kickedSelf:     "you were removed by the administrator: %s",
+		shutdown:       "the relay is shutting down",
+		refusedControl: "message not sent: control characters are not allowed",
+		idleSelf:       "you were disconnected after being idle too long",
+		noRoom:         "you are not in that room",
+		noSuchMember:   "nobody of that name is online",
+		unsupported:    "that member's client cannot receive private messages",
+		roomRefusals: map[string]string{
+			wire.CodeRoomInvalid:  "invalid room name: 1-64 characters, no spaces, not starting with @",
+			wire.CodeRoomsFull:    "too many rooms on this relay",
+			wire.CodeTooManyRooms: "you are in too many rooms",
+			wire.CodeRoomFull:     "the room is full",
+			wire.CodeBadKey:       "wrong room key",
+		},
 		unknownSession:  "unknown or expired session: log in again",
 		malformed:       "malformed frame",
 		throttled:       "message not sent: you are sending too fast",
@@ -41,12 +53,21 @@ var wordings = map[wire.Lang]*wording{
 		reasonOtherName: "already logged in under another name",
 	},
 	wire.LangZH: {
-		EventWords:      wire.Words(wire.LangZH),
-		kickedSelf:      "你已被管理员移出聊天室: %s",
-		shutdown:        "服务器即将关闭",
-		refusedControl:  "消息未发送: 不允许控制字符",
-		idleSelf:        "你因长时间无活动已被断开",
-		noRoom:          "没有这个聊天室",
+		EventWords:     wire.Words(wire.LangZH),
+		kickedSelf:     "你已被管理员移出聊天室: %s",
+		shutdown:       "服务器即将关闭",
+		refusedControl: "消息未发送: 不允许控制字符",
+		idleSelf:       "你因长时间无活动已被断开",
+		noRoom:         "你不在这个聊天室",
+		noSuchMember:   "没有这个在线用户",
+		unsupported:    "对方的客户端不能接收私信",
+		roomRefusals: map[string]string{
+			wire.CodeRoomInvalid:  "聊天室名无效: 1-64 个字符, 不能有空格, 不能以 @ 开头",
+			wire.CodeRoomsFull:    "服务器上的聊天室太多了",
+			wire.CodeTooManyRooms: "你加入的聊天室太多了",
+			wire.CodeRoomFull:     "聊天室已满",
+			wire.CodeBadKey:       "聊天室密码错误",
+		},
 		unknownSession:  "会话不存在或已过期: 请重新登录",
 		malformed:       "格式错误",
 		throttled:       "消息未发送: 发送太快了",
@@ -57,6 +78,14 @@ var wordings = map[wire.Lang]*wording{
 		reasonFull:      "聊天室已满",
 		reasonOtherName: "此地址已用其他用户名登录",
 	},
+}
+
+// joinRefusal words a join refusal by its code.
+func (w *wording) joinRefusal(code string) string {
+	if r, ok := w.roomRefusals[code]; ok {
+		return r
+	}
+	return w.malformed
 }
 
 // refusal returns the login refusal reason for err.

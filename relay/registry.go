@@ -38,20 +38,32 @@ type Member struct {
 	throttledAt atomic.Int64 // unix nanoseconds of the last throttled notice
 	icmp        icmpState    // port-unreachable errors (classic)
 
-	mu    sync.Mutex // protects rooms; taken under room.mu
-	rooms []*room    // the rooms the member is in
+	rev   atomic.Uint32        // the v2 revision the session speaks (wire.Rev at most); 0 for classic
+	inbox atomic.Pointer[room] // revision 1: the session's own room of direct messages; set before the welcome
+
+	mu    sync.Mutex   // protects rooms; taken under room.mu
+	rooms []membership // the rooms the member is in, in the order it joined them
+
+	left []*room // the rooms it was in when removed; written once, by the remove that won
 }
 
-// enter records that m is in r; false if it was already. r.mu must be held.
-func (m *Member) enter(r *room) bool {
+// membership is a member's place in one room.
+type membership struct {
+	r    *room
+	base uint64 // the room's latest seq when the member joined: its welcome's
+}
+
+// enter records that m is in r since event base; false if it was already.
+// r.mu must be held.
+func (m *Member) enter(r *room, base uint64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, x := range m.rooms {
-		if x == r {
+		if x.r == r {
 			return false
 		}
 	}
-	m.rooms = append(m.rooms, r)
+	m.rooms = append(m.rooms, membership{r: r, base: base})
 	return true
 }
 
@@ -60,7 +72,7 @@ func (m *Member) exit(r *room) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, x := range m.rooms {
-		if x == r {
+		if x.r == r {
 			m.rooms = append(m.rooms[:i], m.rooms[i+1:]...)
 			return true
 		}
@@ -68,11 +80,34 @@ func (m *Member) exit(r *room) bool {
 	return false
 }
 
-// Rooms returns the rooms m is in (a copy).
+// baseIn returns the seq m's membership of r began at, if m is in r.
+func (m *Member) baseIn(r *room) (uint64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, x := range m.rooms {
+		if x.r == r {
+			return x.base, true
+		}
+	}
+	return 0, false
+}
+
+// roomCount returns how many rooms m is in.
+func (m *Member) roomCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rooms)
+}
+
+// roomList returns the rooms m is in (a copy), in the order it joined them.
 func (m *Member) roomList() []*room {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]*room(nil), m.rooms...)
+	rs := make([]*room, len(m.rooms))
+	for i, x := range m.rooms {
+		rs[i] = x.r
+	}
+	return rs
 }
 
 // Addr is the member's address.

@@ -14,7 +14,8 @@ import (
 // order in which its events reach the local outboxes (feed), and which of
 // this node's members are in it.
 type room struct {
-	name string
+	name string // as displayed
+	key  string // compare key (wire.CanonicalRoom); "" for an inbox
 	log  RoomLog
 
 	feed struct {
@@ -23,16 +24,37 @@ type room struct {
 		early map[uint64]Event // events sequenced while an earlier one was still on its way
 	}
 
-	mu sync.Mutex // protects the member list behind members (writers only)
+	mu  sync.Mutex // protects set and the member list behind members (writers only)
+	set settings
 	// members is the room's members on this node, in the order they joined,
 	// as an immutable snapshot: written under mu, read without it.
 	members atomic.Pointer[[]*Member]
+
+	batch struct {
+		mu            sync.Mutex // protects joins, leaves and pending; leaf
+		joins, leaves batch      // announcements gathered in a big room
+		pending       bool       // the room is in Server.pending
+	}
+}
+
+// batch is the joins or leaves gathered for one announcement.
+type batch struct {
+	names []string // the first batchNames of them
+	count int
 }
 
 func newRoom(name string, log RoomLog) *room {
 	r := &room{name: name, log: log}
 	r.feed.next = log.Latest() + 1
 	r.members.Store(&[]*Member{})
+	return r
+}
+
+// newInbox returns m's inbox: a room of one that is not among m's rooms
+// (nobody joins or leaves it; it ends with the session).
+func newInbox(log RoomLog, m *Member) *room {
+	r := newRoom(wire.Inbox, log)
+	r.members.Store(&[]*Member{m})
 	return r
 }
 
@@ -65,15 +87,26 @@ func (r *room) Sorted() []*Member {
 // members costs O(n) in all, not O(n²)). leave copies, so no element a
 // reader may hold ever changes.
 func (r *room) join(m *Member) (others []*Member, ok bool) {
+	others, ok, _ = r.add(m, 0)
+	return others, ok
+}
+
+// add is join, recording that m's membership began after event base; gone
+// reports that the room was removed (a join that finds it so must open the
+// room again).
+func (r *room) add(m *Member, base uint64) (others []*Member, ok, gone bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !m.enter(r) {
-		return nil, false
+	if r.set.removed {
+		return nil, false, true
+	}
+	if !m.enter(r, base) {
+		return nil, false, false
 	}
 	others = r.Members()
 	s := append(others, m)
 	r.members.Store(&s)
-	return others, true
+	return others, true, false
 }
 
 // leave removes m and reports whether it was there. It returns the members
@@ -132,21 +165,41 @@ type memLogs struct{ ring int }
 
 func (l memLogs) Open(string) (RoomLog, error) { return newMemLog(l.ring), nil }
 
+// memRingStart is the ring a memLog starts with: it doubles as events come,
+// up to its limit, so that 10,000 quiet rooms (or inboxes) cost little.
+const memRingStart = 16
+
 // memLog is RoomLog in memory: every event gets the next seq, is encoded
 // once, and is kept in a bounded ring so that clients can repair gaps and
 // joiners get a backlog.
 type memLog struct {
 	epoch string // random per start: a new epoch means history was lost
 
+	limit int // the ring's largest size: how many events are kept
+
 	mu      sync.Mutex // protects seq, ring, lines and scratch
 	seq     uint64     // the latest event's seq; 0 before the first
-	ring    [][]byte   // ring[seq % len(ring)]: the event's line, shared, never modified
+	ring    [][]byte   // ring[seq % len(ring)]: the event's line, shared, never modified; grows to limit
 	lines   slab       // where the events' lines are kept
 	scratch []byte     // where an event is encoded before it is copied to lines
 }
 
 func newMemLog(ringSize int) *memLog {
-	return &memLog{epoch: randomHex(4), ring: make([][]byte, ringSize)}
+	return &memLog{epoch: randomHex(4), limit: ringSize, ring: make([][]byte, min(ringSize, memRingStart))}
+}
+
+// growLocked doubles the ring (up to limit) when the next event would
+// overwrite one that a larger ring would keep. l.mu must be held.
+func (l *memLog) growLocked() {
+	n := uint64(len(l.ring))
+	if l.seq < n || len(l.ring) >= l.limit {
+		return
+	}
+	bigger := make([][]byte, min(2*len(l.ring), l.limit))
+	for seq := l.seq - n + 1; seq <= l.seq; seq++ {
+		bigger[seq%uint64(len(bigger))] = l.ring[seq%n]
+	}
+	l.ring = bigger
 }
 
 // Append sequences f, encodes it once and keeps the line in the ring. In
@@ -155,6 +208,7 @@ func (l *memLog) Append(f wire.Frame) (uint64, []byte, error) {
 	f.Epoch = l.epoch
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.growLocked()
 	l.seq++
 	f.Seq = l.seq
 	l.scratch = wire.AppendFrame(l.scratch[:0], &f)

@@ -75,6 +75,9 @@ type Delivery interface {
 	// SendFrames sends frame lines to the v2 member m, packed into as few
 	// datagrams as m's send budget allows, after what is queued for m.
 	SendFrames(m *Member, lines [][]byte)
+	// Queue queues b for m behind what is queued for it, without sending:
+	// the next Flush sends it. It may be called under a room's feed lock.
+	Queue(m *Member, b []byte)
 	// Reply sends b to an address that holds no session.
 	Reply(to netip.AddrPort, local netip.Addr, b []byte)
 	// Publish queues a sequenced room event for e.Members. A room's events

@@ -76,6 +76,17 @@ type Config struct {
 	// SweepEvery is how often idle and silent members are looked for.
 	// Default 1 s.
 	SweepEvery time.Duration
+	// MaxRooms bounds the rooms on the relay, main and configured ones
+	// included. Default 10,000.
+	MaxRooms int
+	// MaxRoomsPerMember bounds the rooms one member is in. Default 100.
+	MaxRoomsPerMember int
+	// AnnounceLimit is the room size above which joins and leaves are
+	// announced in batches, at most once a second per room. Default 100;
+	// -1 announces each one.
+	AnnounceLimit int
+	// Rooms are configured at start: they exist while empty.
+	Rooms []RoomSettings
 	// Names is the directory that decides who holds a name. Default: in
 	// memory, this node only.
 	Names NameDirectory
@@ -148,6 +159,15 @@ func (c *Config) setDefaults() error {
 	if c.SweepEvery == 0 {
 		c.SweepEvery = time.Second
 	}
+	if c.MaxRooms == 0 {
+		c.MaxRooms = 10000
+	}
+	if c.MaxRoomsPerMember == 0 {
+		c.MaxRoomsPerMember = 100
+	}
+	if c.AnnounceLimit == 0 {
+		c.AnnounceLimit = 100
+	}
 	if c.Names == nil {
 		c.Names = newMemDirectory()
 	}
@@ -182,6 +202,8 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("relay: fan-out shards %d out of range 1..64", c.FanoutShards)
 	case c.Workers < 1 || c.QueueLimit < 1 || c.SenderQueueLimit < 1:
 		return errors.New("relay: workers and queue limits must be at least 1")
+	case c.MaxRooms < 1 || c.MaxRoomsPerMember < 1:
+		return errors.New("relay: max rooms and max rooms per member must be at least 1")
 	case c.Ring < 16:
 		return fmt.Errorf("relay: ring %d must be at least 16", c.Ring)
 	case c.Backlog > c.Ring:
@@ -212,7 +234,9 @@ type Server struct {
 	log   *zap.Logger
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
-	main    *room   // the room every member is in
+	main    *room   // the room classic members live in, and v2 members start in
+	rooms   roomSet // every room, main included
+	pending pendingRooms
 	fan     *fanout // the node's Delivery
 	out     Delivery
 	cookies *cookies
@@ -259,7 +283,16 @@ func New(cfg Config) (*Server, error) {
 		sweepDone: make(chan struct{}),
 	}
 	s.out = s.fan
+	s.main.key = wire.RoomMain
+	s.rooms.byKey = map[string]*room{wire.RoomMain: s.main}
+	s.rooms.onSize = obs.Rooms
+	obs.Rooms(1)
 	s.knobs.init(&cfg)
+	for _, rs := range cfg.Rooms {
+		if err := s.ConfigureRoom(rs); err != nil {
+			return nil, fmt.Errorf("relay: room %q: %w", rs.Name, err)
+		}
+	}
 	size := cfg.MaxDatagram + 1 // one spare byte tells an oversize datagram apart
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, s.obs, s.handle, s.release, s.flushBatch)
@@ -515,6 +548,7 @@ func (s *Server) sweeper() {
 		case <-t.C:
 		}
 		s.drainICMP()
+		s.flushAnnouncements()
 		now := s.cfg.Now()
 		lv := s.knobs.load()
 		for _, m := range s.reg.Members() {
@@ -540,6 +574,6 @@ func (s *Server) evict(m *Member, now time.Time) {
 	if m.Proto == ProtoClassic {
 		s.tellRemoved(m, s.words().idleSelf)
 	}
-	s.broadcast(s.main, &wire.Frame{T: wire.FrameTimeout, From: m.Name}, classicLine(s.words().TimedOut, m.Name), m, KindTimeout)
+	s.announceGone(m, wire.FrameTimeout, "", classicLine(s.words().TimedOut, m.Name), KindTimeout)
 	s.out.Flush()
 }

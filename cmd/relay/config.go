@@ -143,6 +143,10 @@ func loadConfig(fs *flag.FlagSet, args []string, usageOut io.Writer, env envFunc
 		}
 		var spare *flag.FlagSet // checks values that a flag or variable overrides
 		for _, s := range file {
+			if s.key == roomsKey {
+				o.Rooms = s.rooms
+				continue
+			}
 			where := o.Config + ":" + strconv.Itoa(s.line)
 			target := fs
 			if _, ok := set[s.key]; ok {
@@ -228,6 +232,75 @@ func unjoin(err error) []error {
 type fileSetting struct {
 	key, value string
 	line       int
+	rooms      []relay.RoomSettings // key roomsKey only
+}
+
+// roomsKey is the config file's one structured key: a list of the rooms
+// that exist while empty, each a mapping of name, topic, limit and key.
+// It has no flag or variable.
+const roomsKey = "rooms"
+
+// parseRooms reads the rooms list; errors name the line.
+func parseRooms(name string, v *yaml.Node, errs *lineErrors) []relay.RoomSettings {
+	if v.Kind != yaml.SequenceNode {
+		errs.add(name, v.Line, "rooms: want a list of rooms, each with name and optional topic, limit and key")
+		return nil
+	}
+	var out []relay.RoomSettings
+	seen := map[string]int{}
+	for _, item := range v.Content {
+		if item.Kind != yaml.MappingNode {
+			errs.add(name, item.Line, "rooms: each room is a mapping: name, topic, limit, key")
+			continue
+		}
+		var rs relay.RoomSettings
+		ok := true
+		for i := 0; i+1 < len(item.Content); i += 2 {
+			k, val := item.Content[i], item.Content[i+1]
+			if val.Kind != yaml.ScalarNode {
+				errs.add(name, k.Line, fmt.Sprintf("rooms: %s: want one value", k.Value))
+				ok = false
+				continue
+			}
+			switch k.Value {
+			case "name":
+				rs.Name = val.Value
+			case "topic":
+				rs.Topic = val.Value
+			case "key":
+				rs.Key = val.Value
+			case "limit":
+				n, err := strconv.Atoi(val.Value)
+				if err != nil || n < 0 {
+					errs.add(name, k.Line, fmt.Sprintf("rooms: limit %q: want a whole number, 0 for none", val.Value))
+					ok = false
+				}
+				rs.Limit = n
+			default:
+				errs.add(name, k.Line, fmt.Sprintf("rooms: unknown key %q (want name, topic, limit or key)", k.Value))
+				ok = false
+			}
+		}
+		_, roomKey, err := wire.CanonicalRoom(rs.Name)
+		switch {
+		case err != nil:
+			errs.add(name, item.Line, fmt.Sprintf("rooms: name %q: 1 to %d characters, no spaces, not starting with @", rs.Name, wire.MaxRoomRunes))
+			ok = false
+		case seen[roomKey] != 0:
+			errs.add(name, item.Line, fmt.Sprintf("rooms: %s is listed twice (first on line %d)", rs.Name, seen[roomKey]))
+			ok = false
+		case rs.Topic != "" && wire.CheckText(rs.Topic) != nil:
+			errs.add(name, item.Line, "rooms: topic: control characters are not allowed")
+			ok = false
+		}
+		if err == nil {
+			seen[roomKey] = item.Line
+		}
+		if ok {
+			out = append(out, rs)
+		}
+	}
+	return out
 }
 
 // readConfigFile reads and parses a config file (see parseConfig).
@@ -307,6 +380,15 @@ func parseConfig(name string, data []byte, known func(key string) bool, hint fun
 			continue
 		}
 		key := k.Value
+		if key == roomsKey {
+			if first, dup := seen[key]; dup {
+				errs.add(name, k.Line, fmt.Sprintf("%s is set twice (first on line %d)", key, first))
+				continue
+			}
+			seen[key] = k.Line
+			out = append(out, fileSetting{key: key, line: k.Line, rooms: parseRooms(name, v, &errs)})
+			continue
+		}
 		if !known(key) {
 			msg := fmt.Sprintf("unknown key %q", key)
 			if h := hint(key); h != "" {

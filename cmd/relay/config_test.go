@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
 
@@ -120,6 +121,12 @@ func TestConfigErrors(t *testing.T) {
 		{"bad variable", "", nil, envMap{"RELAY_WORKERS": "many"}, []string{`RELAY_WORKERS="many": invalid value for workers: want a whole number`}},
 		{"out of range variable", "", nil, envMap{"RELAY_LANG": "fr"}, []string{`RELAY_LANG: lang "fr": want en or zh`}},
 		{"out of range flag", "", []string{"--max-members", "0"}, nil, []string{"--max-members 0: must be at least 1"}},
+		{"rooms not a list", "rooms: dev\n", nil, nil, []string{"relay.yaml:1: rooms: want a list of rooms"}},
+		{"room without a good name", "rooms:\n  - topic: hi\n  - name: \"a b\"\n", nil, nil,
+			[]string{`relay.yaml:2: rooms: name ""`, "\n", `relay.yaml:3: rooms: name "a b"`}},
+		{"room twice by key", "rooms:\n  - name: Dev\n  - name: ＤＥＶ\n", nil, nil, []string{"relay.yaml:3: rooms: ＤＥＶ is listed twice (first on line 2)"}},
+		{"room with an unknown key", "rooms:\n  - name: dev\n    password: x\n", nil, nil, []string{`relay.yaml:3: rooms: unknown key "password"`}},
+		{"room with a bad limit", "rooms:\n  - name: dev\n    limit: -1\n", nil, nil, []string{`relay.yaml:3: rooms: limit "-1"`}},
 		{"missing file", "", []string{"--config", "/nonexistent/relay.yaml"}, nil, []string{"config file /nonexistent/relay.yaml: no such file or directory"}},
 	}
 	for _, tt := range tests {
@@ -148,6 +155,18 @@ func TestConfigErrors(t *testing.T) {
 				rest = rest[i+len(w):]
 			}
 		})
+	}
+}
+
+func TestConfigRooms(t *testing.T) {
+	file := "rooms:\n  - name: 课堂\n    topic: 今天讲网络\n  - name: vault\n    key: s3cret\n    limit: 10\n"
+	c, err := load(t, []string{"--config", writeFile(t, "relay.yaml", file)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []relay.RoomSettings{{Name: "课堂", Topic: "今天讲网络"}, {Name: "vault", Key: "s3cret", Limit: 10}}
+	if !reflect.DeepEqual(c.opts.Rooms, want) {
+		t.Fatalf("rooms %+v, want %+v", c.opts.Rooms, want)
 	}
 }
 

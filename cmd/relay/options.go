@@ -29,7 +29,10 @@ type Options struct {
 	Queue          int           // datagrams waiting for a worker, all senders
 	SenderQueue    int           // datagrams waiting for a worker, one sender
 	MaxDatagram    int           // bytes; longer datagrams are dropped
-	MaxMembers     int           // room size
+	MaxMembers     int           // members on the relay
+	MaxRooms       int           // rooms on the relay
+	RoomsPerMember int           // rooms one member may be in
+	AnnounceLimit  int           // room size above which joins and leaves are announced in batches (-1: never)
 	MaxPerIP       int           // sessions per source IP (-1: no cap)
 	PerIPLoopback  bool          // apply MaxPerIP to loopback too
 	Lang           string        // en or zh
@@ -53,6 +56,8 @@ type Options struct {
 	Batch          string        // on or off: many datagrams per system call
 	FanoutShards   int           // goroutines that may send the fan-out at once (0: one per CPU)
 	Config         string        // the YAML config file read; "" for none
+
+	Rooms []relay.RoomSettings // config file only (key rooms): rooms that exist while empty
 }
 
 // defaultAdminSocket is $XDG_RUNTIME_DIR/chatrelay/admin.sock for a user
@@ -78,6 +83,9 @@ func defaultOptions() Options {
 		SenderQueue:    1024,
 		MaxDatagram:    wire.DefaultMaxDatagram,
 		MaxMembers:     10000,
+		MaxRooms:       10000,
+		RoomsPerMember: 100,
+		AnnounceLimit:  100,
 		MaxPerIP:       16,
 		Lang:           "en",
 		LogLevel:       "info",
@@ -117,7 +125,10 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Queue, "queue", o.Queue, "datagrams that may wait for a worker, all senders together; beyond it they are dropped")
 	fs.IntVar(&o.SenderQueue, "sender-queue", o.SenderQueue, "datagrams that may wait for a worker from one sender")
 	fs.IntVar(&o.MaxDatagram, "max-datagram", o.MaxDatagram, "largest accepted datagram in `bytes`")
-	fs.IntVar(&o.MaxMembers, "max-members", o.MaxMembers, "most members in the room")
+	fs.IntVar(&o.MaxMembers, "max-members", o.MaxMembers, "most members logged in")
+	fs.IntVar(&o.MaxRooms, "max-rooms", o.MaxRooms, "most rooms on the relay, main and configured ones included")
+	fs.IntVar(&o.RoomsPerMember, "max-rooms-per-member", o.RoomsPerMember, "most rooms one member may be in")
+	fs.IntVar(&o.AnnounceLimit, "announce-limit", o.AnnounceLimit, "room size above which joins and leaves are announced in batches, once a second (-1: each one)")
 	fs.IntVar(&o.MaxPerIP, "max-per-ip", o.MaxPerIP, "most sessions from one IP address (-1: no limit)")
 	fs.BoolVar(&o.PerIPLoopback, "per-ip-loopback", o.PerIPLoopback, "apply --max-per-ip to loopback addresses too")
 	fs.StringVar(&o.Lang, "lang", o.Lang, "wording of notices: en or zh")
@@ -205,6 +216,12 @@ func (o Options) validate() error {
 		return bad("max-datagram", "%d: must be between 16 and 65507", o.MaxDatagram)
 	case o.MaxMembers < 1:
 		return bad("max-members", "%d: must be at least 1", o.MaxMembers)
+	case o.MaxRooms < 1:
+		return bad("max-rooms", "%d: must be at least 1", o.MaxRooms)
+	case o.RoomsPerMember < 1:
+		return bad("max-rooms-per-member", "%d: must be at least 1", o.RoomsPerMember)
+	case o.AnnounceLimit == 0 || o.AnnounceLimit < -1:
+		return bad("announce-limit", "%d: must be at least 1, or -1 to announce each join", o.AnnounceLimit)
 	case o.MaxPerIP == 0 || o.MaxPerIP < -1:
 		return bad("max-per-ip", "%d: must be at least 1, or -1 for no limit", o.MaxPerIP)
 	case o.LogFormat != "console" && o.LogFormat != "json":

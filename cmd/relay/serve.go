@@ -110,6 +110,10 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	srv, err := relay.New(relay.Config{
 		MaxDatagram:        o.MaxDatagram,
 		MaxMembers:         o.MaxMembers,
+		MaxRooms:           o.MaxRooms,
+		MaxRoomsPerMember:  o.RoomsPerMember,
+		AnnounceLimit:      o.AnnounceLimit,
+		Rooms:              o.Rooms,
 		MaxPerIP:           o.MaxPerIP,
 		LimitLoopbackPerIP: o.PerIPLoopback,
 		Workers:            o.Workers,

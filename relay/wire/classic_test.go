@@ -149,6 +149,14 @@ func FuzzNamesAndText(f *testing.F) {
 				t.Fatalf("display form %q of %q is not stable: %v", d, s, err)
 			}
 		}
+		if d, k, err := CanonicalRoom(s); err == nil {
+			if d == "" || d[0] == '@' || strings.ContainsAny(d, " \t\r\n") || utf8.RuneCountInString(d) > MaxRoomRunes {
+				t.Fatalf("accepted bad room %q -> %q", s, d)
+			}
+			if _, k2, err := CanonicalRoom(d); err != nil || k2 != k {
+				t.Fatalf("display form %q of room %q is not stable: %v", d, s, err)
+			}
+		}
 		if CheckText(s) == nil {
 			for _, r := range s {
 				if (r < 0x20 && r != '\t') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) {

@@ -35,6 +35,12 @@ type EventWords struct {
 	Admin    string // %s: text
 	Kicked   string // %s: name, %s: reason
 	TimedOut string // %s: name
+	// Revision 1.
+	JoinMany  string // %s: the first names, comma-separated; %d: how many others (English) or in all (Chinese)
+	LeaveMany string // as JoinMany
+	Whisper   string // %s: name, %s: text (a direct message to a classic member)
+	Topic     string // %s: the new topic
+	CountsAll bool   // JoinMany and LeaveMany count everyone, not the others
 }
 
 var eventWords = map[Lang]EventWords{
@@ -45,6 +51,11 @@ var eventWords = map[Lang]EventWords{
 		Admin:    "Admin notice: %s",
 		Kicked:   "%s was removed by the administrator: %s",
 		TimedOut: "%s timed out",
+
+		JoinMany:  "%s and %d others joined the chat room",
+		LeaveMany: "%s and %d others left the chat room",
+		Whisper:   "%s whispers: %s",
+		Topic:     "the topic is now: %s",
 	},
 	LangZH: {
 		Join:     "%s 进入聊天室",
@@ -53,7 +64,24 @@ var eventWords = map[Lang]EventWords{
 		Admin:    "管理员消息: %s",
 		Kicked:   "%s 被管理员移出聊天室: %s",
 		TimedOut: "%s 超时离开",
+
+		JoinMany:  "%s 等 %d 人进入聊天室",
+		LeaveMany: "%s 等 %d 人退出了聊天室",
+		Whisper:   "%s 悄悄对你说: %s",
+		Topic:     "话题已改为: %s",
+		CountsAll: true,
 	},
+}
+
+// Many words a batch of count joins or leaves (format is JoinMany or
+// LeaveMany) naming the first of them: "alice, bob and 98 others joined"
+// in English, "alice, bob 等 100 人进入聊天室" in Chinese.
+func (w EventWords) Many(format string, names []string, count int) string {
+	n := count - len(names) // "and 98 others"
+	if w.CountsAll {
+		n = count // "等 100 人"
+	}
+	return fmt.Sprintf(format, strings.Join(names, ", "), n)
 }
 
 // Words returns the room-event wording of lang (English if lang is not

@@ -1,0 +1,399 @@
+package relay_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/relaytest"
+	"github.com/chatrelay/chatrelay/relay/wire"
+)
+
+// login1 logs a revision-1 client in: the welcome for main (with rev 1),
+// main's backlog, the inbox's welcome, then its own join in main.
+func (c *v2c) login1(name string) (main, inbox wire.Frame) {
+	c.t.Helper()
+	pad := strings.Repeat("p", 256)
+	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Rev: wire.Rev, Pad: pad})
+	retry := c.expectT(wire.FrameRetry)
+	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Rev: wire.Rev, Cookie: retry.Cookie})
+	main = c.expectT(wire.FrameWelcome)
+	if main.Rev != wire.Rev || main.Room != wire.RoomMain {
+		c.t.Fatalf("welcome %+v, want main at revision %d", main, wire.Rev)
+	}
+	c.token, c.name = main.Token, main.Name
+	for {
+		f := c.next()
+		if f.History {
+			continue
+		}
+		if f.T != wire.FrameWelcome || f.Room != wire.Inbox {
+			c.t.Fatalf("after main's backlog: %+v, want the inbox's welcome", f)
+		}
+		inbox = f
+		break
+	}
+	c.settle()
+	return main, inbox
+}
+
+// joinRoom joins room and reads the welcome, the backlog and its own join.
+func (c *v2c) joinRoom(room, key string) (welcome, join wire.Frame) {
+	c.t.Helper()
+	c.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: room, Key: key})
+	welcome = c.expectT(wire.FrameWelcome)
+	for {
+		f := c.next()
+		if f.History {
+			continue
+		}
+		if f.T != wire.FrameJoin || f.From != c.name || f.Room != welcome.Room {
+			c.t.Fatalf("joining %s: %+v, want our own join", room, f)
+		}
+		return welcome, f
+	}
+}
+
+// expectError reads frames until an error frame and checks its code.
+func (c *v2c) expectError(code string) wire.Frame {
+	c.t.Helper()
+	f := c.expectT(wire.FrameError)
+	if f.Code != code {
+		c.t.Fatalf("error %+v, want code %s", f, code)
+	}
+	return f
+}
+
+func TestRoomsJoinChatPartAndList(t *testing.T) {
+	r := relaytest.Start(t)
+	carol := dial(t, r).login("carol") // classic: main only
+	carol.sync("carol")
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	carol.expect("alice joined the chat room")
+	bob.login1("bob")
+	carol.expect("bob joined the chat room")
+	alice.expectT(wire.FrameJoin) // bob's, in main
+
+	w, j := alice.joinRoom("dev", "")
+	if w.Room != "dev" || w.Seq != 0 || w.Epoch == "" || j.Seq != 1 || j.Epoch != w.Epoch {
+		t.Fatalf("welcome %+v, join %+v: a new room starts at seq 1", w, j)
+	}
+	// One room by its compare key, shown as its creator named it.
+	w2, j2 := bob.joinRoom("ＤＥＶ", "")
+	if w2.Room != "dev" || w2.Seq != 1 || j2.Seq != 2 {
+		t.Fatalf("bob's welcome %+v and join %+v", w2, j2)
+	}
+	if f := alice.expectT(wire.FrameJoin); f.From != "bob" || f.Room != "dev" || f.Seq != 2 {
+		t.Fatalf("alice saw %+v", f)
+	}
+
+	// A chat in dev reaches dev only.
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "dev", ID: 1, Text: "in dev 中文"})
+	for _, c := range []*v2c{alice, bob} {
+		if f := c.expectT(wire.FrameChat); f.Room != "dev" || f.Text != "in dev 中文" || f.From != "alice" || f.Seq != 3 {
+			t.Fatalf("%s got %+v", c.name, f)
+		}
+	}
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 2, Text: "in main"})
+	carol.expect("alice says: in main") // and not the dev chat before it
+	if f := bob.expectT(wire.FrameChat); f.Room != "main" || f.Text != "in main" {
+		t.Fatalf("bob got %+v", f)
+	}
+	alice.expectT(wire.FrameChat) // her echo in main
+
+	// A frame for a room one is not in is refused with its id.
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "elsewhere", ID: 3, Text: "x"})
+	if e := alice.expectError(wire.CodeNotInRoom); e.ID != 3 {
+		t.Fatalf("error %+v, want id 3", e)
+	}
+
+	// The room list, sorted, with counts.
+	bob.sendFrames(&wire.Frame{T: wire.FrameRooms})
+	dev, main := bob.expectT(wire.FrameRoom), bob.expectT(wire.FrameRoom)
+	if dev.Room != "dev" || dev.Count != 2 || !dev.More || main.Room != "main" || main.Count != 3 || main.More {
+		t.Fatalf("rooms %+v %+v", dev, main)
+	}
+	// who in a room.
+	bob.sendFrames(&wire.Frame{T: wire.FrameWho, Room: "dev"})
+	if m := bob.expectT(wire.FrameMembers); m.Room != "dev" || strings.Join(m.Names, ",") != "alice,bob" {
+		t.Fatalf("who dev: %+v", m)
+	}
+
+	// part: parted to the leaver, leave to the others; again: parted again.
+	bob.sendFrames(&wire.Frame{T: wire.FramePart, Room: "dev"})
+	if f := bob.expectT(wire.FrameParted); f.Room != "dev" {
+		t.Fatalf("parted %+v", f)
+	}
+	if f := alice.expectT(wire.FrameLeave); f.From != "bob" || f.Room != "dev" || f.Reason != "part" {
+		t.Fatalf("leave %+v", f)
+	}
+	bob.sendFrames(&wire.Frame{T: wire.FramePart, Room: "dev"})
+	bob.expectT(wire.FrameParted)
+
+	// The last member out removes the room; main stays.
+	alice.sendFrames(&wire.Frame{T: wire.FramePart, Room: "dev"})
+	alice.expectT(wire.FrameParted)
+	eventually(t, "dev removed", func() bool {
+		rooms := r.Server.Rooms()
+		return len(rooms) == 1 && rooms[0].Name == "main"
+	})
+}
+
+func TestDirectMessages(t *testing.T) {
+	rec := newRecorder()
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	carol := dial(t, r).login("carol")
+	carol.sync("carol")
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin) // bob's
+	old := dialV2(t, r)           // revision 0: no inbox
+	old.login("old")
+	old.settle()
+	alice.expectT(wire.FrameJoin)
+	bob.expectT(wire.FrameJoin)
+	for range 3 {
+		carol.recv() // the three joins
+	}
+
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "BOB", ID: 1, Text: "psst 悄悄话"})
+	got := bob.expectT(wire.FrameDM)
+	if got.Room != wire.Inbox || got.Seq != 1 || got.From != "alice" || got.To != "bob" || got.Text != "psst 悄悄话" {
+		t.Fatalf("bob's dm %+v", got)
+	}
+	echo := alice.expectT(wire.FrameDM)
+	if echo.Room != wire.Inbox || echo.Seq != 1 || echo.ID != 1 || echo.From != "alice" || echo.To != "bob" {
+		t.Fatalf("alice's echo %+v", echo)
+	}
+	// A retransmission is acknowledged, not sent again.
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "bob", ID: 1, Text: "psst 悄悄话"})
+	if ack := alice.expectT(wire.FrameAck); ack.ID != 1 || ack.Seq != 1 || ack.Room != wire.Inbox {
+		t.Fatalf("ack %+v", ack)
+	}
+	// A classic recipient gets one line.
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "carol", ID: 2, Text: "hi carol"})
+	carol.expect("alice whispers: hi carol")
+	if e := alice.expectT(wire.FrameDM); e.Seq != 2 || e.To != "carol" {
+		t.Fatalf("echo %+v", e)
+	}
+	// Nobody, and a revision-0 client, are refused with the message's id.
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "nobody", ID: 3, Text: "x"})
+	if e := alice.expectError(wire.CodeNoSuchMember); e.ID != 3 {
+		t.Fatalf("%+v", e)
+	}
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "old", ID: 4, Text: "x"})
+	if e := alice.expectError(wire.CodeUnsupported); e.ID != 4 {
+		t.Fatalf("%+v", e)
+	}
+	// The inbox repairs like a room.
+	bob.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: wire.Inbox, FromSeq: 1, ToSeq: 1})
+	if f := bob.expectT(wire.FrameDM); f.Seq != 1 || f.Text != "psst 悄悄话" {
+		t.Fatalf("repaired %+v", f)
+	}
+	bob.sendFrames(&wire.Frame{T: wire.FramePing, Room: wire.Inbox, Last: 1})
+	if p := bob.expectT(wire.FramePong); p.Room != wire.Inbox || p.Seq != 1 {
+		t.Fatalf("pong %+v", p)
+	}
+	// Nobody else saw any of it: the next thing old and carol get is a
+	// main chat.
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 1, Text: "public"})
+	carol.expect("bob says: public")
+	if f := old.expectT(wire.FrameChat); f.Text != "public" {
+		t.Fatalf("old got %+v", f)
+	}
+	if n := rec.kind(relay.KindDM); n != 3 { // bob's inbox, alice's twice; carol's line is no event
+		t.Fatalf("%d dm broadcasts, want 3", n)
+	}
+}
+
+func TestRoomLimitsKeysAndSettings(t *testing.T) {
+	r := relaytest.Start(t, func(c *relay.Config) {
+		c.MaxRooms = 4
+		c.MaxRoomsPerMember = 3
+		c.Rooms = []relay.RoomSettings{{Name: "vault", Key: "s3cret", Topic: "keys only"}, {Name: "tiny", Limit: 1}}
+	})
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+
+	alice.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "vault"})
+	alice.expectError(wire.CodeBadKey)
+	w, _ := alice.joinRoom("vault", "s3cret")
+	if w.Topic != "keys only" {
+		t.Fatalf("welcome %+v, want the topic", w)
+	}
+	alice.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "a b"})
+	alice.expectError(wire.CodeRoomInvalid)
+	alice.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "@me"})
+	alice.expectError(wire.CodeRoomInvalid)
+
+	alice.joinRoom("tiny", "")
+	bob.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "tiny"})
+	bob.expectError(wire.CodeRoomFull)
+	// main, vault and tiny: alice is in three rooms.
+	alice.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "more"})
+	alice.expectError(wire.CodeTooManyRooms)
+	// main, vault, tiny and one more: the relay is full.
+	bob.joinRoom("fourth", "")
+	bob.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "fifth"})
+	bob.expectError(wire.CodeRoomsFull)
+	// Configured rooms stay when empty; a locked one hides its members.
+	bob.sendFrames(&wire.Frame{T: wire.FrameWho, Room: "vault"})
+	bob.expectError(wire.CodeNotInRoom)
+	alice.sendFrames(&wire.Frame{T: wire.FramePart, Room: "vault"})
+	alice.expectT(wire.FrameParted)
+	found := false
+	for _, ri := range r.Server.Rooms() {
+		if ri.Name == "vault" && ri.Members == 0 && ri.Locked && ri.Configured {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("rooms %+v: vault must stay, empty and locked", r.Server.Rooms())
+	}
+}
+
+func TestRepeatedJoinGetsTheSameWelcome(t *testing.T) {
+	r := relaytest.Start(t)
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	w, _ := alice.joinRoom("dev", "")
+	bob.joinRoom("dev", "")
+	alice.expectT(wire.FrameJoin)
+	alice.sendFrames(&wire.Frame{T: wire.FrameJoin, Room: "dev"})
+	again := alice.expectT(wire.FrameWelcome)
+	if again.Seq != w.Seq || again.Epoch != w.Epoch {
+		t.Fatalf("repeat welcome %+v, want %+v", again, w)
+	}
+	// Only history follows, then nothing new for bob: his next frame is a chat.
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "dev", ID: 1, Text: "after"})
+	if f := bob.expectT(wire.FrameChat); f.Text != "after" {
+		t.Fatalf("bob got %+v", f)
+	}
+}
+
+func TestBigRoomAnnouncesInBatches(t *testing.T) {
+	r := relaytest.Start(t, func(c *relay.Config) {
+		c.AnnounceLimit = 3
+		c.SweepEvery = 20 * time.Millisecond
+	})
+	watcher := dial(t, r).login("watcher")
+	watcher.sync("watcher")
+	// Up to the limit, each join is announced on its own, as today.
+	for _, n := range []string{"m1", "m2", "m3"} {
+		dial(t, r).login(n)
+		watcher.expect(n + " joined the chat room")
+	}
+	for i := 4; i <= 10; i++ {
+		dial(t, r).login("m" + strconv.Itoa(i))
+	}
+	// The seven joins above the limit come as one line (or, if a sweep
+	// fell between them, a few), naming the first five.
+	got := watcher.recv()
+	if !strings.Contains(got, "joined the chat room") || !strings.Contains(got, "m4") {
+		t.Fatalf("watcher got %q", got)
+	}
+	if !strings.Contains(got, " and ") || !strings.Contains(got, " others joined") {
+		// A sweep between two logins makes a batch of one: allowed, but
+		// then the next line carries the rest.
+		next := watcher.recv()
+		if !strings.Contains(next, "others joined") {
+			t.Fatalf("watcher got %q then %q, want a batch", got, next)
+		}
+	}
+}
+
+func TestBatchWordingChinese(t *testing.T) {
+	w := wire.Words(wire.LangZH)
+	if got := w.Many(w.JoinMany, []string{"甲", "乙"}, 100); got != "甲, 乙 等 100 人进入聊天室" {
+		t.Fatalf("zh: %q", got)
+	}
+	e := wire.Words(wire.LangEN)
+	if got := e.Many(e.LeaveMany, []string{"a", "b"}, 5); got != "a, b and 3 others left the chat room" {
+		t.Fatalf("en: %q", got)
+	}
+}
+
+func TestKickFromOneRoom(t *testing.T) {
+	r := relaytest.Start(t)
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	alice.joinRoom("dev", "")
+	bob.joinRoom("dev", "")
+	alice.expectT(wire.FrameJoin)
+	if _, err := r.Server.KickFromRoom("BOB", "dev", "off topic"); err != nil {
+		t.Fatal(err)
+	}
+	if e := bob.expectError("removed"); e.Room != "dev" || !strings.Contains(e.Reason, "off topic") {
+		t.Fatalf("bob told %+v", e)
+	}
+	bob.expectT(wire.FrameParted)
+	if f := alice.expectT(wire.FrameLeave); f.From != "bob" || f.Room != "dev" || f.Reason != "off topic" {
+		t.Fatalf("alice saw %+v", f)
+	}
+	// bob is still logged in and in main.
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 1, Text: "still here"})
+	if f := alice.expectT(wire.FrameChat); f.Room != "main" || f.Text != "still here" {
+		t.Fatalf("alice got %+v", f)
+	}
+	if _, err := r.Server.KickFromRoom("bob", "dev", ""); err != relay.ErrNoMember {
+		t.Fatalf("kick again: %v, want ErrNoMember", err)
+	}
+	if _, err := r.Server.KickFromRoom("bob", "nowhere", ""); err != relay.ErrNoRoom {
+		t.Fatalf("kick from nowhere: %v, want ErrNoRoom", err)
+	}
+}
+
+// After a resume from a new address, the relay says where every room of
+// the session and its inbox stand, so the client repairs each.
+func TestResumeWelcomesEveryRoom(t *testing.T) {
+	r := relaytest.Start(t)
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	_, inbox := bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	w, _ := bob.joinRoom("dev", "")
+	alice.joinRoom("dev", "")
+	bob.expectT(wire.FrameJoin)
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "dev", ID: 1, Text: "while you move"})
+	alice.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "bob", ID: 2, Text: "and a dm"})
+	alice.expectT(wire.FrameChat) // both were handled before bob moves
+	alice.expectT(wire.FrameDM)
+
+	moved := dialV2(t, r) // bob's new address
+	pad := strings.Repeat("p", 256)
+	moved.sendFrames(&wire.Frame{T: wire.FrameResume, Room: wire.RoomMain, Token: bob.token, Pad: pad})
+	retry := moved.expectT(wire.FrameRetry)
+	moved.sendFrames(&wire.Frame{T: wire.FrameResume, Room: wire.RoomMain, Token: bob.token, Last: 2, Cookie: retry.Cookie})
+	seen := map[string]wire.Frame{}
+	for len(seen) < 3 {
+		f := moved.next()
+		if f.T == wire.FrameWelcome {
+			seen[f.Room] = f
+		}
+	}
+	if d := seen["dev"]; d.Epoch != w.Epoch || d.Seq != 3 { // bob's join, alice's join, the chat
+		t.Fatalf("dev welcome %+v", d)
+	}
+	if in := seen[wire.Inbox]; in.Epoch != inbox.Epoch || in.Seq != 1 {
+		t.Fatalf("inbox welcome %+v", in)
+	}
+	// Repair from the new address brings what was missed.
+	moved.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: "dev", FromSeq: 3, ToSeq: 3},
+		&wire.Frame{T: wire.FrameRepair, Room: wire.Inbox, FromSeq: 1, ToSeq: 1})
+	var chat, dm bool
+	for !chat || !dm {
+		f := moved.next()
+		chat = chat || (f.T == wire.FrameChat && f.Text == "while you move" && f.Room == "dev")
+		dm = dm || (f.T == wire.FrameDM && f.Text == "and a dm")
+	}
+}
