@@ -198,6 +198,7 @@ type Client struct {
 	byKey    map[string]*room    // rooms by compare key
 	inbox    *room               // revision 1: our inbox "@"; nil with revision 0
 	keys     map[string]string   // room name -> compare key, a cache
+	removed  *wire.Frame         // an error "removed" for main, while its datagram is read
 	parting  map[string]*partReq // parts not yet answered, by compare key
 	whos     map[string]*listReq // who requests, by the room's compare key
 	roomList *listReq            // a rooms request
@@ -747,6 +748,15 @@ func (c *Client) onDatagram(p inbound) {
 			break
 		}
 	}
+	if f := c.removed; f != nil {
+		// Removed, and no parted for main came with it: removed from the
+		// relay (the bye, if it came, was taken as this too).
+		c.removed = nil
+		c.emit(Event{Type: EventError, Room: f.Room, Code: f.Code, Reason: f.Reason})
+		if c.st != stQuitting && c.st != stEnded {
+			c.end(&KickedError{Reason: f.Reason})
+		}
+	}
 }
 
 // onFrame handles one frame; delivered is scratch space for room events.
@@ -801,6 +811,9 @@ func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
 	case wire.FrameParted:
 		c.onParted(f)
 	case wire.FrameBye:
+		if c.removed != nil {
+			return scratch // removed from the relay: onDatagram ends the session
+		}
 		switch c.st {
 		case stQuitting:
 			c.exit = true
@@ -881,7 +894,7 @@ func (c *Client) deliver(r *room, evs []Event) {
 				return
 			}
 			// Removed from this room only.
-			c.lostRoom(r, "removed", e.Reason)
+			c.lostRoom(r, codeRemoved, e.Reason)
 			return
 		case e.Type == EventTimeout && c.st == stMember:
 			// The relay evicted us for silence; the token is gone, so the

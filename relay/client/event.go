@@ -121,11 +121,12 @@ func (e Event) String() string {
 	return string(e.Type)
 }
 
-// Format is String in a language: room events are worded exactly as a
-// relay run with that --lang words them to classic clients ("zh": the
-// classic teaching chat room's wording); direct messages, batched joins and
-// leaves, and our own joins and parts likewise; other events are in
-// English, but for missed, which has a Chinese form too.
+// Format is String in a language: room events, direct messages and
+// batched joins and leaves are worded exactly as a relay run with that
+// --lang words them to classic clients ("zh": the classic teaching chat
+// room's wording), and our own direct messages, joins and parts in the
+// same style; other events are in English, but for missed, which has a
+// Chinese form too.
 func (e Event) Format(lang string) string {
 	w := wire.Words(wire.Lang(lang))
 	x := extraWords(lang)
@@ -134,12 +135,12 @@ func (e Event) Format(lang string) string {
 		return fmt.Sprintf(w.Chat, e.From, e.Text)
 	case EventJoin:
 		if e.Batched() {
-			return x.batch(e, x.joinedMany)
+			return batch(w, e, w.JoinMany, w.Join)
 		}
 		return fmt.Sprintf(w.Join, e.From)
 	case EventLeave:
 		if e.Batched() {
-			return x.batch(e, x.leftMany)
+			return batch(w, e, w.LeaveMany, w.Leave)
 		}
 		if isKick(e.Reason) {
 			return fmt.Sprintf(w.Kicked, e.From, e.Reason)
@@ -153,7 +154,7 @@ func (e Event) Format(lang string) string {
 		if e.Self {
 			return fmt.Sprintf(x.whisperTo, e.To, e.Text)
 		}
-		return fmt.Sprintf(x.whisper, e.From, e.Text)
+		return fmt.Sprintf(w.Whisper, e.From, e.Text)
 	case EventJoined:
 		s := fmt.Sprintf(x.joined, e.Room)
 		if e.Topic != "" {
@@ -186,40 +187,28 @@ func isKick(reason string) bool {
 	return true
 }
 
-// moreWords is the wording of what revision 1 adds, in one language:
-// format strings for fmt.Sprintf, as wire.EventWords.
+// moreWords is the wording of what only a client shows (our own direct
+// messages, joins and parts), in one language: format strings for
+// fmt.Sprintf, as wire.EventWords, which words what the relay sends.
 type moreWords struct {
-	whisper    string // %s: sender, %s: text (a dm to us)
-	whisperTo  string // %s: recipient, %s: text (our own dm, echoed)
-	joinedMany string // en: "%s joined the chat room" with the names and "and N others"; zh: %s names, %d count
-	leftMany   string
-	others     string // en: " and %d others"
-	joined     string // %s: room (our own join)
-	parted     string // %s: room (our own part)
-	topic      string // %s: topic, appended to joined
-	zh         bool
+	whisperTo string // %s: recipient, %s: text (our own dm, echoed)
+	joined    string // %s: room (our own join)
+	parted    string // %s: room (our own part)
+	topic     string // %s: topic, appended to joined
 }
 
 var moreWordsByLang = map[string]moreWords{
 	"en": {
-		whisper:    "%s whispers: %s",
-		whisperTo:  "you whisper to %s: %s",
-		joinedMany: "%s joined the chat room",
-		leftMany:   "%s left the chat room",
-		others:     " and %d others",
-		joined:     "you joined %s",
-		parted:     "you left %s",
-		topic:      " (topic: %s)",
+		whisperTo: "you whisper to %s: %s",
+		joined:    "you joined %s",
+		parted:    "you left %s",
+		topic:     " (topic: %s)",
 	},
 	"zh": {
-		whisper:    "%s 悄悄对你说: %s",
-		whisperTo:  "你悄悄对 %s 说: %s",
-		joinedMany: "%s 等 %d 人进入聊天室",
-		leftMany:   "%s 等 %d 人退出了聊天室",
-		joined:     "你进入了聊天室 %s",
-		parted:     "你离开了聊天室 %s",
-		topic:      " (话题: %s)",
-		zh:         true,
+		whisperTo: "你悄悄对 %s 说: %s",
+		joined:    "你进入了聊天室 %s",
+		parted:    "你离开了聊天室 %s",
+		topic:     " (话题: %s)",
 	},
 }
 
@@ -230,26 +219,20 @@ func extraWords(lang string) moreWords {
 	return moreWordsByLang["en"]
 }
 
-// batch words a batched join or leave: "alice, bob and 3 others joined the
-// chat room", "alice, bob 等 5 人进入聊天室". When the names are the whole
-// batch, English lists them ("alice, bob and carol joined ...").
-func (x moreWords) batch(e Event, format string) string {
+// batch words a batched join or leave as the relay words it for classic
+// members (many is w.JoinMany or w.LeaveMany): "alice, bob and 3 others
+// joined the chat room", "alice, bob 等 5 人进入聊天室". When the names are
+// the whole batch, English lists them with one (w.Join or w.Leave): "alice,
+// bob and carol joined the chat room".
+func batch(w wire.EventWords, e Event, many, one string) string {
 	names := e.Names
 	if len(names) == 0 {
 		names = []string{e.From}
 	}
-	count := max(e.Count, uint64(len(names)))
-	if x.zh {
-		return fmt.Sprintf(format, strings.Join(names, ", "), count)
+	count := max(int(e.Count), len(names))
+	if count > len(names) || w.CountsAll {
+		return w.Many(many, names, count)
 	}
-	list := strings.Join(names, ", ")
-	if others := count - uint64(len(names)); others > 0 {
-		list += fmt.Sprintf(x.others, others)
-		if others == 1 {
-			list = strings.TrimSuffix(list, "s")
-		}
-	} else if len(names) > 1 {
-		list = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
-	}
-	return fmt.Sprintf(format, list)
+	list := strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	return fmt.Sprintf(one, list)
 }

@@ -274,6 +274,14 @@ func (c *Client) startPart(name, key string, quiet bool) {
 // room, its next ping says so (not_in_room).
 func (c *Client) onParted(f *wire.Frame) {
 	key := c.roomKey(f.Room)
+	if c.removed != nil && key == wire.RoomMain {
+		// Removed from main only: still logged in, in the other rooms.
+		if r := c.byKey[key]; r != nil {
+			c.lostRoom(r, codeRemoved, c.removed.Reason)
+		}
+		c.removed = nil
+		return
+	}
 	p := c.parting[key]
 	if p == nil {
 		return
@@ -329,16 +337,26 @@ func (c *Client) rejoinAll(inMain bool) {
 	}
 }
 
+// codeRemoved is the error code that tells a member the relay (an
+// administrator) removed it: from the relay (bye follows) or from one room
+// (parted follows).
+const codeRemoved = "removed"
+
 // onErrorFrame handles an error frame: a refused chat or msg (by id), a
 // refused join, a refused who, a frame for a room we are not in, or our
 // removal by the relay.
 func (c *Client) onErrorFrame(f *wire.Frame) {
 	e := Event{Type: EventError, Room: f.Room, Code: f.Code, Reason: f.Reason, ID: f.ID}
-	if f.Code == "removed" && f.ID == 0 {
-		c.emit(e)
-		if c.st != stQuitting {
-			c.end(&KickedError{Reason: f.Reason})
+	if f.Code == codeRemoved && f.ID == 0 {
+		if r := c.roomOf(f.Room); r != nil && r != c.inbox && r.key != wire.RoomMain {
+			// Removed from this room only; its parted follows.
+			c.lostRoom(r, codeRemoved, f.Reason)
+			return
 		}
+		// From main: the relay removed us (bye follows, in the same
+		// datagram), or only from main (parted follows). onDatagram
+		// decides once the datagram is read.
+		c.removed = f
 		return
 	}
 	if f.ID != 0 {
