@@ -24,54 +24,83 @@ import (
 	"syscall"
 
 	"github.com/charmbracelet/x/term"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // defaultAddr is the relay address used when none is given.
 const defaultAddr = "127.0.0.1:9999"
 
-const usageText = `Usage: chatcli [--name NAME] [--proto auto|v2|classic] [--json] [HOST:PORT]
+var usageText = `Usage: chatcli [--name NAME] [--room ROOM] [--proto auto|v2|classic] [--json] [HOST:PORT]
 
 Chat through a chatrelay relay at HOST:PORT (default ` + defaultAddr + `).
 
 Protocol (--proto): v2 is the extended protocol: messages arrive in the
 room's order, each once, lost ones are repaired, sends are retransmitted
 until the relay confirms them, and the session survives address changes and
-relay restarts (it logs in again by itself). classic is the old text
-protocol. auto (the default) tries v2 and falls back to classic only after
-6 hellos over more than 3 s got no answer at all (a classic-only relay
-ignores v2, and loss looks the same, so auto waits that long).
+relay restarts (it logs in again by itself, back in its rooms). classic is
+the old text protocol. auto (the default) tries v2 and falls back to classic
+only after 6 hellos over more than 3 s got no answer at all (a classic-only
+relay ignores v2, and loss looks the same, so auto waits that long).
+
+Rooms and direct messages (v2, with a relay that has them): everyone starts
+in the room "main"; --room ROOM joins ROOM after login and starts there.
+These commands work in both modes (the current room is the last one joined,
+or, in the terminal, the one on screen):
+
+` + "  " + strings.Join(commandHelp, "\n  ") + `
+
+Other lines are messages for the current room. Another /command is refused.
+A relay without rooms (v2 revision 0, or classic) answers these commands
+with an error; with --proto classic every line but a quit is a message.
 
 Terminal mode (stdin and stdout are terminals): a full-screen chat. Without
 --name it asks for a name; a refused name shows the relay's reason and asks
-again. Enter sends the line. PgUp/PgDn and Up/Down scroll the messages.
+again. Enter sends the line. Each room, and the direct messages ("DMs"), has
+its own view: Ctrl-N and Ctrl-P switch to the next and previous one, Alt-1
+to Alt-9 to the first nine; the status line lists them with their unread
+counts, the current one in brackets. In the DMs view a line answers the
+last person who wrote to you (or whom you wrote to). Lines carry the time
+they arrived; each name has its own colour. Tab completes commands and
+names, Up/Down recall earlier lines, PgUp/PgDn (Shift-Up/Down: one line)
+scroll the messages, Ctrl-End goes back to the end. /help lists all this.
 "quit", "/quit", Ctrl-D on an empty line or Ctrl-C leave the chat.
 
-Script mode (otherwise): each input line is sent as one chat message and each
-received message is printed as one line. Without --name the first input line
-is the name; if the relay refuses it, the reason goes to stderr and the next
-line is tried as the name. With --name a refused name prints the reason to
-stderr and exits 1, since there is nobody to ask. A "quit" or "/quit" line,
-or the end of input, leaves the chat (v2: after the relay confirmed every
-message). Lines longer than one datagram are sent as several messages.
-With v2 the output shows the other members' messages, joins, leaves and
-notices in room order, backlog included; your own messages are not printed;
-missed messages print a "* ..." line; reconnections are reported on stderr.
+Script mode (otherwise): each input line is sent as one chat message (or
+runs a command, above) and each received message is printed as one line.
+Without --name the first input line is the name; if the relay refuses it,
+the reason goes to stderr and the next line is tried as the name. With
+--name a refused name prints the reason to stderr and
+exits 1, since there is nobody to ask. A "quit" or "/quit" line, or the end
+of input, leaves the chat (v2: after the relay confirmed every message). Lines longer than one
+datagram are sent as several messages. With v2 the output shows the other
+members' messages, joins, leaves and notices in room order, backlog
+included, those outside main prefixed "[ROOM] "; direct messages as "NAME
+whispers: TEXT"; your own messages are not printed; missed messages, and
+your own joins and parts, print a "* ..." line, as do /rooms, /who and
+/topic; refusals and reconnections are reported on stderr.
 
 --json (script mode): one JSON object per line per event, "type" one of
-chat, join, leave, notice, timeout, missed, throttled, error. A chat is
-exactly {"type":"chat","from":NAME,"text":TEXT,"seq":N}, your own included;
-join, leave and timeout carry "from" and "seq" (leave a "reason" for a
-kick), notice "text" and "seq", missed "from_seq", "to_seq" and "count",
-throttled "retry_ms", error "code" and "reason". Backlog events add
-"history":true. No seq is printed twice within one relay run; after a relay
-restart (reported on stderr) seqs start again. With the classic protocol,
-lines are mapped best effort from the English wording and carry no seq:
-"X says: T" is a chat, "X joined the chat room" a join, "X left the chat
-room" and "X was removed by the administrator: R" a leave, "X timed out" a
+chat, join, leave, notice, timeout, missed, dm, joined, parted, throttled,
+error. Every room event carries "room". A chat is exactly
+{"type":"chat","room":ROOM,"from":NAME,"text":TEXT,"seq":N}, your own
+included; join, leave and timeout carry "room", "from" and "seq" (leave a
+"reason" for a kick; a batch in a big room adds "names", the first five,
+and "count"), notice "room", "text", "seq" and "topic" when it announces a
+new one; missed "room", "from_seq", "to_seq" and "count". A direct message
+is exactly {"type":"dm","from":NAME,"to":NAME,"text":TEXT}, yours included.
+joined carries "room" and "topic", parted "room" (and "code", "reason" when
+the relay put you out), throttled "retry_ms", error "code" and "reason" (and
+"room", "id", "to" for what was refused). /rooms prints one
+{"type":"room","room":R,"count":N,"topic":T,"limit":L,"locked":true} per
+room, /who {"type":"members","room":R,"names":[...]}, /topic
+{"type":"topic","room":R,"topic":T}. Backlog events add "history":true. No
+seq is printed twice within one room and relay run; after a relay restart
+(reported on stderr) seqs start again. With the classic protocol, lines are
+mapped best effort from the English wording and carry no room or seq: "X
+says: T" is a chat, "X joined the chat room" a join, "X left the chat room"
+and "X was removed by the administrator: R" a leave, "X timed out" a
 timeout, anything else a notice whose text is the whole line.
-
-In the terminal, /who lists the room (v2 only), and the status line shows
-reconnections.
 
 Exit status: 0 after leaving the chat; 1 if the relay does not answer, refuses
 the login (script mode), is unreachable, or ends the session itself; 2 for a
@@ -94,6 +123,7 @@ type options struct {
 	Proto string // --proto: protoAuto, protoV2 or protoClassic
 	JSON  bool   // --json: script mode prints one JSON object per event
 	Lang  string // --lang: en or zh, how v2 room events are worded
+	Room  string // --room: a room to join after login, and start in; "" for main
 }
 
 // localeLang is "zh" when the locale is Chinese, else "en".
@@ -117,8 +147,17 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.StringVar(&o.Proto, "proto", protoAuto, "protocol: auto (v2, or classic if the relay does not answer v2), v2 or classic")
 	fs.BoolVar(&o.JSON, "json", false, "script mode: print one JSON object per event (see above)")
 	fs.StringVar(&o.Lang, "lang", localeLang(), "wording of v2 room events: en or zh (default from LC_ALL, LC_MESSAGES or LANG); classic relays word their own")
+	fs.StringVar(&o.Room, "room", "", "v2: join this room after login and start there (default: main)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.Room != "" && o.Room != wire.RoomMain {
+		if _, _, err := wire.CanonicalRoom(o.Room); err != nil {
+			return o, usageError{fmt.Sprintf("bad --room %q: a room name is 1 to %d characters, no spaces, not starting with @", o.Room, wire.MaxRoomRunes)}
+		}
+	}
+	if o.Room == wire.RoomMain {
+		o.Room = ""
 	}
 	if o.Lang != "en" && o.Lang != "zh" {
 		return o, usageError{fmt.Sprintf("bad --lang %q: want en or zh", o.Lang)}

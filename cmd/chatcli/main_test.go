@@ -212,6 +212,10 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--proto=v2"}, want: options{Addr: defaultAddr, Proto: protoV2, Lang: "en"}},
 		{args: []string{"--lang", "zh"}, want: options{Addr: defaultAddr, Proto: protoAuto, Lang: "zh"}},
 		{args: []string{"--lang", "fr"}, wantErr: true},
+		{args: []string{"--room", "dev"}, want: options{Addr: defaultAddr, Proto: protoAuto, Lang: "en", Room: "dev"}},
+		{args: []string{"--room", "main"}, want: options{Addr: defaultAddr, Proto: protoAuto, Lang: "en"}},
+		{args: []string{"--room", "@inbox"}, wantErr: true},
+		{args: []string{"--room", "two words"}, wantErr: true},
 		{args: []string{"--proto", "v3"}, wantErr: true},
 		{args: []string{"a:1", "b:2"}, wantErr: true},
 		{args: []string{"nohost"}, wantErr: true},
@@ -246,6 +250,16 @@ func TestRunUsage(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "exits 1, since there is nobody to ask") {
 		t.Errorf("usage does not document the script-mode refusal:\n%s", errb.String())
+	}
+	for _, cmd := range commandHelp {
+		if !strings.Contains(errb.String(), cmd) {
+			t.Errorf("usage does not document %q", cmd)
+		}
+	}
+	for _, want := range []string{"--room", `{"type":"dm","from":NAME,"to":NAME,"text":TEXT}`, "Ctrl-N", "Alt-1"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("usage does not mention %s", want)
+		}
 	}
 	errb.Reset()
 	if code := run(context.Background(), []string{"a:1", "b:2"}, strings.NewReader(""), &out, &errb); code != 2 {

@@ -12,6 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	rc "github.com/chatrelay/chatrelay/relay/client"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // whoTimeout bounds a /who request.
@@ -21,6 +22,7 @@ const whoTimeout = 5 * time.Second
 type (
 	eventsMsg []rc.Event // v2 events, in order
 	whoMsg    struct {
+		room  string // "" or main: main
 		names []string
 		err   error
 	} // the answer to /who
@@ -250,5 +252,9 @@ func whoLine(w whoMsg) string {
 	if w.err != nil {
 		return fmt.Sprintf("/who failed: %v", w.err)
 	}
-	return fmt.Sprintf("in the room (%d): %s", len(w.names), strings.Join(w.names, ", "))
+	where := "the room"
+	if w.room != "" && w.room != wire.RoomMain {
+		where = w.room
+	}
+	return fmt.Sprintf("in %s (%d): %s", where, len(w.names), strings.Join(w.names, ", "))
 }

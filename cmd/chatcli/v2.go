@@ -11,6 +11,7 @@ import (
 	"time"
 
 	rc "github.com/chatrelay/chatrelay/relay/client"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // v2 timing.
@@ -93,6 +94,10 @@ func runScriptV2(ctx context.Context, o options, stdin io.Reader, stdout, stderr
 		c.Close(cctx)
 		return code
 	}
+	sv := &scriptV2{ctx: ctx, o: o, c: c, rooms: newRoomStack(), stdout: stdout, stderr: stderr}
+	if o.Room != "" {
+		sv.join(o.Room, "")
+	}
 	lines := lr.lines
 	var flushed chan error // set while waiting for confirmations before leaving
 	flushCtx, cancelFlush := context.WithCancel(context.Background())
@@ -124,16 +129,8 @@ func runScriptV2(ctx context.Context, o options, stdin io.Reader, stdout, stderr
 				startLeaving()
 				continue
 			}
-			text := cleanText(line)
-			if strings.TrimSpace(text) == "" {
-				continue
-			}
-			for _, part := range rc.SplitText(text) {
-				if _, err := c.Send(part); err != nil {
-					// The session ended: the ended event says why.
-					lines = nil
-					break
-				}
+			if !sv.line(line) {
+				lines = nil // the session ended: the ended event says why
 			}
 		case err := <-flushed:
 			if err != nil && !errors.Is(err, rc.ErrClosed) {
@@ -149,6 +146,7 @@ func runScriptV2(ctx context.Context, o options, stdin io.Reader, stdout, stderr
 				fmt.Fprintln(stderr, describeV2(o.Addr, e.Err))
 				return leave(1)
 			}
+			sv.event(e)
 			printEvent(o, e, stdout, stderr)
 		}
 	}
@@ -228,15 +226,17 @@ func reasonOf(e *rc.RefusedError) string {
 }
 
 // printEvent writes one event in script mode: a JSON line with --json, a
-// classic-style line otherwise. Session state changes go to stderr.
+// classic-style line otherwise (prefixed "[ROOM] " outside main). Session
+// state changes go to stderr.
 func printEvent(o options, e rc.Event, stdout, stderr io.Writer) {
 	switch e.Type {
-	case rc.EventChat, rc.EventJoin, rc.EventLeave, rc.EventNotice, rc.EventTimeout, rc.EventMissed:
+	case rc.EventChat, rc.EventJoin, rc.EventLeave, rc.EventNotice, rc.EventTimeout, rc.EventMissed,
+		rc.EventDM, rc.EventJoined, rc.EventParted:
 		if o.JSON {
 			writeLine(stdout, eventJSON(e))
 			return
 		}
-		if e.Type == rc.EventChat && e.Self {
+		if (e.Type == rc.EventChat || e.Type == rc.EventDM) && e.Self {
 			return // classic never echoed; scripts see the others
 		}
 		writeLine(stdout, eventLine(e, o.Lang))
@@ -257,52 +257,113 @@ func printEvent(o options, e rc.Event, stdout, stderr io.Writer) {
 }
 
 // eventLine is an event as a terminal-safe line in the classic wording of
-// lang.
+// lang; outside main, prefixed with the room. Missed messages and our own
+// joins and parts start with "* ".
 func eventLine(e rc.Event, lang string) string {
-	if e.Type == rc.EventMissed {
-		return "* " + e.Format(lang)
+	line := cleanLine(e.Format(lang))
+	switch e.Type {
+	case rc.EventDM, rc.EventJoined, rc.EventParted:
+		if e.Type != rc.EventDM {
+			line = "* " + line
+		}
+		return line
+	case rc.EventMissed:
+		line = "* " + line
 	}
-	return cleanLine(e.Format(lang))
+	if e.Room != "" && e.Room != wire.RoomMain {
+		line = "[" + cleanLine(e.Room) + "] " + line
+	}
+	return line
 }
 
 // jsonEvent is the --json form of an event; field order is output order.
 type jsonEvent struct {
-	Type    string `json:"type"`
-	From    string `json:"from,omitempty"`
-	Text    string `json:"text,omitempty"`
-	Seq     uint64 `json:"seq,omitempty"`
-	History bool   `json:"history,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-	FromSeq uint64 `json:"from_seq,omitempty"`
-	ToSeq   uint64 `json:"to_seq,omitempty"`
-	Count   uint64 `json:"count,omitempty"`
-	RetryMS int64  `json:"retry_ms,omitempty"`
-	Code    string `json:"code,omitempty"`
+	Type    string   `json:"type"`
+	Room    string   `json:"room,omitempty"`
+	From    string   `json:"from,omitempty"`
+	Text    string   `json:"text,omitempty"`
+	Topic   string   `json:"topic,omitempty"`
+	Names   []string `json:"names,omitempty"`
+	Seq     uint64   `json:"seq,omitempty"`
+	History bool     `json:"history,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+	FromSeq uint64   `json:"from_seq,omitempty"`
+	ToSeq   uint64   `json:"to_seq,omitempty"`
+	Count   uint64   `json:"count,omitempty"`
+	RetryMS int64    `json:"retry_ms,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	ID      uint64   `json:"id,omitempty"`
+	To      string   `json:"to,omitempty"`
+}
+
+// dmJSON is the --json form of a direct message: exactly these four.
+type dmJSON struct {
+	Type string `json:"type"`
+	From string `json:"from"`
+	To   string `json:"to"`
+	Text string `json:"text"`
+}
+
+// roomJSON is one room of a /rooms answer (--json).
+type roomJSON struct {
+	Type   string `json:"type"`
+	Room   string `json:"room"`
+	Count  uint64 `json:"count"`
+	Topic  string `json:"topic,omitempty"`
+	Limit  uint64 `json:"limit,omitempty"`
+	Locked bool   `json:"locked,omitempty"`
+}
+
+// membersJSON is a /who answer (--json).
+type membersJSON struct {
+	Type  string   `json:"type"`
+	Room  string   `json:"room"`
+	Names []string `json:"names"`
+}
+
+// topicJSON is a /topic answer (--json).
+type topicJSON struct {
+	Type  string `json:"type"`
+	Room  string `json:"room"`
+	Topic string `json:"topic"`
 }
 
 func eventJSON(e rc.Event) string {
-	j := jsonEvent{Type: string(e.Type), From: e.From, Text: e.Text, Seq: e.Seq, History: e.History}
+	if e.Type == rc.EventDM {
+		return marshalAny(dmJSON{Type: "dm", From: e.From, To: e.To, Text: e.Text})
+	}
+	j := jsonEvent{Type: string(e.Type), Room: e.Room, From: e.From, Text: e.Text, Seq: e.Seq, History: e.History}
 	switch e.Type {
-	case rc.EventLeave:
-		if e.Reason != "quit" {
+	case rc.EventJoin, rc.EventLeave:
+		if e.Batched() {
+			j.Names, j.Count = e.Names, e.Count
+		}
+		if e.Type == rc.EventLeave && e.Reason != "quit" && e.Reason != "part" {
 			j.Reason = e.Reason
 		}
+	case rc.EventNotice, rc.EventJoined:
+		j.Topic = e.Topic
+	case rc.EventParted:
+		j.Code, j.Reason = e.Code, e.Reason
 	case rc.EventMissed:
 		j.FromSeq, j.ToSeq, j.Count = e.FromSeq, e.ToSeq, e.Count
 	case rc.EventThrottled:
 		j.RetryMS = e.RetryAfter.Milliseconds()
 		j.Reason = e.Reason
 	case rc.EventError:
-		j.Code, j.Reason = e.Code, e.Reason
+		j.Code, j.Reason, j.ID, j.To = e.Code, e.Reason, e.ID, e.To
 	}
 	return marshalLine(j)
 }
 
-func marshalLine(j jsonEvent) string {
+func marshalLine(j jsonEvent) string { return marshalAny(j) }
+
+// marshalAny is v as one line of JSON, HTML characters as they are.
+func marshalAny(v any) string {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	enc.Encode(j) // strings, numbers and bools: cannot fail
+	enc.Encode(v) // strings, numbers and bools: cannot fail
 	return strings.TrimSuffix(b.String(), "\n")
 }
 

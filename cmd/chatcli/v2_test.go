@@ -37,25 +37,25 @@ func TestScriptJSON(t *testing.T) {
 	alice := startClient(t, []string{"--json", "--name", "alice", addr}, nil)
 	waitFor(t, 5*time.Second, "alice's login", func() bool { return r.Server.Stats().Members == 1 })
 	bob := startClient(t, []string{"--proto", "v2", "--name", "bob", addr}, nil)
-	alice.waitStdout(t, `{"type":"join","from":"bob","seq":2}`)
+	alice.waitStdout(t, `{"type":"join","room":"main","from":"bob","seq":2}`)
 	alice.say(t, `hello <"世界"> & \ bob`)
 	bob.waitStdout(t, `alice says: hello <"世界"> & \ bob`)
 	bob.say(t, "hi alice")
-	alice.waitStdout(t, `{"type":"chat","from":"bob","text":"hi alice","seq":4}`)
-	if !hasLine(alice.stdout.String(), `{"type":"chat","from":"alice","text":"hello <\"世界\"> & \\ bob","seq":3}`) {
+	alice.waitStdout(t, `{"type":"chat","room":"main","from":"bob","text":"hi alice","seq":4}`)
+	if !hasLine(alice.stdout.String(), `{"type":"chat","room":"main","from":"alice","text":"hello <\"世界\"> & \\ bob","seq":3}`) {
 		t.Errorf("alice's own message is not in her output as sent:\n%s", alice.stdout.String())
 	}
 
 	// A late joiner gets the backlog, marked as history.
 	carol := startClient(t, []string{"--json", "--name", "carol", addr}, nil)
-	carol.waitStdout(t, `{"type":"chat","from":"bob","text":"hi alice","seq":4,"history":true}`)
-	carol.waitStdout(t, `{"type":"join","from":"carol","seq":5}`)
+	carol.waitStdout(t, `{"type":"chat","room":"main","from":"bob","text":"hi alice","seq":4,"history":true}`)
+	carol.waitStdout(t, `{"type":"join","room":"main","from":"carol","seq":5}`)
 
 	bob.in.Close()
 	if code := bob.wait(t, 5*time.Second); code != 0 {
 		t.Errorf("bob exit %d; stderr %s", code, bob.stderr.String())
 	}
-	alice.waitStdout(t, `{"type":"leave","from":"bob","seq":6}`)
+	alice.waitStdout(t, `{"type":"leave","room":"main","from":"bob","seq":6}`)
 	for _, c := range []*client{alice, carol} {
 		c.in.Close()
 		if code := c.wait(t, 5*time.Second); code != 0 {
@@ -273,12 +273,12 @@ func TestScriptJSONThroughLoss(t *testing.T) {
 	alice := startClient(t, []string{"--json", "--proto", "v2", "--name", "alice", lp.Addr().String()}, nil)
 	waitFor(t, 10*time.Second, "alice's login", func() bool { return r.Server.Stats().Members == 1 })
 	bob := startClient(t, []string{"--proto", "v2", "--name", "bob", r.Addr.String()}, nil)
-	alice.waitStdout(t, `{"type":"join","from":"bob","seq":2}`)
+	alice.waitStdout(t, `{"type":"join","room":"main","from":"bob","seq":2}`)
 	const n = 100
 	for i := 0; i < n; i++ {
 		bob.say(t, fmt.Sprintf("line %d", i))
 	}
-	alice.waitStdout(t, fmt.Sprintf(`{"type":"chat","from":"bob","text":"line %d","seq":%d}`, n-1, n+2))
+	alice.waitStdout(t, fmt.Sprintf(`{"type":"chat","room":"main","from":"bob","text":"line %d","seq":%d}`, n-1, n+2))
 	seen := map[float64]bool{}
 	chats := 0
 	for _, m := range jsonLines(t, alice.stdout.String()) {
