@@ -64,7 +64,8 @@ last person who wrote to you (or whom you wrote to). Lines carry the time
 they arrived; each name has its own colour. Tab completes commands and
 names, Up/Down recall earlier lines, PgUp/PgDn (Shift-Up/Down: one line)
 scroll the messages, Ctrl-End goes back to the end. /help lists all this.
-"quit", "/quit", Ctrl-D on an empty line or Ctrl-C leave the chat.
+The status line also shows reconnections. "quit", "/quit", Ctrl-D on an
+empty line or Ctrl-C leave the chat.
 
 Script mode (otherwise): each input line is sent as one chat message (or
 runs a command, above) and each received message is printed as one line.

@@ -32,9 +32,19 @@ func (m model) statusText() string {
 	case stateLoggingIn:
 		s = fmt.Sprintf("logging in as %s at %s ...", m.name, m.addr)
 	case stateChat:
-		s = fmt.Sprintf("%s @ %s | PgUp/PgDn scroll | /quit leaves", m.name, m.addr)
-		if m.conn != "" {
-			s = fmt.Sprintf("%s @ %s | %s | /quit leaves", m.name, m.addr, m.conn)
+		s = fmt.Sprintf("%s @ %s", m.name, m.addr)
+		if tabs := m.tabs(); tabs != "" {
+			s += " | " + tabs + " | ^N/^P switch"
+		}
+		switch {
+		case m.hint != "":
+			s += " | " + m.hint
+		case m.conn != "":
+			s += " | " + m.conn + " | /quit leaves"
+		case m.rev >= 1:
+			s += " | /help | /quit leaves"
+		default:
+			s += " | PgUp/PgDn scroll | /quit leaves"
 		}
 		if m.unread > 0 {
 			s += fmt.Sprintf(" | %d new below", m.unread)

@@ -7,11 +7,14 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"charm.land/bubbles/v2/textinput"
 	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // maxHistory bounds the lines kept for scrolling back. The viewport measures
@@ -73,14 +76,21 @@ type requestKind int
 
 const (
 	reqLogin requestKind = iota // log in as text
-	reqChat                     // send text as chat
+	reqChat                     // send text as chat (v2: to room)
 	reqQuit                     // leave: Q, wait for EXIT, then leftMsg
-	reqWho                      // v2: ask who is in the room, then whoMsg
+	reqWho                      // v2: ask who is in room, then whoMsg
+	reqJoin                     // v2: join room with key
+	reqPart                     // v2: leave room
+	reqMsg                      // v2: send text to the member to
+	reqRooms                    // v2: list the rooms, then roomsMsg
 )
 
 type request struct {
 	kind requestKind
 	text string
+	room string // chat, who, join, part: the room ("" is main)
+	to   string // msg: the recipient
+	key  string // join: the room's key
 }
 
 // requestQueue is an unbounded FIFO, so that Update never blocks on the
@@ -135,6 +145,7 @@ type (
 		reason string // refusal reason; "" with err == nil means logged in
 		err    error
 		proto  string // protoV2 when logged in with v2; classic otherwise
+		rev    uint64 // v2: the revision the relay speaks (1: rooms and direct messages)
 	}
 	linesMsg []string            // received lines, cleaned
 	endedMsg struct{}            // the relay sent EXIT unprompted
@@ -162,8 +173,18 @@ type model struct {
 	input   textinput.Model // the line editor; rendered by inputLine, not its View
 	inOff   int             // first rune of the value shown on the input line
 	vp      viewport.Model
-	lines   []string // history shown in vp, at most maxHistory
+	lines   []string // history shown in vp (the current view's), at most maxHistory
 	unread  int      // lines received while scrolled up
+	views   []*view  // main, the rooms joined and the DMs (tui_views.go)
+	cur     int      // the view shown
+	rev     uint64   // v2: the relay's revision; 1 has rooms and direct messages
+	lastDM  string   // whom the DMs view answers
+	names   map[string]bool
+	hist    []string // lines entered, for Up and Down
+	histPos int      // the line recalled; len(hist) when none
+	draft   string   // what was typed before recalling
+	hint    string   // shown in the status line until the next key
+	now     func() time.Time
 	width   int
 	height  int
 	notice  string // shown in the status line in place of the usual text
@@ -187,7 +208,8 @@ func newModel(o options, addr string, reqs *requestQueue) model {
 	vp := viewport.New()
 	vp.SoftWrap = true
 	vp.KeyMap = viewport.KeyMap{} // keys are routed explicitly in Update
-	m := model{state: stateAskName, addr: addr, reqs: reqs, input: in, vp: vp, lang: o.Lang}
+	m := model{state: stateAskName, addr: addr, reqs: reqs, input: in, vp: vp, lang: o.Lang,
+		views: []*view{{name: wire.RoomMain}}, names: make(map[string]bool), now: time.Now}
 	if o.Name != "" {
 		if why := checkName(o.Name); why != "" {
 			m.note(fmt.Sprintf("%q: %s; choose another name", o.Name, why))
@@ -230,7 +252,14 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 
 	case whoMsg:
+		m.remember(msg.names...)
 		m.addLine(noteStyle.Render("* " + cleanLine(whoLine(msg))))
+		return m, nil
+
+	case roomsMsg:
+		for _, l := range roomsLines(msg) {
+			m.addLine(noteStyle.Render("* " + cleanLine(l)))
+		}
 		return m, nil
 
 	case noteMsg:
@@ -256,6 +285,28 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 // key handles one key press.
 func (m model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
+	m.hint = ""
+	chat := m.state == stateChat
+	switch ks := k.String(); {
+	case chat && ks == "ctrl+n":
+		m.show((m.cur + 1) % len(m.views))
+		return m, nil
+	case chat && ks == "ctrl+p":
+		m.show((m.cur + len(m.views) - 1) % len(m.views))
+		return m, nil
+	case chat && len(ks) == 5 && strings.HasPrefix(ks, "alt+") && ks[4] >= '1' && ks[4] <= '9':
+		m.show(int(ks[4] - '1'))
+		return m, nil
+	case chat && ks == "tab":
+		m.complete()
+		return m, nil
+	case chat && ks == "up":
+		m.recall(-1)
+		return m, nil
+	case chat && ks == "down":
+		m.recall(+1)
+		return m, nil
+	}
 	switch k.String() {
 	case "ctrl+c":
 		return m.leave()
@@ -272,10 +323,10 @@ func (m model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 		m.vp.PageDown()
 		m.seenIfBottom()
 		return m, nil
-	case "up":
+	case "up", "shift+up":
 		m.vp.ScrollUp(1)
 		return m, nil
-	case "down":
+	case "down", "shift+down":
 		m.vp.ScrollDown(1)
 		m.seenIfBottom()
 		return m, nil
@@ -319,22 +370,36 @@ func (m model) submit() (tea.Model, tea.Cmd) {
 		m.reqs.push(request{kind: reqLogin, text: name})
 	case stateChat:
 		m.resetInput()
+		m.record(value)
 		if isQuit(value) {
 			return m.leave()
 		}
-		if strings.TrimSpace(value) == "/who" {
-			if m.v2 {
-				m.reqs.push(request{kind: reqWho})
-			} else {
+		if !m.v2 {
+			if strings.TrimSpace(value) == "/who" {
 				m.addLine(noteStyle.Render("* /who is not available with the classic protocol"))
+				return m, nil
 			}
+		} else if cmd, text, isCmd := parseSlash(value); isCmd {
+			m.command(cmd)
 			return m, nil
+		} else {
+			value = text
 		}
 		text := cleanText(value)
 		if strings.TrimSpace(text) == "" {
 			return m, nil
 		}
-		m.reqs.push(request{kind: reqChat, text: text})
+		if m.v2 && m.current().name == dmView {
+			if m.lastDM == "" {
+				m.addLine(noteStyle.Render("* nobody to answer yet: /msg NAME TEXT"))
+				return m, nil
+			}
+			m.reqs.push(request{kind: reqMsg, to: m.lastDM, text: text})
+			m.vp.GotoBottom()
+			m.unread = 0
+			return m, nil
+		}
+		m.reqs.push(request{kind: reqChat, text: text, room: m.current().name})
 		if m.v2 {
 			// The relay echoes it in room order; it shows then.
 			m.vp.GotoBottom()
@@ -385,8 +450,13 @@ func (m model) loginResult(msg loginMsg) (tea.Model, tea.Cmd) {
 	default:
 		m.state, m.name, m.notice = stateChat, msg.name, ""
 		m.v2 = msg.proto == protoV2
+		m.rev = msg.rev
+		m.remember(msg.name)
 		proto, who := "classic protocol", ""
-		if m.v2 {
+		switch {
+		case m.v2 && m.rev >= 1:
+			proto, who = "v2", "; /help lists the commands and keys"
+		case m.v2:
 			proto, who = "v2", "; /who lists the room"
 		}
 		m.addLine(noteStyle.Render(cleanLine(fmt.Sprintf("* logged in as %s at %s (%s)%s; /quit to leave", m.name, m.addr, proto, who))))
@@ -404,10 +474,11 @@ func (m *model) note(s string) {
 // addLine appends a history line.
 func (m *model) addLine(line string) { m.addLines(line) }
 
-// addLines appends history lines, following the end unless scrolled up.
+// addLines appends history lines to the view shown, each with the time,
+// following the end unless scrolled up.
 func (m *model) addLines(lines ...string) {
 	follow := m.vp.AtBottom()
-	m.lines = append(m.lines, lines...)
+	m.lines = append(m.lines, m.stamp(lines)...)
 	if len(m.lines) > maxHistory {
 		m.lines = append(m.lines[:0:0], m.lines[len(m.lines)-maxHistory*3/4:]...)
 	}

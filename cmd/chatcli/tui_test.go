@@ -77,8 +77,21 @@ func (p *tmuxPane) must(args ...string) string {
 	return out
 }
 
-// capture returns the pane's visible lines, trailing spaces trimmed.
+// capture returns the pane's visible lines, trailing spaces trimmed and
+// the time each message line starts with ("15:04 ") removed.
 func (p *tmuxPane) capture() []string {
+	p.t.Helper()
+	lines := p.captureRaw()
+	for i, l := range lines {
+		lines[i] = timePrefix.ReplaceAllString(l, "")
+	}
+	return lines
+}
+
+var timePrefix = regexp.MustCompile(`^\d\d:\d\d `)
+
+// captureRaw is capture with the times.
+func (p *tmuxPane) captureRaw() []string {
 	p.t.Helper()
 	out := p.must("capture-pane", "-p", "-J", "-t", p.session)
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"charm.land/lipgloss/v2"
 
 	rc "github.com/chatrelay/chatrelay/relay/client"
 	"github.com/chatrelay/chatrelay/relay/wire"
@@ -26,7 +27,11 @@ type (
 		names []string
 		err   error
 	} // the answer to /who
-	noteMsg string // a system note to show
+	noteMsg  string // a system note to show
+	roomsMsg struct {
+		rooms []rc.RoomInfo
+		err   error
+	} // the answer to /rooms
 )
 
 // runTUIv2 is terminal mode with --proto auto or v2. The model is the
@@ -130,32 +135,17 @@ func (v *controllerV2) loop(ctx, loginCtx context.Context) {
 					default:
 						v.c = c
 						events = c.Events()
-						v.send(loginMsg{name: c.Name(), proto: protoV2})
-					}
-				case reqChat:
-					if v.c == nil {
-						continue
-					}
-					for _, part := range rc.SplitText(r.text) {
-						if _, err := v.c.Send(part); err != nil {
-							break // the ended event says why
+						v.send(loginMsg{name: c.Name(), proto: protoV2, rev: c.Rev()})
+						if v.o.Room != "" {
+							v.request(ctx, request{kind: reqJoin, room: v.o.Room})
 						}
 					}
-				case reqWho:
-					if v.c == nil {
-						continue
-					}
-					c := v.c
-					v.wg.Add(1)
-					go func() {
-						defer v.wg.Done()
-						wctx, cancel := context.WithTimeout(ctx, whoTimeout)
-						defer cancel()
-						names, err := c.Who(wctx)
-						v.send(whoMsg{names: names, err: err})
-					}()
 				case reqQuit:
 					leave()
+				default:
+					if v.c != nil {
+						v.request(ctx, r)
+					}
 				}
 			}
 		case e, more := <-events:
@@ -186,27 +176,108 @@ func (v *controllerV2) loop(ctx, loginCtx context.Context) {
 	}
 }
 
-// eventsToModel applies v2 events to the model.
+// request runs a chat, join, part, msg, who or rooms request of the model;
+// who and rooms wait for the relay on a goroutine of their own.
+func (v *controllerV2) request(ctx context.Context, r request) {
+	note := func(format string, args ...any) { v.send(noteMsg(fmt.Sprintf(format, args...))) }
+	room := r.room
+	if room == "" {
+		room = wire.RoomMain
+	}
+	switch r.kind {
+	case reqChat:
+		for _, part := range rc.SplitTextFor(room, r.text, wire.DefaultMaxDatagram) {
+			if _, err := v.c.SendTo(room, part); err != nil {
+				if !errors.Is(err, rc.ErrClosed) { // else the ended event says why
+					note("not sent to %s: %v", room, err)
+				}
+				break
+			}
+		}
+	case reqMsg:
+		for _, part := range rc.SplitMsgFor(r.to, r.text, wire.DefaultMaxDatagram) {
+			if _, err := v.c.Msg(r.to, part); err != nil {
+				note("/msg %s: %v", r.to, err)
+				break
+			}
+		}
+	case reqJoin:
+		if err := v.c.Join(room, r.key); err != nil {
+			note("/join %s: %v", room, err)
+		}
+	case reqPart:
+		if err := v.c.Part(room); err != nil {
+			note("/part %s: %v", room, err)
+		}
+	case reqWho, reqRooms:
+		c := v.c
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			wctx, cancel := context.WithTimeout(ctx, whoTimeout)
+			defer cancel()
+			if r.kind == reqRooms {
+				rooms, err := c.Rooms(wctx)
+				v.send(roomsMsg{rooms: rooms, err: err})
+				return
+			}
+			names, err := c.WhoIn(wctx, room)
+			v.send(whoMsg{room: room, names: names, err: err})
+		}()
+	}
+}
+
+// eventsToModel applies v2 events to the model: room events and direct
+// messages to their views, the rest to the view shown.
 func (m *model) events(evs eventsMsg) {
 	var lines []string
+	room := ""
 	flush := func() {
 		if len(lines) > 0 {
 			m.lastLine = lines[len(lines)-1]
-			m.addLines(lines...)
+			m.addTo(room, lines...)
 			lines = nil
 		}
 	}
+	note := func(style lipgloss.Style, s string) {
+		flush()
+		m.addLine(style.Render("* " + cleanLine(s)))
+	}
 	for _, e := range evs {
+		m.remember(e.From, e.To)
+		m.remember(e.Names...)
 		switch e.Type {
-		case rc.EventChat, rc.EventJoin, rc.EventLeave, rc.EventNotice, rc.EventTimeout:
-			line := cleanLine(e.Format(m.lang))
-			switch {
-			case e.Type == rc.EventChat && e.Self:
-				line = selfStyle.Render(cleanLine(e.From + " (you): " + e.Text))
-			case e.History:
-				line = noteStyle.Render(line)
+		case rc.EventChat, rc.EventJoin, rc.EventLeave, rc.EventNotice, rc.EventTimeout, rc.EventDM:
+			to := e.Room
+			if to == "" {
+				to = wire.RoomMain
 			}
-			lines = append(lines, line)
+			if e.Type == rc.EventDM {
+				to = dmView
+				if e.Self {
+					m.lastDM = e.To
+				} else {
+					m.lastDM = e.From
+				}
+			}
+			if to != room {
+				flush()
+				room = to
+			}
+			if e.Type == rc.EventNotice && e.Topic != "" && !e.History {
+				m.views[m.ensureView(to)].topic = e.Topic
+			}
+			lines = append(lines, m.eventLineTUI(e))
+		case rc.EventJoined:
+			flush()
+			i := m.ensureView(e.Room)
+			m.views[i].name, m.views[i].topic = e.Room, e.Topic
+			m.show(i)
+			m.addLine(noteStyle.Render("* " + cleanLine(e.Format(m.lang))))
+		case rc.EventParted:
+			flush()
+			m.dropView(e.Room)
+			m.addLine(noteStyle.Render("* " + cleanLine(e.Format(m.lang))))
 		case rc.EventError:
 			flush()
 			if e.Code == "removed" {
@@ -216,35 +287,46 @@ func (m *model) events(evs eventsMsg) {
 				m.addLine(line)
 				continue
 			}
-			m.addLine(warnStyle.Render("* " + cleanLine(e.String())))
+			note(warnStyle, e.String())
 		case rc.EventEnded:
 			flush()
 			if e.Err != nil && !errors.Is(e.Err, rc.ErrEnded) {
 				var kicked *rc.KickedError
 				if !errors.As(e.Err, &kicked) {
-					m.addLine(warnStyle.Render("* " + cleanLine(e.String())))
+					note(warnStyle, e.String())
 					m.endErr = e.Err
 				}
 			}
-		case rc.EventMissed, rc.EventThrottled, rc.EventNewSession, rc.EventRestarted:
+		case rc.EventMissed:
 			flush()
 			m.conn = ""
-			m.addLine(warnStyle.Render("* " + cleanLine(e.String())))
+			m.addTo(missedView(e), warnStyle.Render("* "+cleanLine(e.String())))
+		case rc.EventThrottled, rc.EventNewSession, rc.EventRestarted:
+			m.conn = ""
+			note(warnStyle, e.String())
 		case rc.EventReconnecting:
-			flush()
 			m.conn = "reconnecting ..."
-			m.addLine(noteStyle.Render("* " + cleanLine(e.String())))
+			note(noteStyle, e.String())
 		case rc.EventRestarting:
-			flush()
 			m.conn = "relay restarting, waiting ..."
-			m.addLine(noteStyle.Render("* " + cleanLine(e.String())))
+			note(noteStyle, e.String())
 		case rc.EventResumed:
-			flush()
 			m.conn = ""
-			m.addLine(noteStyle.Render("* " + cleanLine(e.String())))
+			note(noteStyle, e.String())
 		}
 	}
 	flush()
+}
+
+// missedView is the view a missed event belongs to.
+func missedView(e rc.Event) string {
+	switch e.Room {
+	case "":
+		return wire.RoomMain
+	case wire.Inbox:
+		return dmView
+	}
+	return e.Room
 }
 
 // whoLine formats a /who answer.
