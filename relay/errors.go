@@ -74,11 +74,12 @@ const (
 	LoginOtherName      = "other_name"            // address already holds another name
 	LoginResumed        = "resumed"               // a v2 session resumed with its token
 	LoginUnknownSession = wire.CodeUnknownSession // a resume with an unknown or expired token
-	LoginBanned         = "banned"                // the IP is banned after too many refused logins
+	LoginBanned         = "banned"                // the IP is banned after too many refused logins, or the name or address by the operator
+	LoginLockdown       = "lockdown"              // the relay is in lockdown and the address is not exempt
 )
 
 // LoginResults lists every login result, for pre-initialising metrics.
-var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned}
+var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned, LoginLockdown}
 
 // Broadcast kinds: the fixed label set of chatrelay_broadcasts_total.
 const (
