@@ -25,9 +25,11 @@ import (
 // for some, free text; "--" starts a text that itself starts with "--".
 // Requests (adminCommands):
 //
-//	notice TEXT...                                send TEXT to every member as an admin notice
-//	who [--json]                                  one line per member: NAME<TAB>ADDR<TAB>PROTO<TAB>IDLE
-//	kick NAME [REASON...]                         remove NAME: it gets REASON then EXIT, the others a notice
+//	notice [--room ROOM] TEXT...                  send TEXT as an admin notice to main (everyone starts there) or ROOM
+//	who [--room ROOM] [--json]                    one line per member: NAME<TAB>ADDR<TAB>PROTO<TAB>IDLE
+//	kick NAME [--room ROOM] [REASON...]           remove NAME from the relay (it gets REASON then EXIT) or from ROOM only
+//	rooms [--json]                                one line per room: NAME<TAB>MEMBERS<TAB>FLAGS<TAB>TOPIC
+//	topic ROOM TEXT...                            set ROOM's topic (creating and keeping the room), announced in it
 //	stats [--json]                                one "key value" line per counter
 //	ban NAME|IP|CIDR [--for DURATION] [REASON...] refuse the name, or any name from the addresses; removes who is online
 //	unban NAME|IP|CIDR                            lift that ban
@@ -92,9 +94,11 @@ type adminCommand struct {
 }
 
 var adminCommands = map[string]adminCommand{
-	"notice":   {run: (*Server).adminNotice, minArgs: 1, text: true},
-	"who":      {run: (*Server).adminWho, list: true},
-	"kick":     {run: (*Server).adminKick, minArgs: 1, args: 1, text: true},
+	"notice":   {run: (*Server).adminNotice, minArgs: 1, text: true, flags: []string{"room"}},
+	"who":      {run: (*Server).adminWho, list: true, flags: []string{"room"}},
+	"kick":     {run: (*Server).adminKick, minArgs: 1, args: 1, text: true, flags: []string{"room"}},
+	"rooms":    {run: (*Server).adminRooms, list: true},
+	"topic":    {run: (*Server).adminTopic, minArgs: 2, args: 1, text: true},
 	"stats":    {run: (*Server).adminStats, list: true},
 	"ban":      {run: (*Server).adminBan, minArgs: 1, args: 1, text: true, flags: []string{"for"}},
 	"unban":    {run: (*Server).adminUnban, minArgs: 1, args: 1},
@@ -305,11 +309,19 @@ func (s *Server) adminRequest(line string, w *bufio.Writer, by string) error {
 }
 
 func (s *Server) adminNotice(r *adminReq) error {
-	n, err := s.Notice(r.text)
+	room, ok := r.flags["room"]
+	if !ok {
+		room = wire.RoomMain
+	}
+	n, err := s.NoticeRoom(room, r.text)
 	if err != nil {
 		return err
 	}
 	s.obs.Moderation(ModNotice)
+	if ok {
+		fmt.Fprintf(r.w, "notice sent to %d members of %s\n", n, room)
+		return nil
+	}
 	fmt.Fprintf(r.w, "notice sent to %d members\n", n)
 	return nil
 }
@@ -326,7 +338,15 @@ type whoRow struct {
 func (s *Server) adminWho(r *adminReq) error {
 	now := s.cfg.Now()
 	var rows []whoRow
-	for _, m := range s.reg.Sorted() {
+	members := s.reg.Sorted()
+	if name, ok := r.flags["room"]; ok {
+		room := s.roomNamed(name)
+		if room == nil {
+			return ErrNoRoom
+		}
+		members = room.Sorted()
+	}
+	for _, m := range members {
 		idle := now.Sub(m.LastSeen()).Truncate(time.Second)
 		rows = append(rows, whoRow{Name: m.Name, Addr: m.Addr().String(), Proto: m.Proto, IdleSeconds: idle.Seconds(), idle: idle})
 	}
@@ -336,12 +356,51 @@ func (s *Server) adminWho(r *adminReq) error {
 }
 
 func (s *Server) adminKick(r *adminReq) error {
+	if room, ok := r.flags["room"]; ok {
+		m, err := s.KickFromRoom(r.args[0], room, r.text)
+		if err != nil {
+			return err
+		}
+		s.obs.Moderation(ModKick)
+		fmt.Fprintf(r.w, "kicked %s from %s\n", m.Name, room)
+		return nil
+	}
 	m, err := s.Kick(r.args[0], r.text)
 	if err != nil {
 		return err
 	}
 	s.obs.Moderation(ModKick)
 	fmt.Fprintf(r.w, "kicked %s\n", m.Name)
+	return nil
+}
+
+// adminRooms lists the rooms: NAME, MEMBERS, FLAGS (configured, locked,
+// limit=N, or -), TOPIC.
+func (s *Server) adminRooms(r *adminReq) error {
+	return writeList(r, s.Rooms(), func(ri RoomInfo) string {
+		var flags []string
+		if ri.Configured {
+			flags = append(flags, "configured")
+		}
+		if ri.Locked {
+			flags = append(flags, "locked")
+		}
+		if ri.Limit > 0 {
+			flags = append(flags, "limit="+strconv.Itoa(ri.Limit))
+		}
+		if len(flags) == 0 {
+			flags = []string{"-"}
+		}
+		return fmt.Sprintf("%s\t%d\t%s\t%s", ri.Name, ri.Members, strings.Join(flags, ","), ri.Topic)
+	})
+}
+
+func (s *Server) adminTopic(r *adminReq) error {
+	if err := s.SetTopic(r.args[0], r.text); err != nil {
+		return err
+	}
+	s.obs.Moderation(ModTopic)
+	fmt.Fprintf(r.w, "topic of %s set\n", r.args[0])
 	return nil
 }
 

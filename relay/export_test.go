@@ -14,7 +14,7 @@ func WaitFanoutIdle(s *Server) { s.fan.waitIdle() }
 // join). Until it does, the tests that log in to see a ban or a lockdown
 // refuse skip; the tests that call Admit directly run either way. Set it
 // to true in the commit that wires admit in.
-const AdmitWired = false
+const AdmitWired = true
 
 // Admit is Server.admit for name (a display name) from ip, now.
 func Admit(s *Server, name string, ip netip.Addr) (code, reason string, ok bool) {

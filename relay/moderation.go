@@ -349,7 +349,7 @@ func parseModDuration(s string) (time.Duration, error) {
 }
 
 // mod returns the server's moderation state.
-func (s *Server) mod() *moderation { return s.knobs.mod }
+func (s *Server) mod() *moderation { return s.moderation }
 
 // admit decides whether a new session may log in as nameKey (a PRECIS
 // compare key, from wire.CanonicalName) from ip: it refuses a banned name

@@ -68,9 +68,6 @@ func (l *Live) validate() error {
 type liveState struct {
 	mu  sync.Mutex // serialises Reconfigure, so its three stores are not interleaved
 	cur atomic.Pointer[liveConfig]
-	// mod is the operator's moderation (bans, mutes, lockdown): state the
-	// admin socket changes while serving, like the settings above.
-	mod *moderation
 }
 
 // liveConfig is one published set of live settings. Flood settings live in
@@ -95,7 +92,6 @@ func (ls *liveState) init(cfg *Config) {
 		},
 		words: wordings[cfg.Lang],
 	})
-	ls.mod = newModeration(cfg.Now)
 }
 
 // load returns the settings in force; never nil once New has returned.
