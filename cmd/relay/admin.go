@@ -71,10 +71,10 @@ type adminVerb struct {
 
 // adminVerbs lists every command in the order --help shows them.
 var adminVerbs = []adminVerb{
-	{"notice", "notice [--room ROOM] TEXT...", "send TEXT to every member, or to ROOM's, as an admin notice", 1, false},
-	{"who", "who", "list members: NAME<TAB>ADDR<TAB>PROTO<TAB>IDLE", 0, true},
-	{"rooms", "rooms", "list the rooms", 0, true},
-	{"topic", "topic ROOM TEXT...", "set ROOM's topic", 2, false},
+	{"notice", "notice [--room ROOM] TEXT...", "send TEXT as an admin notice to main (every member starts there) or to ROOM", 1, false},
+	{"who", "who [--room ROOM]", "list members, or ROOM's: NAME<TAB>ADDR<TAB>PROTO<TAB>IDLE", 0, true},
+	{"rooms", "rooms", "list the rooms: NAME<TAB>MEMBERS<TAB>FLAGS<TAB>TOPIC", 0, true},
+	{"topic", "topic ROOM TEXT...", "set ROOM's topic, announced in it; the room stays while empty", 2, false},
 	{"kick", "kick NAME [--room ROOM] [REASON...]", "remove NAME from the relay, or from ROOM; it gets REASON, the others a notice", 1, false},
 	{"ban", "ban NAME|IP|CIDR [--for DURATION] [REASON...]", "refuse NAME from anywhere, or any name from IP or CIDR; removes who is online", 1, false},
 	{"unban", "unban NAME|IP|CIDR", "lift a ban", 1, false},
