@@ -14,7 +14,7 @@ func TestAdminHelpListsEveryVerb(t *testing.T) {
 		t.Fatalf("--help: exit %d", code)
 	}
 	for _, synopsis := range []string{
-		"notice [--room ROOM] TEXT...", "who [--json]", "rooms [--json]", "topic ROOM TEXT...",
+		"notice [--room ROOM] TEXT...", "who [--room ROOM] [--json]", "rooms [--json]", "topic ROOM TEXT...",
 		"kick NAME [--room ROOM] [REASON...]", "ban NAME|IP|CIDR [--for DURATION] [REASON...]",
 		"unban NAME|IP|CIDR", "bans [--json]", "mute NAME [--room ROOM] [--for DURATION]",
 		"unmute NAME [--room ROOM]", "mutes [--json]", "lockdown [on|off]", "stats [--json]", "7d",
