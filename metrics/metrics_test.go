@@ -46,7 +46,7 @@ var relayLabels = metrics.Labels{
 	BroadcastKinds: strings.Fields("chat join leave notice"),
 	DropReasons: strings.Fields("empty oversize bad_utf8 unknown_verb malformed not_logged_in " +
 		"impersonation control_chars queue_full sender_queue panic shutdown"),
-	ModerationActions: strings.Fields("notice kick ban unban mute unmute lockdown topic room"),
+	ModerationActions: strings.Fields("notice kick ban unban mute unmute lockdown topic"),
 }
 
 func newRelay(t *testing.T) (*prometheus.Registry, *metrics.Relay) {

@@ -81,6 +81,8 @@
 //	Registry.mu      leaf: only the onChange callback (a gauge) runs under it;
 //	                 the NameDirectory is asked before or after it, never under it
 //	memDirectory.mu  leaf
+//	moderation.mu    leaf: bans and mutes (moderation.go); admit and mutedIn
+//	                 take it only while someone is banned or muted
 //	ServeAdmin's mu  leaf: guards the set of admin connections
 //
 // No lock is held while a datagram is sent, a handler runs, or the

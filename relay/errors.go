@@ -40,6 +40,7 @@ const (
 	DropRcvbuf       = "rcvbuf"        // dropped by the kernel: the relay's receive buffer was full
 	DropFlood        = "flood"         // over its source's or session's rate
 	DropBlocked      = "blocked"       // its source or session is blocked for sustained abuse
+	DropMuted        = "muted"         // a chat or direct message from a muted member (the sender is told)
 )
 
 // DropReasons lists every drop reason, for pre-initialising metrics.
@@ -47,7 +48,7 @@ var DropReasons = []string{
 	DropEmpty, DropOversize, DropBadUTF8, DropUnknownVerb, DropMalformed,
 	DropNotLoggedIn, DropImpersonate, DropControlChars, DropQueueFull,
 	DropSenderQueue, DropPanic, DropShutdown, DropClassicOff, DropUnvalidated,
-	DropDuplicate, DropRcvbuf, DropFlood, DropBlocked,
+	DropDuplicate, DropRcvbuf, DropFlood, DropBlocked, DropMuted,
 }
 
 func dropReason(err error) string {
@@ -74,11 +75,12 @@ const (
 	LoginOtherName      = "other_name"            // address already holds another name
 	LoginResumed        = "resumed"               // a v2 session resumed with its token
 	LoginUnknownSession = wire.CodeUnknownSession // a resume with an unknown or expired token
-	LoginBanned         = "banned"                // the IP is banned after too many refused logins
+	LoginBanned         = "banned"                // the IP is banned after too many refused logins, or the name or address by the operator
+	LoginLockdown       = "lockdown"              // the relay is in lockdown and the address is not exempt
 )
 
 // LoginResults lists every login result, for pre-initialising metrics.
-var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned}
+var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned, LoginLockdown}
 
 // Broadcast kinds: the fixed label set of chatrelay_broadcasts_total.
 const (
@@ -104,12 +106,17 @@ const (
 	ModUnmute   = "unmute"
 	ModLockdown = "lockdown"
 	ModTopic    = "topic"
-	ModRoom     = "room" // a room configured or removed by the operator
 )
 
 // ModerationActions lists every moderation action, for pre-initialising
 // metrics.
-var ModerationActions = []string{ModNotice, ModKick, ModBan, ModUnban, ModMute, ModUnmute, ModLockdown, ModTopic, ModRoom}
+var ModerationActions = []string{ModNotice, ModKick, ModBan, ModUnban, ModMute, ModUnmute, ModLockdown, ModTopic}
+
+// loginRefusal is a login the operator refuses (a ban, a lockdown): a
+// login result code and its reason, already worded.
+type loginRefusal struct{ code, reason string }
+
+func (e loginRefusal) Error() string { return "relay: login refused: " + e.code }
 
 // ErrNoRoom reports an admin request naming a room that does not exist.
 var ErrNoRoom = errors.New("relay: no such room")

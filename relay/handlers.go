@@ -75,6 +75,13 @@ func (s *Server) join(name, proto, token string, g *datagram, now time.Time) (*M
 	if s.flood.LoginBanned(ip) {
 		return nil, false, ErrBanned
 	}
+	if s.reg.Lookup(g.from) == nil { // a new login, not a repeat: the operator's bans and lockdown
+		if _, key, err := wire.CanonicalName(name); err == nil {
+			if code, reason, ok := s.admit(key, ip, now); !ok {
+				return nil, false, loginRefusal{code: code, reason: reason}
+			}
+		}
+	}
 	m, repeat, err := s.reg.Join(name, proto, token, g.from, g.local, now)
 	if err != nil {
 		s.loginRefused(ip)
@@ -118,6 +125,11 @@ func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.T
 	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
 		s.floodDrop(v, "session", m.Name)
 		s.throttle(m, v, 0, now)
+		return
+	}
+	if reason, muted := s.mutedIn(m, wire.RoomMain, now); muted {
+		s.obs.DatagramDropped(DropMuted)
+		s.out.Send(m, classicLine("%s", reason))
 		return
 	}
 	if wire.CheckText(req.Text) != nil {
@@ -179,7 +191,6 @@ func (s *Server) NoticeRoom(room, text string) (int, error) {
 	s.broadcastTo(r, members, &wire.Frame{T: wire.FrameNotice, Text: text}, classicLine(s.words().Admin, text), nil, KindNotice)
 	s.out.Flush()
 	s.log.Info("admin notice", zap.String("room", r.name), zap.Int("members", len(members)), zap.String("text", text))
-	s.obs.Moderation(ModNotice)
 	return len(members), nil
 }
 
@@ -212,7 +223,6 @@ func (s *Server) Kick(name, reason string) (*Member, error) {
 		s.broadcast(r, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
 		s.rooms.dropIfEmpty(r)
 	}
-	s.obs.Moderation(ModKick)
 	s.out.Flush()
 	return m, nil
 }

@@ -303,6 +303,13 @@ func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, _ *room, now ti
 		return
 	}
 	from := m.Addr()
+	if from.Addr() != g.from.Addr() { // a banned address cannot take a session over
+		if b, banned := s.mod().banned(m.Key, g.from.Addr(), now); banned {
+			s.obs.Login(LoginBanned)
+			s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: wire.RoomMain, Code: LoginBanned, Reason: s.modWords().bannedReason(b, now)})
+			return
+		}
+	}
 	if err := s.reg.Move(m, g.from, g.local); err != nil {
 		reason, result := s.words().refusal(err)
 		s.obs.Login(result)
@@ -334,7 +341,7 @@ func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, r *room, now time
 		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, ID: f.ID, Code: wire.CodeNotInRoom, Reason: s.words().noRoom})
 		return
 	}
-	if !s.checkChat(m, r.name, f, now) {
+	if !s.checkChat(m, r.name, r.key, f, now) {
 		return
 	}
 	ev := &wire.Frame{T: wire.FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
@@ -347,7 +354,10 @@ func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, r *room, now time
 // frame, not a duplicate (acknowledged again), within flood limits, no
 // control characters, not oversize. A refusal is answered in room (the
 // frame's room, or the inbox) with the frame's id; it reports false then.
-func (s *Server) checkChat(m *Member, room string, f *wire.Frame, now time.Time) bool {
+//
+// roomKey is the room's compare key for mutes ("" for a direct message:
+// relay-wide mutes only).
+func (s *Server) checkChat(m *Member, room, roomKey string, f *wire.Frame, now time.Time) bool {
 	refuse := func(code, reason string) {
 		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: room, ID: f.ID, Code: code, Reason: reason})
 	}
@@ -364,6 +374,11 @@ func (s *Server) checkChat(m *Member, room string, f *wire.Frame, now time.Time)
 	if v := s.flood.AllowChat(m.Key); !v.Allowed() {
 		s.floodDrop(v, "session", m.Name)
 		s.throttle(m, v, f.ID, now)
+		return false
+	}
+	if reason, muted := s.mutedIn(m, roomKey, now); muted {
+		s.obs.DatagramDropped(DropMuted)
+		refuse(wire.CodeMuted, reason)
 		return false
 	}
 	if wire.CheckText(f.Text) != nil {

@@ -90,6 +90,9 @@ func (w *wording) joinRefusal(code string) string {
 
 // refusal returns the login refusal reason for err.
 func (w *wording) refusal(err error) (reason, result string) {
+	if r, ok := err.(loginRefusal); ok {
+		return r.reason, r.code
+	}
 	switch err {
 	case wire.ErrNameReserved:
 		return w.reasonReserved, LoginReserved

@@ -326,7 +326,6 @@ func (s *Server) SetTopic(room, topic string) error {
 	r.mu.Unlock()
 	s.announceTopic(r, topic)
 	s.log.Info("admin topic", zap.String("room", r.name), zap.String("topic", topic))
-	s.obs.Moderation(ModTopic)
 	return nil
 }
 
@@ -429,7 +428,7 @@ func (s *Server) v2Msg(g *datagram, f *wire.Frame, m *Member, _ *room, now time.
 		s.obs.DatagramDropped(DropUnknownVerb)
 		return
 	}
-	if !s.checkChat(m, wire.Inbox, f, now) {
+	if !s.checkChat(m, wire.Inbox, "", f, now) {
 		return
 	}
 	refuse := func(code, reason string) {
@@ -499,6 +498,5 @@ func (s *Server) KickFromRoom(name, room, reason string) (*Member, error) {
 	s.broadcast(r, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
 	s.out.Flush()
 	s.rooms.dropIfEmpty(r)
-	s.obs.Moderation(ModKick)
 	return m, nil
 }

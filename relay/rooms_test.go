@@ -397,3 +397,108 @@ func TestResumeWelcomesEveryRoom(t *testing.T) {
 		dm = dm || (f.T == wire.FrameDM && f.Text == "and a dm")
 	}
 }
+
+// A muted member's chats are refused with a reason and reach nobody: a
+// room mute in that room only, a relay-wide mute everywhere, DMs included.
+func TestMutedChatsReachNobody(t *testing.T) {
+	rec := newRecorder()
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	carol := dial(t, r).login("carol")
+	carol.sync("carol")
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	carol.recv()
+	carol.recv()
+	alice.joinRoom("dev", "")
+	bob.joinRoom("dev", "")
+	alice.expectT(wire.FrameJoin)
+
+	if _, final := admin(t, r, "mute alice --room dev"); final != relay.AdminOK {
+		t.Fatalf("mute: %q", final)
+	}
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "dev", ID: 1, Text: "hush"})
+	if e := alice.expectError(wire.CodeMuted); e.ID != 1 || e.Reason == "" {
+		t.Fatalf("%+v", e)
+	}
+	alice.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: 2, Text: "main is fine"})
+	if f := bob.expectT(wire.FrameChat); f.Room != "main" || f.Text != "main is fine" { // and not "hush"
+		t.Fatalf("bob got %+v", f)
+	}
+	carol.expect("alice says: main is fine")
+	alice.expectT(wire.FrameChat) // her echo
+
+	if _, final := admin(t, r, "mute carol"); final != relay.AdminOK {
+		t.Fatalf("mute: %q", final)
+	}
+	carol.send("C carol anyone?")
+	if got := carol.recv(); !strings.Contains(got, "muted") {
+		t.Fatalf("carol told %q", got)
+	}
+	if _, final := admin(t, r, "mute bob"); final != relay.AdminOK {
+		t.Fatalf("mute: %q", final)
+	}
+	bob.sendFrames(&wire.Frame{T: wire.FrameMsg, To: "alice", ID: 1, Text: "psst"})
+	bob.expectError(wire.CodeMuted)
+	if _, final := admin(t, r, "unmute bob"); final != relay.AdminOK {
+		t.Fatalf("unmute: %q", final)
+	}
+	bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "dev", ID: 2, Text: "back"})
+	if f := alice.expectT(wire.FrameChat); f.Text != "back" || f.Room != "dev" { // nothing muted came first
+		t.Fatalf("alice got %+v", f)
+	}
+	if n := rec.drop(relay.DropMuted); n != 3 {
+		t.Fatalf("%d muted drops, want 3", n)
+	}
+}
+
+func TestAdminRoomVerbs(t *testing.T) {
+	r := relaytest.Start(t, func(c *relay.Config) { c.Lang = wire.LangZH })
+	carol := dial(t, r).login("carol")
+	carol.sync("carol")
+	alice := dialV2(t, r)
+	alice.login1("alice")
+	carol.recv()
+	alice.joinRoom("课堂", "")
+
+	if lines, final := admin(t, r, "topic 课堂 今天讲网络"); final != relay.AdminOK || len(lines) != 1 {
+		t.Fatalf("topic: %q %q", lines, final)
+	}
+	if f := alice.expectT(wire.FrameNotice); f.Topic != "今天讲网络" || f.Text != "话题已改为: 今天讲网络" || f.Room != "课堂" {
+		t.Fatalf("topic notice %+v", f)
+	}
+	if _, final := admin(t, r, "notice --room 课堂 下课了"); final != relay.AdminOK {
+		t.Fatalf("notice: %q", final)
+	}
+	if f := alice.expectT(wire.FrameNotice); f.Text != "下课了" || f.Room != "课堂" {
+		t.Fatalf("notice %+v", f)
+	}
+	// carol (classic, in main) saw neither: her next line is main's notice.
+	if _, final := admin(t, r, "notice 大家好"); final != relay.AdminOK {
+		t.Fatalf("notice: %q", final)
+	}
+	carol.expect("管理员消息: 大家好")
+	alice.expectT(wire.FrameNotice) // alice is in main too
+
+	lines, final := admin(t, r, "rooms")
+	if final != relay.AdminOK || len(lines) != 2 || lines[0] != "main\t2\t-\t" || lines[1] != "课堂\t1\tconfigured\t今天讲网络" {
+		t.Fatalf("rooms: %q %q", lines, final)
+	}
+	lines, _ = admin(t, r, "rooms --json")
+	if len(lines) != 1 || !strings.Contains(lines[0], `"name":"课堂"`) || !strings.Contains(lines[0], `"members":1`) {
+		t.Fatalf("rooms --json: %q", lines)
+	}
+	lines, _ = admin(t, r, "who --room 课堂")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "alice\t") {
+		t.Fatalf("who --room: %q", lines)
+	}
+	if _, final := admin(t, r, "kick alice --room 课堂 安静"); final != relay.AdminOK {
+		t.Fatalf("kick --room: %q", final)
+	}
+	alice.expectError("removed")
+	alice.expectT(wire.FrameParted)
+	if _, final := admin(t, r, "kick alice --room nowhere"); !strings.HasPrefix(final, relay.AdminErrPrefix) {
+		t.Fatalf("kick from nowhere: %q", final)
+	}
+}

@@ -234,6 +234,8 @@ type Server struct {
 	log   *zap.Logger
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
+	moderation *moderation // the operator's bans, mutes and lockdown (moderation.go)
+
 	main    *room   // the room classic members live in, and v2 members start in
 	rooms   roomSet // every room, main included
 	pending pendingRooms
@@ -288,6 +290,7 @@ func New(cfg Config) (*Server, error) {
 	s.rooms.onSize = obs.Rooms
 	obs.Rooms(1)
 	s.knobs.init(&cfg)
+	s.moderation = newModeration(cfg.Now)
 	for _, rs := range cfg.Rooms {
 		if err := s.ConfigureRoom(rs); err != nil {
 			return nil, fmt.Errorf("relay: room %q: %w", rs.Name, err)

@@ -394,6 +394,12 @@ func (l *Limiter) LoginBanned(ip netip.Addr) bool {
 	return l.logins.banned(loginKey(ip), l.now())
 }
 
+// Exempt reports whether ip is in Settings.Exempt, whether or not flood
+// control is enabled: the relay's lockdown admits these addresses too.
+func (l *Limiter) Exempt(ip netip.Addr) bool {
+	return ip.IsValid() && exempt(l.settings.Load().Exempt, ip.Unmap().WithZone(""))
+}
+
 // Stats returns the sizes of the tables and the overflow counts.
 func (l *Limiter) Stats() Stats {
 	return Stats{

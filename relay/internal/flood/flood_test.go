@@ -316,6 +316,25 @@ func TestLoginExempt(t *testing.T) {
 	}
 }
 
+// Exempt answers from the settings whether or not flood control is on:
+// the relay's lockdown admits the same prefixes.
+func TestExempt(t *testing.T) {
+	l := New(Settings{Enabled: false, Exempt: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}, nil)
+	for ip, want := range map[string]bool{
+		"203.0.113.9": true, "::ffff:203.0.113.9": true, "203.0.114.1": false, "127.0.0.1": false,
+	} {
+		if got := l.Exempt(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("Exempt(%s) = %v, want %v", ip, got, want)
+		}
+	}
+	if l.Exempt(netip.Addr{}) {
+		t.Error("the zero address is exempt")
+	}
+	if !New(Settings{}, nil).Exempt(netip.MustParseAddr("::1")) {
+		t.Error("loopback is not exempt by default")
+	}
+}
+
 func TestDisabled(t *testing.T) {
 	c := newClock()
 	s := small()
