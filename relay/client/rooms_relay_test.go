@@ -1,8 +1,10 @@
 package client_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -315,4 +317,51 @@ func TestBatchedJoinsWithRelay(t *testing.T) {
 			t.Errorf("zh batch reads %q", got)
 		}
 	}
+}
+
+// adminCmd runs one command on the relay's admin socket and returns its
+// last line ("ok" or an error).
+func adminCmd(t *testing.T, r *relaytest.Relay, req string) string {
+	t.Helper()
+	c, err := net.Dial("unix", r.AdminSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(req + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		last = sc.Text()
+		if last == relay.AdminOK || strings.HasPrefix(last, relay.AdminErrPrefix) {
+			break
+		}
+	}
+	return last
+}
+
+// A member muted in one room has its chats there refused by id: they are
+// reported, not retransmitted, and it chats elsewhere as before.
+func TestMutedInRoomWithRelay(t *testing.T) {
+	r := relaytest.Start(t)
+	bob := dial(t, r.Addr.String(), "bob", 1)
+	kb := collect(bob)
+	bob.Join("dev", "")
+	kb.waitEvent(t, "joined", isType(client.EventJoined, "dev"))
+	if got := adminCmd(t, r, "mute bob --room dev"); got != relay.AdminOK {
+		t.Fatalf("mute: %q", got)
+	}
+	id, _ := bob.SendTo("dev", "let me speak")
+	e := kb.waitEvent(t, "the refusal", func(e client.Event) bool { return e.Type == client.EventError && e.ID == id })
+	if e.Code != wire.CodeMuted || e.Room != "dev" {
+		t.Errorf("refusal %+v", e)
+	}
+	if err := bob.Flush(ctx5(t)); err != nil {
+		t.Errorf("flush: %v", err)
+	}
+	bob.Send("in main")
+	kb.waitEvent(t, "the echo in main", chatIn(wire.RoomMain, "in main"))
 }
