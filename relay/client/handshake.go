@@ -129,7 +129,6 @@ func (c *Client) loggedIn(f *wire.Frame, now time.Time) {
 		main = newRoom(wire.RoomMain, wire.RoomMain)
 		c.addRoom(main)
 	}
-	main.joining = false
 	switch {
 	case first:
 	case f.Epoch != c.epoch:

@@ -78,9 +78,13 @@ func newRoom(name, key string) *room {
 
 // welcomed takes a room's welcome: the first one sets the sequence; one
 // with a new epoch starts a new sequence (history before it is gone); one
-// with the same epoch says what exists (repair fetches what we lack).
-// reports whether this welcome ends a join.
+// with the same epoch says what exists (repair fetches what we lack); one
+// of an epoch we left behind is ignored. It reports whether this welcome
+// ends a join.
 func (r *room) welcomed(f *wire.Frame, oldEpoch map[string]bool) (joined bool) {
+	if !r.joining && f.Epoch != r.epoch && (f.Epoch == "" || oldEpoch[f.Epoch]) {
+		return false // a straggler from before a restart
+	}
 	if f.Room != "" {
 		r.name = f.Room
 	}

@@ -557,6 +557,12 @@ func TestRestartRejoinsRooms(t *testing.T) {
 	fr.restart("e2")
 	ka.waitEvent(t, "restarted", func(e client.Event) bool { return e.Type == client.EventRestarted })
 	waitFor(t, 5*time.Second, "alice back in dev", func() bool { return slices.Contains(fr.members("dev"), "alice") })
+	// Late welcomes from before the restart change nothing.
+	fr.send("alice",
+		&wire.Frame{T: wire.FrameWelcome, Room: wire.RoomMain, Epoch: "e1", Seq: 99},
+		&wire.Frame{T: wire.FrameWelcome, Room: "dev", Epoch: "e1-dev", Seq: 99})
+	alice.Send("main after")
+	ka.waitEvent(t, "the echo in main", chatIn(wire.RoomMain, "main after"))
 	if _, err := alice.SendTo("dev", "back"); err != nil {
 		t.Fatal(err)
 	}
