@@ -90,9 +90,9 @@ included; join, leave and timeout carry "room", "from" and "seq" (leave a
 and "count"), notice "room", "text", "seq" and "topic" when it announces a
 new one; missed "room", "from_seq", "to_seq" and "count". A direct message
 is exactly {"type":"dm","from":NAME,"to":NAME,"text":TEXT}, yours included.
-joined carries "room" and "topic", parted "room" (and "code", "reason" when
-the relay put you out), throttled "retry_ms", error "code" and "reason" (and
-"room", "id", "to" for what was refused). /rooms prints one
+joined carries "room" (and "topic" when the room has one), parted "room"
+(and "code", "reason" when the relay put you out), throttled "retry_ms",
+error "code" and "reason" (and "room", "id", "to" for what was refused). /rooms prints one
 {"type":"room","room":R,"count":N,"topic":T,"limit":L,"locked":true} per
 room, /who {"type":"members","room":R,"names":[...]}, /topic
 {"type":"topic","room":R,"topic":T}. Backlog events add "history":true. No
