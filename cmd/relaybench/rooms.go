@@ -341,11 +341,11 @@ func star(sustained bool) string {
 }
 
 // formRooms opens lay.members() UDP members (receive buffers of rcvbuf
-// bytes) to the relay at addr and logs
-// them in as v2 sessions of revision 1, starting rate a second: hello, the
-// relay's retry with a cookie, hello again, welcome; then, when there is
-// more than one room, a datagram with join (its room) and part (main),
-// answered by the room's welcome and parted. A member that hears nothing
+// bytes) to the relay at addr and logs them in as v2 sessions of revision
+// 1, starting rate a second: hello, the relay's retry with a cookie, hello
+// again, welcome; then, when there is more than one room, a datagram with
+// join (its room) and part (main), answered by the room's welcome and
+// parted. A member that hears nothing
 // for formRetry sends its last datagram again, formTries times at most.
 // exited (may be nil) says the relay is gone. The members are returned
 // with the report, and with an error when some could not be formed (the
@@ -409,9 +409,12 @@ type formDue struct {
 
 // run starts member i's login at i/rate s and reads every member's socket
 // through one epoll until each is formed, a member fails, the relay exits,
-// or the deadline (the schedule plus 30 s) passes.
+// or the deadline (the schedule plus 30 s) passes. f.took is the time it
+// ran, whatever the outcome.
 func (f *former) run(rate int, exited func() bool, progress io.Writer) error {
 	n := len(f.ms)
+	start := time.Now()
+	defer func() { f.took = time.Since(start) }()
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return err
@@ -423,7 +426,7 @@ func (f *former) run(rate int, exited func() bool, progress io.Writer) error {
 			return err
 		}
 	}
-	start := time.Now()
+	start = time.Now() // the first hello
 	interval := time.Second / time.Duration(rate)
 	deadline := start.Add(time.Duration(n)*interval + 30*time.Second)
 	nextReport := start.Add(time.Second)
@@ -476,7 +479,6 @@ func (f *former) run(rate int, exited func() bool, progress io.Writer) error {
 			}
 		}
 	}
-	f.took = time.Since(start)
 	return f.err
 }
 
