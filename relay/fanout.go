@@ -184,7 +184,8 @@ type outbox struct {
 	classic []*udpio.Dest
 	v2      []*udpio.Dest
 	v2lo    []*udpio.Dest // the v2 members on loopback
-	packed  []byte
+	arena   []byte        // the packed v2 datagrams of one sendEvents, until the batch has sent them
+	batch   *udpio.Batch  // every datagram of one sendEvents, many per system call
 }
 
 func newOutbox(index, of int) *outbox {
@@ -281,11 +282,19 @@ func (f *fanout) flushShard(o *outbox) {
 }
 
 // sendEvents sends evs, in order. Consecutive events for the same snapshot
-// of members share the destination lists and, for v2, datagrams.
+// of members share the destination lists and, for v2, datagrams; every
+// datagram of the call, whatever its group, goes through one Batch, so a
+// flush of many small rooms' events fills each sendmmsg (up to 64) instead
+// of making one per room.
 func (f *fanout) sendEvents(o *outbox, evs []outEvent) {
+	if o.batch == nil {
+		o.batch = f.conn.NewBatch()
+	}
+	datagrams, frames := 0, 0
 	for len(evs) > 0 {
 		if evs[0].direct != nil {
-			f.sendNow(evs[0].classic, evs[0].direct)
+			o.batch.Add(evs[0].classic, evs[0].direct, 0)
+			datagrams++
 			evs = evs[1:]
 			continue
 		}
@@ -293,18 +302,48 @@ func (f *fanout) sendEvents(o *outbox, evs []outEvent) {
 		for n < len(evs) && evs[n].direct == nil && sameSnapshot(evs[n].members, evs[0].members) {
 			n++
 		}
-		f.sendGroup(o, evs[:n])
+		d, fr := f.sendGroup(o, evs[:n])
+		datagrams, frames = datagrams+d, frames+fr
 		evs = evs[n:]
+		if len(o.arena) > maxArena { // bound what one flush keeps
+			f.flushBatch(o, &datagrams, &frames)
+		}
 	}
+	f.flushBatch(o, &datagrams, &frames)
+}
+
+// maxArena bounds the packed v2 bytes one sendEvents keeps before it sends
+// what it has gathered.
+const maxArena = 256 << 10
+
+// flushBatch sends o's batch and counts what it carried: datagrams and
+// frames (events, one per member per event) handed to the kernel, less
+// those it refused.
+func (f *fanout) flushBatch(o *outbox, datagrams, frames *int) {
+	o.batch.Flush()
+	failed, lost := o.batch.Failed, o.batch.Lost
+	o.batch.Reset()
+	o.arena = o.arena[:0]
+	for i := 0; i < failed; i++ {
+		f.obs.SendError()
+	}
+	if *datagrams > 0 {
+		f.obs.Delivered(*datagrams - failed)
+	}
+	if *frames > 0 {
+		f.obs.EventsDelivered(*frames - lost)
+	}
+	*datagrams, *frames = 0, 0
 }
 
 func sameSnapshot(a, b []*Member) bool {
 	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
 }
 
-// sendGroup sends events that all go to evs[0].members, to those of them
-// in o's shard.
-func (f *fanout) sendGroup(o *outbox, evs []outEvent) {
+// sendGroup queues in o's batch the events that all go to evs[0].members,
+// for those of them in o's shard. It returns the datagrams and the frames
+// (events times recipients) it queued.
+func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
 	o.classic, o.v2 = o.classic[:0], o.v2[:0]
 	for _, m := range evs[0].members {
 		if o.of > 1 && f.shardOf(m.Addr()) != o {
@@ -316,29 +355,23 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) {
 			o.classic = append(o.classic, m.Dest())
 		}
 	}
-	// failed counts datagrams, lost the events they carried.
-	datagrams, failed, frames, lost := 0, 0, 0, 0
 	for i := range evs {
-		// The except member (a classic chat's sender) is moved to the end
-		// of the list and left out, then put back: no copy per event.
-		dests, swapped := o.classic, -1
+		if len(o.classic) == 0 {
+			break
+		}
+		// Every classic member but the except one (a classic chat's
+		// sender) gets the event's line.
+		var skip *udpio.Dest
 		if ex := evs[i].except; ex != nil && ex.Proto == ProtoClassic {
-			if j := indexDest(dests, ex.Dest()); j >= 0 {
-				last := len(dests) - 1
-				dests[j], dests[last] = dests[last], dests[j]
-				dests, swapped = dests[:last], j
+			skip = ex.Dest()
+		}
+		for _, d := range o.classic {
+			if d == skip {
+				continue
 			}
-		}
-		if len(dests) > 0 {
-			datagrams += len(dests)
-			frames += len(dests)
-			n := f.conn.SendAll(evs[i].classic, dests)
-			failed += n
-			lost += n
-		}
-		if swapped >= 0 {
-			last := len(o.classic) - 1
-			o.classic[swapped], o.classic[last] = o.classic[last], o.classic[swapped]
+			o.batch.Add(evs[i].classic, d, 1)
+			datagrams++
+			frames++
 		}
 	}
 	// v2: members on loopback get larger datagrams (LoopbackSendBudget).
@@ -358,33 +391,33 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) {
 		if len(part.dests) == 0 {
 			continue
 		}
-		b := wire.AppendV2Header(o.packed[:0])
+		start := len(o.arena)
+		o.arena = wire.AppendV2Header(o.arena)
 		count := 0
 		send := func() {
+			p := o.arena[start:len(o.arena):len(o.arena)] // never written again: later datagrams are appended after it
+			for _, d := range part.dests {
+				o.batch.Add(p, d, count)
+			}
 			datagrams += len(part.dests)
 			frames += count * len(part.dests)
-			n := f.conn.SendAll(b, part.dests)
-			failed += n
-			lost += n * count
-			b, count = wire.AppendV2Header(b[:0]), 0
+			start = len(o.arena)
+			o.arena = wire.AppendV2Header(o.arena)
+			count = 0
 		}
 		for i := range evs {
 			line := evs[i].v2
-			if count > 0 && len(b)+len(line) > part.budget {
+			if count > 0 && len(o.arena)-start+len(line) > part.budget {
 				send()
 			}
-			b = append(b, line...)
+			o.arena = append(o.arena, line...)
 			count++
 		}
 		send()
-		o.packed = b[:0]
+		o.arena = o.arena[:start] // the header appended after the last datagram
 	}
 	clear(o.v2lo)
-	for i := 0; i < failed; i++ {
-		f.obs.SendError()
-	}
-	f.obs.Delivered(datagrams - failed)
-	f.obs.EventsDelivered(frames - lost)
+	return datagrams, frames
 }
 
 // budgetFor is the largest v2 datagram the relay packs for d.
@@ -454,13 +487,4 @@ func (f *fanout) sendNow(b []byte, d *udpio.Dest) {
 		return
 	}
 	f.obs.Delivered(1)
-}
-
-func indexDest(dests []*udpio.Dest, d *udpio.Dest) int {
-	for i, x := range dests {
-		if x == d {
-			return i
-		}
-	}
-	return -1
 }

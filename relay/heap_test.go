@@ -51,6 +51,10 @@ func heapPerMember(tb testing.TB, n int) float64 {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		if proto == ProtoV2 { // revision 1, as chatcli: a session with an inbox
+			m.rev.Store(wire.Rev)
+			m.inbox.Store(newInbox(newMemLog(4096), m))
+		}
 		room.join(m)
 	}
 	tokens = nil

@@ -165,8 +165,9 @@ type memLogs struct{ ring int }
 
 func (l memLogs) Open(string) (RoomLog, error) { return newMemLog(l.ring), nil }
 
-// memRingStart is the ring a memLog starts with: it doubles as events come,
-// up to its limit, so that 10,000 quiet rooms (or inboxes) cost little.
+// memRingStart is the ring a memLog allocates with its first event: it
+// doubles as events come, up to its limit, so that 10,000 quiet rooms (or
+// 100,000 inboxes that never get a message) cost little.
 const memRingStart = 16
 
 // memLog is RoomLog in memory: every event gets the next seq, is encoded
@@ -185,12 +186,16 @@ type memLog struct {
 }
 
 func newMemLog(ringSize int) *memLog {
-	return &memLog{epoch: randomHex(4), limit: ringSize, ring: make([][]byte, min(ringSize, memRingStart))}
+	return &memLog{epoch: randomHex(4), limit: ringSize} // the ring comes with the first event
 }
 
 // growLocked doubles the ring (up to limit) when the next event would
 // overwrite one that a larger ring would keep. l.mu must be held.
 func (l *memLog) growLocked() {
+	if l.ring == nil {
+		l.ring = make([][]byte, min(l.limit, memRingStart))
+		return
+	}
 	n := uint64(len(l.ring))
 	if l.seq < n || len(l.ring) >= l.limit {
 		return

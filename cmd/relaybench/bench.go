@@ -21,6 +21,7 @@ type Report struct {
 	ElapsedS  float64          `json:"elapsed_s"`
 	Failures  []string         `json:"failures,omitempty"` // relays that could not finish a scenario
 	Storm     *StormReport     `json:"storm,omitempty"`    // --scenario joinstorm
+	Rooms     *RoomsReport     `json:"rooms,omitempty"`    // --scenario rooms1000 (its shapes' steps are in Scenarios)
 }
 
 // Machine says where the numbers come from.
@@ -36,6 +37,7 @@ type ScenarioReport struct {
 	Name      string        `json:"name"`
 	Members   int           `json:"members"`
 	Senders   int           `json:"senders"`
+	Rooms     int           `json:"rooms,omitempty"` // the members are in this many rooms of Members/Rooms (rooms1000)
 	DurationS float64       `json:"step_duration_s"`
 	Budget    int           `json:"budget_bytes"`
 	DerivedOf string        `json:"derived_from,omitempty"` // the rows are those of that scenario
@@ -47,7 +49,11 @@ type ScenarioReport struct {
 
 // Title is the scenario's heading line.
 func (s *ScenarioReport) Title() string {
-	t := fmt.Sprintf("%s: %d members, %d senders, %v per step, budget %d bytes", s.Name, s.Members, s.Senders, time.Duration(s.DurationS*float64(time.Second)), s.Budget)
+	members := fmt.Sprintf("%d members", s.Members)
+	if s.Rooms > 1 {
+		members = fmt.Sprintf("%d members in %d rooms of %d", s.Members, s.Rooms, s.Members/s.Rooms)
+	}
+	t := fmt.Sprintf("%s: %s, %d senders, %v per step, budget %d bytes", s.Name, members, s.Senders, time.Duration(s.DurationS*float64(time.Second)), s.Budget)
 	if s.DerivedOf != "" {
 		t += " (the rows of " + s.DerivedOf + ")"
 	}
@@ -108,11 +114,13 @@ func presets(name string) ([]preset, error) {
 		return []preset{v2}, nil
 	case stormScenario:
 		return nil, nil // not a ladder: bench runs the storm (storm.go)
+	case roomsScenario:
+		return nil, nil // two shapes on one ladder: bench runs them (rooms.go)
 	case "all":
 		v2.derive = "room100" // room100 runs the same relays on the same ladder
 		return []preset{latency, room("room10", 10), room("room100", 100), v2, room("room1000", 1000)}, nil
 	}
-	return nil, fmt.Errorf("--scenario %q: want room10, room100, room1000, latency, v2room100, all or joinstorm", name)
+	return nil, fmt.Errorf("--scenario %q: want room10, room100, room1000, latency, v2room100, all, joinstorm or rooms1000", name)
 }
 
 // env is what the runs of one invocation share.
@@ -190,6 +198,9 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 	}
 	if c.scenario == stormScenario {
 		rep.Storm = e.runStorm(c.storm)
+	}
+	if c.scenario == roomsScenario {
+		rep.Rooms = e.runRooms(c.rooms, rep)
 	}
 	rep.ElapsedS = time.Since(e.start).Seconds()
 	rep.Failures = e.failures

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chatrelay/chatrelay/relay/wire"
 	"golang.org/x/sys/unix"
 )
 
@@ -42,11 +43,12 @@ type Result struct {
 	Delivered      int64   `json:"deliveries_unique"`
 	Duplicates     int64   `json:"duplicates"`
 	Reordered      int64   `json:"reordered"`
-	Echoes         int64   `json:"echoes"`          // a sender's own chat back (v2 does that); not a delivery
-	Stale          int64   `json:"stale"`           // chats sent before this step began; not a delivery
-	Other          int64   `json:"other_frames"`    // notices, joins, pongs, anything not a chat
-	RxUnits        int64   `json:"rx_units"`        // datagrams (UDP) or reads with data (TCP) that arrived
-	RxPerDeliv     float64 `json:"rx_per_delivery"` // RxUnits / Delivered
+	Echoes         int64   `json:"echoes"`            // a sender's own chat back (v2 does that); not a delivery
+	Stale          int64   `json:"stale"`             // chats sent before this step began; not a delivery
+	Other          int64   `json:"other_frames"`      // notices, joins, pongs, anything not a chat
+	Foreign        int64   `json:"foreign,omitempty"` // chats of another room than the receiver's: the relay is wrong
+	RxUnits        int64   `json:"rx_units"`          // datagrams (UDP) or reads with data (TCP) that arrived
+	RxPerDeliv     float64 `json:"rx_per_delivery"`   // RxUnits / Delivered
 	Closed         int64   `json:"connections_closed,omitempty"`
 	Ratio          float64 `json:"delivery_ratio"`
 	DeliveriesPerS float64 `json:"deliveries_per_s"`
@@ -70,11 +72,42 @@ type Result struct {
 	VsNATS         float64 `json:"deliveries_vs_nats,omitempty"`
 }
 
-// session is a room of logged-in members on one relay; it runs steps.
+// session is the logged-in members of one relay, in one room or several
+// (lay); it runs steps.
 type session struct {
 	proto   Proto
 	sc      Scenario
+	lay     layout
 	members []*member
+}
+
+// layout says which room each member of a session is in and which members
+// send. Room k holds members k*size .. k*size+size-1, and its first perRoom
+// members send; sender g (the s of a chat text) is member
+// (g/perRoom)*size + g%perRoom. One room of Members with Senders senders is
+// the room scenarios' layout: sender g is member g.
+type layout struct {
+	rooms, size, perRoom int
+}
+
+// oneRoom is the layout of a single room of sc.Members with sc.Senders senders.
+func oneRoom(sc Scenario) layout { return layout{rooms: 1, size: sc.Members, perRoom: sc.Senders} }
+
+func (l layout) members() int { return l.rooms * l.size }
+func (l layout) senders() int { return l.rooms * l.perRoom }
+
+// sender returns the member index of sender g.
+func (l layout) sender(g int) int { return g/l.perRoom*l.size + g%l.perRoom }
+
+// roomOf returns the room of member i.
+func (l layout) roomOf(i int) int { return i / l.size }
+
+// roomName is the name of room k: main when there is one room, else r0000 …
+func (l layout) roomName(k int) string {
+	if l.rooms == 1 {
+		return wire.RoomMain
+	}
+	return fmt.Sprintf("r%04d", k)
 }
 
 // dial opens sc.Members members, each its own socket, and logs them in one
@@ -86,7 +119,7 @@ func dial(proto Proto, addr netip.AddrPort, sc Scenario) (*session, error) {
 	if err := raiseFDLimit(uint64(sc.Members) + 256); err != nil {
 		return nil, err
 	}
-	s := &session{proto: proto, sc: sc}
+	s := &session{proto: proto, sc: sc, lay: oneRoom(sc)}
 	buf := make([]byte, 65536)
 	for i := 0; i < sc.Members; i++ {
 		name := fmt.Sprintf("m%04d", i)
@@ -159,9 +192,9 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	if rate < 1 {
 		return res, errors.New("rate must be at least 1")
 	}
-	perSender := int64(float64(rate) / float64(sc.Senders) * sc.Duration.Seconds())
+	perSender := int64(float64(rate) / float64(s.lay.senders()) * sc.Duration.Seconds())
 	if perSender < 1 {
-		return res, fmt.Errorf("%d chats/s for %v gives each of %d senders no chat to send", rate, sc.Duration, sc.Senders)
+		return res, fmt.Errorf("%d chats/s for %v gives each of %d senders no chat to send", rate, sc.Duration, s.lay.senders())
 	}
 	stepStart := time.Now().UnixNano()
 
@@ -179,7 +212,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	sent, sendErr := s.sendChats(rate, perSender, start)
 	sendEnd := time.Now()
 	res.Sent, res.SendErrors = sent, sendErr
-	res.Expected = res.Sent * int64(sc.Members-1)
+	res.Expected = res.Sent * int64(s.lay.size-1) // a chat reaches the others in its room
 
 	rv.drain(res.Expected, sendEnd, sc.Drain)
 	after.relay = relayCPU(cpu)
@@ -212,12 +245,12 @@ func (s *session) startReceivers(perSender, stepStart int64) (*stepReceivers, er
 	rv := &stepReceivers{rs: make([]*receiver, nrecv)}
 	ready := make(chan error, nrecv)
 	for r := 0; r < nrecv; r++ {
-		rc := &receiver{proto: s.proto, senders: sc.Senders, seqs: perSender, stepStart: stepStart}
+		rc := &receiver{proto: s.proto, lay: s.lay, seqs: perSender, stepStart: stepStart}
 		for i := r; i < len(s.members); i += nrecv {
 			rc.ms = append(rc.ms, s.members[i])
 		}
-		rc.st.last = make([]int64, len(rc.ms)*sc.Senders)
-		rc.st.seen = make([][]uint64, len(rc.ms)*sc.Senders)
+		rc.st.last = make([]int64, len(rc.ms)*s.lay.perRoom)
+		rc.st.seen = make([][]uint64, len(rc.ms)*s.lay.perRoom)
 		for i := range rc.st.last {
 			rc.st.last[i] = -1
 			rc.st.seen[i] = make([]uint64, perSender/64+1) // fixed: a seq beyond perSender is not ours
@@ -282,25 +315,27 @@ func (rv *stepReceivers) drain(expected int64, sendEnd time.Time, limit time.Dur
 	}
 }
 
-// sendChats runs sc.Senders senders, sender si from member si, each sending
-// perSender chats on a schedule that offers rate chats/s in all, the
-// senders staggered across one interval from start. It returns once every
-// sender is done, with the number of chats sent and of send errors.
+// sendChats runs the layout's senders, each sending perSender chats into
+// its room on a schedule that offers rate chats/s in all, the senders
+// staggered across one interval from start. It returns once every sender
+// is done, with the number of chats sent and of send errors.
 func (s *session) sendChats(rate int, perSender int64, start time.Time) (int64, int64) {
-	sc := s.sc
 	var sent, sendErr atomic.Int64
 	var swg sync.WaitGroup
-	interval := max(time.Duration(float64(time.Second)*float64(sc.Senders)/float64(rate)), 1)
-	for si := 0; si < sc.Senders; si++ {
+	n := s.lay.senders()
+	interval := max(time.Duration(float64(time.Second)*float64(n)/float64(rate)), 1)
+	for si := 0; si < n; si++ {
 		swg.Add(1)
 		go func(si int) {
 			defer swg.Done()
 			// Stagger senders across one interval.
-			begin := start.Add(interval * time.Duration(si) / time.Duration(sc.Senders))
+			begin := start.Add(interval * time.Duration(si) / time.Duration(n))
+			m := s.members[s.lay.sender(si)]
 			if s.proto == ProtoNATS {
-				sendTCP(s.members[si], si, perSender, begin, interval, &sent, &sendErr)
+				sendTCP(m, si, perSender, begin, interval, &sent, &sendErr)
 			} else {
-				sendUDP(s.members[si], s.proto, si, perSender, begin, interval, &sent, &sendErr)
+				room := s.lay.roomName(s.lay.roomOf(m.idx))
+				sendUDP(m, s.proto, room, si, perSender, begin, interval, &sent, &sendErr)
 			}
 		}(si)
 	}
@@ -345,6 +380,7 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 		res.Duplicates += st.dups
 		res.Reordered += st.reord
 		res.Other += st.other
+		res.Foreign += st.foreign
 		res.Echoes += st.self
 		res.Stale += st.stale
 		res.RxUnits += st.rx
@@ -391,5 +427,5 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 	late := res.SendWindow > sc.Duration.Seconds()*1.1+0.05
 	res.ToolLimited = late && s.proto != ProtoNATS
 	res.KeptUp = !late && res.Window <= sc.Duration.Seconds()*1.1+0.25
-	res.Sustained = res.Ratio >= 0.999 && res.KeptUp
+	res.Sustained = res.Ratio >= 0.999 && res.KeptUp && res.Foreign == 0
 }

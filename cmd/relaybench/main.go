@@ -11,6 +11,7 @@
 //	go run ./cmd/relaybench --rates 500,1000,2000,3000
 //	go run ./cmd/relaybench --scenario all --plot docs/bench
 //	go run ./cmd/relaybench --scenario joinstorm   # 10,000 classic logins at 1,000/s, then a chat
+//	go run ./cmd/relaybench --scenario rooms1000   # CPU per delivery: 1,000 rooms of 10 against room100
 package main
 
 import (
@@ -67,6 +68,7 @@ type config struct {
 	stopAfter   int
 	timeLimit   time.Duration
 	storm       stormConfig // --scenario joinstorm
+	rooms       roomsConfig // --scenario rooms1000
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -85,7 +87,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.sc.RcvBuf, "rcvbuf", 4<<20, "receive buffer `bytes` per UDP member socket (SO_RCVBUFFORCE, else SO_RCVBUF)")
 	fs.DurationVar(&c.sc.Drain, "drain", 2*time.Second, "longest wait for late deliveries after the last send")
 	fs.IntVar(&c.sc.Budget, "budget", defaultBudget, "largest datagram in `bytes` when frames are packed: chatrelay-v2's --send-budget and the coalesce reference's")
-	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all)")
+	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all); or rooms1000 (relay CPU per delivery in 1,000 rooms of 10 v2 members against one room of 100, on one ladder of offered deliveries/s, the steps alternating: see --rooms-*; not part of all)")
 	fs.StringVar(&c.plotDir, "plot", "", "write SVG and PNG charts against room size into `dir` (room scenarios)")
 	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
 	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
@@ -95,6 +97,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive, batch, coalesce or nats) on --listen")
 	fs.StringVar(&c.listen, "listen", "", "internal: address for --serve-ref")
 	defineStormFlags(fs, &c.storm)
+	defineRoomsFlags(fs, &c.rooms)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -140,6 +143,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	if err := checkStormFlags(fs, &c); err != nil {
+		return c, err
+	}
+	if err := checkRoomsFlags(fs, &c); err != nil {
 		return c, err
 	}
 	if c.scenario != "" {
@@ -298,6 +304,9 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if rep.Storm != nil {
 		printStorm(w, rep.Storm)
+	}
+	if rep.Rooms != nil {
+		printRooms(w, rep.Rooms)
 	}
 	fmt.Fprintf(w, "\nelapsed %.1f s\n", rep.ElapsedS)
 }

@@ -54,7 +54,7 @@ func TestEncodeParse(t *testing.T) {
 func TestV2ChatMatchesCodec(t *testing.T) {
 	text := bytes.Repeat([]byte("x"), textLen)
 	encodeText(text, 1, 7, 99)
-	b := appendV2Chat(nil, 12345, text)
+	b := appendV2Chat(nil, wire.RoomMain, 12345, text)
 	frames, err := wire.DecodeV2(nil, b)
 	if err != nil || len(frames) != 1 {
 		t.Fatalf("DecodeV2(%q) = %v, %v", b, frames, err)
@@ -70,7 +70,7 @@ func TestV2ChatMatchesCodec(t *testing.T) {
 	}
 	ev := wire.EncodeV2(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, Seq: 9, Epoch: "e", From: "m0001", ID: 7, Text: string(text)},
 		&wire.Frame{T: wire.FrameJoin, Room: wire.RoomMain, Seq: 10, Epoch: "e", From: "m0002"})
-	r := &receiver{ms: []*member{{idx: 0}}, senders: 2, seqs: 64, stepStart: 1}
+	r := &receiver{ms: []*member{{idx: 0}}, lay: layout{rooms: 1, size: 2, perRoom: 2}, seqs: 64, stepStart: 1}
 	r.st.seen, r.st.last = [][]uint64{{0}, {0}}, []int64{-1, -1}
 	r.now = 1000
 	r.datagram(0, ev)
@@ -387,7 +387,7 @@ func TestParseFlags(t *testing.T) {
 // never panics or grows: seqs beyond the step, unknown senders, cut texts,
 // random bytes.
 func TestReceiverGarbage(t *testing.T) {
-	r := &receiver{ms: []*member{{idx: 0}, {idx: 1}}, senders: 2, seqs: 10, stepStart: 1}
+	r := &receiver{ms: []*member{{idx: 0}, {idx: 1}}, lay: layout{rooms: 1, size: 2, perRoom: 2}, seqs: 10, stepStart: 1}
 	r.st.seen = [][]uint64{{0}, {0}, {0}, {0}}
 	r.st.last = []int64{-1, -1, -1, -1}
 	r.now = 1000

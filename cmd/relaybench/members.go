@@ -142,11 +142,7 @@ func (m *member) loginV2() error {
 	cookie := ""
 	var frames []wire.Frame
 	for try := 0; try < 6; try++ {
-		f := wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: m.name, Cookie: cookie}
-		if n := len(wire.EncodeV2(&f)); n < helloPad {
-			f.Pad = strings.Repeat("x", helloPad-n)
-		}
-		if _, err := unix.Write(m.fd, wire.EncodeV2(&f)); err != nil {
+		if _, err := unix.Write(m.fd, helloV2(m.name, cookie, 0)); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(time.Second)
@@ -182,6 +178,17 @@ func (m *member) loginV2() error {
 		}
 	}
 	return fmt.Errorf("login %s: no v2 welcome after 6 hellos", m.name)
+}
+
+// helloV2 is the v2 hello datagram of name, padded to about helloPad
+// bytes, with the relay's cookie once it gave one ("" before), speaking
+// revision rev (0: the field is left out, as a revision-0 client does).
+func helloV2(name, cookie string, rev uint64) []byte {
+	f := wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Cookie: cookie, Rev: rev}
+	if n := len(wire.EncodeV2(&f)); n < helloPad {
+		f.Pad = strings.Repeat("x", helloPad-n)
+	}
+	return wire.EncodeV2(&f)
 }
 
 // natsSubject is the one subject every NATS member subscribes and publishes to.

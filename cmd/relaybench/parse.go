@@ -10,12 +10,14 @@ import (
 // textLen is the size of every chat text; it carries sender, seq and timestamp.
 const textLen = 64
 
-// encodeText writes "s=SS q=QQQQQQQQQQ t=TTTTTTTTTTTTTTTTTTT" into the start of
-// text (which the caller pads to textLen, e.g. with 'x').
+// encodeText writes "s=SSSSS q=QQQQQQQQQQ t=TTTTTTTTTTTTTTTTTTT" into the
+// start of text (which the caller pads to textLen, e.g. with 'x'). The
+// sender takes five digits: the rooms scenario has a sender in each of
+// 1,000 rooms.
 func encodeText(text []byte, s int, q, t int64) {
 	b := text[:0]
 	b = append(b, "s="...)
-	b = appendPad(b, int64(s), 2)
+	b = appendPad(b, int64(s), 5)
 	b = append(b, " q="...)
 	b = appendPad(b, q, 10)
 	b = append(b, " t="...)
@@ -35,13 +37,13 @@ func appendPad(b []byte, v int64, w int) []byte {
 // parseText parses a chat text made by encodeText (at least textLen bytes;
 // anything after the first textLen is ignored) into sender, seq and send time.
 func parseText(p []byte) (s int, q, t int64, ok bool) {
-	// s=SS q=QQQQQQQQQQ t=TTTTTTTTTTTTTTTTTTTxxx...
-	if len(p) < textLen || p[0] != 's' || p[1] != '=' || p[4] != ' ' || p[5] != 'q' || p[17] != ' ' || p[18] != 't' {
+	// s=SSSSS q=QQQQQQQQQQ t=TTTTTTTTTTTTTTTTTTTxxx...
+	if len(p) < textLen || p[0] != 's' || p[1] != '=' || p[7] != ' ' || p[8] != 'q' || p[20] != ' ' || p[21] != 't' {
 		return
 	}
-	a, ok1 := atoiDigits(p[2:4])
-	b, ok2 := atoiDigits(p[7:17])
-	c, ok3 := atoiDigits(p[20:39])
+	a, ok1 := atoiDigits(p[2:7])
+	b, ok2 := atoiDigits(p[10:20])
+	c, ok3 := atoiDigits(p[23:42])
 	if !ok1 || !ok2 || !ok3 {
 		return
 	}
@@ -65,7 +67,7 @@ func atoiDigits(p []byte) (int64, bool) {
 
 var says = []byte(" says: ")
 
-// parseChat parses the classic line "NAME says: s=SS q=QQ.. t=TT.. xxx" into
+// parseChat parses the classic line "NAME says: s=SSSSS q=QQ.. t=TT.. xxx" into
 // sender, seq and send time.
 func parseChat(p []byte) (s int, q, t int64, ok bool) {
 	i := bytes.Index(p, says)
@@ -94,12 +96,15 @@ func v2ChatText(line []byte) ([]byte, bool) {
 	return line[i+len(v2TextKey):], true
 }
 
-// appendV2Chat appends the v2 datagram of one chat frame to dst:
-// CR2, then {"t":"chat","room":"main","id":ID,"text":"TEXT"}. text must
-// need no JSON escaping (the load tool's texts are digits, letters, '=' and
-// spaces). TestV2ChatMatchesCodec checks it against relay.EncodeV2.
-func appendV2Chat(dst []byte, id uint64, text []byte) []byte {
-	dst = append(dst, "CR2\n{\"t\":\"chat\",\"room\":\"main\",\"id\":"...)
+// appendV2Chat appends the v2 datagram of one chat frame for room to dst:
+// CR2, then {"t":"chat","room":"ROOM","id":ID,"text":"TEXT"}. room and text
+// must need no JSON escaping (the load tool's rooms are "main" and r0000
+// to r9999, its texts digits, letters, '=' and spaces).
+// TestV2ChatMatchesCodec checks it against the wire codec.
+func appendV2Chat(dst []byte, room string, id uint64, text []byte) []byte {
+	dst = append(dst, "CR2\n{\"t\":\"chat\",\"room\":\""...)
+	dst = append(dst, room...)
+	dst = append(dst, "\",\"id\":"...)
 	dst = strconv.AppendUint(dst, id, 10)
 	dst = append(dst, `,"text":"`...)
 	dst = append(dst, text...)

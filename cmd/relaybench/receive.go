@@ -25,6 +25,7 @@ type recvStats struct {
 	dups      int64
 	reord     int64
 	other     int64
+	foreign   int64 // chats from a sender in another room
 	self      int64
 	stale     int64
 	rx        int64
@@ -39,8 +40,8 @@ type recvStats struct {
 type receiver struct {
 	proto     Proto
 	ms        []*member
-	senders   int
-	seqs      int64 // each sender sends seqs 0..seqs-1 in this step
+	lay       layout // who sends, and who is in which room
+	seqs      int64  // each sender sends seqs 0..seqs-1 in this step
 	stepStart int64
 	st        recvStats
 	tid       int
@@ -180,11 +181,12 @@ func (r *receiver) datagram(li int, p []byte) {
 	}
 }
 
-// chat records one chat text received by member li.
+// chat records one chat text received by member li: a chat of another
+// room than li's is foreign, never a delivery.
 func (r *receiver) chat(li int, text []byte) {
 	st := &r.st
 	s, q, t, ok := parseText(text)
-	if !ok || s < 0 || s >= r.senders || q < 0 || q >= r.seqs {
+	if !ok || s < 0 || s >= r.lay.senders() || q < 0 || q >= r.seqs {
 		st.other++ // not a chat this step can have sent: never grows anything
 		return
 	}
@@ -192,11 +194,16 @@ func (r *receiver) chat(li int, text []byte) {
 		st.stale++
 		return
 	}
-	if s == r.ms[li].idx {
+	from, to := r.lay.sender(s), r.ms[li].idx
+	if from == to {
 		st.self++
 		return
 	}
-	k := li*r.senders + s
+	if r.lay.roomOf(from) != r.lay.roomOf(to) {
+		st.foreign++
+		return
+	}
+	k := li*r.lay.perRoom + s%r.lay.perRoom
 	set := st.seen[k]
 	if set[q/64]&(1<<(q%64)) != 0 {
 		st.dups++

@@ -12,10 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sendUDP sends n chats from m on the schedule begin + q*interval. When
-// several are due (a late wake-up, or a high rate) they go in one sendmmsg,
-// each still one chat per datagram, stamped with the time of sending.
-func sendUDP(m *member, proto Proto, si int, n int64, begin time.Time, interval time.Duration, sent, errs *atomic.Int64) {
+// sendUDP sends n chats from m, sender si, on the schedule
+// begin + q*interval (v2: into room). When several are due (a late
+// wake-up, or a high rate) they go in one sendmmsg, each still one chat per
+// datagram, stamped with the time of sending.
+func sendUDP(m *member, proto Proto, room string, si int, n int64, begin time.Time, interval time.Duration, sent, errs *atomic.Int64) {
 	var bufs [batch][]byte
 	var iovs [batch]unix.Iovec
 	var hdrs [batch]unix.Mmsghdr
@@ -37,7 +38,7 @@ func sendUDP(m *member, proto Proto, si int, n int64, begin time.Time, interval 
 			encodeText(text, si, q+int64(j), ts)
 			b := bufs[j][:0]
 			if proto == ProtoV2 {
-				b = appendV2Chat(b, m.nextID, text)
+				b = appendV2Chat(b, room, m.nextID, text)
 				m.nextID++
 			} else {
 				b = append(append(b, classicPrefix...), text...)

@@ -67,29 +67,41 @@ func defineStormFlags(fs *flag.FlagSet, s *stormConfig) {
 // ladderOnlyFlags are the flags that mean nothing to joinstorm.
 var ladderOnlyFlags = []string{"relays", "proto", "members", "senders", "rate", "rates", "duration", "budget", "drain", "stop-after", "time-limit", "plot"}
 
+// scenarioFlags runs after the flags are parsed, for a scenario with flags
+// of its own (--PREFIX*): one of them without --scenario selects it, no
+// other scenario takes them, and it refuses the flags in refused (why says
+// what it runs instead) rather than ignoring them. It reports whether the
+// scenario is the one selected.
+func scenarioFlags(fs *flag.FlagSet, c *config, prefix, scenario string, refused []string, why string) (bool, error) {
+	var own, bad []string
+	fs.Visit(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, prefix) {
+			own = append(own, "--"+f.Name)
+		} else if slices.Contains(refused, f.Name) {
+			bad = append(bad, "--"+f.Name)
+		}
+	})
+	if len(own) > 0 && c.scenario == "" {
+		c.scenario = scenario
+	}
+	if c.scenario != scenario {
+		if len(own) > 0 {
+			return false, fmt.Errorf("%s: only with --scenario %s", strings.Join(own, ", "), scenario)
+		}
+		return false, nil
+	}
+	if len(bad) > 0 {
+		return true, fmt.Errorf("%s: not with --scenario %s (%s)", strings.Join(bad, ", "), scenario, why)
+	}
+	return true, nil
+}
+
 // checkStormFlags runs after the flags are parsed: a --storm-* flag without
 // --scenario selects joinstorm, and joinstorm refuses the ladder's flags
 // rather than ignoring them.
 func checkStormFlags(fs *flag.FlagSet, c *config) error {
-	var storm, ladder []string
-	fs.Visit(func(f *flag.Flag) {
-		if strings.HasPrefix(f.Name, "storm-") {
-			storm = append(storm, "--"+f.Name)
-		} else if slices.Contains(ladderOnlyFlags, f.Name) {
-			ladder = append(ladder, "--"+f.Name)
-		}
-	})
-	if len(storm) > 0 && c.scenario == "" {
-		c.scenario = stormScenario
-	}
-	if c.scenario != stormScenario {
-		if len(storm) > 0 {
-			return fmt.Errorf("%s: only with --scenario %s", strings.Join(storm, ", "), stormScenario)
-		}
-		return nil
-	}
-	if len(ladder) > 0 {
-		return fmt.Errorf("%s: not with --scenario %s (it runs chatrelay with classic members; see --storm-*)", strings.Join(ladder, ", "), stormScenario)
+	if ok, err := scenarioFlags(fs, c, "storm-", stormScenario, ladderOnlyFlags, "it runs chatrelay with classic members; see --storm-*"); !ok || err != nil {
+		return err
 	}
 	s := &c.storm
 	switch {

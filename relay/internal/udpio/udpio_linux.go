@@ -248,24 +248,70 @@ func (c *Conn) sendBatch(b []byte, dests []*Dest) (failed int) {
 // sendJob.run), a pending ICMP error about some other peer fails a call
 // without sending anything: such a call is tried again, boundedly.
 func (c *Conn) writeBatch(ms []ipv4.Message) (failed int) {
-	tries := 0
-	for len(ms) > 0 {
-		n, err := c.bc.WriteBatch(ms, unix.MSG_DONTWAIT)
+	return c.writeBatchFn(ms, nil)
+}
+
+// writeBatchFn is writeBatch telling fail, if not nil, the index in ms of
+// each message that could not be sent.
+func (c *Conn) writeBatchFn(ms []ipv4.Message, fail func(i int)) (failed int) {
+	tries, at := 0, 0
+	for at < len(ms) {
+		n, err := c.bc.WriteBatch(ms[at:], unix.MSG_DONTWAIT)
 		if n > 0 {
-			ms, tries = ms[n:], 0
+			at, tries = at+n, 0
 			continue
 		}
 		switch {
 		case err == nil || errors.Is(err, net.ErrClosed):
-			return failed + len(ms) // nothing sent and no reason to retry
+			// nothing sent and no reason to retry
+			if fail != nil {
+				for i := at; i < len(ms); i++ {
+					fail(i)
+				}
+			}
+			return failed + len(ms) - at
 		case isPendingICMP(err) && tries < sendTries:
 			tries++
 			continue
 		}
 		failed++ // this destination's own failure (e.g. EAGAIN): skip it
-		ms, tries = ms[1:], 0
+		if fail != nil {
+			fail(at)
+		}
+		at, tries = at+1, 0
 	}
 	return failed
+}
+
+// batchPlat is a Batch's scratch for sendmmsg.
+type batchPlat struct {
+	ms   [batchSize]ipv4.Message
+	fail func(i int) // b.fail, bound once so that a send does not allocate
+}
+
+// send sends the batch: one sendmmsg for all when batching is on, else one
+// sendmsg each.
+func (b *Batch) send() {
+	if b.c.bc == nil {
+		for i := range b.n {
+			if b.c.Send(b.bufs[i][0], b.dests[i]) != nil {
+				b.fail(i)
+			}
+		}
+		return
+	}
+	if b.plat.fail == nil {
+		b.plat.fail = b.fail
+	}
+	ms := b.plat.ms[:b.n]
+	for i := range ms {
+		d := b.dests[i]
+		ms[i].Buffers, ms[i].OOB, ms[i].Addr = b.bufs[i][:], d.plat.oob, d.plat.ua
+	}
+	b.c.writeBatchFn(ms, b.plat.fail)
+	for i := range ms {
+		ms[i].Buffers, ms[i].OOB, ms[i].Addr = nil, nil, nil
+	}
 }
 
 // isPendingICMP reports an error that an unconnected UDP socket returns

@@ -86,3 +86,14 @@ func (r *Reader) Read(pkts []Packet) (int, error) {
 	}
 	return 1, nil
 }
+
+type batchPlat struct{}
+
+// send sends the batch one datagram at a time.
+func (b *Batch) send() {
+	for i := range b.n {
+		if b.c.Send(b.bufs[i][0], b.dests[i]) != nil {
+			b.fail(i)
+		}
+	}
+}
