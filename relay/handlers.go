@@ -163,7 +163,7 @@ func (s *Server) repeatQuit(g *datagram, now time.Time) bool {
 func (s *Server) tellRemoved(m *Member, why string) {
 	if m.Proto == ProtoV2 {
 		s.out.SendFrames(m, [][]byte{
-			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: s.main.name, Code: "removed", Reason: why}),
+			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: s.main.name, Code: wire.CodeRemoved, Reason: why}),
 			wire.AppendFrame(nil, &wire.Frame{T: wire.FrameBye, Room: s.main.name}),
 		})
 		return

@@ -404,7 +404,7 @@ func (s *Server) flushAnnouncements() {
 		for _, b := range []struct {
 			batch
 			t, many, one, kind string
-		}{{joins, wire.FrameJoin, w.JoinMany, w.Join, KindJoin}, {leaves, wire.FrameLeave, w.LeaveMany, w.Leave, KindLeave}} {
+		}{{joins, wire.FrameJoin, "", w.Join, KindJoin}, {leaves, wire.FrameLeave, "", w.Leave, KindLeave}} {
 			if b.count == 0 {
 				continue
 			}
@@ -412,7 +412,7 @@ func (s *Server) flushAnnouncements() {
 			line := classicLine(b.one, b.names[0])
 			if b.count > 1 {
 				ev.Names, ev.Count = b.names, uint64(b.count)
-				line = classicLine("%s", w.Many(b.many, b.names, b.count))
+				line = classicLine("%s", w.Batch(b.t == wire.FrameJoin, b.names, b.count))
 			}
 			s.broadcast(r, ev, line, nil, b.kind)
 		}
@@ -492,7 +492,7 @@ func (s *Server) KickFromRoom(name, room, reason string) (*Member, error) {
 	}
 	s.log.Info("admin kick", zap.String("name", m.Name), zap.String("room", r.name), zap.String("reason", reason))
 	s.out.SendFrames(m, [][]byte{
-		wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: r.name, Code: "removed", Reason: formatf(s.words().kickedSelf, reason)}),
+		wire.AppendFrame(nil, &wire.Frame{T: wire.FrameError, Room: r.name, Code: wire.CodeRemoved, Reason: formatf(s.words().kickedSelf, reason)}),
 		wire.AppendFrame(nil, &wire.Frame{T: wire.FrameParted, Room: r.name}),
 	})
 	s.broadcast(r, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)

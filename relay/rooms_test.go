@@ -312,12 +312,24 @@ func TestBigRoomAnnouncesInBatches(t *testing.T) {
 
 func TestBatchWordingChinese(t *testing.T) {
 	w := wire.Words(wire.LangZH)
-	if got := w.Many(w.JoinMany, []string{"甲", "乙"}, 100); got != "甲, 乙 等 100 人进入聊天室" {
+	if got := w.Batch(true, []string{"甲", "乙"}, 100); got != "甲, 乙 等 100 人进入聊天室" {
 		t.Fatalf("zh: %q", got)
 	}
 	e := wire.Words(wire.LangEN)
-	if got := e.Many(e.LeaveMany, []string{"a", "b"}, 5); got != "a, b and 3 others left the chat room" {
-		t.Fatalf("en: %q", got)
+	for _, tc := range []struct {
+		join  bool
+		names []string
+		count int
+		want  string
+	}{
+		{false, []string{"a", "b"}, 5, "a, b and 3 others left the chat room"},
+		{true, []string{"a", "b"}, 3, "a, b and 1 other joined the chat room"},
+		{true, []string{"a", "b", "c"}, 3, "a, b and c joined the chat room"},
+		{false, []string{"a"}, 1, "a left the chat room"},
+	} {
+		if got := e.Batch(tc.join, tc.names, tc.count); got != tc.want {
+			t.Errorf("en %v %d: %q, want %q", tc.names, tc.count, got, tc.want)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package client
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
@@ -135,12 +134,12 @@ func (e Event) Format(lang string) string {
 		return fmt.Sprintf(w.Chat, e.From, e.Text)
 	case EventJoin:
 		if e.Batched() {
-			return batch(w, e, w.JoinMany, w.Join)
+			return batch(w, e, true)
 		}
 		return fmt.Sprintf(w.Join, e.From)
 	case EventLeave:
 		if e.Batched() {
-			return batch(w, e, w.LeaveMany, w.Leave)
+			return batch(w, e, false)
 		}
 		if isKick(e.Reason) {
 			return fmt.Sprintf(w.Kicked, e.From, e.Reason)
@@ -219,20 +218,12 @@ func extraWords(lang string) moreWords {
 	return moreWordsByLang["en"]
 }
 
-// batch words a batched join or leave as the relay words it for classic
-// members (many is w.JoinMany or w.LeaveMany): "alice, bob and 3 others
-// joined the chat room", "alice, bob 等 5 人进入聊天室". When the names are
-// the whole batch, English lists them with one (w.Join or w.Leave): "alice,
-// bob and carol joined the chat room".
-func batch(w wire.EventWords, e Event, many, one string) string {
+// batch words a batched join (join) or leave as the relay words it for
+// classic members (wire.EventWords.Batch).
+func batch(w wire.EventWords, e Event, join bool) string {
 	names := e.Names
 	if len(names) == 0 {
 		names = []string{e.From}
 	}
-	count := max(int(e.Count), len(names))
-	if count > len(names) || w.CountsAll {
-		return w.Many(many, names, count)
-	}
-	list := strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
-	return fmt.Sprintf(one, list)
+	return w.Batch(join, names, max(int(e.Count), len(names)))
 }

@@ -344,7 +344,7 @@ func (c *Client) rejoinAll(inMain bool) {
 // codeRemoved is the error code that tells a member the relay (an
 // administrator) removed it: from the relay (bye follows) or from one room
 // (parted follows).
-const codeRemoved = "removed"
+const codeRemoved = wire.CodeRemoved
 
 // onErrorFrame handles an error frame: a refused chat or msg (by id), a
 // refused join, a refused who, a frame for a room we are not in, or our

@@ -307,7 +307,7 @@ func TestBatchedJoinsWithRelay(t *testing.T) {
 	w := wire.Words(wire.LangEN)
 	for _, b := range batches {
 		if int(b.Count) > len(b.Names) {
-			if got, want := b.Format("en"), w.Many(w.JoinMany, b.Names, int(b.Count)); got != want {
+			if got, want := b.Format("en"), w.Batch(true, b.Names, int(b.Count)); got != want {
 				t.Errorf("batch reads %q, want %q", got, want)
 			}
 		} else if got := b.Format("en"); !strings.HasSuffix(got, " and "+b.Names[len(b.Names)-1]+" joined the chat room") {

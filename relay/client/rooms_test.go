@@ -669,7 +669,7 @@ func TestFormatRevision1(t *testing.T) {
 	}{
 		{join, "alice, bob, carol and 97 others joined the chat room", "alice, bob, carol 等 100 人进入聊天室"},
 		{leave, "alice, bob and 3 others left the chat room", "alice, bob 等 5 人退出了聊天室"},
-		{client.Event{Type: client.EventLeave, From: "a", Names: []string{"a", "b"}, Count: 3}, "a, b and 1 others left the chat room", "a, b 等 3 人退出了聊天室"},
+		{client.Event{Type: client.EventLeave, From: "a", Names: []string{"a", "b"}, Count: 3}, "a, b and 1 other left the chat room", "a, b 等 3 人退出了聊天室"},
 		{client.Event{Type: client.EventJoin, From: "a", Names: []string{"a", "b", "c"}, Count: 3}, "a, b and c joined the chat room", "a, b, c 等 3 人进入聊天室"},
 		{client.Event{Type: client.EventJoin, From: "a", Names: []string{"a"}, Count: 1}, "a joined the chat room", "a 进入聊天室"},
 		{client.Event{Type: client.EventLeave, From: "a", Reason: "part"}, "a left the chat room", "a 退出了聊天室"},

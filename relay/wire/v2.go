@@ -74,6 +74,10 @@ const (
 	// CodeUnknownSession refuses a resume whose token the relay does not
 	// know (it restarted, or the session timed out): log in again.
 	CodeUnknownSession = "unknown_session"
+	// CodeRemoved tells a member the operator removed it: followed in the
+	// same datagram by bye (from the relay: the session ends) or parted
+	// (from that room only: the session goes on).
+	CodeRemoved = "removed"
 	// CodeNotInRoom answers a frame for a room the member is not in.
 	CodeNotInRoom = "not_in_room"
 	// CodeNoSuchMember answers a msg to a name nobody holds.

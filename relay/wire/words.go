@@ -36,11 +36,11 @@ type EventWords struct {
 	Kicked   string // %s: name, %s: reason
 	TimedOut string // %s: name
 	// Revision 1.
-	JoinMany  string // %s: the first names, comma-separated; %d: how many others (English) or in all (Chinese)
+	JoinMany  string // languages that count everyone (CountsAll): %s the names, comma-separated; %d how many joined in all
 	LeaveMany string // as JoinMany
 	Whisper   string // %s: name, %s: text (a direct message to a classic member)
 	Topic     string // %s: the new topic
-	CountsAll bool   // JoinMany and LeaveMany count everyone, not the others
+	CountsAll bool   // a batch is worded with JoinMany or LeaveMany; else Join or Leave with a list ("a, b and 3 others")
 }
 
 var eventWords = map[Lang]EventWords{
@@ -52,10 +52,8 @@ var eventWords = map[Lang]EventWords{
 		Kicked:   "%s was removed by the administrator: %s",
 		TimedOut: "%s timed out",
 
-		JoinMany:  "%s and %d others joined the chat room",
-		LeaveMany: "%s and %d others left the chat room",
-		Whisper:   "%s whispers: %s",
-		Topic:     "the topic is now: %s",
+		Whisper: "%s whispers: %s",
+		Topic:   "the topic is now: %s",
 	},
 	LangZH: {
 		Join:     "%s 进入聊天室",
@@ -73,15 +71,31 @@ var eventWords = map[Lang]EventWords{
 	},
 }
 
-// Many words a batch of count joins or leaves (format is JoinMany or
-// LeaveMany) naming the first of them: "alice, bob and 98 others joined"
-// in English, "alice, bob 等 100 人进入聊天室" in Chinese.
-func (w EventWords) Many(format string, names []string, count int) string {
-	n := count - len(names) // "and 98 others"
-	if w.CountsAll {
-		n = count // "等 100 人"
+// Batch words a batch of count joins (join) or leaves naming names, the
+// first of them (count >= len(names) >= 1): "alice, bob, carol, dave, erin
+// and 95 others joined the chat room", "alice and 1 other left the chat
+// room", "alice, bob and carol joined the chat room" (all named); in
+// Chinese "alice, bob 等 100 人进入聊天室".
+func (w EventWords) Batch(join bool, names []string, count int) string {
+	one, many := w.Join, w.JoinMany
+	if !join {
+		one, many = w.Leave, w.LeaveMany
 	}
-	return fmt.Sprintf(format, strings.Join(names, ", "), n)
+	if w.CountsAll {
+		return fmt.Sprintf(many, strings.Join(names, ", "), max(count, len(names)))
+	}
+	var who string
+	switch others := count - len(names); {
+	case others <= 0 && len(names) == 1:
+		who = names[0]
+	case others <= 0:
+		who = strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+	case others == 1:
+		who = strings.Join(names, ", ") + " and 1 other"
+	default:
+		who = fmt.Sprintf("%s and %d others", strings.Join(names, ", "), others)
+	}
+	return fmt.Sprintf(one, who)
 }
 
 // Words returns the room-event wording of lang (English if lang is not
