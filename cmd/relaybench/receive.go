@@ -58,21 +58,10 @@ func (r *receiver) run(stop *atomic.Bool, dgram int, ready chan<- error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r.tid = unix.Gettid()
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		ready <- err
-		return
-	}
-	defer unix.Close(ep)
+	fds := make([]int, len(r.ms))
 	for i, m := range r.ms {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)} // Fd carries the member's local index
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, m.fd, &ev); err != nil {
-			ready <- err
-			return
-		}
+		fds[i] = m.fd
 	}
-	ready <- nil
-
 	var udp udpBatch
 	var tcpBuf []byte
 	if r.proto == ProtoNATS {
@@ -80,7 +69,35 @@ func (r *receiver) run(stop *atomic.Bool, dgram int, ready chan<- error) {
 	} else {
 		udp.init(dgram)
 	}
-	events := make([]unix.EpollEvent, 64)
+	pollReadable(fds, 64, stop, ready, func(ep, li int) {
+		if r.proto == ProtoNATS {
+			r.readTCP(ep, li, tcpBuf)
+		} else {
+			r.readUDP(li, &udp)
+		}
+	})
+}
+
+// pollReadable watches fds with a level-triggered epoll and calls read
+// with the epoll and the index in fds of each readable one, until stop is
+// set (checked at least every 50 ms). It reports on ready whether the epoll
+// was set up, before it waits.
+func pollReadable(fds []int, max int, stop *atomic.Bool, ready chan<- error, read func(ep, i int)) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		ready <- err
+		return
+	}
+	defer unix.Close(ep)
+	for i, fd := range fds {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)} // Fd carries the index in fds
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			ready <- err
+			return
+		}
+	}
+	ready <- nil
+	events := make([]unix.EpollEvent, max)
 	for !stop.Load() {
 		n, err := unix.EpollWait(ep, events, 50)
 		if err != nil {
@@ -90,14 +107,8 @@ func (r *receiver) run(stop *atomic.Bool, dgram int, ready chan<- error) {
 			return
 		}
 		for e := 0; e < n; e++ {
-			li := int(events[e].Fd)
-			if li < 0 || li >= len(r.ms) {
-				continue
-			}
-			if r.proto == ProtoNATS {
-				r.readTCP(ep, li, tcpBuf)
-			} else {
-				r.readUDP(li, &udp)
+			if i := int(events[e].Fd); i >= 0 && i < len(fds) {
+				read(ep, i)
 			}
 		}
 	}

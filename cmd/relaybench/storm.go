@@ -535,37 +535,13 @@ func (s *storm) sendLogins(start, deadline time.Time, stop *atomic.Bool, sent, e
 // receive is one receiver: a level-triggered epoll over its members and,
 // on readiness, recvmmsg until the socket is empty (bounded per wake-up).
 func (s *storm) receive(rc *stormRecv, stop *atomic.Bool, ready chan<- error) {
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		ready <- err
-		return
-	}
-	defer unix.Close(ep)
+	fds := make([]int, len(rc.idx))
 	for li, gi := range rc.idx {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(li)} // Fd carries the local index
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, s.ms[gi].fd, &ev); err != nil {
-			ready <- err
-			return
-		}
+		fds[li] = s.ms[gi].fd
 	}
-	ready <- nil
 	var u udpBatch
 	u.init(stormDgram)
-	events := make([]unix.EpollEvent, 256)
-	for !stop.Load() {
-		n, err := unix.EpollWait(ep, events, 50)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return
-		}
-		for e := 0; e < n; e++ {
-			if li := int(events[e].Fd); li >= 0 && li < len(rc.idx) {
-				s.readMember(rc, rc.idx[li], &u)
-			}
-		}
-	}
+	pollReadable(fds, 256, stop, ready, func(_, li int) { s.readMember(rc, rc.idx[li], &u) })
 }
 
 func (s *storm) readMember(rc *stormRecv, gi int, u *udpBatch) {
