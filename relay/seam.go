@@ -95,3 +95,12 @@ type Event struct {
 	Classic []byte    // the classic line, for classic members
 	Except  *Member   // a classic member that gets no classic line (the chat's sender)
 }
+
+// NewMemoryLogs returns the in-memory RoomLogs the relay uses by default:
+// each room keeps its last ring events (at least 16), and a new process
+// starts every room afresh with a new epoch.
+func NewMemoryLogs(ring int) RoomLogs { return memLogs{ring: max(ring, 16)} }
+
+// NewMemoryDirectory returns the in-memory NameDirectory the relay uses by
+// default: the names of one process.
+func NewMemoryDirectory() NameDirectory { return newMemDirectory() }
