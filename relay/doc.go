@@ -79,6 +79,11 @@
 //	                 full and another goroutine is sending, which never blocks
 //	room.mu          -> Member.mu (a member's list of rooms)
 //	Member.mu        leaf
+//	room.batch.mu    leaf: a big room's gathered joins and leaves
+//	pendingRooms.mu  leaf: the rooms with a batch to announce
+//	v2State.mu       leaf: a v2 session's message ids
+//	icmpState.mu     leaf: a classic member's ICMP strikes
+//	sendLines.mu     leaf: the slab of reply datagrams
 //	Registry.mu      leaf: only the onChange callback (a gauge) runs under it;
 //	                 the NameDirectory is asked before or after it, never under it
 //	memDirectory.mu  leaf
