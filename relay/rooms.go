@@ -167,6 +167,16 @@ func (s *Server) v2Join(g *datagram, f *wire.Frame, m *Member, _ *room, now time
 		s.obs.DatagramDropped(DropUnknownVerb)
 		return
 	}
+	if r := m.roomFor(f.Room); r != nil && r != m.inbox.Load() { // a repeat: the welcome was lost
+		base, _ := m.baseIn(r)
+		s.welcomeRoom(m, r, base)
+		s.out.SendFrames(m, r.log.Backlog(s.cfg.Backlog, base))
+		return
+	}
+	if m.roomCount() >= s.cfg.MaxRoomsPerMember { // before a room is opened for nothing
+		refuse(wire.CodeTooManyRooms, s.words().joinRefusal(wire.CodeTooManyRooms))
+		return
+	}
 	for range 2 { // a room removed as we joined it is looked up once more
 		r, err := s.openRoom(f.Room)
 		if err != nil {
@@ -179,19 +189,9 @@ func (s *Server) v2Join(g *datagram, f *wire.Frame, m *Member, _ *room, now time
 			refuse(code, s.words().joinRefusal(code))
 			return
 		}
-		if base, ok := m.baseIn(r); ok { // a repeat: the welcome was lost
-			s.welcomeRoom(m, r, base)
-			s.out.SendFrames(m, r.log.Backlog(s.cfg.Backlog, base))
-			return
-		}
-		if m.roomCount() >= s.cfg.MaxRoomsPerMember {
-			refuse(wire.CodeTooManyRooms, s.words().joinRefusal(wire.CodeTooManyRooms))
-			s.rooms.dropIfEmpty(r) // opened for nothing
-			return
-		}
 		if code, reason, ok := s.admitRoom(m, r, f.Key, now); !ok {
+			s.rooms.dropIfEmpty(r) // before the answer: a join after it finds the room gone
 			refuse(code, reason)
-			s.rooms.dropIfEmpty(r)
 			return
 		}
 		base := r.log.Latest()
