@@ -212,3 +212,37 @@ func TestStreamNames(t *testing.T) {
 		}
 	}
 }
+
+// "Dev" and "ＤＥＶ" are one room: reopened under either name it keeps its
+// history. Inboxes go to Local when it is set.
+func TestOneRoomWhateverItsName(t *testing.T) {
+	logs := newLogs(t, start(t, t.TempDir()), jetstream.LogOptions{History: 16, Local: relay.NewMemoryLogs(16)})
+	a, err := logs.Open("Dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Append(chat(1)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := logs.Open("ＤＥＶ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Epoch() != a.Epoch() || b.Latest() != 1 {
+		t.Fatalf("ＤＥＶ: epoch %q latest %d; Dev: epoch %q latest 1", b.Epoch(), b.Latest(), a.Epoch())
+	}
+	in, err := logs.Open(wire.Inbox + "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := in.Append(chat(1)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := logs.Open(wire.Inbox + "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Latest() != 0 {
+		t.Fatalf("an inbox reopened with Local set holds %d events: it went to a stream", again.Latest())
+	}
+}

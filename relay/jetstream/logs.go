@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,11 @@ type LogOptions struct {
 	Prefix string
 	// Timeout of each request to the server (default 5s).
 	Timeout time.Duration
+	// Local, when not nil, opens the logs of per-session inboxes (names
+	// starting with wire.Inbox) instead of a stream each: a session, and
+	// so its inbox, does not outlive the relay that holds it, and a
+	// stream per login would pile up in the store. Default: streams.
+	Local relay.RoomLogs
 	// MsgID, when not nil, names an event for deduplication
 	// (Nats-Msg-Id): an event published again under the same id within the
 	// stream's duplicate window (2 minutes, at most MaxAge) is stored
@@ -91,10 +97,16 @@ func NewLogs(js jetstream.JetStream, o LogOptions) (*Logs, error) {
 const maxHexRoom = 96
 
 // StreamName returns the stream (and the token of its subject) that holds
-// room: the hex of its bytes, so that any name is a valid stream name
-// and distinct names stay distinct; a long name is a SHA-256 under "H",
-// which hex never starts with.
+// room: the hex of its compare key (wire.CanonicalRoom: "Dev" and "ＤＥＶ"
+// are one room, whichever name created it), so that any name is a valid
+// stream name and distinct rooms stay distinct; a long key is a SHA-256
+// under "H", which hex never starts with.
 func (l *Logs) StreamName(room string) (stream, subject string) {
+	if !strings.HasPrefix(room, wire.Inbox) {
+		if _, key, err := wire.CanonicalRoom(room); err == nil {
+			room = key
+		}
+	}
 	tok := hex.EncodeToString([]byte(room))
 	if len(room) > maxHexRoom {
 		sum := sha256.Sum256([]byte(room))
@@ -110,6 +122,9 @@ func (l *Logs) ctx() (context.Context, context.CancelFunc) {
 // Open opens room's stream, creating it with a new epoch the first time,
 // and bringing its limits to the options' (History, MaxAge).
 func (l *Logs) Open(room string) (relay.RoomLog, error) {
+	if l.o.Local != nil && strings.HasPrefix(room, wire.Inbox) {
+		return l.o.Local.Open(room)
+	}
 	name, subject := l.StreamName(room)
 	ctx, cancel := l.ctx()
 	defer cancel()
