@@ -62,6 +62,13 @@ func TestParseFlags(t *testing.T) {
 		{"bad exempt prefix", []string{"--limit-exempt", "10.0.0.0/33"}, nil, "--limit-exempt"},
 		{"bad classic", []string{"--classic", "yes"}, nil, "--classic"},
 		{"backlog beyond ring", []string{"--ring", "32", "--backlog", "64"}, nil, "--backlog"},
+		{"durable history", []string{"--data-dir", "/var/lib/relay", "--history", "500", "--history-age", "720h"}, func(o Options) bool {
+			return o.DataDir == "/var/lib/relay" && o.History == 500 && o.HistoryAge == 720*time.Hour
+		}, ""},
+		{"history defaults", nil, func(o Options) bool { return o.DataDir == "" && o.History == 10000 && o.HistoryAge == 0 }, ""},
+		{"tiny history", []string{"--history", "3"}, nil, "--history"},
+		{"negative history age", []string{"--history-age", "-1h"}, nil, "--history-age"},
+		{"backlog beyond history", []string{"--data-dir", "/tmp/x", "--history", "16", "--backlog", "20"}, nil, "--backlog"},
 		{"bad lang", []string{"--lang", "fr"}, nil, "--lang"},
 		{"bad level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"bad format", []string{"--log-format", "xml"}, nil, "--log-format"},

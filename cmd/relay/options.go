@@ -55,6 +55,9 @@ type Options struct {
 	Readers        int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
 	Batch          string        // on or off: many datagrams per system call
 	FanoutShards   int           // goroutines that may send the fan-out at once (0: one per CPU)
+	DataDir        string        // "" keeps rooms in memory; else an embedded JetStream stores them here
+	History        int           // with DataDir: events each room keeps
+	HistoryAge     time.Duration // with DataDir: events older are dropped (0: never)
 	Config         string        // the YAML config file read; "" for none
 
 	Rooms []relay.RoomSettings // config file only (key rooms): rooms that exist while empty
@@ -106,8 +109,16 @@ func defaultOptions() Options {
 		LimitExempt:    "127.0.0.0/8,::1/128",
 		Readers:        1,
 		Batch:          "on",
+		History:        defaultHistory,
 	}
 }
+
+// defaultHistory is --history: 10,000 events per room, a busy class's or
+// team's day of chat, about 2 MB on disk per room at ~200 bytes an event,
+// so that a member back after a day (or after a restart) still finds the
+// conversation; --history-age defaults to none because an age would empty
+// a quiet room over a weekend, and the count already bounds the disk.
+const defaultHistory = 10000
 
 // errHelp is returned when -h or --help was asked for: exit 0.
 var errHelp = flag.ErrHelp
@@ -150,6 +161,9 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.LoopbackBudget, "send-budget-loopback", o.LoopbackBudget, "--send-budget for members on a loopback address (path MTU 64 KiB; -1: as --send-budget)")
 	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
 	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "`directory` where rooms' history is stored, by an embedded NATS JetStream server that opens no port (empty: history in memory, lost on restart)")
+	fs.IntVar(&o.History, "history", o.History, "with --data-dir: events each room keeps on disk, for repair and backlog")
+	fs.DurationVar(&o.HistoryAge, "history-age", o.HistoryAge, "with --data-dir: drop events older than this (0: keep them until --history pushes them out)")
 	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: one per CPU, at most 8)")
 }
 
@@ -244,6 +258,15 @@ func (o Options) validate() error {
 		return bad("send-budget-loopback", "%d: must be -1 (as --send-budget) or between 512 and 65507", o.LoopbackBudget)
 	case o.Flood != "on" && o.Flood != "off":
 		return bad("flood", "%q: want on or off", o.Flood)
+	}
+	if o.History < 16 {
+		return bad("history", "%d: must be at least 16", o.History)
+	}
+	if o.HistoryAge < 0 {
+		return bad("history-age", "%v: must not be negative", o.HistoryAge)
+	}
+	if o.DataDir != "" && o.Backlog > o.History {
+		return bad("backlog", "%d: must not exceed --history (%d) with --data-dir", o.Backlog, o.History)
 	}
 	if o.Readers < 1 || o.Readers > 64 {
 		return bad("readers", "%d: must be between 1 and 64", o.Readers)
