@@ -98,7 +98,8 @@ func room(name string, members int) preset {
 
 // presets returns the scenarios of a --scenario value, in run order.
 func presets(name string) ([]preset, error) {
-	latency := preset{name: "latency", members: 20, senders: 4, rates: []int{200}, duration: 3 * time.Second, relays: allRelays}
+	latency := preset{name: "latency", members: 20, senders: 4, rates: []int{200}, duration: 3 * time.Second,
+		relays: append(allRelays[:len(allRelays):len(allRelays)], relayDurable)} // one step: durability's p99 is cheap to know
 	v2 := room("v2room100", 100)
 	v2.relays = []string{relayV2, refCoalesce, refNATS}
 	switch name {
@@ -345,8 +346,8 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 	if err != nil {
 		return nil, addr, 0, err
 	}
-	switch name {
-	case relayClassic, relayV2:
+	switch {
+	case isChatrelay(name):
 		if e.relayBin == "" {
 			if e.buildErr != nil {
 				return nil, addr, 0, e.buildErr
@@ -359,15 +360,25 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 			"--admin-socket", fmt.Sprintf("%s/admin-%d.sock", e.tmp, e.starts),
 			"--flood", "off", "--log-level", "warn"}
 		args = append(args, e.moreArgs...)
+		dataDir, cleanup, err := e.durableArgs(name)
+		if err != nil {
+			return nil, addr, 0, err
+		}
+		args = append(args, dataDir...)
 		proto := ProtoClassic
-		if name == relayV2 {
+		if isV2(name) {
 			// Receivers only listen: they never heartbeat, so the session
 			// timeout must outlast the whole run.
 			args = append(args, "--send-budget", strconv.Itoa(budget), "--send-budget-loopback", strconv.Itoa(budget), "--v2-timeout", "1h")
 			proto = ProtoV2
 		}
 		p, err := startProc(e.relayBin, args, addr, e.logs, waitLogin)
-		return p, addr, proto, err
+		if err != nil {
+			cleanup()
+			return nil, addr, proto, err
+		}
+		p.onStop = cleanup
+		return p, addr, proto, nil
 	default:
 		p, err := startProc(e.self, []string{"--serve-ref", name, "--listen", addr.String(), "--budget", strconv.Itoa(budget)}, addr, e.logs, waitLogin)
 		return p, addr, ProtoClassic, err

@@ -76,8 +76,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.relayBin, "relay-bin", "", "chatrelay daemon `path` (default: go build ./cmd/relay into a temp dir)")
-	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: "+strings.Join(allRelays, ", ")+" (with --scenario: all six unless given)")
-	proto := fs.String("proto", "classic", "what the chatrelay entry of --relays speaks: classic, v2 (chatrelay-v2), or both")
+	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: "+strings.Join(append(allRelays, durableRelays...), ", ")+" (with --scenario: all six unless given)")
+	proto := fs.String("proto", "classic", "what the chatrelay (and chatrelay-durable) entry of --relays speaks: classic, v2 (chatrelay-v2), or both")
 	fs.IntVar(&c.sc.Members, "members", 100, "members in the room, each its own socket")
 	fs.IntVar(&c.sc.Senders, "senders", 4, "members that send")
 	rate := fs.Int("rate", 1000, "offered chats/s, all senders together")
@@ -115,16 +115,16 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	for _, r := range strings.Split(*relays, ",") {
 		r = strings.TrimSpace(r)
 		if !known(r) {
-			return c, fmt.Errorf("--relays: unknown relay %q (want %s)", r, strings.Join(allRelays, ", "))
+			return c, fmt.Errorf("--relays: unknown relay %q (want %s)", r, strings.Join(append(allRelays, durableRelays...), ", "))
 		}
-		if r == relayClassic {
+		if v2, ok := v2Of[r]; ok {
 			switch *proto {
 			case "classic":
 			case "v2":
-				r = relayV2
+				r = v2
 			case "both":
-				c.relays = append(c.relays, relayClassic)
-				r = relayV2
+				c.relays = append(c.relays, r)
+				r = v2
 			default:
 				return c, fmt.Errorf("--proto %q: want classic, v2 or both", *proto)
 			}
@@ -184,12 +184,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 }
 
 func known(r string) bool {
-	for _, k := range allRelays {
-		if r == k {
-			return true
-		}
-	}
-	return false
+	return contains(allRelays, r) || contains(durableRelays, r)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -268,7 +268,7 @@ func TestSmoke(t *testing.T) {
 	e := &env{tmp: t.TempDir(), self: self, logs: devnull, stderr: devnull, start: time.Now()}
 	for _, name := range allRelays {
 		t.Run(name, func(t *testing.T) {
-			if name == relayClassic || name == relayV2 {
+			if isChatrelay(name) {
 				e.relayBin = relayBin(t)
 			}
 			p, addr, proto, err := e.startRelay(name, defaultBudget)
@@ -276,45 +276,52 @@ func TestSmoke(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer p.stop()
-			sc := Scenario{Members: 10, Senders: 2, Duration: 250 * time.Millisecond,
-				Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget}
-			sess, err := dial(proto, addr, sc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sess.close()
-			for stepN, rate := range []int{200, 400} {
-				r, err := sess.step(rate, p.cpu)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want := int64(rate / 4) // rate/s for 250 ms
-				t.Logf("step %d: sent %d, delivered %d of %d, p99 %.0f µs, rx/deliv %.3f, echoes %d, other %d",
-					stepN, r.Sent, r.Delivered, r.Expected, r.P99us, r.RxPerDeliv, r.Echoes, r.Other)
-				if r.Sent != want || r.SendErrors != 0 {
-					t.Errorf("step %d: sent %d (errors %d), want %d", stepN, r.Sent, r.SendErrors, want)
-				}
-				if r.Expected != r.Sent*9 || r.Delivered != r.Expected || r.Ratio != 1 {
-					t.Errorf("step %d: delivered %d of %d", stepN, r.Delivered, r.Expected)
-				}
-				if r.Duplicates != 0 || r.Reordered != 0 || r.Stale != 0 {
-					t.Errorf("step %d: duplicates %d, reordered %d, stale %d", stepN, r.Duplicates, r.Reordered, r.Stale)
-				}
-				wantEchoes := int64(0)
-				if proto == ProtoV2 {
-					wantEchoes = r.Sent
-				}
-				if r.Echoes != wantEchoes {
-					t.Errorf("step %d: %d echoes, want %d", stepN, r.Echoes, wantEchoes)
-				}
-				if r.P50us <= 0 || r.P99us < r.P50us || r.P999us < r.P99us || r.MaxUs < r.P999us {
-					t.Errorf("step %d: latency percentiles make no sense: %+v", stepN, r)
-				}
-				if r.RelayCPUs < 0 || r.RxUnits < 1 {
-					t.Errorf("step %d: relay CPU %v (want known), rx units %d", stepN, r.RelayCPUs, r.RxUnits)
-				}
-			}
+			smokeSteps(t, p, addr, proto)
 		})
+	}
+}
+
+// smokeSteps logs 10 members in to the relay p serves on addr and runs two
+// steps of 250 ms at 200 and 400 chats/s, asserting what TestSmoke says.
+func smokeSteps(t *testing.T, p *proc, addr netip.AddrPort, proto Proto) {
+	t.Helper()
+	sc := Scenario{Members: 10, Senders: 2, Duration: 250 * time.Millisecond,
+		Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget}
+	sess, err := dial(proto, addr, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.close()
+	for stepN, rate := range []int{200, 400} {
+		r, err := sess.step(rate, p.cpu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(rate / 4) // rate/s for 250 ms
+		t.Logf("step %d: sent %d, delivered %d of %d, p99 %.0f µs, rx/deliv %.3f, echoes %d, other %d",
+			stepN, r.Sent, r.Delivered, r.Expected, r.P99us, r.RxPerDeliv, r.Echoes, r.Other)
+		if r.Sent != want || r.SendErrors != 0 {
+			t.Errorf("step %d: sent %d (errors %d), want %d", stepN, r.Sent, r.SendErrors, want)
+		}
+		if r.Expected != r.Sent*9 || r.Delivered != r.Expected || r.Ratio != 1 {
+			t.Errorf("step %d: delivered %d of %d", stepN, r.Delivered, r.Expected)
+		}
+		if r.Duplicates != 0 || r.Reordered != 0 || r.Stale != 0 {
+			t.Errorf("step %d: duplicates %d, reordered %d, stale %d", stepN, r.Duplicates, r.Reordered, r.Stale)
+		}
+		wantEchoes := int64(0)
+		if proto == ProtoV2 {
+			wantEchoes = r.Sent
+		}
+		if r.Echoes != wantEchoes {
+			t.Errorf("step %d: %d echoes, want %d", stepN, r.Echoes, wantEchoes)
+		}
+		if r.P50us <= 0 || r.P99us < r.P50us || r.P999us < r.P99us || r.MaxUs < r.P999us {
+			t.Errorf("step %d: latency percentiles make no sense: %+v", stepN, r)
+		}
+		if r.RelayCPUs < 0 || r.RxUnits < 1 {
+			t.Errorf("step %d: relay CPU %v (want known), rx units %d", stepN, r.RelayCPUs, r.RxUnits)
+		}
 	}
 }
 

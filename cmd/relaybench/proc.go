@@ -61,6 +61,8 @@ type proc struct {
 	addr netip.AddrPort
 	done chan struct{}
 	err  error
+
+	onStop func() // after the process ended (a durable relay's data dir)
 }
 
 // freeTCPPort picks a free loopback TCP port (bind :0, close).
@@ -115,6 +117,10 @@ func (p *proc) stop() {
 	case <-time.After(6 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
+	}
+	if p.onStop != nil {
+		p.onStop()
+		p.onStop = nil
 	}
 }
 
