@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +158,37 @@ func TestSystemdAnalyzeSecurity(t *testing.T) {
 	if i := strings.Index(out, "Overall exposure level"); i >= 0 {
 		t.Log(strings.TrimSpace(out[i:]))
 	}
+}
+
+// TestSystemdStateDirectory: the unit's StateDirectory is where
+// deploy/relay.yaml's commented data-dir line points, that line put in place
+// of the default one makes a config file the relay accepts, and ExecStart
+// leaves data-dir to the file.
+func TestSystemdStateDirectory(t *testing.T) {
+	u := parseUnit(t, string(readFile(t, unitFile)))
+	state, _ := u.last("Service", "StateDirectory")
+	if state != "relay" {
+		t.Fatalf("%s: StateDirectory=%s, want relay (/var/lib/relay, for --data-dir)", unitFile, state)
+	}
+	if mode, _ := u.last("Service", "StateDirectoryMode"); mode != "0700" {
+		t.Errorf("%s: StateDirectoryMode=%s, want 0700: rooms' history is the relay's alone", unitFile, mode)
+	}
+	const config = "relay.yaml"
+	text := string(readFile(t, config))
+	def := regexp.MustCompile(`(?m)^data-dir: "".*$`).FindString(text)
+	on := regexp.MustCompile(`(?m)^# (data-dir: "([^"]*)").*$`).FindStringSubmatch(text)
+	if def == "" || on == nil {
+		t.Fatalf("%s: want the default data-dir: \"\" line and a commented data-dir: \"/var/lib/%s\" line", config, state)
+	}
+	if on[2] != "/var/lib/"+state {
+		t.Errorf("%s: the commented data-dir is %s, want /var/lib/%s (the unit's StateDirectory)", config, on[2], state)
+	}
+	// The unit's ExecStart repeats the file's sockets on purpose, but must
+	// leave data-dir to the file.
+	exec, _ := u.last("Service", "ExecStart")
+	if d, ok := flagArgs(t, strings.Fields(exec)[1:])["data-dir"]; ok {
+		t.Errorf("%s: ExecStart sets --data-dir %s, which hides relay.yaml's data-dir", unitFile, d)
+	}
+	daemon, _ := knownFlags(t)
+	checkConfigFile(t, config+" with "+on[1], strings.Replace(text, def, on[1], 1), nil, daemon)
 }
