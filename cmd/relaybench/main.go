@@ -76,7 +76,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("relaybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.relayBin, "relay-bin", "", "chatrelay daemon `path` (default: go build ./cmd/relay into a temp dir)")
-	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: "+strings.Join(append(allRelays, durableRelays...), ", ")+" (with --scenario: all six unless given)")
+	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: "+strings.Join(append(allRelays, durableRelays...), ", ")+" (with --scenario: all six unless given; latency adds chatrelay-durable)")
 	proto := fs.String("proto", "classic", "what the chatrelay (and chatrelay-durable) entry of --relays speaks: classic, v2 (chatrelay-v2), or both")
 	fs.IntVar(&c.sc.Members, "members", 100, "members in the room, each its own socket")
 	fs.IntVar(&c.sc.Senders, "senders", 4, "members that send")
