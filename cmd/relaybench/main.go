@@ -255,6 +255,19 @@ func serveRef(kind, listen string, budget int, stderr io.Writer) int {
 		stopNATS(s)
 		return 0
 	}
+	if kind == refBatch || kind == refCoalesce {
+		// Three locked threads block in syscalls: with a P for each, one
+		// that wakes never waits for sysmon to take a P back.
+		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), fastShards+2))
+		f, err := startFastRef(listen, kind == refCoalesce, budget)
+		if err != nil {
+			fmt.Fprintln(stderr, "relaybench:", err)
+			return 1
+		}
+		<-sig
+		f.stop()
+		return 0
+	}
 	ua, err := net.ResolveUDPAddr("udp4", listen)
 	if err != nil {
 		fmt.Fprintln(stderr, "relaybench:", err)
@@ -271,10 +284,6 @@ func serveRef(kind, listen string, budget int, stderr io.Writer) int {
 	switch kind {
 	case refNaive:
 		serveNaive(conn)
-	case refBatch:
-		serveBatch(conn)
-	case refCoalesce:
-		serveCoalesce(conn, budget)
 	default:
 		conn.Close()
 		fmt.Fprintln(stderr, "relaybench: --serve-ref: want naive, batch, coalesce or nats")

@@ -150,30 +150,34 @@ func TestNATSScanSplit(t *testing.T) {
 // TestPackLines: each recipient gets every line but its own, once, in
 // order, in datagrams no larger than the budget.
 func TestPackLines(t *testing.T) {
-	a := netip.MustParseAddrPort("127.0.0.1:1")
-	b := netip.MustParseAddrPort("127.0.0.1:2")
-	var chats []pendingChat
+	const a, b = 1, 2
+	var arena []byte
+	var chats []fastChat
 	var all []string
+	add := func(from int32, line string) {
+		chats = append(chats, fastChat{from, span{int32(len(arena)), int32(len(line))}})
+		arena = append(arena, line...)
+		all = append(all, line)
+	}
 	for i := 0; i < 40; i++ {
-		from := a
+		from := int32(a)
 		if i%3 == 0 {
 			from = b
 		}
-		line := strings.Repeat(string(rune('a'+i%26)), 70+i)
-		chats = append(chats, pendingChat{from, []byte(line)})
-		all = append(all, line)
+		add(from, strings.Repeat(string(rune('a'+i%26)), 70+i))
 	}
-	chats = append(chats, pendingChat{a, bytes.Repeat([]byte("L"), 1500)}) // longer than the budget: alone
-	all = append(all, strings.Repeat("L", 1500))
-	for _, skip := range []netip.AddrPort{{}, a, b} {
+	add(a, strings.Repeat("L", 1500)) // longer than the budget: alone
+	for _, skip := range []int32{-1, a, b} {
 		var want []string
 		for i, c := range chats {
 			if c.from != skip {
 				want = append(want, all[i])
 			}
 		}
+		packed, spans := appendPacked(slices.Clone(arena), nil, chats, skip, 1200)
 		var got []string
-		for _, d := range packLines(chats, skip, 1200) {
+		for _, s := range spans {
+			d := packed[s.off : s.off+s.n]
 			if len(d) > 1200 && bytes.IndexByte(d, '\n') >= 0 {
 				t.Errorf("skip %v: a %d-byte datagram of several lines", skip, len(d))
 			}
@@ -183,8 +187,8 @@ func TestPackLines(t *testing.T) {
 			t.Errorf("skip %v: %d lines, want %d, in order", skip, len(got), len(want))
 		}
 	}
-	if d := packLines(chats[:1], chats[0].from, 1200); len(d) != 0 {
-		t.Errorf("a batch of only my own chat gives me %d datagrams", len(d))
+	if _, spans := appendPacked(slices.Clone(arena), nil, chats[:1], chats[0].from, 1200); len(spans) != 0 {
+		t.Errorf("a batch of only my own chat gives me %d datagrams", len(spans))
 	}
 }
 
