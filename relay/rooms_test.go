@@ -142,15 +142,24 @@ func TestRoomsJoinChatPartAndList(t *testing.T) {
 	})
 }
 
-func TestDirectMessages(t *testing.T) {
-	rec := newRecorder()
-	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
-	carol := dial(t, r).login("carol")
+// classicAndTwoV2 starts a relay with carol (classic) then alice and bob
+// (revision 1) logged in; alice has seen bob's join, carol has not read
+// theirs yet.
+func classicAndTwoV2(t *testing.T) (r *relaytest.Relay, rec *recorder, carol *client, alice, bob *v2c) {
+	t.Helper()
+	rec = newRecorder()
+	r = relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	carol = dial(t, r).login("carol")
 	carol.sync("carol")
-	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice, bob = dialV2(t, r), dialV2(t, r)
 	alice.login1("alice")
 	bob.login1("bob")
 	alice.expectT(wire.FrameJoin) // bob's
+	return r, rec, carol, alice, bob
+}
+
+func TestDirectMessages(t *testing.T) {
+	r, rec, carol, alice, bob := classicAndTwoV2(t)
 	old := dialV2(t, r)           // revision 0: no inbox
 	old.login("old")
 	old.settle()
@@ -413,14 +422,7 @@ func TestResumeWelcomesEveryRoom(t *testing.T) {
 // A muted member's chats are refused with a reason and reach nobody: a
 // room mute in that room only, a relay-wide mute everywhere, DMs included.
 func TestMutedChatsReachNobody(t *testing.T) {
-	rec := newRecorder()
-	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
-	carol := dial(t, r).login("carol")
-	carol.sync("carol")
-	alice, bob := dialV2(t, r), dialV2(t, r)
-	alice.login1("alice")
-	bob.login1("bob")
-	alice.expectT(wire.FrameJoin)
+	r, rec, carol, alice, bob := classicAndTwoV2(t)
 	carol.recv()
 	carol.recv()
 	alice.joinRoom("dev", "")
