@@ -160,7 +160,7 @@ func classicAndTwoV2(t *testing.T) (r *relaytest.Relay, rec *recorder, carol *cl
 
 func TestDirectMessages(t *testing.T) {
 	r, rec, carol, alice, bob := classicAndTwoV2(t)
-	old := dialV2(t, r)           // revision 0: no inbox
+	old := dialV2(t, r) // revision 0: no inbox
 	old.login("old")
 	old.settle()
 	alice.expectT(wire.FrameJoin)
