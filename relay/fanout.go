@@ -407,8 +407,8 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
 		}
 		for i := range evs {
 			line := evs[i].v2
-			if count > 0 && len(o.arena)-start+len(line) > part.budget {
-				send()
+			if count > 0 && (len(o.arena)-start+len(line) > part.budget || count == wire.MaxFramesPerDatagram) {
+				send() // a receiver refuses a datagram of more frames whole
 			}
 			o.arena = append(o.arena, line...)
 			count++
@@ -455,15 +455,17 @@ func (f *fanout) Reply(to netip.AddrPort, local netip.Addr, b []byte) {
 func (f *fanout) SendFrames(m *Member, lines [][]byte) {
 	budget := f.budgetFor(m.Dest())
 	var b []byte
+	frames := 0
 	for _, l := range lines {
-		if len(b) > len(wire.V2Magic) && len(b)+len(l) > budget {
-			f.Send(m, b)
-			b = nil
+		if frames > 0 && (len(b)+len(l) > budget || frames == wire.MaxFramesPerDatagram) {
+			f.Send(m, b) // a receiver refuses a datagram of more frames whole
+			b, frames = nil, 0
 		}
 		if b == nil {
 			b = wire.AppendV2Header(make([]byte, 0, budget))
 		}
 		b = append(b, l...)
+		frames++
 	}
 	if b != nil {
 		f.Send(m, b)

@@ -516,3 +516,32 @@ func TestAdminRoomVerbs(t *testing.T) {
 		t.Fatalf("kick from nowhere: %q", final)
 	}
 }
+
+// A receiver rejects a datagram of more than wire.MaxFramesPerDatagram
+// frames whole, so the relay never packs more, however small the events:
+// a repair of 150 one-letter chats comes as several datagrams, each of
+// which decodes.
+func TestPackedDatagramsHoldAtMost64Frames(t *testing.T) {
+	r := relaytest.Start(t, func(c *relay.Config) { c.Flood = relay.FloodOff() })
+	alice, bob := dialV2(t, r), dialV2(t, r)
+	alice.login1("alice")
+	bob.login1("bob")
+	alice.expectT(wire.FrameJoin)
+	for i := 1; i <= 150; i++ {
+		bob.sendFrames(&wire.Frame{T: wire.FrameChat, Room: "main", ID: uint64(i), Text: "x"})
+	}
+	var last uint64
+	for last < 152 { // alice's and bob's joins, then the 150 chats
+		last = alice.expectT(wire.FrameChat).Seq
+	}
+	alice.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: "main", FromSeq: 1, ToSeq: 152})
+	got := 0
+	for got < 152 {
+		d := alice.recv() // next() would fail the test on an undecodable datagram too; say why here
+		fs, err := wire.DecodeV2(nil, []byte(d))
+		if err != nil {
+			t.Fatalf("a repair datagram does not decode (%v): %d frames", err, strings.Count(d, "\n")-1)
+		}
+		got += len(fs)
+	}
+}
