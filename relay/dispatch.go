@@ -176,7 +176,12 @@ func (d *dispatcher) invokeFailed() {
 }
 
 // run is the executor task: it drains ready lanes until none is left.
+// flushEvery is how many datagrams a worker handles, while lanes keep
+// waiting, before it flushes the fan-out.
+const flushEvery = 64
+
 func (d *dispatcher) run() {
+	unflushed := 0 // datagrams handled since this worker last flushed
 	d.mu.Lock()
 	for len(d.ready) > 0 {
 		l := d.ready[0]
@@ -217,10 +222,23 @@ func (d *dispatcher) run() {
 		if start {
 			d.workers++
 		}
+		// Flush when no lane waits (at low load: at once, after each
+		// datagram), else after flushEvery datagrams: under load the events
+		// of many lanes leave together, many per system call.
+		unflushed += len(batch)
+		flush := len(d.ready) == 0 || unflushed >= flushEvery
 		d.mu.Unlock()
 		if start {
 			d.startWorker()
 		}
+		if flush {
+			d.afterBatch()
+			unflushed = 0
+		}
+		d.mu.Lock()
+	}
+	if unflushed > 0 { // lanes came and went while this worker handled others
+		d.mu.Unlock()
 		d.afterBatch()
 		d.mu.Lock()
 	}

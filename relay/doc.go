@@ -28,11 +28,12 @@
 //     (RoomLog.Append), then queued, in sequence order (room.deliver), with
 //     the room's snapshot of members (one atomic load, no lock), in each
 //     shard's outbox (fanout.go; one shard per CPU, each member in the
-//     shard its address picks). After each lane batch the worker flushes:
-//     a shard nobody is sending gets it as its sender until it is empty, so
-//     at low load the event leaves at once and under load the events of a
-//     batch and a round leave together, packed for v2 members into
-//     datagrams up to the send budget (larger to loopback). A reply to a member queues behind what was
+//     shard its address picks). A worker flushes when no lane waits (at low
+//     load: after each datagram) or after 64 datagrams: a shard nobody is
+//     sending gets it as its sender until it is empty, so at low load the
+//     event leaves at once and under load the events of many lanes leave
+//     together, packed for v2 members into datagrams up to the send budget
+//     (larger to loopback) and 64 frames. A reply to a member queues behind what was
 //     queued before it. Every datagram of a flush, whatever its room, goes
 //     through one udpio.Batch: sendmmsg with MSG_DONTWAIT, up to 64
 //     datagrams per call, so many small rooms fill each call; a failing or
