@@ -77,6 +77,16 @@ func TestV2ChatMatchesCodec(t *testing.T) {
 	if r.st.delivered != 1 || r.st.other != 1 {
 		t.Errorf("chat event + join: delivered %d, other %d; want 1, 1", r.st.delivered, r.st.other)
 	}
+	// A datagram of more frames than a client accepts counts for nothing,
+	// as a client refuses it whole.
+	var many []*wire.Frame
+	for i := range wire.MaxFramesPerDatagram + 1 {
+		many = append(many, &wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, Seq: uint64(11 + i), Epoch: "e", From: "m0001", ID: uint64(8 + i), Text: string(text)})
+	}
+	r.datagram(0, wire.EncodeV2(many...))
+	if r.st.delivered != 1 || r.st.other != 2 {
+		t.Errorf("a datagram of %d frames: delivered %d, other %d; want it refused whole (1, 2)", len(many), r.st.delivered, r.st.other)
+	}
 }
 
 func TestHistQuantiles(t *testing.T) {

@@ -165,6 +165,13 @@ func (r *receiver) datagram(li int, p []byte) {
 	v2 := wire.IsV2(p)
 	if v2 {
 		p = p[len(wire.V2Magic):]
+		// A client refuses a datagram of more frames whole
+		// (wire.DecodeV2): so does the tool, or a relay or reference that
+		// packs more would be credited with deliveries no client sees.
+		if bytes.Count(p, []byte{'\n'}) > wire.MaxFramesPerDatagram {
+			r.st.other++
+			return
+		}
 	}
 	for len(p) > 0 {
 		line := p
