@@ -451,13 +451,8 @@ func (s *Server) v2Who(_ *datagram, f *wire.Frame, m *Member, r *room, _ time.Ti
 		if _, key, err := wire.CanonicalRoom(f.Room); err == nil {
 			r = s.rooms.get(key)
 		}
-		if r != nil {
-			r.mu.Lock()
-			locked := r.set.key != ""
-			r.mu.Unlock()
-			if locked {
-				r = nil
-			}
+		if r != nil && r.settings().key != "" {
+			r = nil // a locked room shows its members to its members only
 		}
 	}
 	if r == nil || r == m.inbox.Load() {

@@ -37,6 +37,13 @@ type settings struct {
 	removed    bool // taken out of the set: a join that finds it must look again
 }
 
+// settings returns a copy of r's settings.
+func (r *room) settings() settings {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.set
+}
+
 // get returns the room with name's key, or nil.
 func (rs *roomSet) get(key string) *room {
 	rs.mu.Lock()
@@ -63,11 +70,11 @@ func (rs *roomSet) len() int {
 	return len(rs.byKey)
 }
 
-// open returns the room called display (key), creating it with open
-// unless max rooms exist already (ErrRoomsFull). open is called under
+// open returns the room whose compare key is key, creating it with open
+// unless max rooms exist already (errRoomsFull). open is called under
 // rs.mu: it MUST NOT block for long (the in-memory log does not; a remote
 // log opens its room before, see Server.room).
-func (rs *roomSet) open(display, key string, max int, open func() (*room, error)) (*room, error) {
+func (rs *roomSet) open(key string, max int, open func() (*room, error)) (*room, error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if r := rs.byKey[key]; r != nil {
@@ -146,7 +153,7 @@ func (s *Server) openRoom(name string) (*room, error) {
 	if err != nil {
 		return nil, wireErr(wire.CodeRoomInvalid)
 	}
-	return s.rooms.open(display, key, s.cfg.MaxRooms, func() (*room, error) {
+	return s.rooms.open(key, s.cfg.MaxRooms, func() (*room, error) {
 		log, err := s.cfg.Logs.Open(display)
 		if err != nil {
 			return nil, err
@@ -189,7 +196,7 @@ func (s *Server) v2Join(g *datagram, f *wire.Frame, m *Member, _ *room, now time
 			refuse(code, s.words().joinRefusal(code))
 			return
 		}
-		if code, reason, ok := s.admitRoom(m, r, f.Key, now); !ok {
+		if code, reason, ok := s.admitRoom(r, f.Key); !ok {
 			s.rooms.dropIfEmpty(r) // before the answer: a join after it finds the room gone
 			refuse(code, reason)
 			return
@@ -212,15 +219,12 @@ func (s *Server) v2Join(g *datagram, f *wire.Frame, m *Member, _ *room, now time
 
 // admitRoom checks a join against the room's key and member limit. (The
 // relay-wide bans and mutes are checked at login and per chat.)
-func (s *Server) admitRoom(m *Member, r *room, key string, _ time.Time) (code, reason string, ok bool) {
-	r.mu.Lock()
-	set := r.set
-	n := len(r.Members())
-	r.mu.Unlock()
+func (s *Server) admitRoom(r *room, key string) (code, reason string, ok bool) {
+	set := r.settings()
 	if set.key != "" && key != set.key {
 		return wire.CodeBadKey, s.words().joinRefusal(wire.CodeBadKey), false
 	}
-	if set.limit > 0 && n >= set.limit {
+	if set.limit > 0 && r.Len() >= set.limit {
 		return wire.CodeRoomFull, s.words().joinRefusal(wire.CodeRoomFull), false
 	}
 	return "", "", true
@@ -228,10 +232,7 @@ func (s *Server) admitRoom(m *Member, r *room, key string, _ time.Time) (code, r
 
 // welcomeRoom tells m it is in r, as of event seq.
 func (s *Server) welcomeRoom(m *Member, r *room, seq uint64) {
-	r.mu.Lock()
-	topic := r.set.topic
-	r.mu.Unlock()
-	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: r.name, Epoch: r.log.Epoch(), Seq: seq, Topic: topic})
+	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: r.name, Epoch: r.log.Epoch(), Seq: seq, Topic: r.settings().topic})
 }
 
 // v2Part leaves a room: parted to the leaver (again for a repeat), leave to
@@ -253,15 +254,12 @@ func (s *Server) v2Part(g *datagram, f *wire.Frame, m *Member, r *room, now time
 
 // v2Rooms lists the rooms, one room frame each, sorted by name.
 func (s *Server) v2Rooms(_ *datagram, _ *wire.Frame, m *Member, _ *room, _ time.Time) {
-	rooms := s.rooms.all()
+	rooms := s.Rooms()
 	lines := make([][]byte, 0, len(rooms))
-	for i, r := range rooms {
-		r.mu.Lock()
-		set := r.set
-		r.mu.Unlock()
-		lines = append(lines, wire.AppendFrame(nil, &wire.Frame{T: wire.FrameRoom, Room: r.name,
-			Count: uint64(r.Len()), Topic: set.topic, Limit: uint64(max(set.limit, 0)),
-			Locked: set.key != "", More: i < len(rooms)-1}))
+	for i, ri := range rooms {
+		lines = append(lines, wire.AppendFrame(nil, &wire.Frame{T: wire.FrameRoom, Room: ri.Name,
+			Count: uint64(ri.Members), Topic: ri.Topic, Limit: uint64(max(ri.Limit, 0)),
+			Locked: ri.Locked, More: i < len(rooms)-1}))
 	}
 	s.out.SendFrames(m, lines)
 }
@@ -280,9 +278,7 @@ type RoomInfo struct {
 func (s *Server) Rooms() []RoomInfo {
 	var out []RoomInfo
 	for _, r := range s.rooms.all() {
-		r.mu.Lock()
-		set := r.set
-		r.mu.Unlock()
+		set := r.settings()
 		out = append(out, RoomInfo{Name: r.name, Members: r.Len(), Topic: set.topic, Limit: set.limit,
 			Locked: set.key != "", Configured: set.configured})
 	}
@@ -403,18 +399,16 @@ func (s *Server) flushAnnouncements() {
 		r.batch.mu.Unlock()
 		for _, b := range []struct {
 			batch
-			t, many, one, kind string
-		}{{joins, wire.FrameJoin, "", w.Join, KindJoin}, {leaves, wire.FrameLeave, "", w.Leave, KindLeave}} {
+			t, kind string
+		}{{joins, wire.FrameJoin, KindJoin}, {leaves, wire.FrameLeave, KindLeave}} {
 			if b.count == 0 {
 				continue
 			}
-			ev := &wire.Frame{T: b.t, From: b.names[0]}
-			line := classicLine(b.one, b.names[0])
+			ev := &wire.Frame{T: b.t, From: b.names[0]} // a batch of one is an ordinary event
 			if b.count > 1 {
 				ev.Names, ev.Count = b.names, uint64(b.count)
-				line = classicLine("%s", w.Batch(b.t == wire.FrameJoin, b.names, b.count))
 			}
-			s.broadcast(r, ev, line, nil, b.kind)
+			s.broadcast(r, ev, classicLine("%s", w.Batch(b.t == wire.FrameJoin, b.names, b.count)), nil, b.kind)
 		}
 	}
 	s.out.Flush()
