@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,20 +24,38 @@ const (
 )
 
 // Handler returns an http.Handler serving the metrics gathered from g at
-// /metrics and "ok\n" with status 200 at /healthz; other paths get 404.
-// If g is also a prometheus.Registerer (as *prometheus.Registry is), the
-// handler's own error counter, promhttp_metric_handler_errors_total, is
-// registered on it; calling Handler again with the same g reuses it.
-func Handler(g prometheus.Gatherer) http.Handler {
+// /metrics and "ok\n" with status 200 at /healthz and /livez; other paths
+// get 404. If g is also a prometheus.Registerer (as *prometheus.Registry
+// is), the handler's own error counter, promhttp_metric_handler_errors_total,
+// is registered on it; calling Handler again with the same g reuses it.
+func Handler(g prometheus.Gatherer) http.Handler { return HandlerReady(g, nil) }
+
+// HandlerReady is Handler whose /healthz asks ready: while it returns an
+// error, /healthz answers 503 with the error on one line (a load balancer
+// or a readiness probe stops sending members to this relay), and /livez
+// still answers 200 (the process serves: do not restart it for that).
+func HandlerReady(g prometheus.Gatherer, ready func() error) http.Handler {
 	opts := promhttp.HandlerOpts{}
 	if reg, ok := g.(prometheus.Registerer); ok {
 		opts.Registry = reg
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, opts))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	ok := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+	}
+	mux.HandleFunc("GET /livez", ok)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			if err := ready(); err != nil {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(strings.ReplaceAll(err.Error(), "\n", " ") + "\n"))
+				return
+			}
+		}
+		ok(w, r)
 	})
 	return mux
 }

@@ -278,3 +278,42 @@ func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	}
 	return nil
 }
+
+// Cluster is what a relay on a shared store (NATS JetStream: --data-dir or
+// --nats) reports about it. Each func is called at every scrape and MUST
+// be safe for concurrent use.
+type Cluster struct {
+	Connected            func() bool   // the NATS connection is up
+	LogLag               func() uint64 // events stored that this node's members were not handed yet
+	LeaseRefreshFailures func() uint64 // name-lease refreshes that failed, since start
+}
+
+// RegisterCluster registers chatrelay_nats_connected,
+// chatrelay_log_lag_events and chatrelay_lease_refresh_failures_total.
+func RegisterCluster(reg prometheus.Registerer, c Cluster) error {
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, col := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chatrelay_nats_connected",
+			Help: "1 while the relay's connection to NATS (embedded or a cluster) is up, 0 while it is not.",
+		}, func() float64 { return b2f(c.Connected()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chatrelay_log_lag_events",
+			Help: "Events stored in the logs of the rooms this node follows that it has not handed to its members yet.",
+		}, func() float64 { return float64(c.LogLag()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "chatrelay_lease_refresh_failures_total",
+			Help: "Name-lease refreshes that failed: a name may be freed under a live member.",
+		}, func() float64 { return float64(c.LeaseRefreshFailures()) }),
+	} {
+		if err := reg.Register(col); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -18,29 +18,34 @@ var (
 	ErrOtherName = errors.New("relay: address already logged in under another name")
 	// ErrBanned reports a login from an IP banned for too many refusals.
 	ErrBanned = errors.New("relay: too many refused logins")
+	// ErrUnavailable reports that the store behind the seam (a NATS
+	// cluster) did not answer: nothing was decided, try again later.
+	// Implementations of NameDirectory and RoomLog wrap it (errors.Is).
+	ErrUnavailable = errors.New("relay: store unavailable")
 )
 
 // Drop reasons: the fixed label set of chatrelay_datagrams_dropped_total.
 const (
-	DropEmpty        = "empty"         // zero bytes after the newline strip
-	DropOversize     = "oversize"      // longer than --max-datagram
-	DropBadUTF8      = "bad_utf8"      // not UTF-8
-	DropUnknownVerb  = "unknown_verb"  // not L, C or Q
-	DropMalformed    = "malformed"     // known verb, missing fields
-	DropNotLoggedIn  = "not_logged_in" // C or Q from an address with no session
-	DropImpersonate  = "impersonation" // C or Q naming someone else
-	DropControlChars = "control_chars" // chat text with control/bidi characters
-	DropQueueFull    = "queue_full"    // the pool and its queue are full
-	DropSenderQueue  = "sender_queue"  // this sender already has too much queued
-	DropPanic        = "panic"         // the handler panicked on this datagram
-	DropShutdown     = "shutdown"      // arrived while the relay was closing
-	DropClassicOff   = "classic_off"   // a classic request while --classic off
-	DropUnvalidated  = "unvalidated"   // a v2 hello too small to answer with a retry
-	DropDuplicate    = "duplicate"     // a retransmitted v2 chat, acknowledged again
-	DropRcvbuf       = "rcvbuf"        // dropped by the kernel: the relay's receive buffer was full
-	DropFlood        = "flood"         // over its source's or session's rate
-	DropBlocked      = "blocked"       // its source or session is blocked for sustained abuse
-	DropMuted        = "muted"         // a chat or direct message from a muted member (the sender is told)
+	DropEmpty        = "empty"             // zero bytes after the newline strip
+	DropOversize     = "oversize"          // longer than --max-datagram
+	DropBadUTF8      = "bad_utf8"          // not UTF-8
+	DropUnknownVerb  = "unknown_verb"      // not L, C or Q
+	DropMalformed    = "malformed"         // known verb, missing fields
+	DropNotLoggedIn  = "not_logged_in"     // C or Q from an address with no session
+	DropImpersonate  = "impersonation"     // C or Q naming someone else
+	DropControlChars = "control_chars"     // chat text with control/bidi characters
+	DropQueueFull    = "queue_full"        // the pool and its queue are full
+	DropSenderQueue  = "sender_queue"      // this sender already has too much queued
+	DropPanic        = "panic"             // the handler panicked on this datagram
+	DropShutdown     = "shutdown"          // arrived while the relay was closing
+	DropClassicOff   = "classic_off"       // a classic request while --classic off
+	DropUnvalidated  = "unvalidated"       // a v2 hello too small to answer with a retry
+	DropDuplicate    = "duplicate"         // a retransmitted v2 chat, acknowledged again
+	DropRcvbuf       = "rcvbuf"            // dropped by the kernel: the relay's receive buffer was full
+	DropFlood        = "flood"             // over its source's or session's rate
+	DropBlocked      = "blocked"           // its source or session is blocked for sustained abuse
+	DropMuted        = "muted"             // a chat or direct message from a muted member (the sender is told)
+	DropUnavailable  = "store_unavailable" // the room's log did not store it (NATS unreachable; the sender is told)
 )
 
 // DropReasons lists every drop reason, for pre-initialising metrics.
@@ -48,7 +53,7 @@ var DropReasons = []string{
 	DropEmpty, DropOversize, DropBadUTF8, DropUnknownVerb, DropMalformed,
 	DropNotLoggedIn, DropImpersonate, DropControlChars, DropQueueFull,
 	DropSenderQueue, DropPanic, DropShutdown, DropClassicOff, DropUnvalidated,
-	DropDuplicate, DropRcvbuf, DropFlood, DropBlocked, DropMuted,
+	DropDuplicate, DropRcvbuf, DropFlood, DropBlocked, DropMuted, DropUnavailable,
 }
 
 func dropReason(err error) string {
@@ -77,10 +82,11 @@ const (
 	LoginUnknownSession = wire.CodeUnknownSession // a resume with an unknown or expired token
 	LoginBanned         = "banned"                // the IP is banned after too many refused logins, or the name or address by the operator
 	LoginLockdown       = "lockdown"              // the relay is in lockdown and the address is not exempt
+	LoginUnavailable    = "unavailable"           // the store (NATS) did not answer: nothing was decided
 )
 
 // LoginResults lists every login result, for pre-initialising metrics.
-var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned, LoginLockdown}
+var LoginResults = []string{LoginOK, LoginRepeat, LoginTaken, LoginReserved, LoginInvalid, LoginFull, LoginOtherName, LoginResumed, LoginUnknownSession, LoginBanned, LoginLockdown, LoginUnavailable}
 
 // Broadcast kinds: the fixed label set of chatrelay_broadcasts_total.
 const (

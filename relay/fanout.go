@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,13 @@ func (s *Server) broadcastTo(r *room, members []*Member, ev *wire.Frame, classic
 	seq, line, err := r.log.Append(*ev)
 	ev.Seq = seq
 	if err != nil {
-		s.log.Warn("room log refused an event", zap.String("room", r.name), zap.String("kind", kind), zap.Error(err))
+		lvl := zap.WarnLevel
+		if errors.Is(err, ErrUnavailable) {
+			lvl = zap.DebugLevel // the store's state is logged once when it changes, not per event
+		}
+		if ce := s.log.Check(lvl, "room log refused an event"); ce != nil {
+			ce.Write(zap.String("room", r.name), zap.String("kind", kind), zap.Error(err))
+		}
 		return false
 	}
 	r.deliver(seq, Event{Members: members, V2: line, Classic: classic, Except: except}, s.out)

@@ -140,7 +140,10 @@ func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.T
 	if ce := s.log.Check(zap.DebugLevel, "chat"); ce != nil { // no fields built unless logged
 		ce.Write(zap.String("name", m.Name), zap.Int("bytes", len(req.Text)))
 	}
-	s.broadcast(s.main, &wire.Frame{T: wire.FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat)
+	if !s.broadcast(s.main, &wire.Frame{T: wire.FrameChat, From: m.Name, Text: req.Text}, s.chatLine(m.Name, req.Text), m, KindChat) {
+		s.obs.DatagramDropped(DropUnavailable)
+		s.out.Send(m, classicLine("%s", s.words().unavailable))
+	}
 }
 
 func (s *Server) handleQuit(g *datagram, _ wire.Request, m *Member, now time.Time) {

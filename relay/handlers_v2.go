@@ -346,8 +346,13 @@ func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, r *room, now time
 	}
 	ev := &wire.Frame{T: wire.FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
 	if s.broadcast(r, ev, s.chatLine(m.Name, f.Text), m, KindChat) {
-		m.v2.remember(f.ID, ev.Seq) // else unacknowledged: the client retransmits it
+		m.v2.remember(f.ID, ev.Seq)
+		return
 	}
+	// Not stored: unacknowledged, so the client retransmits it; it is told
+	// why once per chat, and the drop is counted.
+	s.obs.DatagramDropped(DropUnavailable)
+	s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: r.name, ID: f.ID, Code: wire.CodeUnavailable, Reason: s.words().unavailable})
 }
 
 // checkChat runs the checks a chat and a direct message share: a well-formed

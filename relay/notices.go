@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
@@ -21,6 +22,7 @@ type wording struct {
 	malformed              string
 	throttled              string
 	reasonBanned           string
+	unavailable            string // the store did not answer: a login or a chat
 
 	reasonInvalid, reasonReserved, reasonTaken, reasonFull, reasonOtherName string
 }
@@ -46,6 +48,7 @@ var wordings = map[wire.Lang]*wording{
 		malformed:       "malformed frame",
 		throttled:       "message not sent: you are sending too fast",
 		reasonBanned:    "too many refused logins: try again later",
+		unavailable:     "the relay cannot reach its store: try again shortly",
 		reasonInvalid:   "invalid name: use 1-32 letters or digits, no spaces",
 		reasonReserved:  "name reserved",
 		reasonTaken:     "name taken",
@@ -72,6 +75,7 @@ var wordings = map[wire.Lang]*wording{
 		malformed:       "格式错误",
 		throttled:       "消息未发送: 发送太快了",
 		reasonBanned:    "登录失败次数过多: 请稍后再试",
+		unavailable:     "服务器暂时无法访问存储: 请稍后再试",
 		reasonInvalid:   "用户名无效: 1-32 个字符, 不能有空格",
 		reasonReserved:  "用户名为保留名",
 		reasonTaken:     "用户名已被占用",
@@ -92,6 +96,9 @@ func (w *wording) joinRefusal(code string) string {
 func (w *wording) refusal(err error) (reason, result string) {
 	if r, ok := err.(loginRefusal); ok {
 		return r.reason, r.code
+	}
+	if errors.Is(err, ErrUnavailable) {
+		return w.unavailable, LoginUnavailable
 	}
 	switch err {
 	case wire.ErrNameReserved:

@@ -174,8 +174,13 @@ func NewRegistry(limits RegistryLimits, names NameDirectory, dest func(to netip.
 	}
 }
 
-// sessionIDs numbers this process's sessions.
-var sessionIDs atomic.Uint64
+// sessionIDs numbers this process's sessions; sessionPrefix, random per
+// process, makes their IDs unique across the relays sharing a NameDirectory
+// (a directory compares owners: two nodes' session 1 must not be one owner).
+var (
+	sessionIDs    atomic.Uint64
+	sessionPrefix = randomHex(6) + "."
+)
 
 // Join logs in name from addr. It returns the member and whether this was a
 // repeat of the login that already holds addr (answered OK again, no second
@@ -201,7 +206,7 @@ func (r *Registry) Join(name, proto, token string, from netip.AddrPort, local ne
 	// returns, and PRECIS returns its input when it changes nothing: the
 	// member keeps copies of its own.
 	display, key = cloneNames(display, key)
-	m = &Member{ID: strconv.FormatUint(sessionIDs.Add(1), 36), Name: display, Key: key, Proto: proto, Since: now}
+	m = &Member{ID: sessionPrefix + strconv.FormatUint(sessionIDs.Add(1), 36), Name: display, Key: key, Proto: proto, Since: now}
 	if err := r.names.Claim(key, m.ID); err != nil {
 		return nil, false, err
 	}

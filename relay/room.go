@@ -30,6 +30,11 @@ type room struct {
 	// as an immutable snapshot: written under mu, read without it.
 	members atomic.Pointer[[]*Member]
 
+	// unfollow stops following a shared log (RoomFollower); nil if not
+	// followed. Guarded by roomSet.mu.
+	unfollow func()
+	lag      atomic.Uint64 // events the shared log held beyond the last one handed over
+
 	batch struct {
 		mu            sync.Mutex // protects joins, leaves and pending; leaf
 		joins, leaves batch      // announcements gathered in a big room
@@ -138,12 +143,14 @@ func (r *room) deliver(seq uint64, e Event, to Delivery) {
 	defer r.feed.mu.Unlock()
 	if seq != r.feed.next {
 		if seq < r.feed.next {
-			return // never: the log gives each seq once
+			return // delivered already: a shared log hands this node its own events too
 		}
 		if r.feed.early == nil {
 			r.feed.early = make(map[uint64]Event)
 		}
-		r.feed.early[seq] = e
+		if _, dup := r.feed.early[seq]; !dup {
+			r.feed.early[seq] = e
+		}
 		return
 	}
 	to.Publish(e)
@@ -157,6 +164,18 @@ func (r *room) deliver(seq uint64, e Event, to Delivery) {
 		to.Publish(e)
 		r.feed.next++
 	}
+}
+
+// undelivered reports whether the event sequenced as seq has not reached
+// the local outboxes yet (a hint: deliver decides under the lock).
+func (r *room) undelivered(seq uint64) bool {
+	r.feed.mu.Lock()
+	defer r.feed.mu.Unlock()
+	if seq < r.feed.next {
+		return false
+	}
+	_, early := r.feed.early[seq]
+	return !early
 }
 
 // memLogs is RoomLogs in memory: each room's history lives and dies with

@@ -105,6 +105,10 @@ func (rs *roomSet) dropIfEmpty(r *room) {
 	r.set.removed = true
 	delete(rs.byKey, r.key)
 	rs.onSize(len(rs.byKey))
+	if r.unfollow != nil {
+		r.unfollow() // returns at once: it waits for no call in progress
+		r.unfollow = nil
+	}
 }
 
 // roomFor resolves the room a member's frame names: its inbox for
@@ -160,6 +164,9 @@ func (s *Server) openRoom(name string) (*room, error) {
 		}
 		r := newRoom(display, log)
 		r.key = key
+		if s.serving.Load() {
+			s.follow(r) // else ServeGroup follows it
+		}
 		return r, nil
 	})
 }

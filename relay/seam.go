@@ -104,3 +104,18 @@ func NewMemoryLogs(ring int) RoomLogs { return memLogs{ring: max(ring, 16)} }
 // NewMemoryDirectory returns the in-memory NameDirectory the relay uses by
 // default: the names of one process.
 func NewMemoryDirectory() NameDirectory { return newMemDirectory() }
+
+// RoomFollower is a RoomLog that other relays append to as well: Follow
+// hands this node the room's events in sequence order, whichever node
+// appended them (this one's own included), so that the local fan-out
+// reaches this node's members with the one order every node sees. A log
+// that only this process appends to (the in-memory one, an inbox) does not
+// implement it.
+type RoomFollower interface {
+	// Follow calls fn with every event after seq after, in order, each
+	// once, from one goroutine, until stop is called; behind is how many
+	// events the log held after this one when it was handed over (the
+	// node's lag). fn MUST NOT block for long. stop waits for no call in
+	// progress to end; after it returns, fn is called at most once more.
+	Follow(after uint64, fn func(seq uint64, line []byte, behind uint64)) (stop func(), err error)
+}

@@ -347,6 +347,7 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 		LimitLoopbackPerIP: s.cfg.LimitLoopbackPerIP,
 	}, s.cfg.Names, s.conn.Dest, s.obs.Members)
 	s.start = s.cfg.Now()
+	s.followAll()
 	go s.sweeper()
 	close(s.ready)
 	s.log.Info("relay listening", zap.Stringer("addr", ucs[0].LocalAddr()),
@@ -455,6 +456,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = c.SetReadDeadline(time.Unix(1, 0))
 	}
 	<-s.readDone
+	s.unfollowAll()
 	close(s.stopSweep)
 	<-s.sweepDone
 	s.bg.Wait()

@@ -18,6 +18,7 @@ type outMsg struct {
 	next time.Time     // when to (re)send; zero: at once
 	wait time.Duration // the wait after the next send
 	sent int           // sends so far
+	told bool          // the user was told the relay could not store it yet
 }
 
 // outbox holds chat messages until the relay confirms them, and decides

@@ -363,6 +363,21 @@ func (c *Client) onErrorFrame(f *wire.Frame) {
 		c.removed = f
 		return
 	}
+	if f.ID != 0 && f.Code == wire.CodeUnavailable {
+		// Not stored, not refused: the relay cannot reach its store. It
+		// stays in the outbox and is retransmitted until it is stored; the
+		// user is told once per message.
+		for _, m := range c.out.flight() {
+			if m.id == f.ID {
+				if !m.told {
+					m.told = true
+					c.emit(e)
+				}
+				break
+			}
+		}
+		return
+	}
 	if f.ID != 0 {
 		// Refused for good: do not retransmit it.
 		if m := c.out.take(f.ID); m != nil && m.to != "" {

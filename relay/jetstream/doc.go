@@ -8,12 +8,34 @@
 //     stream's metadata, so it survives restarts with the same store.
 //     Recent lines are cached so that repair and backlog of the tail do
 //     not ask the server.
+//     A room's log is a relay.RoomFollower: an ordered consumer hands each
+//     node the events every node appended, so that each fans out locally,
+//     in the one order of the stream, to its own members.
 //   - Directory: a KV bucket from name key to owner; Claim is KV Create
 //     (atomic across nodes), Release a delete guarded by the revision.
+//     With a lease, the bucket's TTL frees the names of a relay that
+//     stopped refreshing them (it died), and the Directory refreshes its
+//     own every lease/3 with a compare-and-set.
+//
+// While the connection is down every call fails at once with
+// relay.ErrUnavailable, without a request.
 //
 // Embedded starts a nats-server with JetStream inside the process, with no
-// listener, for `relay --data-dir`.
-//
-// Not yet: name leases (a bucket TTL refreshed by the holder, so a dead
-// node's names expire) and fan-out across nodes.
+// listener, for `relay --data-dir`; `relay --nats` connects to a cluster.
 package jetstream
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatrelay/chatrelay/relay"
+)
+
+// errDown is returned at once, without a request, while the connection is
+// not up: a relay whose NATS is away answers "unavailable" in microseconds
+// instead of holding a worker for a request timeout per login or chat.
+var errDown = fmt.Errorf("jetstream: %w: not connected to NATS", relay.ErrUnavailable)
+
+// down reports whether js's connection is not up now.
+func down(js jetstream.JetStream) bool { return !js.Conn().IsConnected() }

@@ -62,7 +62,10 @@ type Logs struct {
 	o  LogOptions
 }
 
-var _ relay.RoomLogs = (*Logs)(nil)
+var (
+	_ relay.RoomLogs     = (*Logs)(nil)
+	_ relay.RoomFollower = (*roomLog)(nil)
+)
 
 // NewLogs returns Logs on js.
 func NewLogs(js jetstream.JetStream, o LogOptions) (*Logs, error) {
@@ -125,6 +128,9 @@ func (l *Logs) Open(room string) (relay.RoomLog, error) {
 	if l.o.Local != nil && strings.HasPrefix(room, wire.Inbox) {
 		return l.o.Local.Open(room)
 	}
+	if down(l.js) {
+		return nil, errDown
+	}
 	name, subject := l.StreamName(room)
 	ctx, cancel := l.ctx()
 	defer cancel()
@@ -161,7 +167,7 @@ func (l *Logs) Open(room string) (relay.RoomLog, error) {
 		break
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: open room %q (stream %s): %w", room, name, err)
+		return nil, fmt.Errorf("jetstream: open room %q (stream %s): %w: %w", room, name, relay.ErrUnavailable, err)
 	}
 	cfg := st.CachedInfo().Config
 	epoch := cfg.Metadata[epochKey]
@@ -206,6 +212,9 @@ type roomLog struct {
 // Append publishes f (without seq and epoch, which are the stream's) and
 // encodes it with the seq the server gave it.
 func (l *roomLog) Append(f wire.Frame) (uint64, []byte, error) {
+	if down(l.logs.js) {
+		return 0, nil, errDown
+	}
 	f.Seq, f.Epoch = 0, ""
 	stored := wire.AppendFrame(nil, &f)
 	var opts []jetstream.PublishOpt
@@ -218,7 +227,7 @@ func (l *roomLog) Append(f wire.Frame) (uint64, []byte, error) {
 	defer cancel()
 	ack, err := l.logs.js.Publish(ctx, l.subject, stored, opts...)
 	if err != nil {
-		return 0, nil, fmt.Errorf("jetstream: append to %s: %w", l.subject, err)
+		return 0, nil, fmt.Errorf("jetstream: append to %s: %w: %w", l.subject, relay.ErrUnavailable, err)
 	}
 	if ack.Duplicate {
 		lines, _, _ := l.Range(ack.Sequence, ack.Sequence)
@@ -376,4 +385,53 @@ func randomHex(n int) string {
 		panic("jetstream: crypto/rand: " + err.Error())
 	}
 	return hex.EncodeToString(b)
+}
+
+// Follow reads the room's stream from after+1 with an ordered consumer
+// (recreated by the client library after a gap or a reconnection, so it
+// hands over every event once, in order) and caches what it reads: a repair
+// of an event another node appended is then served from memory too.
+func (l *roomLog) Follow(after uint64, fn func(seq uint64, line []byte, behind uint64)) (func(), error) {
+	ctx, cancel := l.logs.ctx()
+	defer cancel()
+	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: follow %s: %w: %w", l.subject, relay.ErrUnavailable, err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		md, err := msg.Metadata()
+		if err != nil {
+			return
+		}
+		seq := md.Sequence.Stream
+		l.mu.Lock()
+		line := l.cachedLocked(seq, time.Now())
+		l.mu.Unlock()
+		if line == nil {
+			var f wire.Frame
+			if !wire.DecodeFrameInPlace(msg.Data(), &f) {
+				// Not one of ours (published on the room's subject by
+				// something else): handed over as an empty notice, so
+				// that the room's sequence has no hole.
+				f = wire.Frame{T: wire.FrameNotice}
+			}
+			f.Seq, f.Epoch = seq, l.epoch
+			line = wire.AppendFrame(nil, &f)
+			l.mu.Lock()
+			l.putLocked(seq, line)
+			l.mu.Unlock()
+		}
+		l.mu.Lock()
+		l.latest = max(l.latest, seq)
+		l.mu.Unlock()
+		fn(seq, line, md.NumPending)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: follow %s: %w: %w", l.subject, relay.ErrUnavailable, err)
+	}
+	return cc.Stop, nil
 }

@@ -87,6 +87,11 @@ const (
 	CodeUnsupported = "unsupported"
 	// CodeMuted refuses a chat or msg from a muted member.
 	CodeMuted = "muted"
+	// CodeUnavailable refuses a login, or answers a chat or msg that was
+	// not stored, while the relay cannot reach its store (a NATS cluster):
+	// nothing was decided; a chat stays unacknowledged, so the client
+	// retransmits it until the store is back.
+	CodeUnavailable = "unavailable"
 	// Join refusals.
 	CodeRoomInvalid  = "room_invalid"   // not a valid room name
 	CodeRoomsFull    = "rooms_full"     // the relay has --max-rooms rooms
