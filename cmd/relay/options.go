@@ -57,7 +57,15 @@ type Options struct {
 	FanoutShards   int           // goroutines that may send the fan-out at once (0: one per CPU)
 	DataDir        string        // "" keeps rooms in memory; else an embedded JetStream stores them here
 	History        int           // with DataDir: events each room keeps
-	HistoryAge     time.Duration // with DataDir: events older are dropped (0: never)
+	HistoryAge     time.Duration // with DataDir or NATS: events older are dropped (0: never)
+	NATS           string        // comma-separated URLs of a NATS cluster shared with other relays; "" for none
+	NATSCreds      string        // credentials file for NATS
+	NATSTLSCA      string        // CA file to verify NATS servers
+	NATSTLSCert    string        // client certificate for NATS
+	NATSTLSKey     string        // its key
+	NATSReplicas   int           // replicas of each room's stream and of the names bucket
+	Node           string        // this relay's name in the cluster
+	NameLease      time.Duration // with NATS: a dead relay's names are freed after this
 	Config         string        // the YAML config file read; "" for none
 
 	Rooms []relay.RoomSettings // config file only (key rooms): rooms that exist while empty
@@ -110,7 +118,21 @@ func defaultOptions() Options {
 		Readers:        1,
 		Batch:          "on",
 		History:        defaultHistory,
+		NATSReplicas:   1,
+		NameLease:      30 * time.Second,
 	}
+}
+
+// node is --node, or the host's name (a pod's name in Kubernetes) when
+// it is empty.
+func (o Options) node() string {
+	if o.Node != "" {
+		return o.Node
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "relay"
 }
 
 // defaultHistory is --history: 10,000 events per room, a busy class's or
@@ -162,8 +184,16 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
 	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "`directory` where rooms' history is stored, by an embedded NATS JetStream server that opens no port (empty: history in memory, lost on restart)")
-	fs.IntVar(&o.History, "history", o.History, "with --data-dir: events each room keeps on disk, for repair and backlog")
-	fs.DurationVar(&o.HistoryAge, "history-age", o.HistoryAge, "with --data-dir: drop events older than this (0: keep them until --history pushes them out)")
+	fs.IntVar(&o.History, "history", o.History, "with --data-dir or --nats: events each room keeps on disk, for repair and backlog")
+	fs.DurationVar(&o.HistoryAge, "history-age", o.HistoryAge, "with --data-dir or --nats: drop events older than this (0: keep them until --history pushes them out)")
+	fs.StringVar(&o.NATS, "nats", o.NATS, "comma-separated `URLs` of a NATS cluster with JetStream that several relays share: every relay on it serves the same rooms and names (empty: this relay alone)")
+	fs.StringVar(&o.NATSCreds, "nats-creds", o.NATSCreds, "with --nats: NATS credentials `file`")
+	fs.StringVar(&o.NATSTLSCA, "nats-tls-ca", o.NATSTLSCA, "with --nats: CA `file` that signs the NATS servers' certificates")
+	fs.StringVar(&o.NATSTLSCert, "nats-tls-cert", o.NATSTLSCert, "with --nats: client certificate `file`")
+	fs.StringVar(&o.NATSTLSKey, "nats-tls-key", o.NATSTLSKey, "with --nats: client key `file`")
+	fs.IntVar(&o.NATSReplicas, "nats-replicas", o.NATSReplicas, "with --nats: replicas of each room's stream and of the names (3 on a three-server cluster)")
+	fs.StringVar(&o.Node, "node", o.Node, "this relay's `name` in the cluster (logs, NATS connection name; empty: the host's name)")
+	fs.DurationVar(&o.NameLease, "name-lease", o.NameLease, "with --nats: a relay that dies frees its members' names after this")
 	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: one per CPU, at most 8)")
 }
 
@@ -268,6 +298,26 @@ func (o Options) validate() error {
 	if o.DataDir != "" && o.Backlog > o.History {
 		return bad("backlog", "%d: must not exceed --history (%d) with --data-dir", o.Backlog, o.History)
 	}
+	if o.NATS != "" {
+		switch {
+		case o.DataDir != "":
+			return bad("nats", "%q: not with --data-dir (one node stores in its directory; several share a NATS cluster)", o.NATS)
+		case o.Backlog > o.History:
+			return bad("backlog", "%d: must not exceed --history (%d) with --nats", o.Backlog, o.History)
+		case o.NATSReplicas < 1 || o.NATSReplicas > 5:
+			return bad("nats-replicas", "%d: must be between 1 and 5", o.NATSReplicas)
+		case o.NameLease < 3*time.Second:
+			return bad("name-lease", "%v: must be at least 3s", o.NameLease)
+		case (o.NATSTLSCert == "") != (o.NATSTLSKey == ""):
+			return bad("nats-tls-cert", "give --nats-tls-cert and --nats-tls-key together")
+		}
+		for _, u := range strings.Split(o.NATS, ",") {
+			if strings.TrimSpace(u) == "" {
+				return bad("nats", "%q: an empty URL in the list", o.NATS)
+			}
+		}
+	}
+
 	if o.Readers < 1 || o.Readers > 64 {
 		return bad("readers", "%d: must be between 1 and 64", o.Readers)
 	}

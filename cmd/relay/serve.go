@@ -109,14 +109,20 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 
 	var names relay.NameDirectory
 	var logs relay.RoomLogs
-	if o.DataDir != "" {
-		store, err := openStore(o)
+	var st *store
+	if o.DataDir != "" || o.NATS != "" {
+		st, err = openStore(o, log)
 		if err != nil {
 			return err
 		}
-		defer store.Close() // after the relay's last events are stored
-		names, logs = store.names, store.logs
-		log.Info("history stored", zap.String("data_dir", o.DataDir), zap.Int("history", o.History), zap.Duration("history_age", o.HistoryAge))
+		defer st.Close() // after the relay's last events are stored
+		names, logs = st.names, st.logs
+		if o.NATS != "" {
+			log.Info("rooms shared over NATS", zap.String("nats", st.nc.ConnectedUrlRedacted()), zap.String("node", o.node()),
+				zap.Int("replicas", o.NATSReplicas), zap.Duration("name_lease", o.NameLease), zap.Int("history", o.History))
+		} else {
+			log.Info("history stored", zap.String("data_dir", o.DataDir), zap.Int("history", o.History), zap.Duration("history_age", o.HistoryAge))
+		}
 	}
 
 	srv, err := relay.New(relay.Config{
@@ -156,6 +162,17 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	if err := metrics.RegisterPool(reg, poolGauges{srv, workers}); err != nil {
 		return err
 	}
+	var ready func() error
+	if st != nil {
+		ready = st.Ready
+		if err := metrics.RegisterCluster(reg, metrics.Cluster{
+			Connected:            func() bool { return st.Ready() == nil },
+			LogLag:               srv.LogLag,
+			LeaseRefreshFailures: st.leaseFailures.Load,
+		}); err != nil {
+			return err
+		}
+	}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
@@ -166,7 +183,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	defer stopMetrics()
 	if metricsLn != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); errc <- metrics.Serve(mctx, metricsLn, metrics.Handler(reg)) }()
+		go func() { defer wg.Done(); errc <- metrics.Serve(mctx, metricsLn, metrics.HandlerReady(reg, ready)) }()
 	}
 	<-srv.Ready()
 	l := listeners{UDP: ucs[0].LocalAddr(), Admin: o.AdminSocket}

@@ -1,29 +1,41 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/chatrelay/chatrelay/relay"
 	js "github.com/chatrelay/chatrelay/relay/jetstream"
 )
 
-// store is the durable seam of --data-dir: an embedded JetStream server
-// (no listener) holding the rooms' logs.
+// store is the seam's shared side when rooms are stored: with --data-dir an
+// embedded JetStream server (no listener) of this relay alone; with --nats
+// a NATS cluster that several relays share.
 type store struct {
-	emb   *js.Embedded
+	emb   *js.Embedded // --data-dir only
+	nc    *nats.Conn
+	dir   *js.Directory // --nats only: leased names
 	names relay.NameDirectory
 	logs  relay.RoomLogs
+
+	leaseFailures atomic.Uint64
 }
 
-// openStore starts the embedded server storing in o.DataDir. Rooms' logs
-// are streams there; inboxes stay in memory (a session does not survive a
-// restart, nor should its inbox's stream); names are a KV bucket in the
-// server's memory, since the sessions that hold them end with the process
-// (a name lease for several nodes is later work).
-func openStore(o Options) (*store, error) {
+// openStore opens what o asks for: --data-dir or --nats. Rooms' logs are
+// streams there; inboxes stay in memory (a session's inbox ends with the
+// session, and a stream per login would pile up in the store).
+func openStore(o Options, log *zap.Logger) (*store, error) {
+	if o.NATS != "" {
+		return openCluster(o, log)
+	}
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
 	}
@@ -41,14 +53,98 @@ func openStore(o Options) (*store, error) {
 		emb.Close()
 		return nil, err
 	}
+	// Names are a KV bucket in the server's memory: the sessions that hold
+	// them end with the process.
 	names, err := js.NewDirectory(emb.JS, js.DirectoryOptions{Storage: jetstream.MemoryStorage})
 	if err != nil {
 		emb.Close()
 		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
 	}
-	return &store{emb: emb, names: names, logs: logs}, nil
+	return &store{emb: emb, nc: emb.Conn, names: names, logs: logs}, nil
 }
 
-// Close shuts the embedded server down and waits until its store is
-// closed.
-func (s *store) Close() { s.emb.Close() }
+// natsConnectTimeout bounds the first connection to the cluster at start:
+// a relay that cannot reach NATS then exits with the reason (its
+// supervisor starts it again); once running it reconnects for ever.
+const natsConnectTimeout = 10 * time.Second
+
+// openCluster connects to the NATS cluster of --nats.
+func openCluster(o Options, log *zap.Logger) (*store, error) {
+	opts := []nats.Option{
+		nats.Name("chatrelay " + o.node()),
+		nats.Timeout(natsConnectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS connection lost: new logins and chats are refused until it is back", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS connection back", zap.String("server", nc.ConnectedUrlRedacted()))
+		}),
+	}
+	if o.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(o.NATSCreds))
+	}
+	if o.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(o.NATSTLSCA))
+	}
+	if o.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(o.NATSTLSCert, o.NATSTLSKey))
+	}
+	urls := strings.Join(strings.Fields(strings.ReplaceAll(o.NATS, ",", " ")), ",")
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+	}
+	jsc, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+	}
+	s := &store{nc: nc}
+	logs, err := js.NewLogs(jsc, js.LogOptions{
+		History:  o.History,
+		MaxAge:   o.HistoryAge,
+		Cache:    o.Ring,
+		Replicas: o.NATSReplicas,
+		Local:    relay.NewMemoryLogs(o.Ring),
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	dir, err := js.NewDirectory(jsc, js.DirectoryOptions{
+		Storage:         jetstream.FileStorage, // a NATS restart must not free the names of members still logged in
+		Replicas:        o.NATSReplicas,
+		Lease:           o.NameLease,
+		OnRefreshFailed: func() { s.leaseFailures.Add(1) },
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+	}
+	s.dir, s.names, s.logs = dir, dir, logs
+	return s, nil
+}
+
+// Ready reports why the store cannot serve now (nil when it can).
+func (s *store) Ready() error {
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return errors.New("store unavailable: NATS " + strings.ToLower(st.String()))
+	}
+	return nil
+}
+
+// Close stops refreshing leases (this relay's names are freed after the
+// lease), closes the connection, and with --data-dir shuts the embedded
+// server down and waits until its store is closed.
+func (s *store) Close() {
+	if s.dir != nil {
+		s.dir.Close()
+	}
+	if s.emb != nil {
+		s.emb.Close()
+		return
+	}
+	s.nc.Close()
+}

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/chatrelay/chatrelay/relay/client"
+)
+
+// startNATS runs a JetStream nats-server on a loopback port until the test
+// ends, and returns its client URL.
+func startNATS(t *testing.T) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "test-nats",
+		Host:       "127.0.0.1",
+		Port:       -1, // a free port
+		JetStream:  true,
+		StoreDir:   t.TempDir(),
+		NoLog:      true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
+// startNodes starts n relays sharing the NATS server at url.
+func startNodes(t *testing.T, url string, n int, opt func(*Options)) []*daemon {
+	t.Helper()
+	nodes := make([]*daemon, n)
+	for i := range nodes {
+		o := testOptions(t)
+		o.NATS = url
+		o.Node = fmt.Sprintf("node-%d", i+1)
+		o.Flood = "off"
+		if opt != nil {
+			opt(&o)
+		}
+		nodes[i] = startDaemon(t, o)
+	}
+	return nodes
+}
+
+// Three relays on one NATS cluster serve one room: every member, whatever
+// node it is on, sees every chat from every node once, in one order (the
+// same seqs, the same epoch), and a classic member sees the others' chats
+// as classic lines.
+func TestClusterOneOrderAcrossThreeNodes(t *testing.T) {
+	ns := startNATS(t)
+	nodes := startNodes(t, ns.ClientURL(), 3, nil)
+
+	names := []string{"alice", "bob", "carol"}
+	clients := make([]*client.Client, 3)
+	for i, name := range names {
+		clients[i] = dialV2(t, nodes[i], name)
+	}
+	dave := nodes[2].join(t, "dave") // classic, on node 3
+
+	const per = 30
+	var wg sync.WaitGroup
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range per {
+				if _, err := c.Send(fmt.Sprintf("%s %d", names[i], k)); err != nil {
+					t.Errorf("%s: %v", names[i], err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	type ev struct {
+		seq   uint64
+		epoch string
+		text  string
+	}
+	orders := make([][]ev, 3)
+	for i, c := range clients {
+		deadline := time.After(20 * time.Second)
+		for len(orders[i]) < 3*per {
+			select {
+			case e, ok := <-c.Events():
+				if !ok {
+					t.Fatalf("%s's session ended after %d chats", names[i], len(orders[i]))
+				}
+				if e.Type == client.EventChat && !e.History {
+					orders[i] = append(orders[i], ev{e.Seq, e.Epoch, e.Text})
+				}
+			case <-deadline:
+				t.Fatalf("%s (node %d) saw %d of %d chats", names[i], i+1, len(orders[i]), 3*per)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for k, e := range orders[0] {
+		if seen[e.text] {
+			t.Fatalf("alice saw %q twice", e.text)
+		}
+		seen[e.text] = true
+		if k > 0 && e.seq <= orders[0][k-1].seq {
+			t.Fatalf("alice's chats out of order: seq %d after %d", e.seq, orders[0][k-1].seq)
+		}
+		for i := 1; i < 3; i++ {
+			if orders[i][k] != e {
+				t.Fatalf("chat %d: %s saw %+v, alice %+v: not one order", k, names[i], orders[i][k], e)
+			}
+		}
+	}
+
+	// The classic member on node 3 got alice's chats (node 1) as lines.
+	buf := make([]byte, 2048)
+	got := map[string]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < per {
+		dave.c.SetReadDeadline(deadline)
+		n, err := dave.c.Read(buf)
+		if err != nil {
+			t.Fatalf("dave (classic, node 3) got %d of alice's %d chats: %v", len(got), per, err)
+		}
+		line := string(buf[:n])
+		if strings.HasPrefix(line, "alice says: alice ") {
+			got[line] = true
+		}
+	}
+}
+
+// A name is one relay-wide: 100 logins of one name sent at once to three
+// nodes give exactly one OK, and the other 99 are told it is taken.
+func TestClusterOneNameOneOK(t *testing.T) {
+	ns := startNATS(t)
+	nodes := startNodes(t, ns.ClientURL(), 3, nil)
+
+	const n = 100
+	conns := make([]*net.UDPConn, n)
+	for i := range conns {
+		c, err := net.DialUDP("udp", nil, nodes[i%3].l.UDP.(*net.UDPAddr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	replies := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			buf := make([]byte, 512)
+			// As a classic client does: the login again each second until
+			// an answer comes (bounded).
+			for range 10 {
+				if _, err := c.Write([]byte("L zed")); err != nil {
+					return
+				}
+				c.SetReadDeadline(time.Now().Add(time.Second))
+				if k, err := c.Read(buf); err == nil {
+					replies[i] = string(buf[:k])
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ok, taken := 0, 0
+	for i, r := range replies {
+		switch r {
+		case "OK":
+			ok++
+		case "name taken":
+			taken++
+		default:
+			t.Errorf("login %d (node %d) got %q", i, i%3+1, r)
+		}
+	}
+	if ok != 1 || taken != n-1 {
+		t.Fatalf("%d OK and %d 'name taken' of %d logins of one name on three nodes; want exactly one OK", ok, taken, n)
+	}
+}
+
+// With NATS gone, a relay says so: /healthz answers 503 while /livez still
+// answers 200, chatrelay_nats_connected is 0, new logins are refused with
+// a reason, and all of it recovers by itself when NATS is back.
+func TestClusterNATSUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	opts := &server.Options{ServerName: "test-nats", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	port := ns.Addr().(*net.TCPAddr).Port
+	nodes := startNodes(t, ns.ClientURL(), 1, nil)
+	d := nodes[0]
+	base := "http://" + d.l.Metrics.String()
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	metric := func(name string) string {
+		_, body := get("/metrics")
+		return strings.TrimSpace(grepPrefix(body, name+" "))
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("gave up waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz with NATS up: %d", code)
+	}
+	if m := metric("chatrelay_nats_connected"); m != "chatrelay_nats_connected 1" {
+		t.Fatalf("with NATS up: %q", m)
+	}
+	alice := d.join(t, "alice")
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	waitFor("/healthz to answer 503", func() bool { code, _ := get("/healthz"); return code == http.StatusServiceUnavailable })
+	if _, body := get("/healthz"); !strings.Contains(body, "NATS") {
+		t.Errorf("/healthz body %q does not say NATS is the trouble", body)
+	}
+	if code, _ := get("/livez"); code != http.StatusOK {
+		t.Errorf("/livez with NATS down: %d, want 200", code)
+	}
+	if m := metric("chatrelay_nats_connected"); m != "chatrelay_nats_connected 0" {
+		t.Errorf("with NATS down: %q", m)
+	}
+	// A new login is refused with the reason; a classic chat is refused
+	// with one line to its sender and counted.
+	bob, err := net.DialUDP("udp", nil, d.l.UDP.(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	bm := &member{t: t, c: bob}
+	bm.send("L bob")
+	bm.expect("the relay cannot reach its store: try again shortly")
+	alice.send("C alice while NATS is down")
+	alice.expect("the relay cannot reach its store: try again shortly")
+	if m := metric(`chatrelay_datagrams_dropped_total{reason="store_unavailable"}`); m != `chatrelay_datagrams_dropped_total{reason="store_unavailable"} 1` {
+		t.Errorf("classic chat refused: %q", m)
+	}
+
+	// NATS back on the same port and store: the relay recovers by itself.
+	opts.Port = port
+	ns2, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns2.Start()
+	t.Cleanup(func() { ns2.Shutdown(); ns2.WaitForShutdown() })
+	if !ns2.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready again")
+	}
+	waitFor("/healthz to answer 200 again", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
+	waitFor("bob's login to succeed", func() bool {
+		bm.send("L bob")
+		buf := make([]byte, 512)
+		bob.SetReadDeadline(time.Now().Add(time.Second))
+		n, err := bob.Read(buf)
+		return err == nil && string(buf[:n]) == "OK"
+	})
+	alice.send("C alice NATS is back")
+	bob.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	for {
+		n, err := bob.Read(buf)
+		if err != nil {
+			alice.c.SetReadDeadline(time.Now().Add(time.Second))
+			n, aerr := alice.c.Read(buf)
+			t.Fatalf("bob did not get alice's chat after NATS came back: %v (alice got %q %v)", err, buf[:max(n, 0)], aerr)
+		}
+		if string(buf[:n]) == "alice says: NATS is back" {
+			break
+		}
+	}
+}
