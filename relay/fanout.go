@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -54,18 +55,52 @@ func (s *Server) broadcastTo(r *room, members []*Member, ev *wire.Frame, classic
 	seq, line, err := r.log.Append(*ev)
 	ev.Seq = seq
 	if err != nil {
-		lvl := zap.WarnLevel
-		if errors.Is(err, ErrUnavailable) {
-			lvl = zap.DebugLevel // the store's state is logged once when it changes, not per event
-		}
-		if ce := s.log.Check(lvl, "room log refused an event"); ce != nil {
-			ce.Write(zap.String("room", r.name), zap.String("kind", kind), zap.Error(err))
-		}
+		s.logRefused(r, kind, err)
 		return false
 	}
 	r.deliver(seq, Event{Members: members, V2: line, Classic: classic, Except: except}, s.out)
 	s.obs.Broadcast(kind)
 	return true
+}
+
+// broadcastChat is broadcast for m's v2 chat with the client's id. Where
+// the room's log stores an event once per id (OnceAppender) the chat is
+// appended under m's session and that id, and a duplicate (a chat
+// retransmitted after its first copy was stored, before a crash or on a
+// relay that died since) is acknowledged to m alone, with the first copy.
+func (s *Server) broadcastChat(r *room, ev *wire.Frame, classic []byte, m *Member, id uint64) bool {
+	once, ok := r.log.(OnceAppender)
+	if !ok {
+		return s.broadcast(r, ev, classic, m, KindChat)
+	}
+	ev.Room = r.name
+	seq, line, dup, err := once.AppendOnce(*ev, m.ID+"/"+strconv.FormatUint(id, 10))
+	ev.Seq = seq
+	if err != nil {
+		s.logRefused(r, KindChat, err)
+		return false
+	}
+	if dup {
+		s.obs.DatagramDropped(DropDuplicate)
+		s.out.SendFrames(m, [][]byte{line})
+		return true
+	}
+	r.deliver(seq, Event{Members: r.Members(), V2: line, Classic: classic, Except: m}, s.out)
+	s.obs.Broadcast(KindChat)
+	return true
+}
+
+// logRefused logs an event the room's log did not store: at debug when the
+// store is unavailable (its state is logged once when it changes, and
+// /healthz and chatrelay_nats_connected say it), else as a warning.
+func (s *Server) logRefused(r *room, kind string, err error) {
+	lvl := zap.WarnLevel
+	if errors.Is(err, ErrUnavailable) {
+		lvl = zap.DebugLevel
+	}
+	if ce := s.log.Check(lvl, "room log refused an event"); ce != nil {
+		ce.Write(zap.String("room", r.name), zap.String("kind", kind), zap.Error(err))
+	}
 }
 
 // enter puts m in room r, unless m left the relay meanwhile (a kick or an

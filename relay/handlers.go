@@ -119,6 +119,7 @@ func (s *Server) handleLogin(g *datagram, req wire.Request, _ *Member, now time.
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	s.announce(s.main, others, m, wire.FrameJoin, "", classicLine(s.words().Join, m.Name), KindJoin)
+	s.saveSession(m)
 }
 
 func (s *Server) handleChat(g *datagram, req wire.Request, m *Member, now time.Time) {

@@ -277,6 +277,7 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, _ *room, now tim
 	// others is a shared snapshot: never append to it in place.
 	to := append(others[:len(others):len(others)], m) // the joiner gets its own join, in room order
 	s.announce(s.main, to, m, wire.FrameJoin, "", classicLine(s.words().Join, m.Name), KindJoin)
+	s.saveSession(m)
 }
 
 // welcome tells m it is in, as of room event seq.
@@ -297,6 +298,14 @@ func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, _ *room, now ti
 		return
 	}
 	m := s.reg.ByToken(f.Token)
+	adopted := false
+	if m == nil {
+		var handled bool
+		if m, handled = s.adopt(g, f, now); handled {
+			return
+		}
+		adopted = m != nil
+	}
 	if m == nil {
 		s.obs.Login(LoginUnknownSession)
 		s.replyV2(g, &wire.Frame{T: wire.FrameRefused, Room: wire.RoomMain, Code: LoginUnknownSession, Reason: s.words().unknownSession})
@@ -320,6 +329,9 @@ func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, _ *room, now ti
 	s.obs.Login(LoginResumed)
 	if from != g.from {
 		s.log.Info("session resumed", zap.String("name", m.Name), zap.Stringer("from", from), zap.Stringer("to", g.from))
+	}
+	if from != g.from || adopted {
+		s.saveSession(m)
 	}
 	latest := s.main.log.Latest()
 	s.welcome(m, latest)
@@ -345,7 +357,7 @@ func (s *Server) v2Chat(g *datagram, f *wire.Frame, m *Member, r *room, now time
 		return
 	}
 	ev := &wire.Frame{T: wire.FrameChat, From: m.Name, ID: f.ID, Text: f.Text}
-	if s.broadcast(r, ev, s.chatLine(m.Name, f.Text), m, KindChat) {
+	if s.broadcastChat(r, ev, s.chatLine(m.Name, f.Text), m, f.ID) {
 		m.v2.remember(f.ID, ev.Seq)
 		return
 	}
@@ -505,6 +517,7 @@ func (s *Server) remove(m *Member, now time.Time) bool {
 	if !s.reg.Leave(m, now) {
 		return false
 	}
+	s.forgetSession(m)
 	m.left = m.roomList()
 	for _, r := range m.left {
 		r.leave(m)

@@ -220,6 +220,43 @@ func (r *Registry) Join(name, proto, token string, from netip.AddrPort, local ne
 	return m, false, nil
 }
 
+// Adopt takes over a session another process began (SessionRecord: the
+// same ID, name and protocol), at from: the name is claimed for the same
+// owner, which succeeds while the session's old holder still has it (a
+// relay that died, until its lease runs out, or this relay before a
+// restart). The member is in no room; the caller adds it to its rooms.
+// Errors as Join's.
+func (r *Registry) Adopt(rec SessionRecord, token string, from netip.AddrPort, local netip.Addr, now time.Time) (*Member, error) {
+	display, key, err := wire.CanonicalName(rec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Proto != ProtoV2 && rec.Proto != ProtoClassic {
+		return nil, wire.ErrNameInvalid
+	}
+	if cur := r.Lookup(from); cur != nil {
+		return nil, ErrOtherName
+	}
+	m := &Member{ID: rec.ID, Name: display, Key: key, Proto: rec.Proto, Since: now}
+	if err := r.names.Claim(key, m.ID); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.byKey[key] != nil {
+		err = ErrNameTaken // held here already (a second resume raced this one)
+	} else {
+		err = r.addLocked(m, token, from, local, now)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		if err != ErrNameTaken {
+			r.names.Release(key, m.ID)
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
 // repeat answers a login from an address that holds cur.
 func (r *Registry) repeat(cur *Member, key, proto string, now time.Time) (*Member, bool, error) {
 	if cur.Key == key && cur.Proto == proto {

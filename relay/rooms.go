@@ -220,6 +220,7 @@ func (s *Server) v2Join(g *datagram, f *wire.Frame, m *Member, _ *room, now time
 		s.out.SendFrames(m, r.log.Backlog(s.cfg.Backlog, base))
 		to := append(others[:len(others):len(others)], m) // the joiner gets its own join
 		s.announce(r, to, m, wire.FrameJoin, "", classicLine(s.words().Join, m.Name), KindJoin)
+		s.saveSession(m)
 		return
 	}
 }
@@ -257,6 +258,7 @@ func (s *Server) v2Part(g *datagram, f *wire.Frame, m *Member, r *room, now time
 	s.log.Debug("part", zap.String("name", m.Name), zap.String("room", r.name))
 	s.announce(r, r.Members(), m, wire.FrameLeave, "part", classicLine(s.words().Leave, m.Name), KindLeave)
 	s.rooms.dropIfEmpty(r)
+	s.saveSession(m)
 }
 
 // v2Rooms lists the rooms, one room frame each, sorted by name.
@@ -498,6 +500,7 @@ func (s *Server) KickFromRoom(name, room, reason string) (*Member, error) {
 	})
 	s.broadcast(r, &wire.Frame{T: wire.FrameLeave, From: m.Name, Reason: reason}, classicLine(s.words().Kicked, m.Name, reason), m, KindLeave)
 	s.out.Flush()
+	s.saveSession(m)
 	s.rooms.dropIfEmpty(r)
 	return m, nil
 }

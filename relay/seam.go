@@ -119,3 +119,46 @@ type RoomFollower interface {
 	// progress to end; after it returns, fn is called at most once more.
 	Follow(after uint64, fn func(seq uint64, line []byte, behind uint64)) (stop func(), err error)
 }
+
+// OnceAppender is a RoomLog that stores an event once per id: the same id
+// appended again (a chat retransmitted after its ack was lost, to this
+// relay after a restart or to another one after a failover) returns the
+// first one's seq and line, with dup true, and stores nothing. The relay
+// uses it for v2 chats, with an id of the session and the client's id.
+type OnceAppender interface {
+	AppendOnce(f wire.Frame, id string) (seq uint64, line []byte, dup bool, err error)
+}
+
+// SessionRecord is what a relay needs to carry a session on that another
+// process began: after a restart (--data-dir), or on another node when
+// the one that held it died (--nats).
+type SessionRecord struct {
+	ID    string   `json:"id"`              // Member.ID: the owner of its name
+	Name  string   `json:"name"`            // display form
+	Proto string   `json:"proto"`           // ProtoClassic or ProtoV2
+	Rev   uint32   `json:"rev,omitempty"`   // v2 revision
+	Addr  string   `json:"addr"`            // the member's address (netip.AddrPort)
+	Local string   `json:"local,omitempty"` // the relay address it sent to, if known
+	Rooms []string `json:"rooms"`           // the rooms it is in, main included, in join order
+	Node  string   `json:"node,omitempty"`  // the relay that holds it (Config.Node)
+}
+
+// SessionStore keeps the sessions where a restarted relay, or another
+// node, finds them. A v2 session is found by its token (which the store
+// may keep only hashed), a classic one by its address at start.
+//
+// Implementations MUST be safe for concurrent use. Calls may block for a
+// network round trip; the relay never makes them with a lock held, and
+// never on the chat path (only at login, join, part, resume and removal).
+type SessionStore interface {
+	// Put writes the session (token "" for classic), replacing what it
+	// held before: this process holds it from now on.
+	Put(rec SessionRecord, token string) error
+	// Delete forgets the session if this process still holds it.
+	Delete(rec SessionRecord, token string)
+	// ByToken returns the v2 session whose token is token.
+	ByToken(token string) (rec SessionRecord, ok bool, err error)
+	// Classic returns the classic sessions stored by node ("": by any),
+	// for a relay that starts again to take its members back.
+	Classic(node string) ([]SessionRecord, error)
+}

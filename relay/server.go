@@ -93,6 +93,13 @@ type Config struct {
 	// Logs opens the rooms' logs. Default: in memory, Ring events per room,
 	// lost at exit.
 	Logs RoomLogs
+	// Sessions, if not nil, keeps sessions beyond this process: v2 clients
+	// resume after a crash or on another node, classic members are taken
+	// back at start (see sessions.go). Default: none.
+	Sessions SessionStore
+	// Node names this relay among those sharing a store (its classic
+	// sessions are its own to take back at start).
+	Node string
 	// Flood configures flood control. nil means DefaultFloodSettings() (on);
 	// FloodOff() disables it.
 	Flood *FloodSettings
@@ -348,6 +355,7 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	}, s.cfg.Names, s.conn.Dest, s.obs.Members)
 	s.start = s.cfg.Now()
 	s.followAll()
+	s.restoreClassic()
 	go s.sweeper()
 	close(s.ready)
 	s.log.Info("relay listening", zap.Stringer("addr", ucs[0].LocalAddr()),
@@ -469,6 +477,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	notice := classicLine(s.words().Admin, s.words().shutdown)
 	restart := wire.EncodeV2(&wire.Frame{T: wire.FrameRestart, Room: s.main.name, Epoch: s.main.log.Epoch()})
 	for _, m := range members {
+		s.forgetSession(m) // told the relay is going: nobody resumes it
 		if m.Proto == ProtoV2 {
 			s.out.Send(m, restart)
 			continue

@@ -109,6 +109,8 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 
 	var names relay.NameDirectory
 	var logs relay.RoomLogs
+	var sessions relay.SessionStore
+	node := ""
 	var st *store
 	if o.DataDir != "" || o.NATS != "" {
 		st, err = openStore(o, log)
@@ -116,7 +118,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 			return err
 		}
 		defer st.Close() // after the relay's last events are stored
-		names, logs = st.names, st.logs
+		names, logs, sessions, node = st.names, st.logs, st.sessions, st.node
 		if o.NATS != "" {
 			log.Info("rooms shared over NATS", zap.String("nats", st.nc.ConnectedUrlRedacted()), zap.String("node", o.node()),
 				zap.Int("replicas", o.NATSReplicas), zap.Duration("name_lease", o.NameLease), zap.Int("history", o.History))
@@ -128,6 +130,8 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	srv, err := relay.New(relay.Config{
 		Names:              names,
 		Logs:               logs,
+		Sessions:           sessions,
+		Node:               node,
 		MaxDatagram:        o.MaxDatagram,
 		MaxMembers:         o.MaxMembers,
 		MaxRooms:           o.MaxRooms,

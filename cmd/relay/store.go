@@ -22,9 +22,11 @@ import (
 type store struct {
 	emb   *js.Embedded // --data-dir only
 	nc    *nats.Conn
-	dir   *js.Directory // --nats only: leased names
-	names relay.NameDirectory
-	logs  relay.RoomLogs
+	dir      *js.Directory // --nats only: leased names
+	names    relay.NameDirectory
+	logs     relay.RoomLogs
+	sessions *js.Sessions
+	node     string // Config.Node: "" with --data-dir (every stored session is this relay's)
 
 	leaseFailures atomic.Uint64
 }
@@ -60,8 +62,21 @@ func openStore(o Options, log *zap.Logger) (*store, error) {
 		emb.Close()
 		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
 	}
-	return &store{emb: emb, nc: emb.Conn, names: names, logs: logs}, nil
+	s := &store{emb: emb, nc: emb.Conn, names: names, logs: logs}
+	if s.sessions, err = js.NewSessions(emb.JS, js.SessionOptions{
+		Lease:           dataDirSessionLease,
+		OnRefreshFailed: func() { s.leaseFailures.Add(1) },
+	}); err != nil {
+		emb.Close()
+		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
+	}
+	return s, nil
 }
+
+// dataDirSessionLease is how long a session outlives a crash with
+// --data-dir: a relay back within it takes its classic members back and
+// lets its v2 clients resume; after it they log in again.
+const dataDirSessionLease = 10 * time.Minute
 
 // natsConnectTimeout bounds the first connection to the cluster at start:
 // a relay that cannot reach NATS then exits with the reason (its
@@ -123,7 +138,17 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		nc.Close()
 		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
 	}
-	s.dir, s.names, s.logs = dir, dir, logs
+	sessions, err := js.NewSessions(jsc, js.SessionOptions{
+		Replicas:        o.NATSReplicas,
+		Lease:           o.NameLease,
+		OnRefreshFailed: func() { s.leaseFailures.Add(1) },
+	})
+	if err != nil {
+		dir.Close()
+		nc.Close()
+		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+	}
+	s.dir, s.names, s.logs, s.sessions, s.node = dir, dir, logs, sessions, o.node()
 	return s, nil
 }
 
@@ -141,6 +166,9 @@ func (s *store) Ready() error {
 func (s *store) Close() {
 	if s.dir != nil {
 		s.dir.Close()
+	}
+	if s.sessions != nil {
+		s.sessions.Close()
 	}
 	if s.emb != nil {
 		s.emb.Close()

@@ -1,11 +1,9 @@
 package jetstream
 
 import (
-	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,23 +36,7 @@ type DirectoryOptions struct {
 // since KV keys take few characters) to owner. With a lease, the names it
 // holds are refreshed in the background until Close.
 type Directory struct {
-	js      jetstream.JetStream
-	kv      jetstream.KeyValue
-	timeout time.Duration
-	o       DirectoryOptions
-
-	mu   sync.Mutex       // protects held
-	held map[string]lease // KV key -> what this directory claimed there
-
-	stop chan struct{} // closed by Close
-	done chan struct{} // closed when the refresher returns
-}
-
-// lease is one name this directory holds: its owner and the revision of
-// its last write, for compare-and-set refreshes.
-type lease struct {
-	owner string
-	rev   uint64
+	kv *leasedKV
 }
 
 var _ relay.NameDirectory = (*Directory)(nil)
@@ -73,160 +55,78 @@ func NewDirectory(js jetstream.JetStream, o DirectoryOptions) (*Directory, error
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
-	defer cancel()
-	if o.Lease < 0 {
-		return nil, fmt.Errorf("jetstream: names lease %v: must not be negative", o.Lease)
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openLeasedKV(js, jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "chatrelay names: compare key (hex) to owner session",
 		History:     1,
-		TTL:         o.Lease,
 		Storage:     o.Storage,
 		Replicas:    o.Replicas,
-	})
+	}, o.Timeout, o.Lease, o.OnRefreshFailed)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: names bucket %s: %w", o.Bucket, err)
+		return nil, err
 	}
-	d := &Directory{js: js, kv: kv, timeout: o.Timeout, o: o, held: make(map[string]lease), stop: make(chan struct{}), done: make(chan struct{})}
-	if o.Lease > 0 {
-		go d.refresher()
-	} else {
-		close(d.done)
-	}
-	return d, nil
+	return &Directory{kv: kv}, nil
 }
 
 // Close stops refreshing (the names it held are freed after the lease)
 // and waits until the refresher has returned.
-func (d *Directory) Close() {
-	select {
-	case <-d.stop:
-	default:
-		close(d.stop)
-	}
-	<-d.done
-}
-
-// refresher rewrites every held name each Lease/3, compare-and-set on the
-// revision it wrote last: a name that someone else took meanwhile (after
-// this relay could not refresh it for a whole lease) is not taken back.
-func (d *Directory) refresher() {
-	defer close(d.done)
-	t := time.NewTicker(d.o.Lease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-		}
-		d.mu.Lock()
-		keys := make(map[string]lease, len(d.held))
-		for k, l := range d.held {
-			keys[k] = l
-		}
-		d.mu.Unlock()
-		for k, l := range keys {
-			ctx, cancel := d.ctx()
-			rev, err := d.kv.Update(ctx, k, []byte(l.owner), l.rev)
-			cancel()
-			d.mu.Lock()
-			cur, ok := d.held[k]
-			switch {
-			case !ok || cur.owner != l.owner:
-				// released (or claimed again) meanwhile: leave it
-			case err == nil:
-				d.held[k] = lease{owner: l.owner, rev: rev}
-			case errors.Is(err, jetstream.ErrKeyNotFound) || isWrongRevision(err):
-				delete(d.held, k) // lost: the lease ran out and it is gone or someone else's
-			}
-			d.mu.Unlock()
-			if err != nil && d.o.OnRefreshFailed != nil {
-				d.o.OnRefreshFailed()
-			}
-		}
-	}
-}
-
-// isWrongRevision reports a compare-and-set that lost.
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}
-
-// remember notes that owner holds k at revision rev.
-func (d *Directory) remember(k, owner string, rev uint64) {
-	d.mu.Lock()
-	d.held[k] = lease{owner: owner, rev: rev}
-	d.mu.Unlock()
-}
-
-func (d *Directory) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d.timeout)
-}
+func (d *Directory) Close() { d.kv.close() }
 
 func kvKey(key string) string { return "n" + hex.EncodeToString([]byte(key)) }
 
 // Claim creates the key (atomic: of concurrent creates one wins); if it
-// exists and owner holds it, the claim succeeds again.
+// exists and owner holds it, the claim succeeds again and this directory
+// takes the name over (a session adopted from a relay that died: that
+// relay's next refresh fails, and it lets the name go).
 func (d *Directory) Claim(key, owner string) error {
-	if down(d.js) {
-		return errDown
-	}
-	ctx, cancel := d.ctx()
-	defer cancel()
 	k := kvKey(key)
 	for range 3 {
-		rev, err := d.kv.Create(ctx, k, []byte(owner))
+		err := d.kv.create(k, []byte(owner))
 		if err == nil {
-			d.remember(k, owner, rev)
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("jetstream: claim %q: %w: %w", key, relay.ErrUnavailable, err)
+			return fmt.Errorf("claim %q: %w", key, err)
 		}
-		e, err := d.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		e, err := d.kv.get(k)
+		if err != nil {
+			return fmt.Errorf("claim %q: %w", key, err)
+		}
+		if e == nil {
 			continue // released meanwhile: try again
 		}
-		if err != nil {
-			return fmt.Errorf("jetstream: claim %q: %w: %w", key, relay.ErrUnavailable, err)
+		if string(e.Value()) != owner {
+			return relay.ErrNameTaken
 		}
-		if string(e.Value()) == owner {
-			d.remember(k, owner, e.Revision())
-			return nil
+		if h, ok := d.kv.holds(k); ok && h.rev == e.Revision() {
+			return nil // ours already
 		}
-		return relay.ErrNameTaken
+		if err := d.kv.takeOver(k, []byte(owner), e.Revision()); err != nil {
+			if isWrongRevision(err) {
+				continue
+			}
+			return fmt.Errorf("claim %q: %w", key, err)
+		}
+		return nil
 	}
 	return relay.ErrNameTaken // it keeps changing hands: someone else has it
 }
 
-// Release deletes the key if owner holds it, guarded by the revision read,
-// so that a claim by someone else in between is never undone.
+// Release deletes the key if this directory holds it for owner, guarded by
+// the revision it wrote, so that a claim by someone else in between (or a
+// takeover by another relay) is never undone.
 func (d *Directory) Release(key, owner string) {
-	ctx, cancel := d.ctx()
-	defer cancel()
 	k := kvKey(key)
-	d.mu.Lock()
-	if l, ok := d.held[k]; ok && l.owner == owner {
-		delete(d.held, k)
-	}
-	d.mu.Unlock()
-	e, err := d.kv.Get(ctx, k)
-	if err != nil || string(e.Value()) != owner {
+	if h, ok := d.kv.holds(k); !ok || string(h.value) != owner {
 		return
 	}
-	_ = d.kv.Delete(ctx, k, jetstream.LastRevision(e.Revision())) // a conflict: it is no longer owner's
+	d.kv.drop(k)
 }
 
 // Lookup reads the key; an error reads as nobody.
 func (d *Directory) Lookup(key string) (string, bool) {
-	ctx, cancel := d.ctx()
-	defer cancel()
-	e, err := d.kv.Get(ctx, kvKey(key))
-	if err != nil {
+	e, err := d.kv.get(kvKey(key))
+	if err != nil || e == nil {
 		return "", false
 	}
 	return string(e.Value()), true

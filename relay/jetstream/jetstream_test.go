@@ -163,29 +163,26 @@ func TestReopenWithSmallerHistory(t *testing.T) {
 // same chat through another node) is stored once.
 func TestMsgIDStoresOnce(t *testing.T) {
 	e := start(t, t.TempDir())
-	logs := newLogs(t, e, jetstream.LogOptions{History: 100, MsgID: func(f *wire.Frame) string {
-		if f.T != wire.FrameChat || f.ID == 0 {
-			return ""
-		}
-		return fmt.Sprintf("%s/%d", f.From, f.ID)
-	}})
-	room, err := logs.Open("main")
+	logs := newLogs(t, e, jetstream.LogOptions{History: 100})
+	log, err := logs.Open("main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s1, l1, err := room.Append(chat(1))
+	room := log.(relay.OnceAppender)
+	id := func(f wire.Frame) string { return fmt.Sprintf("session-1/%d", f.ID) }
+	s1, l1, dup1, err := room.AppendOnce(chat(1), id(chat(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, l2, err := room.Append(chat(1))
+	s2, l2, dup2, err := room.AppendOnce(chat(1), id(chat(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s1 != 1 || s2 != 1 || !bytes.Equal(l1, l2) || room.Latest() != 1 {
-		t.Fatalf("the same chat twice: seqs %d, %d, lines %q, %q, latest %d", s1, s2, l1, l2, room.Latest())
+	if s1 != 1 || s2 != 1 || dup1 || !dup2 || !bytes.Equal(l1, l2) || log.Latest() != 1 {
+		t.Fatalf("the same chat twice: seqs %d, %d, dup %v, %v, lines %q, %q, latest %d", s1, s2, dup1, dup2, l1, l2, log.Latest())
 	}
-	if s3, _, err := room.Append(chat(2)); err != nil || s3 != 2 {
-		t.Fatalf("the next chat got seq %d, %v; want 2", s3, err)
+	if s3, _, dup, err := room.AppendOnce(chat(2), id(chat(2))); err != nil || s3 != 2 || dup {
+		t.Fatalf("the next chat got seq %d, dup %v, %v; want 2", s3, dup, err)
 	}
 }
 

@@ -43,14 +43,6 @@ type LogOptions struct {
 	// so its inbox, does not outlive the relay that holds it, and a
 	// stream per login would pile up in the store. Default: streams.
 	Local relay.RoomLogs
-	// MsgID, when not nil, names an event for deduplication
-	// (Nats-Msg-Id): an event published again under the same id within the
-	// stream's duplicate window (2 minutes, at most MaxAge) is stored
-	// once, and Append returns the first one's seq and line. "" publishes
-	// without an id. The id must be unique to one event of one sender
-	// (its session and the client's id), never only a name and an id that
-	// a new session reuses.
-	MsgID func(f *wire.Frame) string
 }
 
 // epochKey is the stream metadata key that holds a room's epoch.
@@ -65,6 +57,7 @@ type Logs struct {
 var (
 	_ relay.RoomLogs     = (*Logs)(nil)
 	_ relay.RoomFollower = (*roomLog)(nil)
+	_ relay.OnceAppender = (*roomLog)(nil)
 )
 
 // NewLogs returns Logs on js.
@@ -212,27 +205,34 @@ type roomLog struct {
 // Append publishes f (without seq and epoch, which are the stream's) and
 // encodes it with the seq the server gave it.
 func (l *roomLog) Append(f wire.Frame) (uint64, []byte, error) {
+	seq, line, _, err := l.AppendOnce(f, "")
+	return seq, line, err
+}
+
+// AppendOnce is Append with a message id (Nats-Msg-Id; "" for none): the
+// same id within the stream's duplicate window (2 minutes, at most MaxAge)
+// is stored once, on whichever node it is appended, and returns the first
+// copy's seq and line with dup true.
+func (l *roomLog) AppendOnce(f wire.Frame, id string) (uint64, []byte, bool, error) {
 	if down(l.logs.js) {
-		return 0, nil, errDown
+		return 0, nil, false, errDown
 	}
 	f.Seq, f.Epoch = 0, ""
 	stored := wire.AppendFrame(nil, &f)
 	var opts []jetstream.PublishOpt
-	if l.logs.o.MsgID != nil {
-		if id := l.logs.o.MsgID(&f); id != "" {
-			opts = append(opts, jetstream.WithMsgID(id))
-		}
+	if id != "" {
+		opts = append(opts, jetstream.WithMsgID(id))
 	}
 	ctx, cancel := l.logs.ctx()
 	defer cancel()
 	ack, err := l.logs.js.Publish(ctx, l.subject, stored, opts...)
 	if err != nil {
-		return 0, nil, fmt.Errorf("jetstream: append to %s: %w: %w", l.subject, relay.ErrUnavailable, err)
+		return 0, nil, false, fmt.Errorf("jetstream: append to %s: %w: %w", l.subject, relay.ErrUnavailable, err)
 	}
 	if ack.Duplicate {
 		lines, _, _ := l.Range(ack.Sequence, ack.Sequence)
 		if len(lines) == 1 {
-			return ack.Sequence, lines[0], nil
+			return ack.Sequence, lines[0], true, nil
 		}
 		// The first is gone already: this one is as it would have been.
 	}
@@ -242,7 +242,7 @@ func (l *roomLog) Append(f wire.Frame) (uint64, []byte, error) {
 	l.latest = max(l.latest, ack.Sequence)
 	l.putLocked(ack.Sequence, line)
 	l.mu.Unlock()
-	return ack.Sequence, line, nil
+	return ack.Sequence, line, ack.Duplicate, nil
 }
 
 // putLocked caches line as seq's unless the slot holds a newer one.
