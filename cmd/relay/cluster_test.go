@@ -1,18 +1,27 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/chatrelay/chatrelay/relay/client"
+	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
 
 // startNATS runs a JetStream nats-server on a loopback port until the test
@@ -309,5 +318,205 @@ func TestClusterNATSUnreachable(t *testing.T) {
 		if string(buf[:n]) == "alice says: NATS is back" {
 			break
 		}
+	}
+}
+
+// buildRelay builds this command once per test binary, for tests that
+// need a relay they can kill with SIGKILL.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	relayBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "relay-test")
+		if err != nil {
+			relayBinErr = err.Error()
+			return
+		}
+		relayBinDir = dir
+		bin := filepath.Join(dir, "relay")
+		if out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			relayBinErr = fmt.Sprintf("go build: %v\n%s", err, out)
+			return
+		}
+		relayBin = bin
+	})
+	if relayBin == "" {
+		t.Fatal(relayBinErr)
+	}
+	return relayBin
+}
+
+var (
+	relayBinOnce sync.Once
+	relayBinDir  string // removed by TestMain
+	relayBin     string
+	relayBinErr  string
+)
+
+// freeUDP returns a loopback UDP address nobody listens on now.
+func freeUDP(t *testing.T) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// startNodeProc runs a relay process on the NATS at url until the test
+// ends (or it is killed), and waits until it answers.
+func startNodeProc(t *testing.T, url, node string) (*exec.Cmd, netip.AddrPort) {
+	t.Helper()
+	addr := freeUDP(t)
+	cmd := exec.Command(buildRelay(t), "--listen", addr.String(), "--metrics-listen", "", "--admin-socket", shortSocketPath(t),
+		"--flood", "off", "--nats", url, "--node", node, "--name-lease", "4s", "--log-level", "warn")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", node, stderr.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if loginOK(addr, "probe-"+node) {
+			return cmd, addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not answer", node)
+		}
+	}
+}
+
+// loginOK sends one classic login of name to addr and reports whether it
+// got OK within 200 ms (quitting the session then).
+func loginOK(addr netip.AddrPort, name string) bool {
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.Write([]byte("L " + name))
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	b := make([]byte, 256)
+	n, err := c.Read(b)
+	if err == nil && string(b[:n]) == "OK" {
+		c.Write([]byte("Q " + name))
+		return true
+	}
+	return false
+}
+
+// A relay node is killed (SIGKILL) mid-chat: its v2 member resumes on
+// another node (the path to the dead one now leads there) and loses none
+// of the chats sent meanwhile, nor sees any twice; nobody is told the
+// relay restarted or that messages were missed; its chats after the move
+// reach the others; and the dead node's classic member's name is freed
+// after the lease.
+func TestClusterNodeKilledClientsResumeElsewhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real relay processes")
+	}
+	ns := startNATS(t)
+	node1, addr1 := startNodeProc(t, ns.ClientURL(), "node-1")
+	_, addr2 := startNodeProc(t, ns.ClientURL(), "node-2")
+
+	// alice reaches node 1 through a path that can be pointed elsewhere,
+	// as a load balancer or chatcli's next address would.
+	path := relaytest.NewLossyProxy(t, addr1, relaytest.LossConfig{})
+	dial := func(addr netip.AddrPort, name string, seed uint64) *client.Client {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// Silence for 2 s (not 8) means the path is dead: within the
+		// test's 4 s lease.
+		c, err := client.Dial(ctx, client.Config{Addr: addr.String(), Name: name, Rand: rand.New(rand.NewPCG(seed, 1)), HeartbeatEvery: 500 * time.Millisecond, DeadAfter: 2 * time.Second})
+		if err != nil {
+			t.Fatalf("dial %s: %v", name, err)
+		}
+		t.Cleanup(func() { closeV2(c) })
+		return c
+	}
+	alice := dial(path.Addr(), "alice", 1)
+	bob := dial(addr2, "bob", 2)
+	dave, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr1)) // classic, on node 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dave.Close()
+	(&member{t: t, c: dave}).send("L dave")
+	(&member{t: t, c: dave}).expect("OK")
+
+	const n = 100
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := range n {
+			if _, err := bob.Send(fmt.Sprintf("bob %d", i)); err != nil {
+				t.Errorf("bob: %v", err)
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // a steady chat, so that the kill falls in the middle
+		}
+	}()
+
+	var got []string
+	killed, resumed := false, false
+	deadline := time.After(60 * time.Second)
+	for len(got) < n {
+		select {
+		case e, ok := <-alice.Events():
+			if !ok {
+				t.Fatalf("alice's session ended after %d of bob's chats", len(got))
+			}
+			switch e.Type {
+			case client.EventResumed:
+				resumed = true
+			case client.EventNewSession:
+				t.Fatalf("alice's session was not adopted by node 2: %+v", e)
+			case client.EventChat:
+				if e.From == "bob" && !e.History {
+					got = append(got, e.Text)
+				}
+			case client.EventMissed, client.EventRestarted, client.EventRestarting:
+				t.Fatalf("alice was told %s: %+v", e.Type, e)
+			}
+		case <-deadline:
+			t.Fatalf("alice saw %d of bob's %d chats: %q", len(got), n, got)
+		}
+		if !killed && len(got) >= 20 {
+			path.SetTarget(addr2)
+			if err := node1.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	<-sent
+	if !resumed {
+		t.Fatal("alice never resumed her session")
+	}
+	for i, text := range got {
+		if want := fmt.Sprintf("bob %d", i); text != want {
+			t.Fatalf("alice's chat %d from bob is %q, want %q (lost, doubled or out of order)", i, text, want)
+		}
+	}
+	// alice goes on from node 2: bob gets her chat.
+	if _, err := alice.Send("hello from node 2"); err != nil {
+		t.Fatal(err)
+	}
+	chatsSeen(t, bob, false, "hello from node 2")
+	// node 1's classic member never comes back: its name is freed after
+	// the lease (4 s here), and someone else may take it.
+	waitDeadline := time.Now().Add(15 * time.Second)
+	for !loginOK(addr2, "dave") {
+		if time.Now().After(waitDeadline) {
+			t.Fatal("dave's name was not freed after node 1 died")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

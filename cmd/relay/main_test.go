@@ -21,6 +21,11 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
+		goleak.Cleanup(func(int) {
+			if relayBinDir != "" {
+				os.RemoveAll(relayBinDir)
+			}
+		}),
 		// ants starts its default pool when imported: IgnoreCurrent skips
 		// exactly the goroutines alive before the tests, so a pool a test
 		// forgot to close is still caught (naming ants' functions would
