@@ -180,7 +180,6 @@ const (
 	cmdJoined
 	cmdFlush
 	cmdRebind
-	cmdAddr
 	cmdClose
 )
 
@@ -209,6 +208,7 @@ type Client struct {
 	stats struct {
 		sent, received, chats, retransmits, repairs, resumes, relogins, failovers atomic.Uint64
 	}
+	at atomic.Int32 // cur, for Addr
 
 	// Everything below is owned by the loop goroutine.
 	sock     *socket
@@ -325,15 +325,10 @@ func (c *Client) Name() string {
 	return r.names[0]
 }
 
-// Addr is the address of the relay the session is with (or, while it
-// fails over, trying), as given in Config.
-func (c *Client) Addr() string {
-	r := c.call(command{kind: cmdAddr})
-	if r.err != nil {
-		return c.relays[0].name
-	}
-	return r.names[0]
-}
+// Addr is the address of the relay the session is with, or, while it
+// fails over, is trying; after the end, the last one. It is spelled as in
+// Config.
+func (c *Client) Addr() string { return c.relays[c.at.Load()].name }
 
 // Events delivers what happens, in order: room events in room order, each
 // seq once, our own chat messages included (Self), and delivery and
@@ -724,8 +719,6 @@ func (c *Client) onCommand(cmd command) {
 		cmd.reply <- cmdReply{joined: c.joinedRooms()}
 	case cmdName:
 		cmd.reply <- cmdReply{names: []string{c.name}}
-	case cmdAddr:
-		cmd.reply <- cmdReply{names: []string{c.relays[c.cur].name}}
 	case cmdFlush:
 		c.flushers = append(c.flushers, cmd.reply)
 	case cmdRebind:

@@ -98,6 +98,7 @@ func (c *Client) moveTo(i int, now time.Time) bool {
 	}
 	c.sock.close()
 	c.sock, c.cur = s, i
+	c.at.Store(int32(i))
 	c.cookie = ""
 	return true
 }
