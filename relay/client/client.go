@@ -41,8 +41,8 @@ type Config struct {
 	// HeartbeatEvery is the ping interval. Default 2 s.
 	HeartbeatEvery time.Duration
 	// DeadAfter is how long without any datagram from the relay, while a
-	// member, before the client decides the path broke and resumes.
-	// Default 4 heartbeats.
+	// member, before the client decides the path broke and resumes (with
+	// several addresses, at the next one). Default 4 heartbeats.
 	DeadAfter time.Duration
 	// HelloEvery is the interval of hellos while Dial logs in. Default
 	// 600 ms.
@@ -235,7 +235,7 @@ type Client struct {
 
 	hs struct { // the hello or resume exchange
 		next     time.Time
-		first    time.Time
+		first    time.Time // when this handshake began at this address
 		sent     int
 		answered bool // the relay sent something back
 		bo       backoff

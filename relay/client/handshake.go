@@ -31,7 +31,7 @@ func (c *Client) startResume(why string) {
 	}
 	c.st = stResume
 	c.hs.bo.reset()
-	c.hs.next, c.hs.sent, c.hs.answered = time.Time{}, 0, false
+	c.hs.first, c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now(), time.Time{}, 0, false
 	c.disarmRepairs()
 }
 
@@ -50,7 +50,8 @@ func (c *Client) startRelogin(why string, delay time.Duration) {
 	c.relogin = why
 	c.token, c.cookie = "", ""
 	c.hs.bo.reset()
-	c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now().Add(delay), 0, false
+	c.hs.first = c.cfg.Now().Add(delay)
+	c.hs.next, c.hs.sent, c.hs.answered = c.hs.first, 0, false
 	c.disarmRepairs()
 }
 
