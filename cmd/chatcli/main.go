@@ -31,9 +31,23 @@ import (
 // defaultAddr is the relay address used when none is given.
 const defaultAddr = "127.0.0.1:9999"
 
-var usageText = `Usage: chatcli [--name NAME] [--room ROOM] [--proto auto|v2|classic] [--json] [HOST:PORT]
+var usageText = `Usage: chatcli [--name NAME] [--room ROOM] [--proto auto|v2|classic] [--json] [HOST:PORT[,HOST:PORT...]]
 
 Chat through a chatrelay relay at HOST:PORT (default ` + defaultAddr + `).
+
+Several relays (the nodes of a cluster): give their addresses separated by
+commas, without spaces, e.g. 10.0.0.1:9999,10.0.0.2:9999. chatcli logs in
+at the first that answers (moving on at once from one where nothing
+listens, after about 3 s from a silent one). With v2, when the relay in use
+stops answering (nothing from it for 8 s), chatcli switches to the next
+address, round robin, and resumes the session there: nothing is lost and
+nobody sees you leave. If that relay does not know the session, chatcli
+logs in again there and rejoins your rooms, and says so. It keeps going
+round the addresses (waiting up to 10 s between rounds) until one answers
+or you leave. The terminal shows "relay A not answering: switched to B"
+(--lang zh: "服务器 A 无响应: 已切换到 B"); --json prints
+{"type":"failover","from":A,"to":B}. The classic protocol uses the first
+address that answers its login and stays with it.
 
 Protocol (--proto): v2 is the extended protocol: messages arrive in the
 room's order, each once, lost ones are repaired, sends are retransmitted
@@ -83,7 +97,7 @@ your own joins and parts, print a "* ..." line, as do /rooms, /who and
 
 --json (script mode): one JSON object per line per event, "type" one of
 chat, join, leave, notice, timeout, missed, dm, joined, parted, throttled,
-error. Every room event carries "room". A chat is exactly
+error, failover. Every room event carries "room". A chat is exactly
 {"type":"chat","room":ROOM,"from":NAME,"text":TEXT,"seq":N}, your own
 included; join, leave and timeout carry "room", "from" and "seq" (leave a
 "reason" for a kick; a batch in a big room adds "names", the first five,
@@ -92,7 +106,9 @@ new one; missed "room", "from_seq", "to_seq" and "count". A direct message
 is exactly {"type":"dm","from":NAME,"to":NAME,"text":TEXT}, yours included.
 joined carries "room" (and "topic" when the room has one), parted "room"
 (and "code", "reason" when the relay put you out), throttled "retry_ms",
-error "code" and "reason" (and "room", "id", "to" for what was refused). /rooms prints one
+error "code" and "reason" (and "room", "id", "to" for what was refused).
+A failover is exactly {"type":"failover","from":ADDR,"to":ADDR}: the relay
+address that stopped answering and the one chatcli switched to. /rooms prints one
 {"type":"room","room":R,"count":N,"topic":T,"limit":L,"locked":true} per
 room, /who {"type":"members","room":R,"names":[...]}, /topic
 {"type":"topic","room":R,"topic":T}. Backlog events add "history":true. No
@@ -120,7 +136,7 @@ const (
 // options holds the parsed command line.
 type options struct {
 	Name  string // --name: the chat name; empty means ask (terminal) or read the first line (script)
-	Addr  string // the relay's HOST:PORT; defaultAddr when not given
+	Addr  string // the relays' HOST:PORT[,HOST:PORT...], as given (see addrs); defaultAddr when not given
 	Proto string // --proto: protoAuto, protoV2 or protoClassic
 	JSON  bool   // --json: script mode prints one JSON object per event
 	Lang  string // --lang: en or zh, how v2 room events are worded
@@ -175,13 +191,18 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	default:
 		return o, usageError{fmt.Sprintf("too many arguments: %q", fs.Args())}
 	}
-	if _, port, err := net.SplitHostPort(o.Addr); err != nil {
-		return o, usageError{fmt.Sprintf("bad relay address %q: want HOST:PORT", o.Addr)}
-	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return o, usageError{fmt.Sprintf("bad relay address %q: port must be 1-65535", o.Addr)}
+	for _, a := range strings.Split(o.Addr, ",") {
+		if _, port, err := net.SplitHostPort(a); err != nil || a == "" {
+			return o, usageError{fmt.Sprintf("bad relay address %q: want HOST:PORT[,HOST:PORT...]", a)}
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return o, usageError{fmt.Sprintf("bad relay address %q: port must be 1-65535", a)}
+		}
 	}
 	return o, nil
 }
+
+// addrs is the relay addresses of o.Addr, in the order given.
+func (o options) addrs() []string { return strings.Split(o.Addr, ",") }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -231,7 +252,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return runScriptV2(ctx, o, stdin, stdout, stderr)
 	}
-	s, err := dial(o.Addr)
+	s, err := dial(o.addrs())
 	if err != nil {
 		fmt.Fprintf(stderr, "chatcli: %v\n", err)
 		return 1

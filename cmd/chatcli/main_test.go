@@ -208,6 +208,13 @@ func TestParseFlags(t *testing.T) {
 		{args: []string{"--name", "张三"}, want: options{Name: "张三", Addr: defaultAddr, Proto: protoAuto, Lang: "en"}},
 		{args: []string{"-name=bob", "example.org:7000"}, want: options{Name: "bob", Addr: "example.org:7000", Proto: protoAuto, Lang: "en"}},
 		{args: []string{"[::1]:9999"}, want: options{Addr: "[::1]:9999", Proto: protoAuto, Lang: "en"}},
+		{args: []string{"a.example:9999,[::1]:10000,10.0.0.3:9"}, want: options{Addr: "a.example:9999,[::1]:10000,10.0.0.3:9", Proto: protoAuto, Lang: "en"}},
+		{args: []string{"a:1,"}, wantErr: true},
+		{args: []string{",a:1"}, wantErr: true},
+		{args: []string{"a:1,,b:2"}, wantErr: true},
+		{args: []string{"a:1,nohost"}, wantErr: true},
+		{args: []string{"a:1,b:0"}, wantErr: true},
+		{args: []string{"a:1;b:2"}, wantErr: true},
 		{args: []string{"--proto", "classic", "--json"}, want: options{Addr: defaultAddr, Proto: protoClassic, JSON: true, Lang: "en"}},
 		{args: []string{"--proto=v2"}, want: options{Addr: defaultAddr, Proto: protoV2, Lang: "en"}},
 		{args: []string{"--lang", "zh"}, want: options{Addr: defaultAddr, Proto: protoAuto, Lang: "zh"}},
@@ -236,6 +243,9 @@ func TestParseFlags(t *testing.T) {
 			}
 		})
 	}
+	if got := (options{Addr: "a:1,[::1]:2"}).addrs(); len(got) != 2 || got[0] != "a:1" || got[1] != "[::1]:2" {
+		t.Errorf("addrs of a:1,[::1]:2 = %q", got)
+	}
 	// A Chinese locale picks Chinese wording.
 	t.Setenv("LANG", "zh_CN.UTF-8")
 	if o, err := parseFlags(flag.NewFlagSet("test", flag.ContinueOnError), nil); err != nil || o.Lang != "zh" {
@@ -256,7 +266,8 @@ func TestRunUsage(t *testing.T) {
 			t.Errorf("usage does not document %q", cmd)
 		}
 	}
-	for _, want := range []string{"--room", `{"type":"dm","from":NAME,"to":NAME,"text":TEXT}`, "Ctrl-N", "Alt-1"} {
+	for _, want := range []string{"--room", `{"type":"dm","from":NAME,"to":NAME,"text":TEXT}`, "Ctrl-N", "Alt-1",
+		"[HOST:PORT[,HOST:PORT...]]", `{"type":"failover","from":ADDR,"to":ADDR}`, "error, failover."} {
 		if !strings.Contains(errb.String(), want) {
 			t.Errorf("usage does not mention %s", want)
 		}

@@ -43,14 +43,21 @@ type packet struct {
 
 // session is one connected UDP socket to a relay plus the goroutine that
 // reads it. Received datagrams arrive on in; exactly one goroutine consumes
-// in at a time (script mode: run's; terminal mode: the controller's).
+// in at a time (script mode: run's; terminal mode: the controller's). With
+// several relay addresses, logins try them in order until one answers;
+// the session then stays with that relay (classic has no failover).
 type session struct {
-	conn *net.UDPConn
-	addr string // the relay address as the user gave it, for messages
+	addrs  []*net.UDPAddr // the relays, resolved, in the order given
+	names  []string       // the relay addresses as the user gave them, for messages
+	cur    int            // the relay the socket is connected to
+	addr   string         // names[cur]
+	stayed bool           // a relay answered a login: logins stay with it
 
-	in   chan packet
-	done chan struct{} // closed by close: the read loop stops delivering
-	wg   sync.WaitGroup
+	conn    *net.UDPConn
+	in      chan packet
+	done    chan struct{} // closed by close: the read loop stops delivering
+	connEnd chan struct{} // closed when conn is replaced: its read loop stops delivering
+	wg      sync.WaitGroup
 
 	// Owned by the goroutine consuming in.
 	name    string    // the logged-in name; empty before login
@@ -58,42 +65,66 @@ type session struct {
 	okUntil time.Time // staleOK expires then
 }
 
-// dial resolves addr and opens a connected UDP socket, so that an ICMP port
-// unreachable surfaces as ECONNREFUSED on the next read or write.
-func dial(addr string) (*session, error) {
-	raddr, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("bad relay address %s: %v", addr, err)
-	}
-	conn, err := net.DialUDP("udp", nil, raddr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach relay at %s: %v", addr, err)
-	}
+// dial resolves addrs and opens a connected UDP socket to the first, so
+// that an ICMP port unreachable surfaces as ECONNREFUSED on the next read
+// or write.
+func dial(addrs []string) (*session, error) {
 	s := &session{
-		conn: conn,
-		addr: addr,
-		in:   make(chan packet, 64),
-		done: make(chan struct{}),
+		names: addrs,
+		in:    make(chan packet, 64),
+		done:  make(chan struct{}),
 	}
-	s.wg.Add(1)
-	go s.readLoop()
+	for _, addr := range addrs {
+		raddr, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("bad relay address %s: %v", addr, err)
+		}
+		s.addrs = append(s.addrs, raddr)
+	}
+	if err := s.connect(0); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// connect connects the session to relay i: it closes the socket in use, if
+// any, and waits for its read loop, then opens a new one and its loop.
+// Datagrams of the old socket still in s.in are left for drain.
+func (s *session) connect(i int) error {
+	if s.conn != nil {
+		close(s.connEnd)
+		s.conn.Close()
+		s.wg.Wait()
+		s.conn = nil
+	}
+	conn, err := net.DialUDP("udp", nil, s.addrs[i])
+	if err != nil {
+		return fmt.Errorf("cannot reach relay at %s: %v", s.names[i], err)
+	}
+	s.conn, s.cur, s.addr = conn, i, s.names[i]
+	s.connEnd = make(chan struct{})
+	s.wg.Add(1)
+	go s.readLoop(conn, s.connEnd)
+	return nil
 }
 
 // close closes the socket and waits for the read loop to end.
 func (s *session) close() {
 	close(s.done)
-	s.conn.Close()
+	if s.conn != nil {
+		s.conn.Close()
+	}
 	s.wg.Wait()
 }
 
-// readLoop delivers every datagram (at most wire.MaxClassicReply bytes)
-// and every ECONNREFUSED to in, until the socket is closed.
-func (s *session) readLoop() {
+// readLoop delivers every datagram of conn (at most wire.MaxClassicReply
+// bytes) and every ECONNREFUSED to in, until conn is closed or end or
+// s.done is.
+func (s *session) readLoop(conn *net.UDPConn, end <-chan struct{}) {
 	defer s.wg.Done()
 	buf := make([]byte, wire.MaxClassicReply)
 	for {
-		n, err := s.conn.Read(buf)
+		n, err := conn.Read(buf)
 		var p packet
 		switch {
 		case err == nil:
@@ -108,6 +139,8 @@ func (s *session) readLoop() {
 		select {
 		case s.in <- p:
 		case <-s.done:
+			return
+		case <-end:
 			return
 		}
 		if p.err != nil && p.err != errUnreachable {
@@ -137,10 +170,38 @@ func (s *session) drain() {
 	}
 }
 
-// login sends `L name` up to loginTries times, loginInterval apart, until a
-// reply arrives. It returns ("", nil) for OK, (reason, nil) for a refusal,
-// or errNoReply, errUnreachable, errEnded or ctx's error.
+// login logs in as name at the relay in use and, until one has answered
+// a login, at the next addresses in turn while they do not answer
+// (errNoReply or errUnreachable). It returns ("", nil) for OK, (reason,
+// nil) for a refusal, or errNoReply (some relay was silent),
+// errUnreachable (nothing listens at any), errEnded or ctx's error.
 func (s *session) login(ctx context.Context, name string) (reason string, err error) {
+	silent := false
+	for {
+		reason, err = s.loginAt(ctx, name)
+		if errors.Is(err, errNoReply) {
+			silent = true
+		}
+		if s.stayed || s.cur+1 == len(s.addrs) || !(errors.Is(err, errNoReply) || errors.Is(err, errUnreachable)) {
+			break
+		}
+		if cerr := s.connect(s.cur + 1); cerr != nil {
+			return "", cerr
+		}
+	}
+	switch {
+	case err == nil:
+		s.stayed = true
+	case errors.Is(err, errUnreachable) && silent:
+		err = errNoReply
+	}
+	return reason, err
+}
+
+// loginAt sends `L name` up to loginTries times, loginInterval apart, until
+// a reply arrives. It returns ("", nil) for OK, (reason, nil) for a
+// refusal, or errNoReply, errUnreachable, errEnded or ctx's error.
+func (s *session) loginAt(ctx context.Context, name string) (reason string, err error) {
 	s.drain()
 	req := wire.AppendLogin(nil, name)
 	t := time.NewTimer(0)
@@ -259,16 +320,21 @@ func (s *session) quit(show func(string)) bool {
 }
 
 // describe turns a session error into the one line printed before exit 1.
+// Before a relay answered a login it names every address.
 func (s *session) describe(err error) string {
+	at := s.addr
+	if !s.stayed {
+		at = strings.Join(s.names, ",")
+	}
 	switch {
 	case errors.Is(err, errNoReply):
-		return fmt.Sprintf("chatcli: no reply from relay at %s (is it running?)", s.addr)
+		return fmt.Sprintf("chatcli: no reply from relay at %s (is it running?)", at)
 	case errors.Is(err, errUnreachable):
-		return fmt.Sprintf("chatcli: relay at %s is unreachable: connection refused (is it running?)", s.addr)
+		return fmt.Sprintf("chatcli: relay at %s is unreachable: connection refused (is it running?)", at)
 	case errors.Is(err, errEnded):
-		return fmt.Sprintf("chatcli: the relay at %s ended the session", s.addr)
+		return fmt.Sprintf("chatcli: the relay at %s ended the session", at)
 	default:
-		return fmt.Sprintf("chatcli: relay at %s: %v", s.addr, err)
+		return fmt.Sprintf("chatcli: relay at %s: %v", at, err)
 	}
 }
 

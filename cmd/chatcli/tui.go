@@ -146,6 +146,7 @@ type (
 		err    error
 		proto  string // protoV2 when logged in with v2; classic otherwise
 		rev    uint64 // v2: the revision the relay speaks (1: rooms and direct messages)
+		addr   string // the relay that answered, when known
 	}
 	linesMsg []string            // received lines, cleaned
 	endedMsg struct{}            // the relay sent EXIT unprompted
@@ -167,7 +168,7 @@ const (
 type model struct {
 	state modelState
 	name  string // the name logged in as, or being tried
-	addr  string
+	addr  string // the relay (before login: every address given), for the status line
 	reqs  *requestQueue
 
 	input   textinput.Model // the line editor; rendered by inputLine, not its View
@@ -449,6 +450,9 @@ func (m model) loginResult(msg loginMsg) (tea.Model, tea.Cmd) {
 		m.note(fmt.Sprintf("login as %s refused: %s; choose another name", msg.name, msg.reason))
 	default:
 		m.state, m.name, m.notice = stateChat, msg.name, ""
+		if msg.addr != "" {
+			m.addr = msg.addr
+		}
 		m.v2 = msg.proto == protoV2
 		m.rev = msg.rev
 		m.remember(msg.name)

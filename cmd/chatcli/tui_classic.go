@@ -13,7 +13,7 @@ import (
 // runTUI is terminal mode with the classic protocol (--proto classic): the
 // model of tui.go driven by a controller over the classic session s.
 func runTUI(ctx context.Context, o options, s *session, stdin io.Reader, stdout, stderr io.Writer) int {
-	fm, err := runProgram(ctx, o, s.addr, stdin, stdout, func(send func(tea.Msg), reqs *requestQueue, stop chan struct{}) func(ctx, loginCtx context.Context) {
+	fm, err := runProgram(ctx, o, o.Addr, stdin, stdout, func(send func(tea.Msg), reqs *requestQueue, stop chan struct{}) func(ctx, loginCtx context.Context) {
 		return (&controller{s: s, send: send, reqs: reqs, stop: stop}).loop
 	})
 	if err != nil {
@@ -74,7 +74,7 @@ func (c *controller) loop(ctx, loginCtx context.Context) {
 				case reqLogin:
 					reason, err := c.s.login(loginCtx, r.text)
 					loggedIn = err == nil && reason == ""
-					c.send(loginMsg{name: r.text, reason: reason, err: err})
+					c.send(loginMsg{name: r.text, reason: reason, err: err, addr: c.s.addr})
 				case reqChat:
 					if !loggedIn {
 						continue

@@ -48,6 +48,9 @@ func runTUIv2(ctx context.Context, o options, stdin io.Reader, stdout, stderr io
 		return 1
 	}
 	describe := func(err error) string { return describeV2(o.Addr, err) }
+	if v.at != "" {
+		describe = func(err error) string { return describeV2(v.at, err) }
+	}
 	if v.classic != nil {
 		describe = v.classic.describe
 	}
@@ -74,6 +77,7 @@ type controllerV2 struct {
 	stop chan struct{}
 
 	c       *rc.Client
+	at      string   // the relay c is with once logged in (set by loop; read after it ended)
 	classic *session // set when auto fell back; closed by loop
 	wg      sync.WaitGroup
 }
@@ -85,6 +89,7 @@ func (v *controllerV2) loop(ctx, loginCtx context.Context) {
 			cctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 			v.c.Close(cctx)
 			cancel()
+			v.at = v.c.Addr()
 			v.c = nil
 		}
 	}
@@ -116,7 +121,7 @@ func (v *controllerV2) loop(ctx, loginCtx context.Context) {
 					var refused *rc.RefusedError
 					switch {
 					case fallback:
-						s, err := dial(v.o.Addr)
+						s, err := dial(v.o.addrs())
 						if err != nil {
 							v.send(loginMsg{name: r.text, err: err})
 							continue
@@ -135,7 +140,7 @@ func (v *controllerV2) loop(ctx, loginCtx context.Context) {
 					default:
 						v.c = c
 						events = c.Events()
-						v.send(loginMsg{name: c.Name(), proto: protoV2, rev: c.Rev()})
+						v.send(loginMsg{name: c.Name(), proto: protoV2, rev: c.Rev(), addr: c.Addr()})
 						if v.o.Room != "" {
 							v.request(ctx, request{kind: reqJoin, room: v.o.Room})
 						}
@@ -303,10 +308,14 @@ func (m *model) events(evs eventsMsg) {
 			m.addTo(missedView(e), warnStyle.Render("* "+cleanLine(e.String())))
 		case rc.EventThrottled, rc.EventNewSession, rc.EventRestarted:
 			m.conn = ""
-			note(warnStyle, e.String())
+			note(warnStyle, e.Format(m.lang))
 		case rc.EventReconnecting:
 			m.conn = "reconnecting ..."
 			note(noteStyle, e.String())
+		case rc.EventFailover:
+			m.addr = e.Addr
+			m.conn = "switching relay ..."
+			note(noteStyle, e.Format(m.lang))
 		case rc.EventRestarting:
 			m.conn = "relay restarting, waiting ..."
 			note(noteStyle, e.String())

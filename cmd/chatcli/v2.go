@@ -23,8 +23,8 @@ const (
 // v2Config is the client configuration chatcli uses.
 func v2Config(o options, name string) rc.Config {
 	return rc.Config{
-		Addr: o.Addr,
-		Name: name,
+		Addrs: o.addrs(),
+		Name:  name,
 		// One message in flight: the room shows a user's lines, and the
 		// parts of a long line, in the order they were typed.
 		Window:   1,
@@ -79,7 +79,7 @@ func runScriptV2(ctx context.Context, o options, stdin io.Reader, stdout, stderr
 	}
 	if c == nil { // auto: fall back to classic
 		fmt.Fprintln(stderr, fallbackNote(o.Addr))
-		s, err := dial(o.Addr)
+		s, err := dial(o.addrs())
 		if err != nil {
 			fmt.Fprintf(stderr, "chatcli: %v\n", err)
 			return 1
@@ -139,11 +139,11 @@ func runScriptV2(ctx context.Context, o options, stdin io.Reader, stdout, stderr
 			return leave(0)
 		case e, more := <-events:
 			if !more {
-				fmt.Fprintln(stderr, describeV2(o.Addr, errEnded))
+				fmt.Fprintln(stderr, describeV2(c.Addr(), errEnded))
 				return leave(1)
 			}
 			if e.Type == rc.EventEnded {
-				fmt.Fprintln(stderr, describeV2(o.Addr, e.Err))
+				fmt.Fprintln(stderr, describeV2(c.Addr(), e.Err))
 				return leave(1)
 			}
 			sv.event(e)
@@ -227,9 +227,16 @@ func reasonOf(e *rc.RefusedError) string {
 
 // printEvent writes one event in script mode: a JSON line with --json, a
 // classic-style line otherwise (prefixed "[ROOM] " outside main). Session
-// state changes go to stderr.
+// state changes go to stderr, but for a failover with --json, which is a
+// JSON line too.
 func printEvent(o options, e rc.Event, stdout, stderr io.Writer) {
 	switch e.Type {
+	case rc.EventFailover:
+		if o.JSON {
+			writeLine(stdout, marshalAny(failoverJSON{Type: "failover", From: e.PrevAddr, To: e.Addr}))
+			return
+		}
+		fmt.Fprintln(stderr, "chatcli: "+cleanLine(e.Format(o.Lang)))
 	case rc.EventChat, rc.EventJoin, rc.EventLeave, rc.EventNotice, rc.EventTimeout, rc.EventMissed,
 		rc.EventDM, rc.EventJoined, rc.EventParted:
 		if o.JSON {
@@ -252,7 +259,7 @@ func printEvent(o options, e rc.Event, stdout, stderr io.Writer) {
 		}
 		fmt.Fprintln(stderr, "chatcli: "+cleanLine(e.String()))
 	default: // reconnecting, resumed, new_session, restarting, restarted
-		fmt.Fprintln(stderr, "chatcli: "+cleanLine(e.String()))
+		fmt.Fprintln(stderr, "chatcli: "+cleanLine(e.Format(o.Lang)))
 	}
 }
 
@@ -302,6 +309,14 @@ type dmJSON struct {
 	From string `json:"from"`
 	To   string `json:"to"`
 	Text string `json:"text"`
+}
+
+// failoverJSON is the --json form of a failover: exactly these three, the
+// relay address that stopped answering and the one switched to.
+type failoverJSON struct {
+	Type string `json:"type"`
+	From string `json:"from"`
+	To   string `json:"to"`
 }
 
 // roomJSON is one room of a /rooms answer (--json).

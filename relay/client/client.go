@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -14,8 +15,17 @@ import (
 
 // Config configures a Client. Zero values mean the defaults named.
 type Config struct {
-	// Addr is the relay's HOST:PORT. Required.
+	// Addr is the relay's HOST:PORT. Addr or Addrs is required.
 	Addr string
+	// Addrs are relay addresses, HOST:PORT each, tried after Addr: the
+	// nodes of a cluster that share sessions, in order of preference. The
+	// client's list is Addr (if set) then Addrs, without duplicates. Dial
+	// logs in at the first of them that answers; once logged in, when the
+	// relay in use stops answering, the client fails over to the next
+	// address (round robin) and resumes the session there (see Failover in
+	// the package documentation). With one address nothing of this
+	// happens: the client resumes and logs in again at that address only.
+	Addrs []string
 	// Name is the name to log in as. Required.
 	Name string
 	// Room is the room the hello names, where the session starts and
@@ -31,15 +41,17 @@ type Config struct {
 	// HeartbeatEvery is the ping interval. Default 2 s.
 	HeartbeatEvery time.Duration
 	// DeadAfter is how long without any datagram from the relay, while a
-	// member, before the client decides the path broke and resumes.
-	// Default 4 heartbeats.
+	// member, before the client decides the path broke and resumes (with
+	// several addresses, at the next one). Default 4 heartbeats.
 	DeadAfter time.Duration
 	// HelloEvery is the interval of hellos while Dial logs in. Default
 	// 600 ms.
 	HelloEvery time.Duration
 	// HelloSilence is how many hellos Dial sends without any answer (and
-	// HelloSilence*HelloEvery of silence) before it gives up with
-	// ErrNoAnswer. Default 6: with the default interval, 3.6 s.
+	// HelloSilence*HelloEvery of silence) before it gives up on an address
+	// (ErrNoAnswer, if it was the last). Default 6: with the default
+	// interval, 3.6 s. With several addresses a resume or a new login after
+	// a failover waits as long at each address before moving on.
 	HelloSilence int
 	// Window bounds the chat messages in flight (sent, not yet confirmed).
 	// Default 1: each message waits for the previous one's confirmation,
@@ -56,8 +68,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() error {
-	if c.Addr == "" || c.Name == "" {
-		return errors.New("client: Addr and Name are required")
+	if len(c.addrList()) == 0 || c.Name == "" {
+		return errors.New("client: Addr (or Addrs) and Name are required")
 	}
 	if c.Room == "" {
 		c.Room = wire.RoomMain
@@ -95,6 +107,18 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+// addrList is the client's relay addresses: Addr, then Addrs, without
+// empty ones and duplicates, in that order.
+func (c *Config) addrList() []string {
+	var list []string
+	for _, a := range append([]string{c.Addr}, c.Addrs...) {
+		if a != "" && !slices.Contains(list, a) {
+			list = append(list, a)
+		}
+	}
+	return list
+}
+
 // Protocol timing.
 const (
 	repairMinDelay = 20 * time.Millisecond  // a gap waits 20..100 ms before its first repair
@@ -104,6 +128,8 @@ const (
 	quitWait       = 250 * time.Millisecond // quit retransmission
 	quitMax        = 2 * time.Second        // Close waits at most this long for bye
 	maxDialTries   = 30                     // hellos before Dial gives up once the relay has answered
+	roundFirst     = time.Second            // with several addresses, the wait after a round of them all went unanswered...
+	roundMax       = 10 * time.Second       // ...doubling up to this
 )
 
 // Stats are a client's counters.
@@ -115,6 +141,7 @@ type Stats struct {
 	RepairsSent       uint64 // repair frames
 	Resumes           uint64 // sessions resumed
 	Relogins          uint64 // new sessions after the first
+	Failovers         uint64 // moves to another relay address after login
 }
 
 // state is where the session is.
@@ -168,8 +195,8 @@ type cmdReply struct {
 // Client is one v2 session with a relay. Its methods are safe for
 // concurrent use.
 type Client struct {
-	cfg   Config
-	raddr *net.UDPAddr
+	cfg    Config
+	relays []relayAddr // Config.addrList, resolved
 
 	cmds     chan command
 	in       chan inbound
@@ -179,11 +206,13 @@ type Client struct {
 	dialed   chan error    // Dial's outcome, buffered 1
 
 	stats struct {
-		sent, received, chats, retransmits, repairs, resumes, relogins atomic.Uint64
+		sent, received, chats, retransmits, repairs, resumes, relogins, failovers atomic.Uint64
 	}
+	at atomic.Int32 // cur, for Addr
 
 	// Everything below is owned by the loop goroutine.
 	sock     *socket
+	cur      int // the relay in use: relays[cur]; sock is connected to it
 	st       state
 	dialing  bool   // Dial is waiting for the first welcome
 	name     string // as the relay enforced it
@@ -206,11 +235,12 @@ type Client struct {
 
 	hs struct { // the hello or resume exchange
 		next     time.Time
-		first    time.Time
+		first    time.Time // when this handshake began at this address
 		sent     int
 		answered bool // the relay sent something back
 		bo       backoff
 	}
+	fo       failover  // moving between relay addresses
 	hbNext   time.Time // next ping
 	lastRecv time.Time // last datagram from the relay
 	quit     struct {
@@ -225,22 +255,31 @@ type Client struct {
 	exit         bool
 }
 
-// Dial logs in to the relay at cfg.Addr as cfg.Name: a padded hello, the
-// relay's retry with a cookie, the hello again with it, and the welcome. It
-// returns a *RefusedError if the relay refuses the name, ErrNoAnswer if
-// nothing came back from cfg.HelloSilence hellos (the relay may be
-// classic-only), ErrUnreachable if nothing listens, or ctx's error.
+// Dial logs in as cfg.Name at the first relay address (Config.Addr, then
+// Config.Addrs) that answers: a padded hello, the relay's retry with a
+// cookie, the hello again with it, and the welcome. It tries the addresses
+// in order, leaving one at once when nothing listens there (ICMP port
+// unreachable) and after cfg.HelloSilence unanswered hellos when it is
+// silent. It returns a *RefusedError if a relay refuses the name (the
+// other addresses are not asked: a cluster's nodes share names),
+// ErrNoAnswer if no address answered and one at least was silent (it may
+// be a classic-only relay), ErrUnreachable if nothing listens at any, or
+// ctx's error.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	raddr, err := net.ResolveUDPAddr("udp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("client: bad relay address %s: %w", cfg.Addr, err)
+	var relays []relayAddr
+	for _, a := range cfg.addrList() {
+		raddr, err := net.ResolveUDPAddr("udp", a)
+		if err != nil {
+			return nil, fmt.Errorf("client: bad relay address %s: %w", a, err)
+		}
+		relays = append(relays, relayAddr{name: a, udp: raddr})
 	}
 	c := &Client{
 		cfg:      cfg,
-		raddr:    raddr,
+		relays:   relays,
 		cmds:     make(chan command),
 		in:       make(chan inbound, 256),
 		events:   make(chan Event, 64),
@@ -258,10 +297,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.out.ready = c.sendable
 	c.hs.bo = backoff{first: 250 * time.Millisecond, max: 2 * time.Second}
-	c.sock, err = openSocket(raddr, 1, c.in, c.stop)
+	c.fo.round = backoff{first: roundFirst, max: roundMax}
+	sock, err := openSocket(relays[0].udp, 1, c.in, c.stop)
 	if err != nil {
-		return nil, fmt.Errorf("client: cannot reach relay at %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("client: cannot reach relay at %s: %w", relays[0].name, err)
 	}
+	c.sock = sock
 	go c.loop()
 	select {
 	case err = <-c.dialed:
@@ -283,6 +324,11 @@ func (c *Client) Name() string {
 	}
 	return r.names[0]
 }
+
+// Addr is the address of the relay the session is with, or, while it
+// fails over, is trying; after the end, the last one. It is spelled as in
+// Config.
+func (c *Client) Addr() string { return c.relays[c.at.Load()].name }
 
 // Events delivers what happens, in order: room events in room order, each
 // seq once, our own chat messages included (Self), and delivery and
@@ -469,6 +515,7 @@ func (c *Client) Stats() Stats {
 		RepairsSent:       c.stats.repairs.Load(),
 		Resumes:           c.stats.resumes.Load(),
 		Relogins:          c.stats.relogins.Load(),
+		Failovers:         c.stats.failovers.Load(),
 	}
 }
 
@@ -679,7 +726,7 @@ func (c *Client) onCommand(cmd command) {
 			cmd.reply <- cmdReply{err: ErrClosed}
 			return
 		}
-		s, err := openSocket(c.raddr, c.sock.gen+1, c.in, c.stop)
+		s, err := openSocket(c.relays[c.cur].udp, c.sock.gen+1, c.in, c.stop)
 		if err != nil {
 			cmd.reply <- cmdReply{err: fmt.Errorf("client: rebind: %w", err)}
 			return

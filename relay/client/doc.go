@@ -23,6 +23,26 @@
 // chats and direct messages. After a relay restart or a forgotten session
 // the client logs in again and joins its rooms again by itself.
 //
+// # Several relays: failover
+//
+// Config.Addr and Config.Addrs may name several relays, the nodes of a
+// cluster. Dial logs in at the first that answers, in order: an address
+// where nothing listens (ICMP port unreachable) is left at once, a silent
+// one after Config.HelloSilence hellos. Once logged in, when the relay in
+// use has sent nothing for Config.DeadAfter, the client moves to the next
+// address, round robin, emits EventFailover (PrevAddr, Addr) and resumes
+// the session there with its token and each room's last seq, so the relay
+// repairs what was missed and nothing is lost. A relay there that does not
+// know the session refuses the resume (unknown_session): the client logs
+// in again, joins its rooms again, and says so once with EventNewSession
+// or EventRestarted carrying that relay's Addr. An address that does not
+// answer the resume or the login (silent for Config.HelloSilence tries, or
+// unreachable) is left for the next one the same way; once every address
+// was tried since the last welcome, the next round waits 1 s, doubling to
+// 10 s. The client never gives up after login: as with a single relay, it
+// keeps trying until Close. With a single address nothing of this happens:
+// the client resumes, or logs in again, at that address.
+//
 // # Goroutines and ownership
 //
 // A Client runs one loop goroutine that owns all protocol state (the

@@ -30,10 +30,11 @@ const (
 
 	// Session state changes.
 	EventReconnecting EventType = "reconnecting" // the path broke or the socket changed: resuming the session (Reason)
+	EventFailover     EventType = "failover"     // the relay at PrevAddr stopped answering: the client moved to Addr, the next of several addresses, and resumes (or logs in again) there
 	EventResumed      EventType = "resumed"      // the session resumed: nothing lost, nobody saw us leave
-	EventNewSession   EventType = "new_session"  // the relay forgot the session: logged in again; events in between may be lost (and are reported as missed)
+	EventNewSession   EventType = "new_session"  // the relay forgot the session (Addr: the relay failed over to, which did not know it): logged in again; events in between may be lost (and are reported as missed)
 	EventRestarting   EventType = "restarting"   // the relay is restarting: logging in again when it is back
-	EventRestarted    EventType = "restarted"    // logged in again after a relay restart: history before it is lost (Epoch is the new one)
+	EventRestarted    EventType = "restarted"    // logged in again with a new epoch, after a relay restart or at a relay failed over to (Addr) that did not know the session: history before it is lost (Epoch is the new one)
 	EventEnded        EventType = "ended"        // the session ended for good (Err says why); Events is closed after it
 )
 
@@ -60,6 +61,13 @@ type Event struct {
 	// Count is, for missed, how many events are lost; for a batched join
 	// or leave, how many members the batch announces (0 or 1: From alone).
 	Count uint64
+
+	// Addr is, for failover, the relay address the client moved to; for
+	// new_session and restarted, set only when the new login follows a
+	// failover, the relay there that did not know the session.
+	Addr string
+	// PrevAddr is, for failover, the relay address that stopped answering.
+	PrevAddr string
 
 	RetryAfter time.Duration // throttled
 	Code       string        // error, parted, ended: machine-readable reason
@@ -103,13 +111,21 @@ func (e Event) String() string {
 		return s
 	case EventReconnecting:
 		return "connection lost, resuming the session (" + e.Reason + ")"
+	case EventFailover:
+		return e.Format("en")
 	case EventResumed:
 		return "session resumed"
 	case EventNewSession:
+		if e.Addr != "" {
+			return e.Format("en")
+		}
 		return "the relay forgot our session: logged in again; messages in between may be lost"
 	case EventRestarting:
 		return "the relay is restarting: will log in again when it is back"
 	case EventRestarted:
+		if e.Addr != "" {
+			return e.Format("en")
+		}
 		return "the relay restarted: logged in again; history before the restart is lost"
 	case EventEnded:
 		if e.Err != nil {
@@ -124,8 +140,8 @@ func (e Event) String() string {
 // batched joins and leaves are worded exactly as a relay run with that
 // --lang words them to classic clients ("zh": the classic teaching chat
 // room's wording), and our own direct messages, joins and parts in the
-// same style; other events are in English, but for missed, which has a
-// Chinese form too.
+// same style; other events are in English, but for missed, failover, and
+// a new login at a relay failed over to, which have Chinese forms too.
 func (e Event) Format(lang string) string {
 	w := wire.Words(wire.Lang(lang))
 	x := extraWords(lang)
@@ -172,6 +188,16 @@ func (e Event) Format(lang string) string {
 		if lang == "zh" {
 			return fmt.Sprintf("漏掉了 %d 条消息 (序号 %d-%d): 服务器已不再保存", e.Count, e.FromSeq, e.ToSeq)
 		}
+	case EventFailover:
+		return fmt.Sprintf(x.failover, e.PrevAddr, e.Addr)
+	case EventNewSession:
+		if e.Addr != "" {
+			return fmt.Sprintf(x.unknownAt, e.Addr) + x.mayBeLost
+		}
+	case EventRestarted:
+		if e.Addr != "" {
+			return fmt.Sprintf(x.unknownAt, e.Addr) + x.areLost
+		}
 	}
 	return e.String()
 }
@@ -194,6 +220,10 @@ type moreWords struct {
 	joined    string // %s: room (our own join)
 	parted    string // %s: room (our own part)
 	topic     string // %s: topic, appended to joined
+	failover  string // %s: the silent relay's address, %s: the next one's
+	unknownAt string // %s: the relay failed over to, which did not know the session
+	mayBeLost string // appended to unknownAt: the same epoch, repaired where the relay can
+	areLost   string // appended to unknownAt: a new epoch
 }
 
 var moreWordsByLang = map[string]moreWords{
@@ -202,12 +232,20 @@ var moreWordsByLang = map[string]moreWords{
 		joined:    "you joined %s",
 		parted:    "you left %s",
 		topic:     " (topic: %s)",
+		failover:  "relay %s not answering: switched to %s",
+		unknownAt: "relay %s does not know our session: logged in again there",
+		mayBeLost: "; messages in between may be lost",
+		areLost:   "; messages from before the switch are lost",
 	},
 	"zh": {
 		whisperTo: "你悄悄对 %s 说: %s",
 		joined:    "你进入了聊天室 %s",
 		parted:    "你离开了聊天室 %s",
 		topic:     " (话题: %s)",
+		failover:  "服务器 %s 无响应: 已切换到 %s",
+		unknownAt: "服务器 %s 不认识本会话: 已在该服务器重新登录",
+		mayBeLost: "; 其间的消息可能丢失",
+		areLost:   "; 切换前的消息已丢失",
 	},
 }
 

@@ -23,14 +23,15 @@ const minHelloSize = 256
 
 // startResume starts resuming the session with its token, sending the
 // first resume at once. why is the reason EventReconnecting gives; it is
-// emitted unless a resume is already under way.
+// emitted unless a resume is already under way or why is empty (the
+// caller reports it otherwise).
 func (c *Client) startResume(why string) {
-	if c.st != stResume {
+	if c.st != stResume && why != "" {
 		c.emit(Event{Type: EventReconnecting, Reason: why})
 	}
 	c.st = stResume
 	c.hs.bo.reset()
-	c.hs.next, c.hs.sent, c.hs.answered = time.Time{}, 0, false
+	c.hs.first, c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now(), time.Time{}, 0, false
 	c.disarmRepairs()
 }
 
@@ -49,7 +50,8 @@ func (c *Client) startRelogin(why string, delay time.Duration) {
 	c.relogin = why
 	c.token, c.cookie = "", ""
 	c.hs.bo.reset()
-	c.hs.next, c.hs.sent, c.hs.answered = c.cfg.Now().Add(delay), 0, false
+	c.hs.first = c.cfg.Now().Add(delay)
+	c.hs.next, c.hs.sent, c.hs.answered = c.hs.first, 0, false
 	c.disarmRepairs()
 }
 
@@ -129,15 +131,21 @@ func (c *Client) loggedIn(f *wire.Frame, now time.Time) {
 		main = newRoom(wire.RoomMain, wire.RoomMain)
 		c.addRoom(main)
 	}
+	// After a failover, a relay that did not know the session is named:
+	// it is not the one we were with.
+	var at string
+	if c.fo.moved && c.relogin == wire.CodeUnknownSession {
+		at = c.relays[c.cur].name
+	}
 	switch {
 	case first:
 	case f.Epoch != c.epoch:
 		c.oldEpoch[c.epoch] = true
-		c.emit(Event{Type: EventRestarted, Epoch: f.Epoch})
+		c.emit(Event{Type: EventRestarted, Epoch: f.Epoch, Addr: at})
 	default:
-		// The same relay forgot us: what we lack since is repaired, or
-		// reported missed.
-		c.emit(Event{Type: EventNewSession})
+		// The relay forgot us (or another shares the room's history):
+		// what we lack since is repaired, or reported missed.
+		c.emit(Event{Type: EventNewSession, Addr: at})
 	}
 	c.epoch = f.Epoch
 	main.joining = true // ours start at this welcome
@@ -178,12 +186,14 @@ func (c *Client) roomWelcome(f *wire.Frame) {
 }
 
 // becomeMember makes the client a member at now: the next ping is a
-// heartbeat away, the relay counts as just heard from, pending Who and
-// Rooms calls ask again at once, and gap repairs are disarmed until they
-// are needed.
+// heartbeat away, the relay counts as just heard from, every address may
+// be tried again without a round backoff, pending Who and Rooms calls ask
+// again at once, and gap repairs are disarmed until they are needed.
 func (c *Client) becomeMember(now time.Time) {
 	c.st = stMember
 	c.relogin = ""
+	c.fo.tried, c.fo.moved = 0, false
+	c.fo.round.reset()
 	c.hbNext = now.Add(c.cfg.HeartbeatEvery)
 	c.lastRecv = now
 	for _, w := range c.whos {

@@ -7,16 +7,23 @@ import (
 )
 
 // onDatagram handles what one socket reader handed over: a v2 datagram's
-// frames, one by one, or a read error (ErrUnreachable while Dial has heard
-// nothing back). Garbage, and anything from a replaced socket or after the
-// end, is dropped unanswered.
+// frames, one by one, or a read error (ErrUnreachable: nothing listens at
+// the relay's address). Garbage, and anything from a replaced socket or
+// after the end, is dropped unanswered.
+//
+// An unreachable relay that has not answered the handshake under way is
+// given up at once while Dial waits (ErrUnreachable, or the next address),
+// and after login when there are other addresses to fail over to. A member
+// does not leave its relay for it: silence (DeadAfter) decides that, as a
+// relay that restarts is unreachable for a moment.
 func (c *Client) onDatagram(p inbound) {
 	if c.st == stEnded || p.gen != c.sock.gen {
 		return // the session is over, or an old socket's
 	}
 	if p.err != nil {
-		if c.dialing && !c.hs.answered {
-			c.end(ErrUnreachable)
+		handshake := c.st == stHello || c.st == stResume
+		if handshake && !c.hs.answered && (c.dialing || c.multi()) {
+			c.giveUpAddr(c.cfg.Now(), true)
 		}
 		return
 	}

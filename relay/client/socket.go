@@ -19,9 +19,10 @@ type inbound struct {
 
 // socket is one connected UDP socket to the relay and its reader.
 type socket struct {
-	gen  int
-	conn *net.UDPConn
-	done chan struct{} // closed when the reader returns
+	gen     int
+	conn    *net.UDPConn
+	closing chan struct{} // closed by close: the reader stops handing over
+	done    chan struct{} // closed when the reader returns
 }
 
 // openSocket dials raddr from a new local port and starts its reader,
@@ -32,7 +33,7 @@ func openSocket(raddr *net.UDPAddr, gen int, in chan<- inbound, stop <-chan stru
 		return nil, err
 	}
 	_ = conn.SetReadBuffer(1 << 20) // repair bursts; best effort
-	s := &socket{gen: gen, conn: conn, done: make(chan struct{})}
+	s := &socket{gen: gen, conn: conn, closing: make(chan struct{}), done: make(chan struct{})}
 	go s.read(in, stop)
 	return s, nil
 }
@@ -57,6 +58,8 @@ func (s *socket) read(in chan<- inbound, stop <-chan struct{}) {
 		case in <- p:
 		case <-stop:
 			return
+		case <-s.closing:
+			return
 		}
 	}
 }
@@ -68,8 +71,11 @@ func (s *socket) write(b []byte) error {
 	return err
 }
 
-// close closes the socket and waits for its reader.
+// close closes the socket and waits for its reader. The loop calls it
+// (Rebind, failover) while it does not read in, so the reader never waits
+// on a full in to return.
 func (s *socket) close() {
+	close(s.closing)
 	s.conn.Close()
 	<-s.done
 }

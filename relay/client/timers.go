@@ -14,27 +14,29 @@ func (c *Client) onTimers(now time.Time) {
 		if now.Before(c.hs.next) {
 			break
 		}
-		if c.dialing {
-			if c.hs.sent >= c.cfg.HelloSilence && !c.hs.answered &&
-				now.Sub(c.hs.first) >= time.Duration(c.cfg.HelloSilence)*c.cfg.HelloEvery {
-				c.end(ErrNoAnswer)
-				return
-			}
-			if c.hs.sent >= maxDialTries {
-				c.end(ErrNoAnswer)
-				return
-			}
+		// While Dial waits, and after login with several addresses, an
+		// address has a bounded chance before the next is tried; one
+		// address alone is resumed, or logged in to again, for ever.
+		perAddr := c.dialing || c.multi()
+		if perAddr && c.handshakeSpent(now) {
+			c.giveUpAddr(now, false)
+			c.onTimers(now)
+			return
 		}
 		frames = append(frames, c.handshakeFrame())
 		c.hs.sent++
-		if c.dialing {
+		if perAddr {
 			c.hs.next = now.Add(c.cfg.HelloEvery)
 		} else {
 			c.hs.next = now.Add(c.hs.bo.next(c.cfg.Rand))
 		}
 	case stMember:
 		if now.Sub(c.lastRecv) >= c.cfg.DeadAfter {
-			c.startResume("no answer from the relay")
+			if c.multi() {
+				c.giveUpAddr(now, false) // resume at the next address
+			} else {
+				c.startResume("no answer from the relay")
+			}
 			c.onTimers(now)
 			return
 		}
