@@ -20,8 +20,8 @@ import (
 // embedded JetStream server (no listener) of this relay alone; with --nats
 // a NATS cluster that several relays share.
 type store struct {
-	emb   *js.Embedded // --data-dir only
-	nc    *nats.Conn
+	emb      *js.Embedded // --data-dir only
+	nc       *nats.Conn
 	dir      *js.Directory // --nats only: leased names
 	names    relay.NameDirectory
 	logs     relay.RoomLogs
