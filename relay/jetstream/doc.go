@@ -1,6 +1,7 @@
 // Package jetstream implements the relay's seam (relay.RoomLogs,
-// relay.NameDirectory) on NATS JetStream, so that a room's history
-// survives a restart and, later, several relays share one order:
+// relay.NameDirectory, relay.OperatorStore) on NATS JetStream, so that a
+// room's history and the operator's state survive a restart and, later,
+// several relays share one order:
 //
 //   - Logs: one stream per room (name and subject derived from the room
 //     name's bytes in hex), bounded by History events and MaxAge. A
@@ -10,6 +11,10 @@
 //     not ask the server.
 //   - Directory: a KV bucket from name key to owner; Claim is KV Create
 //     (atomic across nodes), Release a delete guarded by the revision.
+//   - Operator: a KV bucket of the operator's records (bans, mutes, the
+//     lockdown, rooms' settings) as JSON, one key each; a revision is the
+//     bucket stream's sequence, and Watch is a KV watch from the revision
+//     of the relay's Load, so a change made on one relay applies on all.
 //
 // Embedded starts a nats-server with JetStream inside the process, with no
 // listener, for `relay --data-dir`.
