@@ -109,19 +109,21 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 
 	var names relay.NameDirectory
 	var logs relay.RoomLogs
+	var operator relay.OperatorStore
 	if o.DataDir != "" {
 		store, err := openStore(o)
 		if err != nil {
 			return err
 		}
 		defer store.Close() // after the relay's last events are stored
-		names, logs = store.names, store.logs
+		names, logs, operator = store.names, store.logs, store.ops
 		log.Info("history stored", zap.String("data_dir", o.DataDir), zap.Int("history", o.History), zap.Duration("history_age", o.HistoryAge))
 	}
 
 	srv, err := relay.New(relay.Config{
 		Names:              names,
 		Logs:               logs,
+		Operator:           operator,
 		MaxDatagram:        o.MaxDatagram,
 		MaxMembers:         o.MaxMembers,
 		MaxRooms:           o.MaxRooms,

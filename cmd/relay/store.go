@@ -11,11 +11,12 @@ import (
 )
 
 // store is the durable seam of --data-dir: an embedded JetStream server
-// (no listener) holding the rooms' logs.
+// (no listener) holding the rooms' logs and the operator's state.
 type store struct {
 	emb   *js.Embedded
 	names relay.NameDirectory
 	logs  relay.RoomLogs
+	ops   relay.OperatorStore
 }
 
 // openStore starts the embedded server storing in o.DataDir. Rooms' logs
@@ -46,7 +47,12 @@ func openStore(o Options) (*store, error) {
 		emb.Close()
 		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
 	}
-	return &store{emb: emb, names: names, logs: logs}, nil
+	ops, err := openOperator(emb.JS, 1)
+	if err != nil {
+		emb.Close()
+		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
+	}
+	return &store{emb: emb, names: names, logs: logs, ops: ops}, nil
 }
 
 // Close shuts the embedded server down and waits until its store is
