@@ -12,7 +12,10 @@ import (
 
 // The moderation verbs of the admin socket (see the table in admin.go).
 // Each action is logged once at info with its fields and counted by
-// Observer.Moderation; the answer lines are in the relay's language.
+// Observer.Moderation; the answer lines are in the relay's language. Each
+// change goes through the operator's state (Server.opChange): stored, then
+// in force; a store that fails leaves it in force on this relay and the
+// answer is the error (ErrNotStored), after the usual lines.
 
 // forFlag reads --for: the duration and the deadline from now, or zero
 // for none.
@@ -56,9 +59,16 @@ func (s *Server) adminBan(r *adminReq) error {
 	if err != nil {
 		return err
 	}
-	b.reason, b.by, b.expires = r.text, r.by, expires
-	s.mod().ban(b)
-	removed := s.removeBanned(b)
+	b.reason, b.by, b.expires, b.set = r.text, r.by, expires, now
+	k := banKey(b)
+	applied, after, serr := s.opChange(k, func() (uint64, error) {
+		return s.ops.put(k, expires, banValue{Target: b.target, Reason: b.reason, By: b.by, Set: b.set})
+	}, func() { s.mod().ban(b) })
+	defer after()
+	removed := 0
+	if applied {
+		removed = s.removeBanned(b)
+	}
 	s.obs.Moderation(ModBan)
 	s.log.Info("admin ban", zap.String("target", b.target), zap.String("kind", b.kind), zap.Duration("for", d),
 		zap.String("reason", b.reason), zap.String("by", b.by), zap.Int("removed", removed))
@@ -72,7 +82,7 @@ func (s *Server) adminBan(r *adminReq) error {
 	}
 	fmt.Fprintln(r.w, line)
 	fmt.Fprintf(r.w, w.removed+"\n", removed)
-	return nil
+	return serr
 }
 
 // removeBanned kicks the members b refuses: the one holding the name, or
@@ -104,14 +114,17 @@ func (s *Server) adminUnban(r *adminReq) error {
 	if err != nil {
 		return err
 	}
-	b, err := s.mod().unban(t)
-	if err != nil {
-		return err
+	b, ok := s.mod().findBan(t)
+	if !ok {
+		return ErrNoBan
 	}
+	k := banKey(t)
+	_, after, serr := s.opChange(k, func() (uint64, error) { return s.ops.del(k) }, func() { s.mod().unban(t) })
+	defer after()
 	s.obs.Moderation(ModUnban)
 	s.log.Info("admin unban", zap.String("target", b.target), zap.String("kind", b.kind), zap.String("by", r.by))
 	fmt.Fprintf(r.w, s.modWords().didUnban+"\n", b.target)
-	return nil
+	return serr
 }
 
 // banRow is one ban in `bans`.
@@ -146,15 +159,20 @@ func (s *Server) adminMute(r *adminReq) error {
 	if err != nil {
 		return err
 	}
-	d, expires, err := r.forFlag(s.cfg.Now())
+	now := s.cfg.Now()
+	d, expires, err := r.forFlag(now)
 	if err != nil {
 		return err
 	}
 	if m := s.reg.ByName(e.name); m != nil {
 		e.name = m.Name // as the member shows it
 	}
-	e.by, e.expires = r.by, expires
-	s.mod().mute(e)
+	e.by, e.expires, e.set = r.by, expires, now
+	k := muteRecordKey(e.nameKey, e.roomKey)
+	_, after, serr := s.opChange(k, func() (uint64, error) {
+		return s.ops.put(k, expires, muteValue{Name: e.name, Room: e.room, By: e.by, Set: e.set})
+	}, func() { s.mod().mute(e) })
+	defer after()
 	s.obs.Moderation(ModMute)
 	s.log.Info("admin mute", zap.String("name", e.name), zap.String("room", e.room), zap.Duration("for", d), zap.String("by", r.by))
 	w := s.modWords()
@@ -166,7 +184,7 @@ func (s *Server) adminMute(r *adminReq) error {
 		line += fmt.Sprintf(w.forPart, w.duration(d))
 	}
 	fmt.Fprintln(r.w, line)
-	return nil
+	return serr
 }
 
 // unmute NAME [--room ROOM]
@@ -175,10 +193,14 @@ func (s *Server) adminUnmute(r *adminReq) error {
 	if err != nil {
 		return err
 	}
-	e, err := s.mod().unmute(t.nameKey, t.roomKey)
-	if err != nil {
-		return err
+	e, ok := s.mod().findMute(t.nameKey, t.roomKey)
+	if !ok {
+		return ErrNoMute
 	}
+	k := muteRecordKey(t.nameKey, t.roomKey)
+	_, after, serr := s.opChange(k, func() (uint64, error) { return s.ops.del(k) },
+		func() { s.mod().unmute(t.nameKey, t.roomKey) })
+	defer after()
 	s.obs.Moderation(ModUnmute)
 	s.log.Info("admin unmute", zap.String("name", e.name), zap.String("room", e.room), zap.String("by", r.by))
 	w := s.modWords()
@@ -187,7 +209,7 @@ func (s *Server) adminUnmute(r *adminReq) error {
 		line += fmt.Sprintf(w.inRoom, e.room)
 	}
 	fmt.Fprintln(r.w, line)
-	return nil
+	return serr
 }
 
 // muteRow is one mute in `mutes`.
@@ -222,6 +244,7 @@ func (s *Server) adminMutes(r *adminReq) error {
 // lockdown [on|off]
 func (s *Server) adminLockdown(r *adminReq) error {
 	mod := s.mod()
+	var serr error
 	if len(r.args) == 1 {
 		var on bool
 		switch r.args[0] {
@@ -231,14 +254,23 @@ func (s *Server) adminLockdown(r *adminReq) error {
 		default:
 			return fmt.Errorf("usage: lockdown on|off")
 		}
-		changed := mod.setLockdown(on)
+		k := opKey{RecordLockdown, lockdownKey}
+		var changed bool
+		var after func()
+		_, after, serr = s.opChange(k, func() (uint64, error) {
+			if on {
+				return s.ops.put(k, time.Time{}, lockdownValue{By: r.by, Set: s.cfg.Now()})
+			}
+			return s.ops.del(k)
+		}, func() { changed = mod.setLockdown(on) })
+		defer after()
 		s.obs.Moderation(ModLockdown)
 		s.log.Info("admin lockdown", zap.Bool("on", on), zap.Bool("changed", changed), zap.String("by", r.by))
 	}
 	w := s.modWords()
 	if !mod.locked.Load() {
 		fmt.Fprintln(r.w, w.lockOff)
-		return nil
+		return serr
 	}
 	exempt := s.flood.Settings().Exempt
 	list := make([]string, len(exempt))
@@ -250,7 +282,7 @@ func (s *Server) adminLockdown(r *adminReq) error {
 		where = w.nobody
 	}
 	fmt.Fprintf(r.w, w.lockOn+"\n", where)
-	return nil
+	return serr
 }
 
 // expiry words a deadline for a listing: RFC 3339, whole seconds left,

@@ -41,13 +41,19 @@
 //
 // # The seam
 //
-// Everything a relay would share with other relays goes through two
-// interfaces (seam.go); everything that stays on this node, through a third:
+// Everything a relay would share with other relays goes through three
+// interfaces (seam.go); everything that stays on this node, through a
+// fourth:
 //
 //   - NameDirectory: who holds a name (claim, release, lookup). Registry
 //     claims a name before it adds the session, never under its lock.
 //   - RoomLog (opened per room by RoomLogs): a room's sequence, epoch and
 //     history (append, range, backlog). Handlers never number events.
+//   - OperatorStore: what the operator set, one record each (bans, mutes,
+//     the lockdown, rooms' settings): loaded by New, written by each admin
+//     change before it applies, watched while serving so that a change
+//     made on one relay applies on all (operator.go). Never on the
+//     datagram path: admit and mutedIn read the node's copy (moderation).
 //   - Delivery: sending to this node's members (send to one, reply to an
 //     address, publish a room event, flush). Only fanout.go reaches a
 //     socket; handlers name members, never addresses.
@@ -57,7 +63,8 @@
 // of this node's members are in it, and the flood tables and outboxes are
 // the node's own. The in-memory NameDirectory and RoomLog (room.go) are the
 // default; Config.Names and Config.Logs take others, and nothing else
-// changes.
+// changes. Config.Operator nil keeps the operator's state in the Server
+// alone, as before.
 //
 // Sequencing is the log's: RoomLog.Append returns the event's seq, under no
 // lock of the relay's, and room.deliver hands events to the outboxes in seq
@@ -88,10 +95,14 @@
 //	Registry.mu      leaf: only the onChange callback (a gauge) runs under it;
 //	                 the NameDirectory is asked before or after it, never under it
 //	memDirectory.mu  leaf
+//	opState.mu       -> moderation.mu, room.mu: an operator record's change is
+//	                 applied in revision order (operator.go); the OperatorStore
+//	                 is asked before or after it, never under it
 //	moderation.mu    leaf: bans and mutes (moderation.go); admit and mutedIn
 //	                 take it only while someone is banned or muted
+//	memOperator.mu   -> memWatch.mu (the in-memory OperatorStore)
 //	ServeAdmin's mu  leaf: guards the set of admin connections
 //
 // No lock is held while a datagram is sent, a handler runs, or the
-// NameDirectory or RoomLog is asked.
+// NameDirectory, RoomLog or OperatorStore is asked.
 package relay

@@ -24,6 +24,13 @@ var (
 	ErrUnavailable = errors.New("relay: store unavailable")
 )
 
+// ErrNotStored reports an operator's change (a ban, a mute, the lockdown,
+// a room's settings) that is in force on this relay but that
+// Config.Operator failed to store: it ends when the relay stops, and
+// other relays sharing the store do not see it. The error wraps the
+// store's.
+var ErrNotStored = errors.New("relay: not stored, in force on this relay until it stops")
+
 // Drop reasons: the fixed label set of chatrelay_datagrams_dropped_total.
 const (
 	DropEmpty        = "empty"             // zero bytes after the newline strip

@@ -24,7 +24,10 @@ import (
 //   - Server.mutedIn, before a chat is broadcast: a muted member's chat is
 //     refused with the reason and reaches nobody.
 //
-// Nothing here is persisted: a restart lifts every ban, mute and lockdown.
+// Every change goes through the operator's state first (operator.go): with
+// Config.Operator it is stored, and a restart (or another relay sharing the
+// store) puts it back in force; without, a restart lifts every ban, mute
+// and lockdown.
 
 // Kinds of ban, as listed by `bans`.
 const (
@@ -121,13 +124,16 @@ func (m *moderation) countLocked() {
 	m.nmutes.Store(int32(len(m.mutes)))
 }
 
-// ban adds b, set now, replacing a ban of the same name or prefix. It
-// reports whether one was replaced.
+// ban adds b, set when it says (now if it does not), replacing a ban of
+// the same name or prefix. It reports whether one was replaced.
 func (m *moderation) ban(b banEntry) (replaced bool) {
-	b.set = m.now()
+	now := m.now()
+	if b.set.IsZero() {
+		b.set = now
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pruneLocked(b.set)
+	m.pruneLocked(now)
 	if b.kind == BanName {
 		_, replaced = m.names[b.key]
 		m.names[b.key] = &b
@@ -158,6 +164,22 @@ func (m *moderation) unban(t banEntry) (banEntry, error) {
 		return banEntry{}, ErrNoBan
 	}
 	return *b, nil
+}
+
+// findBan returns the ban in force of t's name or prefix.
+func (m *moderation) findBan(t banEntry) (banEntry, bool) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruneLocked(now)
+	b := m.addrs[t.prefix]
+	if t.kind == BanName {
+		b = m.names[t.key]
+	}
+	if b == nil {
+		return banEntry{}, false
+	}
+	return *b, true
 }
 
 // banned returns the ban that refuses nameKey or ip now: the name's
@@ -213,13 +235,16 @@ func (m *moderation) bans() []banEntry {
 	return out
 }
 
-// mute adds e, set now, replacing a mute of the same name in the same
-// room.
+// mute adds e, set when it says (now if it does not), replacing a mute of
+// the same name in the same room.
 func (m *moderation) mute(e muteEntry) (replaced bool) {
-	e.set = m.now()
+	now := m.now()
+	if e.set.IsZero() {
+		e.set = now
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pruneLocked(e.set)
+	m.pruneLocked(now)
 	k := muteKey{e.nameKey, e.roomKey}
 	_, replaced = m.mutes[k]
 	m.mutes[k] = &e
@@ -242,6 +267,19 @@ func (m *moderation) unmute(nameKey, roomKey string) (muteEntry, error) {
 		return muteEntry{}, ErrNoMute
 	}
 	return *e, nil
+}
+
+// findMute returns the mute in force of nameKey in roomKey ("" relay-wide).
+func (m *moderation) findMute(nameKey, roomKey string) (muteEntry, bool) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruneLocked(now)
+	e := m.mutes[muteKey{nameKey, roomKey}]
+	if e == nil {
+		return muteEntry{}, false
+	}
+	return *e, true
 }
 
 // mutedIn returns the mute that silences nameKey in roomKey now: the

@@ -294,44 +294,92 @@ func (s *Server) Rooms() []RoomInfo {
 	return out
 }
 
-// ConfigureRoom creates or updates a room that stays when empty.
+// keptRoom returns the room called name, created if need be, marked to
+// stay while empty (configured). A room removed as it is found is opened
+// again.
+func (s *Server) keptRoom(name string) (*room, error) {
+	for {
+		r, err := s.openRoom(name)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		removed := r.set.removed
+		r.set.configured = true
+		r.mu.Unlock()
+		if !removed {
+			return r, nil
+		}
+	}
+}
+
+// ConfigureRoom creates or updates a room that stays when empty: its
+// topic, limit and key become rs's, announced if the topic changed. With
+// Config.Operator they are stored, and the room exists with them after a
+// restart; an error wrapping ErrNotStored says they hold until this relay
+// stops.
 func (s *Server) ConfigureRoom(rs RoomSettings) error {
 	if rs.Topic != "" {
 		if err := wire.CheckText(rs.Topic); err != nil {
 			return err
 		}
 	}
-	r, err := s.openRoom(rs.Name)
+	r, old, applied, after, err := s.setRoom(rs.Name, func(v *roomValue) {
+		v.Topic, v.Limit, v.Key = &rs.Topic, &rs.Limit, &rs.Key
+	})
+	defer after()
+	if r != nil && applied && rs.Topic != old {
+		s.announceTopic(r, rs.Topic)
+	}
+	return err
+}
+
+// fileRoom configures a room of the config file (Config.Rooms) at start,
+// over what the operator's state set on it: the file wins for each
+// setting it states (a topic, a limit other than 0, a key), and the room
+// keeps the others. Nothing is stored: the file is the record.
+func (s *Server) fileRoom(rs RoomSettings) error {
+	if rs.Topic != "" {
+		if err := wire.CheckText(rs.Topic); err != nil {
+			return err
+		}
+	}
+	r, err := s.keptRoom(rs.Name)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
-	r.set.limit, r.set.key, r.set.configured = rs.Limit, rs.Key, true
-	old := r.set.topic
-	r.set.topic = rs.Topic
-	r.mu.Unlock()
-	if rs.Topic != old {
-		s.announceTopic(r, rs.Topic)
+	defer r.mu.Unlock()
+	if rs.Topic != "" {
+		r.set.topic = rs.Topic
+	}
+	if rs.Limit != 0 {
+		r.set.limit = rs.Limit
+	}
+	if rs.Key != "" {
+		r.set.key = rs.Key
 	}
 	return nil
 }
 
 // SetTopic sets a room's topic and announces it in the room. The room is
-// created (and kept) if it does not exist.
+// created (and kept) if it does not exist. With Config.Operator the topic
+// is stored, and the room exists with it after a restart; an error
+// wrapping ErrNotStored says it holds until this relay stops.
 func (s *Server) SetTopic(room, topic string) error {
 	if err := wire.CheckText(topic); err != nil {
 		return err
 	}
-	r, err := s.openRoom(room)
-	if err != nil {
+	r, _, applied, after, err := s.setRoom(room, func(v *roomValue) { v.Topic = &topic })
+	defer after()
+	if r == nil {
 		return err
 	}
-	r.mu.Lock()
-	r.set.topic, r.set.configured = topic, true
-	r.mu.Unlock()
-	s.announceTopic(r, topic)
+	if applied {
+		s.announceTopic(r, topic)
+	}
 	s.log.Info("admin topic", zap.String("room", r.name), zap.String("topic", topic))
-	return nil
+	return err
 }
 
 // announceTopic tells r's members its topic is now topic.

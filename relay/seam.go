@@ -1,16 +1,18 @@
 package relay
 
 import (
+	"encoding/json"
 	"net/netip"
+	"time"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// The seam: what a relay shares with other relays goes through NameDirectory
-// and RoomLog; what stays on this node goes through Delivery. The handlers
-// know only these interfaces. The in-memory implementations here are the
-// default; a multi-node relay gives New others (Config.Names, Config.Logs),
-// and nothing else changes.
+// The seam: what a relay shares with other relays goes through NameDirectory,
+// RoomLog and OperatorStore; what stays on this node goes through Delivery.
+// The handlers know only these interfaces. The in-memory implementations
+// here are the default; a multi-node relay gives New others (Config.Names,
+// Config.Logs, Config.Operator), and nothing else changes.
 
 // NameDirectory decides which session holds a name, relay-wide: on one node
 // a map, on many a shared store. Names are claimed by their compare key
@@ -64,6 +66,66 @@ type RoomLog interface {
 type RoomLogs interface {
 	Open(room string) (RoomLog, error)
 }
+
+// OperatorStore keeps what the operator set: bans, mutes, the lockdown and
+// the rooms' settings (operator.go). The relay loads every record when it
+// starts (New), writes each change through the store before it applies it,
+// and, while it serves, applies the changes it watches, so that a store
+// several relays share carries a ban set on one relay to all of them.
+// Records are few (one per ban, mute, room or lockdown) and change only on
+// an operator's command, never on a datagram.
+//
+// A record is named by its Kind and Key; its Value is the relay's JSON,
+// which the store gives back as equal JSON. Every change (a Put or a
+// Delete) gets a revision from the store, higher than the revision of
+// every change the store made before it: a relay applies the changes of
+// one record in the store's order, whether they reach it through its own
+// call or through Watch, and ignores one older than what it has applied.
+// A record whose Expires has passed is in force nowhere: Load leaves it
+// out (by the store's clock; the relay also checks by its own), and the
+// store may delete it.
+//
+// Implementations MUST be safe for concurrent use. A call may block for a
+// network round trip; the relay never calls one with a lock held.
+type OperatorStore interface {
+	// Load returns every record in force, each with its Rev, and the
+	// store's revision as of the load: every change after it has a higher
+	// one.
+	Load() (recs []OperatorRecord, rev uint64, err error)
+	// Put stores r under r.Kind and r.Key (r.Rev is ignored), replacing
+	// the record there, and returns the change's revision.
+	Put(r OperatorRecord) (rev uint64, err error)
+	// Delete removes the record of kind and key and returns the change's
+	// revision; deleting a record that does not exist is not an error.
+	Delete(kind, key string) (rev uint64, err error)
+	// Watch calls fn with every change whose revision is above after (as
+	// Load returned it), made by any holder of the store, in the store's
+	// order, until stop is called; of a record changed more than once
+	// before Watch was called, it may give the latest change alone.
+	// deleted reports a Delete: r then has only Kind, Key and Rev. fn is
+	// called from one goroutine at a time and may hold the watch up while
+	// it runs; stop waits for a call in progress to return and MUST NOT
+	// be called from fn.
+	Watch(after uint64, fn func(r OperatorRecord, deleted bool)) (stop func(), err error)
+}
+
+// OperatorRecord is one thing the operator set, as an OperatorStore keeps
+// it.
+type OperatorRecord struct {
+	Kind    string          // RecordBan, RecordMute, RecordRoom or RecordLockdown: lower-case letters
+	Key     string          // which one of its Kind: not empty, any bytes
+	Expires time.Time       // when it ends (a ban or mute --for); zero: never
+	Value   json.RawMessage // the relay's JSON (operator.go)
+	Rev     uint64          // the revision of the change that wrote it: set by Load and Watch
+}
+
+// Kinds of operator record (OperatorRecord.Kind), and their keys.
+const (
+	RecordBan      = "ban"      // Key "name KEY" (the name's compare key) or "addr PREFIX"
+	RecordMute     = "mute"     // Key "NAMEKEY ROOMKEY" (ROOMKEY "" for relay-wide)
+	RecordRoom     = "room"     // Key the room's compare key
+	RecordLockdown = "lockdown" // Key "relay": present while the lockdown is on
+)
 
 // Delivery sends to the members on this node; it is the only code that
 // reaches a socket. Every method returns without waiting for I/O to other
@@ -162,3 +224,8 @@ type SessionStore interface {
 	// for a relay that starts again to take its members back.
 	Classic(node string) ([]SessionRecord, error)
 }
+
+// NewMemoryOperatorStore returns an OperatorStore in memory: what the
+// Servers of one process that share it set, lost at exit. (Config.Operator
+// nil keeps the operator's state in the Server alone, as fast.)
+func NewMemoryOperatorStore() OperatorStore { return newMemOperator() }

@@ -100,6 +100,12 @@ type Config struct {
 	// Node names this relay among those sharing a store (its classic
 	// sessions are its own to take back at start).
 	Node string
+	// Operator keeps what the operator sets (bans, mutes, the lockdown,
+	// rooms' topic, limit and key) across restarts and, shared, across
+	// relays: New loads it, each change is stored before it applies, and
+	// Serve applies the changes other relays make (operator.go). Default
+	// nil: in this Server's memory only, lost at exit.
+	Operator OperatorStore
 	// Flood configures flood control. nil means DefaultFloodSettings() (on);
 	// FloodOff() disables it.
 	Flood *FloodSettings
@@ -242,6 +248,7 @@ type Server struct {
 	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
 	moderation *moderation // the operator's bans, mutes and lockdown (moderation.go)
+	ops        *opState    // the operator's state in Config.Operator (operator.go)
 
 	main    *room   // the room classic members live in, and v2 members start in
 	rooms   roomSet // every room, main included
@@ -298,8 +305,14 @@ func New(cfg Config) (*Server, error) {
 	obs.Rooms(1)
 	s.knobs.init(&cfg)
 	s.moderation = newModeration(cfg.Now)
-	for _, rs := range cfg.Rooms {
-		if err := s.ConfigureRoom(rs); err != nil {
+	s.ops = newOpState(cfg.Operator, cfg.Logger.Named("operator"))
+	if cfg.Operator != nil {
+		if err := s.loadOperator(); err != nil {
+			return nil, err
+		}
+	}
+	for _, rs := range cfg.Rooms { // after the operator's state: the file wins for what it states
+		if err := s.fileRoom(rs); err != nil {
 			return nil, fmt.Errorf("relay: room %q: %w", rs.Name, err)
 		}
 	}
@@ -356,6 +369,7 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	s.start = s.cfg.Now()
 	s.followAll()
 	s.restoreClassic()
+	defer s.watchOperator()() // stopped once the readers return, before readDone
 	go s.sweeper()
 	close(s.ready)
 	s.log.Info("relay listening", zap.Stringer("addr", ucs[0].LocalAddr()),

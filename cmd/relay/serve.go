@@ -110,6 +110,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	var names relay.NameDirectory
 	var logs relay.RoomLogs
 	var sessions relay.SessionStore
+	var operator relay.OperatorStore
 	node := ""
 	var st *store
 	if o.DataDir != "" || o.NATS != "" {
@@ -118,7 +119,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 			return err
 		}
 		defer st.Close() // after the relay's last events are stored
-		names, logs, sessions, node = st.names, st.logs, st.sessions, st.node
+		names, logs, sessions, node, operator = st.names, st.logs, st.sessions, st.node, st.ops
 		if o.NATS != "" {
 			log.Info("rooms shared over NATS", zap.String("nats", st.nc.ConnectedUrlRedacted()), zap.String("node", o.node()),
 				zap.Int("replicas", o.NATSReplicas), zap.Duration("name_lease", o.NameLease), zap.Int("history", o.History))
@@ -132,6 +133,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 		Logs:               logs,
 		Sessions:           sessions,
 		Node:               node,
+		Operator:           operator,
 		MaxDatagram:        o.MaxDatagram,
 		MaxMembers:         o.MaxMembers,
 		MaxRooms:           o.MaxRooms,

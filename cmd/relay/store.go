@@ -26,7 +26,8 @@ type store struct {
 	names    relay.NameDirectory
 	logs     relay.RoomLogs
 	sessions *js.Sessions
-	node     string // Config.Node: "" with --data-dir (every stored session is this relay's)
+	ops      relay.OperatorStore // bans, mutes, lockdown, rooms' settings
+	node     string              // Config.Node: "" with --data-dir (every stored session is this relay's)
 
 	leaseFailures atomic.Uint64
 }
@@ -62,7 +63,12 @@ func openStore(o Options, log *zap.Logger) (*store, error) {
 		emb.Close()
 		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
 	}
-	s := &store{emb: emb, nc: emb.Conn, names: names, logs: logs}
+	ops, err := openOperator(emb.JS, 1)
+	if err != nil {
+		emb.Close()
+		return nil, fmt.Errorf("--data-dir %s: %w", o.DataDir, err)
+	}
+	s := &store{emb: emb, nc: emb.Conn, names: names, logs: logs, ops: ops}
 	if s.sessions, err = js.NewSessions(emb.JS, js.SessionOptions{
 		Lease:           dataDirSessionLease,
 		OnRefreshFailed: func() { s.leaseFailures.Add(1) },
@@ -148,7 +154,14 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		nc.Close()
 		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
 	}
-	s.dir, s.names, s.logs, s.sessions, s.node = dir, dir, logs, sessions, o.node()
+	ops, err := openOperator(jsc, o.NATSReplicas)
+	if err != nil {
+		sessions.Close()
+		dir.Close()
+		nc.Close()
+		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+	}
+	s.dir, s.names, s.logs, s.sessions, s.node, s.ops = dir, dir, logs, sessions, o.node(), ops
 	return s, nil
 }
 

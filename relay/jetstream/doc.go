@@ -1,6 +1,7 @@
 // Package jetstream implements the relay's seam (relay.RoomLogs,
-// relay.NameDirectory) on NATS JetStream, so that a room's history
-// survives a restart and, later, several relays share one order:
+// relay.NameDirectory, relay.OperatorStore) on NATS JetStream, so that a
+// room's history and the operator's state survive a restart and, later,
+// several relays share one order:
 //
 //   - Logs: one stream per room (name and subject derived from the room
 //     name's bytes in hex), bounded by History events and MaxAge. A
@@ -16,6 +17,12 @@
 //     With a lease, the bucket's TTL frees the names of a relay that
 //     stopped refreshing them (it died), and the Directory refreshes its
 //     own every lease/3 with a compare-and-set.
+//   - Sessions: a KV bucket of sessions (a v2 one under a hash of its
+//     token), leased like names, for resume after a crash or a failover.
+//   - Operator: a KV bucket of the operator's records (bans, mutes, the
+//     lockdown, rooms' settings) as JSON, one key each; a revision is the
+//     bucket stream's sequence, and Watch is a KV watch from the revision
+//     of the relay's Load, so a change made on one relay applies on all.
 //
 // While the connection is down every call fails at once with
 // relay.ErrUnavailable, without a request.

@@ -53,6 +53,14 @@ func TestConformance(t *testing.T) {
 			return newLogs(t, start(t, t.TempDir()), jetstream.LogOptions{History: history, Cache: 1})
 		})
 	})
+	t.Run("operator", func(t *testing.T) {
+		// Two connections to one server: what one relay puts, the other
+		// loads and watches.
+		seamtest.OperatorStore(t, func(t *testing.T) (a, b relay.OperatorStore) {
+			e := start(t, t.TempDir())
+			return newOperator(t, e.JS), newOperator(t, connect(t, e))
+		})
+	})
 	t.Run("directory", func(t *testing.T) {
 		seamtest.NameDirectory(t, func(t *testing.T) relay.NameDirectory {
 			d, err := jetstream.NewDirectory(start(t, t.TempDir()).JS, jetstream.DirectoryOptions{})

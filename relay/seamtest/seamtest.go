@@ -1,12 +1,14 @@
 // Package seamtest holds the relay's seam to its contract: one table of
-// behaviour for every RoomLogs and NameDirectory, stated as the in-memory
-// implementations (relay.NewMemoryLogs, relay.NewMemoryDirectory) behave.
-// Another implementation (a shared store for several nodes) runs the same
-// table in its own tests:
+// behaviour for every RoomLogs, NameDirectory and OperatorStore, stated as
+// the in-memory implementations (relay.NewMemoryLogs,
+// relay.NewMemoryDirectory, relay.NewMemoryOperatorStore) behave. Another
+// implementation (a shared store for several nodes) runs the same table in
+// its own tests:
 //
 //	func TestConformance(t *testing.T) {
 //		seamtest.RoomLogs(t, func(t *testing.T, history int) relay.RoomLogs { ... })
 //		seamtest.NameDirectory(t, func(t *testing.T) relay.NameDirectory { ... })
+//		seamtest.OperatorStore(t, func(t *testing.T) (a, b relay.OperatorStore) { ... })
 //	}
 package seamtest
 

@@ -23,3 +23,10 @@ func TestMemoryLogs(t *testing.T) {
 func TestMemoryDirectory(t *testing.T) {
 	seamtest.NameDirectory(t, func(t *testing.T) relay.NameDirectory { return relay.NewMemoryDirectory() })
 }
+
+func TestMemoryOperatorStore(t *testing.T) {
+	seamtest.OperatorStore(t, func(t *testing.T) (a, b relay.OperatorStore) {
+		s := relay.NewMemoryOperatorStore()
+		return s, s
+	})
+}
