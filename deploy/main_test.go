@@ -63,11 +63,9 @@ var (
 func relayBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			if goBin, buildErr = exec.LookPath("go"); buildErr != nil {
-				return
-			}
+		var goBin string
+		if goBin, buildErr = goTool(); buildErr != nil {
+			return
 		}
 		if buildDir, buildErr = os.MkdirTemp("", "chatrelay-deploy-"); buildErr != nil {
 			return
@@ -84,6 +82,16 @@ func relayBinary(t *testing.T) string {
 		t.Fatalf("go build ./cmd/relay: %v\n%s", buildErr, buildLog)
 	}
 	return relayBin
+}
+
+// goTool returns the go command of the toolchain running the tests, or the
+// one on PATH.
+func goTool() (string, error) {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err == nil {
+		return goBin, nil
+	}
+	return exec.LookPath("go")
 }
 
 var (
