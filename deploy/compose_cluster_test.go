@@ -44,7 +44,7 @@ func TestComposeCluster(t *testing.T) {
 			if want := "nats:" + natsServerVersion(t); image != want && !strings.HasPrefix(image, want+"-") {
 				t.Errorf("%s: %s runs %s, want %s (go.mod's nats-server, which the relay is tested against)", file, name, image, want)
 			}
-			s := natsServer{host: name, args: natsArgs(t, file+" "+name, strList(svc, "command"))}
+			s := natsServer{name: name, host: name, args: natsArgs(t, file+" "+name, strList(svc, "command"))}
 			nats = append(nats, s)
 			stored := false
 			for _, v := range composeVolumes(t, svc) {

@@ -504,7 +504,7 @@ func TestKubernetesNATS(t *testing.T) {
 			}
 			args = append(args, a)
 		}
-		servers = append(servers, natsServer{host: podName + "." + str(gov, "metadata", "name"), args: natsArgs(t, "StatefulSet "+podName, args)})
+		servers = append(servers, natsServer{name: podName, host: podName + "." + str(gov, "metadata", "name"), args: natsArgs(t, "StatefulSet "+podName, args)})
 	}
 	checkNATSCluster(t, "StatefulSet "+stsName, servers)
 	s := servers[0]

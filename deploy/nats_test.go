@@ -123,11 +123,12 @@ func natsArgs(t *testing.T, where string, args []string) map[string]string {
 	return out
 }
 
-// natsServer is one server of a NATS cluster as a deploy file runs it: the
-// host name the others and the relays reach it by, and its flags.
+// natsServer is one server of a NATS cluster as a deploy file runs it: what
+// the file calls it, the host name the others and the relays reach it by,
+// and its flags.
 type natsServer struct {
-	host string
-	args map[string]string
+	name, host string
+	args       map[string]string
 }
 
 func (s natsServer) port(t *testing.T, flag string, def int) int {
@@ -138,7 +139,7 @@ func (s natsServer) port(t *testing.T, flag string, def int) int {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		t.Fatalf("nats server %s: --%s %q is no port", s.host, flag, v)
+		t.Fatalf("nats server %s: --%s %q is no port", s.name, flag, v)
 	}
 	return n
 }
@@ -148,7 +149,7 @@ func (s natsServer) clusterPort(t *testing.T) int {
 	t.Helper()
 	u, err := url.Parse(s.args["cluster"])
 	if err != nil || u.Port() == "" {
-		t.Fatalf("nats server %s: --cluster %q: want nats://HOST:PORT", s.host, s.args["cluster"])
+		t.Fatalf("nats server %s: --cluster %q: want nats://HOST:PORT", s.name, s.args["cluster"])
 	}
 	n, _ := strconv.Atoi(u.Port())
 	return n
@@ -162,27 +163,27 @@ func (s natsServer) clusterPort(t *testing.T) int {
 // relay's --nats must list.
 func checkNATSCluster(t *testing.T, where string, servers []natsServer) []string {
 	t.Helper()
-	routeAddr := map[string]string{} // host:clusterport -> host
+	routeAddr := map[string]string{} // host:clusterport -> server
 	names := map[string]string{}
 	var clients []string
 	for _, s := range servers {
 		if s.args["js"] != "true" {
-			t.Errorf("%s: nats server %s has no --js: no JetStream, so no rooms' logs or names", where, s.host)
+			t.Errorf("%s: nats server %s has no --js: no JetStream, so no rooms' logs or names", where, s.name)
 		}
 		if s.args["store_dir"] == "" {
-			t.Errorf("%s: nats server %s has no --store_dir: JetStream would store in a temporary directory", where, s.host)
+			t.Errorf("%s: nats server %s has no --store_dir: JetStream would store in a temporary directory", where, s.name)
 		}
 		name := s.args["server_name"]
 		if name == "" {
-			t.Errorf("%s: nats server %s has no --server_name", where, s.host)
+			t.Errorf("%s: nats server %s has no --server_name", where, s.name)
 		} else if other, dup := names[name]; dup {
-			t.Errorf("%s: nats servers %s and %s are both named %s: JetStream needs distinct names", where, other, s.host, name)
+			t.Errorf("%s: nats servers %s and %s are both named %s: JetStream needs distinct names", where, other, s.name, name)
 		}
-		names[name] = s.host
+		names[name] = s.name
 		if s.args["cluster_name"] == "" || s.args["cluster_name"] != servers[0].args["cluster_name"] {
-			t.Errorf("%s: nats server %s: --cluster_name %q, want one name, the same on every server (%q)", where, s.host, s.args["cluster_name"], servers[0].args["cluster_name"])
+			t.Errorf("%s: nats server %s: --cluster_name %q, want one name, the same on every server (%q)", where, s.name, s.args["cluster_name"], servers[0].args["cluster_name"])
 		}
-		routeAddr[s.host+":"+strconv.Itoa(s.clusterPort(t))] = s.host
+		routeAddr[s.host+":"+strconv.Itoa(s.clusterPort(t))] = s.name
 		clients = append(clients, s.host+":"+strconv.Itoa(s.port(t, "port", 4222)))
 	}
 	for _, s := range servers {
@@ -190,18 +191,18 @@ func checkNATSCluster(t *testing.T, where string, servers []natsServer) []string
 		for _, r := range strings.Split(s.args["routes"], ",") {
 			u, err := url.Parse(strings.TrimSpace(r))
 			if err != nil || u.Port() == "" {
-				t.Errorf("%s: nats server %s: route %q: want nats://HOST:PORT", where, s.host, r)
+				t.Errorf("%s: nats server %s: route %q: want nats://HOST:PORT", where, s.name, r)
 				continue
 			}
-			host, ok := routeAddr[u.Host]
+			other, ok := routeAddr[u.Host]
 			if !ok {
-				t.Errorf("%s: nats server %s: route %s is the route port of no server of the cluster (%v)", where, s.host, u.Host, sortedKeys(routeAddr))
+				t.Errorf("%s: nats server %s: route %s is the route port of no server of the cluster (%v)", where, s.name, u.Host, sortedKeys(routeAddr))
 			}
-			reached[host] = true
+			reached[other] = true
 		}
 		for _, o := range servers {
-			if o.host != s.host && !reached[o.host] {
-				t.Errorf("%s: nats server %s has no route to %s: if the others go, it is alone", where, s.host, o.host)
+			if o.name != s.name && !reached[o.name] {
+				t.Errorf("%s: nats server %s has no route to %s: if the others go, it is alone", where, s.name, o.name)
 			}
 		}
 	}
