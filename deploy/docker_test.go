@@ -282,48 +282,90 @@ func hostPath(vols []composeVolume, inContainer string) string {
 }
 
 func TestCompose(t *testing.T) {
+	const file = "compose.yaml"
 	img := checkDockerfile(t)
-	docs := yamlDocs(t, "compose.yaml")
-	if len(docs) != 1 {
-		t.Fatalf("compose.yaml: %d documents", len(docs))
-	}
-	c := docs[0]
+	c := composeFile(t, file)
 	relay, prom, graf := get(c, "services", "relay"), get(c, "services", "prometheus"), get(c, "services", "grafana")
 	if relay == nil || prom == nil || graf == nil {
-		t.Fatalf("compose.yaml: want services relay, prometheus and grafana; have %v", sortedKeys(get(c, "services").(map[string]any)))
+		t.Fatalf("%s: want services relay, prometheus and grafana; have %v", file, sortedKeys(get(c, "services").(map[string]any)))
 	}
+	ports := checkComposeRelay(t, file, "relay", relay, img)
+	if ports["9999/udp"] != "9999" || ports[img.metricsPort+"/tcp"] == "" {
+		t.Errorf("%s: relay publishes %v, want 9999/udp on 9999 and %s", file, strList(relay, "ports"), img.metricsPort)
+	}
+	// Prometheus scrapes the relay service on the metrics port.
+	targets := composePromTargets(t, file, prom)
+	if want := "relay:" + img.metricsPort; !targets[want] || len(targets) != 1 {
+		t.Errorf("%s: prometheus scrapes %v, want only %s", file, sortedKeys(targets), want)
+	}
+	checkComposeGrafana(t, file, graf)
+}
 
-	// Every bind mount's source exists (paths are relative to deploy/).
-	for _, name := range sortedKeys(get(c, "services").(map[string]any)) {
-		for _, v := range composeVolumes(t, get(c, "services", name)) {
+// composeFile reads a compose file of deploy/ and checks what every
+// service's volumes name: bind mounts' sources exist (paths are relative
+// to deploy/), named volumes are declared.
+func composeFile(t *testing.T, file string) map[string]any {
+	t.Helper()
+	docs := yamlDocs(t, file)
+	if len(docs) != 1 {
+		t.Fatalf("%s: %d documents", file, len(docs))
+	}
+	c := docs[0]
+	services, _ := get(c, "services").(map[string]any)
+	for _, name := range sortedKeys(services) {
+		for _, v := range composeVolumes(t, services[name]) {
 			if strings.HasPrefix(v.source, ".") {
 				if _, err := os.Stat(filepath.FromSlash(v.source)); err != nil {
-					t.Errorf("compose.yaml: service %s mounts %s, which does not exist", name, v.source)
+					t.Errorf("%s: service %s mounts %s, which does not exist", file, name, v.source)
 				}
 			} else if vols, _ := get(c, "volumes").(map[string]any); !hasKey(vols, v.source) {
-				t.Errorf("compose.yaml: service %s uses volume %s, not declared under volumes", name, v.source)
+				t.Errorf("%s: service %s uses volume %s, not declared under volumes", file, name, v.source)
+			}
+		}
+		for _, dep := range composeDependsOn(services[name]) {
+			if services[dep] == nil {
+				t.Errorf("%s: service %s depends on %s, which is no service", file, name, dep)
 			}
 		}
 	}
+	return c
+}
 
-	// The relay: built from our Dockerfile, the image's CMD and HEALTHCHECK
-	// (compose must not replace them), chat and metrics ports published.
+// composeDependsOn lists the services a service waits for, in the short
+// (a list) or long (a map of conditions) syntax.
+func composeDependsOn(svc any) []string {
+	if m, ok := get(svc, "depends_on").(map[string]any); ok {
+		return sortedKeys(m)
+	}
+	return strList(svc, "depends_on")
+}
+
+// checkComposeRelay checks a relay service: built from our Dockerfile,
+// with the image's CMD and HEALTHCHECK (compose must not replace them), and
+// returns its published ports, container port/protocol -> host port.
+func checkComposeRelay(t *testing.T, file, name string, relay any, img dockerImage) map[string]string {
+	t.Helper()
 	ctx := str(relay, "build", "context")
 	if df := filepath.Join(ctx, str(relay, "build", "dockerfile")); df != filepath.Join("..", "deploy", "docker", "Dockerfile") {
-		t.Errorf("compose.yaml: relay builds %s, want deploy/docker/Dockerfile from the repository root", df)
+		t.Errorf("%s: %s builds %s, want deploy/docker/Dockerfile from the repository root", file, name, df)
 	}
 	for _, k := range []string{"command", "entrypoint", "healthcheck"} {
 		if get(relay, k) != nil {
-			t.Errorf("compose.yaml: relay overrides the image's %s; the static checks of the Dockerfile would not hold", k)
+			t.Errorf("%s: %s overrides the image's %s; the static checks of the Dockerfile would not hold", file, name, k)
 		}
 	}
-	ports := map[string]bool{}
+	ports := map[string]string{}
 	for _, p := range strList(relay, "ports") {
 		parts := strings.Split(p, ":")
-		ports[parts[len(parts)-1]] = true
-	}
-	if !ports["9999/udp"] || !(ports[img.metricsPort] || ports[img.metricsPort+"/tcp"]) {
-		t.Errorf("compose.yaml: relay publishes %v, want 9999/udp and %s", strList(relay, "ports"), img.metricsPort)
+		target := parts[len(parts)-1]
+		if !strings.Contains(target, "/") {
+			target += "/tcp"
+		}
+		host := "" // none: a port docker picks
+		if len(parts) > 1 {
+			host = parts[len(parts)-2]
+		}
+		ports[target] = host
 	}
 	// A read-only root needs the admin socket's directory as tmpfs owned
 	// by the image's user.
@@ -334,11 +376,15 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	if get(relay, "read_only") == true && !tmpfsOK {
-		t.Errorf("compose.yaml: relay is read_only but %s is no tmpfs owned by uid %d", img.adminDir, img.uid)
+		t.Errorf("%s: %s is read_only but %s is no tmpfs owned by uid %d", file, name, img.adminDir, img.uid)
 	}
+	return ports
+}
 
-	// Prometheus: its config file is mounted from deploy/prometheus and
-	// scrapes the relay service on the metrics port.
+// composePromTargets returns what the prometheus service scrapes: its
+// --config.file must be a file mounted from deploy/.
+func composePromTargets(t *testing.T, file string, prom any) map[string]bool {
+	t.Helper()
 	var promConfig string
 	for _, a := range strList(prom, "command") {
 		if v, ok := strings.CutPrefix(a, "--config.file="); ok {
@@ -346,26 +392,31 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	if promConfig == "" {
-		t.Fatalf("compose.yaml: prometheus's --config.file is not a file mounted from deploy/")
+		t.Fatalf("%s: prometheus's --config.file is not a file mounted from deploy/", file)
 	}
 	targets := map[string]bool{}
 	for _, sc := range list(yamlDocs(t, promConfig)[0], "scrape_configs") {
+		if str(sc, "job_name") != "chatrelay" {
+			t.Errorf("%s: %s scrapes job %q; the alerts and the dashboard expect job=\"chatrelay\"", file, promConfig, str(sc, "job_name"))
+		}
 		for _, st := range list(sc, "static_configs") {
 			for _, tg := range strList(st, "targets") {
 				targets[tg] = true
 			}
 		}
 	}
-	if want := "relay:" + img.metricsPort; !targets[want] || len(targets) != 1 {
-		t.Errorf("compose.yaml: prometheus (%s) scrapes %v, want only %s", promConfig, sortedKeys(targets), want)
-	}
+	return targets
+}
 
-	// Grafana: provisioning mounted; a dashboard provider whose folder has
-	// our dashboard mounted; a data source pointing at the prometheus service.
+// checkComposeGrafana: provisioning mounted; a dashboard provider whose
+// folder has our dashboard mounted; a data source pointing at the
+// prometheus service.
+func checkComposeGrafana(t *testing.T, file string, graf any) {
+	t.Helper()
 	gv := composeVolumes(t, graf)
 	prov := hostPath(gv, "/etc/grafana/provisioning")
 	if prov == "" {
-		t.Fatal("compose.yaml: grafana has no /etc/grafana/provisioning mounted from deploy/")
+		t.Fatalf("%s: grafana has no /etc/grafana/provisioning mounted from deploy/", file)
 	}
 	providers, _ := filepath.Glob(filepath.Join(prov, "dashboards", "*.yaml"))
 	found := false
@@ -378,7 +429,7 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("compose.yaml: no dashboard provider under %s/dashboards reads a folder where grafana/relay-dashboard.json is mounted", prov)
+		t.Errorf("%s: no dashboard provider under %s/dashboards reads a folder where grafana/relay-dashboard.json is mounted", file, prov)
 	}
 	sources, _ := filepath.Glob(filepath.Join(prov, "datasources", "*.yaml"))
 	dsOK := false
@@ -390,7 +441,7 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	if !dsOK {
-		t.Errorf("compose.yaml: no provisioned prometheus data source at http://prometheus:9090")
+		t.Errorf("%s: no provisioned prometheus data source at http://prometheus:9090", file)
 	}
 }
 

@@ -81,17 +81,19 @@ func (p *process) exited() bool {
 	}
 }
 
-// startRelay runs the built relay on loopback ports the kernel picks and
-// returns its UDP and metrics addresses, read from its "relay ready" log line.
-func startRelay(t *testing.T) (p *process, udp, metrics string) {
+// startRelay runs the built relay on loopback ports the kernel picks, with
+// extra flags, and returns its UDP and metrics addresses, read from its
+// "relay ready" log line.
+func startRelay(t *testing.T, extra ...string) (p *process, udp, metrics string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "crd") // short: sun_path holds 108 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p = start(t, "relay", relayBinary(t), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-		"--admin-socket", filepath.Join(dir, "admin.sock"), "--flood", "off", "--log-format", "json")
+	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+		"--admin-socket", filepath.Join(dir, "admin.sock"), "--flood", "off", "--log-format", "json"}, extra...)
+	p = start(t, "relay", relayBinary(t), args...)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) && !p.exited() {
 		for _, line := range strings.Split(p.out.String(), "\n") {
@@ -383,7 +385,10 @@ var metricName = regexp.MustCompile(`(?:^|[^a-zA-Z0-9_:])([a-zA-Z_:]*chatrelay[a
 func TestEndToEndPrometheus(t *testing.T) {
 	// Both tools first, so a machine without them skips before building.
 	tool(t, "prometheus", "prometheus")
-	_, udp, metricsAddr := startRelay(t)
+	// A durable relay (--data-dir: JetStream embedded): it exports the
+	// store's series too, which the cluster alerts and the dashboard's
+	// Cluster row read.
+	_, udp, metricsAddr := startRelay(t, "--data-dir", t.TempDir())
 
 	rules := ruleFiles(t)
 	for i, f := range rules {
@@ -489,8 +494,14 @@ scrape_configs:
 		"__rate_interval": "1m", "__interval": "15s", "__range": "5m",
 		"job": "chatrelay", "instance": s[0].Metric["instance"], // as Grafana sends one selected value
 	}
+	exprs, records := ruleExprs(t)
+	pending := clusterPendingExprs(t, exprs)
 	panels, variables := dashboardQueries(t, vars)
 	for _, name := range sortedKeys(panels) {
+		if pending(panels[name]) {
+			t.Logf("dashboard %s: reads issue 10's cluster series, which this relay does not export yet: not checked", name)
+			continue
+		}
 		checkNonEmpty(t, prom, "dashboard "+name, panels[name])
 	}
 	for _, q := range variables {
@@ -499,7 +510,6 @@ scrape_configs:
 
 	// Every rule expression evaluates; alerts need not fire, but every
 	// series they and the recording rules read must exist.
-	exprs, records := ruleExprs(t)
 	names := map[string]bool{}
 	for _, name := range sortedKeys(exprs) {
 		if _, err := prom.query(exprs[name]); err != nil {
@@ -513,10 +523,43 @@ scrape_configs:
 		names[r] = true
 	}
 	for _, n := range sortedKeys(names) {
+		if pending(n) {
+			t.Logf("%s: issue 10's cluster series, which this relay does not export yet: not checked", n)
+			continue
+		}
 		checkNonEmpty(t, prom, "series read or recorded by a rule", `count({__name__="`+n+`"})`)
 	}
 	// And Prometheus itself evaluated the rule groups without error.
 	checkRuleHealth(t, prom)
+}
+
+// clusterPendingExprs returns a test of whether a query or series name
+// needs issue 10's cluster series (clusterSeries, or a recording rule that
+// reads them) while the relay built from this tree does not export them
+// yet; once it has --nats, it reports false for everything.
+func clusterPendingExprs(t *testing.T, rules map[string]string) func(string) bool {
+	t.Helper()
+	if !clusterPending(t) {
+		return func(string) bool { return false }
+	}
+	needs := append([]string(nil), clusterSeries...)
+	for _, name := range sortedKeys(rules) {
+		for _, s := range clusterSeries {
+			if strings.Contains(rules[name], s) {
+				if _, rec, ok := strings.Cut(name, ": "); ok && strings.Contains(rec, ":") {
+					needs = append(needs, rec) // a recorded name (level:metric:op)
+				}
+			}
+		}
+	}
+	return func(expr string) bool {
+		for _, s := range needs {
+			if strings.Contains(expr, s) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // checkNonEmpty fails unless expr evaluates to at least one sample within

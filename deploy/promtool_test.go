@@ -61,16 +61,19 @@ func alertRules(t *testing.T) []map[string]any {
 	return out
 }
 
-// TestAlertsHaveRunbooksAndTests: the issue's five alerts exist, each says
-// what to do in one line, and each is shown firing in a promtool test.
+// TestAlertsHaveRunbooksAndTests: the alerts of issue 6 (one relay) and of
+// issue 10 (several nodes on NATS) exist, each says what to do in one line,
+// and each is shown both firing and quiet in a promtool test.
 func TestAlertsHaveRunbooksAndTests(t *testing.T) {
-	fired := map[string]bool{}
+	fired, quiet := map[string]bool{}, map[string]bool{}
 	tests, _ := filepath.Glob("prometheus/*_test.yml")
 	for _, f := range tests {
 		for _, tc := range list(yamlDocs(t, f)[0], "tests") {
 			for _, at := range list(tc, "alert_rule_test") {
 				if len(list(at, "exp_alerts")) > 0 {
 					fired[str(at, "alertname")] = true
+				} else {
+					quiet[str(at, "alertname")] = true
 				}
 			}
 		}
@@ -89,8 +92,14 @@ func TestAlertsHaveRunbooksAndTests(t *testing.T) {
 		if !fired[name] {
 			t.Errorf("alert %s: no promtool test shows it firing", name)
 		}
+		if !quiet[name] {
+			t.Errorf("alert %s: no promtool test shows it quiet (exp_alerts: [])", name)
+		}
 	}
-	for _, want := range []string{"ChatrelayDown", "ChatrelayDropRateHigh", "ChatrelayPoolSaturated", "ChatrelayLoginRefusalsSpiking", "ChatrelaySendErrors"} {
+	for _, want := range []string{
+		"ChatrelayDown", "ChatrelayDropRateHigh", "ChatrelayPoolSaturated", "ChatrelayLoginRefusalsSpiking", "ChatrelaySendErrors",
+		"ChatrelayNATSDisconnected", "ChatrelayLogLagHigh", "ChatrelayLeaseRefreshFailing", "ChatrelayStoreUnavailable",
+	} {
 		if !have[want] {
 			t.Errorf("no alert %s", want)
 		}

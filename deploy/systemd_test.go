@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 const unitFile = "systemd/relay.service"
@@ -191,4 +193,65 @@ func TestSystemdStateDirectory(t *testing.T) {
 	}
 	daemon, _ := knownFlags(t)
 	checkConfigFile(t, config+" with "+on[1], strings.Replace(text, def, on[1], 1), nil, daemon)
+}
+
+// TestSystemdSeveralNodes: relay.yaml's commented cluster lines, put in
+// place, make a config file the relay accepts; their nats-creds is where
+// the unit's commented LoadCredential= puts the file; and that line,
+// uncommented, passes systemd-analyze verify.
+func TestSystemdSeveralNodes(t *testing.T) {
+	const config = "relay.yaml"
+	text := string(readFile(t, config))
+	keys := regexp.MustCompile(`(?m)^# ((nats|nats-replicas|node|name-lease|nats-creds): .*)$`).FindAllStringSubmatch(text, -1)
+	on := text
+	got := map[string]bool{}
+	for _, k := range keys {
+		got[k[2]] = true
+		// The line replaces the default line of its key, as the file says.
+		on = regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(k[2])+`: .*\n`).ReplaceAllString(on, "")
+		on = strings.Replace(on, k[0], k[1], 1)
+	}
+	for _, want := range []string{"nats", "nats-replicas", "node", "nats-creds"} {
+		if !got[want] {
+			t.Errorf("%s: no commented %s: line for several nodes", config, want)
+		}
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(on), &m); err != nil {
+		t.Fatalf("%s with the cluster lines uncommented: %v", config, err)
+	}
+	if d, _ := m["data-dir"].(string); d != "" {
+		t.Errorf("%s: data-dir %q by default: with nats set the relay would refuse to start", config, d)
+	}
+	daemon, _ := knownFlags(t)
+	if clusterPending(t) {
+		known := withClusterFlags(t, config, daemon)
+		for k := range m {
+			if !known[k] {
+				t.Errorf("%s: key %q is not a flag of the relay", config, k)
+			}
+		}
+	} else {
+		checkConfigFile(t, config+" with the cluster lines", on, nil, daemon)
+	}
+
+	// The credentials: LoadCredential=ID:PATH gives the dynamic user the
+	// file as $CREDENTIALS_DIRECTORY/ID, /run/credentials/UNIT/ID.
+	unitText := string(readFile(t, unitFile))
+	lc := regexp.MustCompile(`(?m)^#(LoadCredential=([^:\s]+):\S+)$`).FindStringSubmatch(unitText)
+	if lc == nil {
+		t.Fatalf("%s: no commented LoadCredential=ID:PATH line for the NATS credentials", unitFile)
+	}
+	if want := "/run/credentials/" + path.Base(unitFile) + "/" + lc[2]; m["nats-creds"] != want {
+		t.Errorf("%s: nats-creds %v, want %s (the unit's %s)", config, m["nats-creds"], want, lc[1])
+	}
+	f := installedUnit(t)
+	withCreds := filepath.Join(t.TempDir(), "relay.service")
+	if err := os.WriteFile(withCreds, []byte(strings.Replace(string(readFile(t, f)), lc[0], lc[1], 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := systemdAnalyze(t, "verify", withCreds)
+	if err != nil || strings.Contains(out, filepath.Base(withCreds)) {
+		t.Errorf("systemd-analyze verify with %s: %v\n%s", lc[1], err, out)
+	}
 }
