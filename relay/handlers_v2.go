@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -484,12 +485,20 @@ func (s *Server) v2Who(_ *datagram, f *wire.Frame, m *Member, r *room, _ time.Ti
 		s.sendV2(m, &wire.Frame{T: wire.FrameMembers, Room: r.name, Names: names, More: more})
 		names, size = nil, 0
 	}
+	all := make([]string, 0, r.Len())
 	for _, o := range r.Sorted() {
-		if size+len(o.Name)+3 > s.cfg.SendBudget-96 && len(names) > 0 {
+		all = append(all, o.Name)
+	}
+	if s.cfg.Cluster != nil { // and the members on other relays
+		all = append(all, s.remoteIn(r.key)...)
+		sort.Strings(all)
+	}
+	for _, name := range all {
+		if size+len(name)+3 > s.cfg.SendBudget-96 && len(names) > 0 {
 			flush(true)
 		}
-		names = append(names, o.Name)
-		size += len(o.Name) + 3
+		names = append(names, name)
+		size += len(name) + 3
 	}
 	flush(false)
 }

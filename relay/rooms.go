@@ -286,10 +286,22 @@ type RoomInfo struct {
 // Rooms lists the rooms, sorted by name.
 func (s *Server) Rooms() []RoomInfo {
 	var out []RoomInfo
+	remote := s.remoteRooms()
 	for _, r := range s.rooms.all() {
 		set := r.settings()
-		out = append(out, RoomInfo{Name: r.name, Members: r.Len(), Topic: set.topic, Limit: set.limit,
+		n := r.Len()
+		if ri, ok := remote[r.key]; ok {
+			n += ri.Members
+			delete(remote, r.key)
+		}
+		out = append(out, RoomInfo{Name: r.name, Members: n, Topic: set.topic, Limit: set.limit,
 			Locked: set.key != "", Configured: set.configured})
+	}
+	if len(remote) > 0 { // rooms whose members are all on other relays
+		for _, ri := range remote {
+			out = append(out, ri)
+		}
+		sort.Slice(out, func(i, j int) bool { return roomKey(out[i].Name) < roomKey(out[j].Name) })
 	}
 	return out
 }
@@ -491,6 +503,9 @@ func (s *Server) v2Msg(g *datagram, f *wire.Frame, m *Member, _ *room, now time.
 		theirInbox = to.inbox.Load()
 	}
 	switch {
+	case to == nil && s.cfg.Cluster != nil:
+		s.dmElsewhere(m, f, refuse)
+		return
 	case to == nil:
 		refuse(wire.CodeNoSuchMember, s.words().noSuchMember)
 		return
@@ -512,6 +527,34 @@ func (s *Server) v2Msg(g *datagram, f *wire.Frame, m *Member, _ *room, now time.
 	}
 	if ce := s.log.Check(zap.DebugLevel, "dm"); ce != nil { // never the text
 		ce.Write(zap.String("from", m.Name), zap.String("to", to.Name), zap.Int("bytes", len(f.Text)))
+	}
+}
+
+// dmElsewhere sends m's direct message to a member of another relay of
+// the cluster, and acknowledges it in m's inbox once that relay delivered
+// it; else refuses it with the code that relay gave.
+func (s *Server) dmElsewhere(m *Member, f *wire.Frame, refuse func(code, reason string)) {
+	rec, ok := s.remoteMember(f.To)
+	if !ok {
+		refuse(wire.CodeNoSuchMember, s.words().noSuchMember)
+		return
+	}
+	code, err := s.cfg.Cluster.SendDM(rec.Node, DirectMessage{From: m.Name, To: rec.Name, ID: f.ID, Text: f.Text})
+	switch {
+	case err != nil:
+		s.obs.DatagramDropped(DropUnavailable)
+		refuse(wire.CodeUnavailable, s.words().unavailable)
+		return
+	case code == wire.CodeUnsupported:
+		refuse(code, s.words().unsupported)
+		return
+	case code != "":
+		refuse(wire.CodeNoSuchMember, s.words().noSuchMember)
+		return
+	}
+	ev := wire.Frame{T: wire.FrameDM, From: m.Name, To: rec.Name, ID: f.ID, Text: f.Text}
+	if s.broadcast(m.inbox.Load(), &ev, nil, nil, KindDM) {
+		m.v2.remember(f.ID, ev.Seq)
 	}
 }
 

@@ -229,3 +229,35 @@ type SessionStore interface {
 // Servers of one process that share it set, lost at exit. (Config.Operator
 // nil keeps the operator's state in the Server alone, as fast.)
 func NewMemoryOperatorStore() OperatorStore { return newMemOperator() }
+
+// Cluster is what the relays sharing a store tell each other beyond the
+// rooms' logs and the names: which sessions each holds (for who, the room
+// list and the timeouts of members whose relay died), and the direct
+// messages to their members. A relay alone has none (Config.Cluster nil).
+//
+// Implementations MUST be safe for concurrent use. SendDM may block for a
+// network round trip; the relay never calls it with a lock held.
+type Cluster interface {
+	// WatchSessions calls fn with every session stored by any relay (those
+	// stored already first), each time it is written, and with gone true
+	// once it ends: deleted by its relay (which told its rooms), or, with
+	// expired true, not refreshed for a whole lease (its relay died and no
+	// relay took the session over). fn is called from one goroutine, in
+	// the store's order, until stop is called.
+	WatchSessions(fn func(rec SessionRecord, gone, expired bool)) (stop func(), err error)
+	// SendDM hands dm to the relay called node, which holds its recipient,
+	// and returns its answer: "" when delivered, else a wire code
+	// (wire.CodeNoSuchMember, wire.CodeUnsupported).
+	SendDM(node string, dm DirectMessage) (code string, err error)
+	// ServeDMs answers the direct messages sent to node with fn (its
+	// answer as SendDM's) until stop is called.
+	ServeDMs(node string, fn func(DirectMessage) string) (stop func(), err error)
+}
+
+// DirectMessage is a direct message on its way between relays.
+type DirectMessage struct {
+	From string `json:"from"` // the sender's name
+	To   string `json:"to"`   // the recipient's name
+	ID   uint64 `json:"id"`   // the sender's message id
+	Text string `json:"text"`
+}

@@ -100,6 +100,9 @@ type Config struct {
 	// Node names this relay among those sharing a store (its classic
 	// sessions are its own to take back at start).
 	Node string
+	// Cluster, if not nil, is what the relays sharing the store tell each
+	// other: their sessions and direct messages (cluster.go). Default: none.
+	Cluster Cluster
 	// Operator keeps what the operator sets (bans, mutes, the lockdown,
 	// rooms' topic, limit and key) across restarts and, shared, across
 	// relays: New loads it, each change is stored before it applies, and
@@ -253,7 +256,8 @@ type Server struct {
 	main    *room   // the room classic members live in, and v2 members start in
 	rooms   roomSet // every room, main included
 	pending pendingRooms
-	fan     *fanout // the node's Delivery
+	remote  remoteSessions // the other relays' sessions (cluster.go)
+	fan     *fanout        // the node's Delivery
 	out     Delivery
 	cookies *cookies
 	flood   *flood.Limiter
@@ -370,6 +374,7 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	s.followAll()
 	s.restoreClassic()
 	defer s.watchOperator()() // stopped once the readers return, before readDone
+	defer s.watchCluster()()
 	go s.sweeper()
 	close(s.ready)
 	s.log.Info("relay listening", zap.Stringer("addr", ucs[0].LocalAddr()),

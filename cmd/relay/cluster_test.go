@@ -510,13 +510,128 @@ func TestClusterNodeKilledClientsResumeElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	chatsSeen(t, bob, false, "hello from node 2")
-	// node 1's classic member never comes back: its name is freed after
-	// the lease (4 s here), and someone else may take it.
+	// node 1's classic member never comes back: the others see it time
+	// out once (every relay sees its session expire; the log keeps one
+	// event), alice does not (she came back), and its name is freed after
+	// the lease (4 s here), so that someone else may take it.
+	timeouts := map[string]int{}
+	tdeadline := time.After(20 * time.Second)
+	for timeouts["dave"] == 0 {
+		select {
+		case e, ok := <-bob.Events():
+			if !ok {
+				t.Fatal("bob's session ended")
+			}
+			if e.Type == client.EventTimeout {
+				timeouts[e.From]++
+			}
+		case <-tdeadline:
+			t.Fatalf("bob never saw dave (classic, on the dead node) time out; timeouts %v", timeouts)
+		}
+	}
+	if _, err := bob.Send("after dave"); err != nil {
+		t.Fatal(err)
+	}
+	for done := false; !done; {
+		select {
+		case e := <-bob.Events():
+			if e.Type == client.EventTimeout {
+				timeouts[e.From]++
+			}
+			done = e.Type == client.EventChat && e.Text == "after dave"
+		case <-time.After(10 * time.Second):
+			t.Fatal("bob's own chat did not come back")
+		}
+	}
+	if timeouts["dave"] != 1 || timeouts["alice"] != 0 {
+		t.Fatalf("timeouts seen by bob: %v; want dave once and never alice", timeouts)
+	}
 	waitDeadline := time.Now().Add(15 * time.Second)
 	for !loginOK(addr2, "dave") {
 		if time.Now().After(waitDeadline) {
 			t.Fatal("dave's name was not freed after node 1 died")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Members of different relays are one chat service: who lists the room's
+// members on every relay, the room list counts them all, and a direct
+// message reaches a member of another relay (v2: in its inbox; classic:
+// one whispered line), while a name nobody holds is refused.
+func TestClusterWhoAndDirectMessagesAcrossNodes(t *testing.T) {
+	ns := startNATS(t)
+	nodes := startNodes(t, ns.ClientURL(), 2, nil)
+	alice := dialV2(t, nodes[0], "alice")
+	bob := dialV2(t, nodes[1], "bob")
+	carol := nodes[1].join(t, "carol") // classic, on node 2
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var names []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		if names, err = alice.WhoIn(ctx, "main"); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(names, ",") == "alice,bob,carol" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("who main at node 1: %q, want alice, bob and carol", names)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rooms, err := bob.Rooms(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rooms) != 1 || rooms[0].Count != 3 {
+		t.Fatalf("room list at node 2: %+v, want main with 3 members", rooms)
+	}
+
+	if _, err := alice.Msg("bob", "psst, bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Msg("carol", "psst, carol"); err != nil {
+		t.Fatal(err)
+	}
+	waitDM := func(c *client.Client, text string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-c.Events():
+				if e.Type == client.EventDM && e.Text == text {
+					if e.From != "alice" {
+						t.Fatalf("%s got %q from %q", c.Name(), text, e.From)
+					}
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%s did not get %q", c.Name(), text)
+			}
+		}
+	}
+	waitDM(bob, "psst, bob")
+	waitDM(alice, "psst, bob") // her own copy: delivered
+	carol.expect("alice whispers: psst, carol")
+
+	if _, err := alice.Msg("nobody", "hello?"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-alice.Events():
+			if e.Type == client.EventError && e.To == "nobody" {
+				if e.Code != "no_such_member" {
+					t.Fatalf("a DM to nobody: %+v", e)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("a DM to a name nobody holds was not refused")
+		}
 	}
 }

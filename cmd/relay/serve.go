@@ -110,6 +110,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 	var names relay.NameDirectory
 	var logs relay.RoomLogs
 	var sessions relay.SessionStore
+	var cluster relay.Cluster
 	var operator relay.OperatorStore
 	node := ""
 	var st *store
@@ -119,7 +120,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 			return err
 		}
 		defer st.Close() // after the relay's last events are stored
-		names, logs, sessions, node, operator = st.names, st.logs, st.sessions, st.node, st.ops
+		names, logs, sessions, node, operator, cluster = st.names, st.logs, st.sessions, st.node, st.ops, st.cluster
 		if o.NATS != "" {
 			log.Info("rooms shared over NATS", zap.String("nats", st.nc.ConnectedUrlRedacted()), zap.String("node", o.node()),
 				zap.Int("replicas", o.NATSReplicas), zap.Duration("name_lease", o.NameLease), zap.Int("history", o.History))
@@ -133,6 +134,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 		Logs:               logs,
 		Sessions:           sessions,
 		Node:               node,
+		Cluster:            cluster,
 		Operator:           operator,
 		MaxDatagram:        o.MaxDatagram,
 		MaxMembers:         o.MaxMembers,

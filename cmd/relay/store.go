@@ -26,6 +26,7 @@ type store struct {
 	names    relay.NameDirectory
 	logs     relay.RoomLogs
 	sessions *js.Sessions
+	cluster  relay.Cluster       // --nats only
 	ops      relay.OperatorStore // bans, mutes, lockdown, rooms' settings
 	node     string              // Config.Node: "" with --data-dir (every stored session is this relay's)
 
@@ -162,6 +163,7 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
 	}
 	s.dir, s.names, s.logs, s.sessions, s.node, s.ops = dir, dir, logs, sessions, o.node(), ops
+	s.cluster = js.NewCluster(sessions)
 	return s, nil
 }
 

@@ -60,13 +60,19 @@ func NewSessions(js jetstream.JetStream, o SessionOptions) (*Sessions, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
-	kv, err := openLeasedKV(js, jetstream.KeyValueConfig{
+	cfg := jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "chatrelay sessions: token hash (v2) or ID (classic) to session",
 		History:     1,
 		Storage:     o.Storage,
 		Replicas:    o.Replicas,
-	}, o.Timeout, o.Lease, o.OnRefreshFailed)
+	}
+	if o.Lease > 0 {
+		// A key that expires leaves a marker, so that a watcher
+		// (Cluster.WatchSessions) sees the session end.
+		cfg.LimitMarkerTTL = max(o.Lease, time.Second)
+	}
+	kv, err := openLeasedKV(js, cfg, o.Timeout, o.Lease, o.OnRefreshFailed)
 	if err != nil {
 		return nil, err
 	}
