@@ -47,7 +47,8 @@
 //   - NameDirectory: who holds a name (claim, release, lookup). Registry
 //     claims a name before it adds the session, never under its lock.
 //   - RoomLog (opened per room by RoomLogs): a room's sequence, epoch and
-//     history (append, range, backlog). Handlers never number events.
+//     history (append; range, for repair and history requests; backlog).
+//     Handlers never number events.
 //   - Delivery: sending to this node's members (send to one, reply to an
 //     address, publish a room event, flush). Only fanout.go reaches a
 //     socket; handlers name members, never addresses.
