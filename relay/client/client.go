@@ -137,6 +137,9 @@ type command struct {
 	pass  string // join: the room's key (password)
 	ctx   context.Context
 	reply chan cmdReply // buffered 1
+
+	before uint64 // history: the page asked for
+	limit  int
 }
 
 type cmdKind int
@@ -154,6 +157,7 @@ const (
 	cmdFlush
 	cmdRebind
 	cmdClose
+	cmdHistory
 )
 
 type cmdReply struct {
@@ -162,6 +166,7 @@ type cmdReply struct {
 	rooms  []RoomInfo
 	joined []JoinedRoom
 	rev    uint64
+	hist   History
 	err    error
 }
 
@@ -203,6 +208,10 @@ type Client struct {
 	whos     map[string]*listReq // who requests, by the room's compare key
 	roomList *listReq            // a rooms request
 	out      *outbox
+
+	// histories are the history requests waiting for their answers
+	// (history.go); nil until the first.
+	histories map[histKey]*histReq
 
 	hs struct { // the hello or resume exchange
 		next     time.Time
@@ -610,6 +619,7 @@ func (c *Client) failWaiters() {
 		c.roomList.answer(cmdReply{err: ErrClosed})
 		c.roomList = nil
 	}
+	c.failHistories(ErrClosed)
 }
 
 // onCommand runs an API call on the loop and answers it on cmd.reply: at
@@ -674,6 +684,8 @@ func (c *Client) onCommand(cmd command) {
 		cmd.reply <- cmdReply{names: []string{c.name}}
 	case cmdFlush:
 		c.flushers = append(c.flushers, cmd.reply)
+	case cmdHistory:
+		c.onHistory(cmd)
 	case cmdRebind:
 		if c.st == stEnded || c.st == stQuitting {
 			cmd.reply <- cmdReply{err: ErrClosed}

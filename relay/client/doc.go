@@ -23,6 +23,11 @@
 // chats and direct messages. After a relay restart or a forgotten session
 // the client logs in again and joins its rooms again by itself.
 //
+// FetchHistory asks for a page of a room's (or the inbox's) older events,
+// as far back as the relay keeps them, and returns it whole: the request
+// is retransmitted until every event of the answer is in. Those events are
+// the call's answer, never part of Events.
+//
 // # Goroutines and ownership
 //
 // A Client runs one loop goroutine that owns all protocol state (the
