@@ -149,7 +149,7 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.StringVar(&o.Classic, "classic", o.Classic, "serve the classic protocol: on, or off for relays reachable from the internet (classic clients cannot prove their address)")
 	fs.DurationVar(&o.V2Timeout, "v2-timeout", o.V2Timeout, "evict a v2 session silent for longer (clients heartbeat every 2s)")
 	fs.DurationVar(&o.ClassicIdle, "classic-idle", o.ClassicIdle, "evict a classic member idle for longer (classic clients cannot heartbeat)")
-	fs.IntVar(&o.Ring, "ring", o.Ring, "recent events kept for v2 repair")
+	fs.IntVar(&o.Ring, "ring", o.Ring, "recent events kept for v2 repair and history")
 	fs.IntVar(&o.Backlog, "backlog", o.Backlog, "recent events a joining v2 member receives as history (0: none)")
 	fs.StringVar(&o.Flood, "flood", o.Flood, "flood control: on, or off for benchmarks, load tools and trusted networks")
 	fs.Float64Var(&o.ChatRate, "flood-chat-rate", o.ChatRate, "chats per second a session may sustain")
@@ -162,7 +162,7 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.Readers, "readers", o.Readers, "UDP sockets on --listen, one reader each (SO_REUSEPORT; Linux)")
 	fs.StringVar(&o.Batch, "batch", o.Batch, "read and send many datagrams per system call (recvmmsg/sendmmsg): on, or off to compare")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "`directory` where rooms' history is stored, by an embedded NATS JetStream server that opens no port (empty: history in memory, lost on restart)")
-	fs.IntVar(&o.History, "history", o.History, "with --data-dir: events each room keeps on disk, for repair and backlog")
+	fs.IntVar(&o.History, "history", o.History, "with --data-dir: events each room keeps on disk, for repair, backlog and history")
 	fs.DurationVar(&o.HistoryAge, "history-age", o.HistoryAge, "with --data-dir: drop events older than this (0: keep them until --history pushes them out)")
 	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: one per CPU, at most 8)")
 }
