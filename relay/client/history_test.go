@@ -66,7 +66,10 @@ func TestFetchHistoryWithRelay(t *testing.T) {
 	for i := 1; i <= 200; i++ {
 		bob.Send(fmt.Sprintf("line %d", i))
 	}
-	for i := 1; i <= 3; i++ {
+	if err := bob.Flush(ctx5(t)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ { // after bob's: within the ring
 		alice.Send(fmt.Sprintf("mine %d", i))
 	}
 	// seq 1 alice's join, 2 bob's, 3..205 the chats: the ring keeps 78..205.
