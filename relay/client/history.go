@@ -41,7 +41,7 @@ type History struct {
 var ErrNewEpoch = errors.New("client: the room's sequence restarted (new epoch): its earlier history is gone")
 
 // Retransmission of a history request: as a chat's, 250 ms doubling to 2 s,
-// given up after maxHistoryTries (about 20 s).
+// given up after maxHistoryTries (about 25 s).
 const (
 	historyFirstWait = 250 * time.Millisecond
 	historyMaxWait   = 2 * time.Second
