@@ -211,3 +211,46 @@ func TestScriptHistoryJSON(t *testing.T) {
 	alice.say(t, "/history dev")
 	alice.waitStderr(t, "chatcli: /history dev: client: not in that room")
 }
+
+// A real terminal against the relay: PgUp past the top of main loads the
+// messages before the backlog, in order, without moving what is on
+// screen, down to where the relay's ring begins, which the top says.
+func TestTUIHistoryUnderTmux(t *testing.T) {
+	bin := buildChatcli(t)
+	r := relaytest.Start(t, func(c *relay.Config) { c.Ring = 64 })
+	addr := r.Addr.String()
+	bob := dialPeer(t, addr, "bob")
+	for i := 1; i <= 80; i++ {
+		bob.Send(fmt.Sprintf("line %d", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := bob.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 1 bob's join, 2..81 his lines, 82 alice's: the ring keeps 19..82,
+	// the backlog shows 62..81 (lines 61..80).
+	p := startTmux(t, bin, "--name", "alice", addr)
+	p.waitScreen("the backlog", func(l []string) bool { return hasLine(strings.Join(l, "\n"), "bob says: line 80") })
+	p.must("send-keys", "-t", p.session, "PPage")
+	p.waitScreen("older lines above the backlog", func(l []string) bool {
+		return hasLine(strings.Join(l, "\n"), "--:-- bob says: line 60") && hasLine(strings.Join(l, "\n"), "bob says: line 80")
+	})
+	var top []string
+	for range 10 {
+		p.must("send-keys", "-t", p.session, "PPage")
+		if top = p.capture(); hasLine(strings.Join(top, "\n"), "--:-- * older messages are no longer kept") {
+			break
+		}
+	}
+	top = p.waitScreen("the ring's start", func(l []string) bool {
+		return hasLine(strings.Join(l, "\n"), "--:-- * older messages are no longer kept")
+	})
+	want := "--:-- * older messages are no longer kept"
+	for n := 18; n <= 30; n++ {
+		want += "\n--:-- bob says: line " + strconv.Itoa(n)
+	}
+	if !strings.Contains(strings.Join(top, "\n"), want) {
+		t.Fatalf("the top of main, want\n%s\nscreen:\n%s", want, strings.Join(top, "\n"))
+	}
+}
