@@ -41,19 +41,26 @@
 //
 // # The seam
 //
-// Everything a relay would share with other relays goes through three
-// interfaces (seam.go); everything that stays on this node, through a
-// fourth:
+// Everything a relay shares with other relays goes through the interfaces
+// of seam.go; everything that stays on this node, through Delivery:
 //
 //   - NameDirectory: who holds a name (claim, release, lookup). Registry
 //     claims a name before it adds the session, never under its lock.
 //   - RoomLog (opened per room by RoomLogs): a room's sequence, epoch and
-//     history (append, range, backlog). Handlers never number events.
+//     history (append; range, for repair and history requests; backlog).
+//     Handlers never number events. A shared log also hands each node the
+//     events other nodes appended (RoomFollower, follow.go) and stores a
+//     retransmitted chat once (OnceAppender).
 //   - OperatorStore: what the operator set, one record each (bans, mutes,
 //     the lockdown, rooms' settings): loaded by New, written by each admin
 //     change before it applies, watched while serving so that a change
 //     made on one relay applies on all (operator.go). Never on the
 //     datagram path: admit and mutedIn read the node's copy (moderation).
+//   - SessionStore: sessions beyond this process (sessions.go), so that a
+//     v2 client resumes after a crash or on another node and classic
+//     members are taken back at start; and Cluster, what the relays
+//     sharing a store tell each other (the sessions each holds, direct
+//     messages: cluster.go). Neither is on the chat path.
 //   - Delivery: sending to this node's members (send to one, reply to an
 //     address, publish a room event, flush). Only fanout.go reaches a
 //     socket; handlers name members, never addresses.

@@ -139,6 +139,11 @@ type v2Op struct {
 	// error not_in_room. Without it, r is the room if the member is in it,
 	// else nil.
 	inRoom bool
+	// minRev: the member's revision must be at least this; a frame its
+	// revision does not know is dropped as unknown (DropUnknownVerb), as
+	// a relay of that revision would, and never answered with a frame the
+	// client cannot read.
+	minRev uint32
 }
 
 var v2Ops = map[string]v2Op{
@@ -150,10 +155,11 @@ var v2Ops = map[string]v2Op{
 	wire.FrameWho:    {handle: (*Server).v2Who, needsMember: true},
 	wire.FrameQuit:   {handle: (*Server).v2Quit, needsMember: true},
 	// revision 1
-	wire.FrameJoin:  {handle: (*Server).v2Join, needsMember: true},
-	wire.FramePart:  {handle: (*Server).v2Part, needsMember: true},
-	wire.FrameRooms: {handle: (*Server).v2Rooms, needsMember: true},
-	wire.FrameMsg:   {handle: (*Server).v2Msg, needsMember: true},
+	wire.FrameJoin:    {handle: (*Server).v2Join, needsMember: true, minRev: 1},
+	wire.FramePart:    {handle: (*Server).v2Part, needsMember: true},
+	wire.FrameRooms:   {handle: (*Server).v2Rooms, needsMember: true},
+	wire.FrameMsg:     {handle: (*Server).v2Msg, needsMember: true},
+	wire.FrameHistory: {handle: (*Server).v2History, needsMember: true, minRev: 1, inRoom: true},
 }
 
 // dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
@@ -193,6 +199,10 @@ func (s *Server) dispatchV2(g *datagram) {
 				continue
 			}
 			m.touch(now)
+			if m.rev.Load() < op.minRev {
+				s.obs.DatagramDropped(DropUnknownVerb)
+				continue
+			}
 			if r = m.roomFor(f.Room); r == nil && op.inRoom {
 				s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, ID: f.ID, Code: wire.CodeNotInRoom, Reason: s.words().noRoom})
 				continue

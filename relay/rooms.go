@@ -177,10 +177,6 @@ func (s *Server) v2Join(g *datagram, f *wire.Frame, m *Member, _ *room, now time
 	refuse := func(code, reason string) {
 		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: f.Room, Code: code, Reason: reason})
 	}
-	if m.rev.Load() < 1 {
-		s.obs.DatagramDropped(DropUnknownVerb)
-		return
-	}
 	if r := m.roomFor(f.Room); r != nil && r != m.inbox.Load() { // a repeat: the welcome was lost
 		base, _ := m.baseIn(r)
 		s.welcomeRoom(m, r, base)

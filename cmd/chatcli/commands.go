@@ -19,7 +19,7 @@ type slash struct {
 
 // commands is every command, for /help and completion; the terminal
 // adds its own to these.
-var commands = []string{"/join", "/part", "/msg", "/rooms", "/who", "/topic", "/quit"}
+var commands = []string{"/join", "/part", "/msg", "/rooms", "/who", "/topic", "/history", "/quit"}
 
 // commandHelp words the commands, one line each (in --help and /help).
 var commandHelp = []string{
@@ -29,6 +29,7 @@ var commandHelp = []string{
 	"/rooms            list the relay's rooms: members, topic, limit, locked",
 	"/who [ROOM]       list a room's members (default: the current one)",
 	"/topic            show the current room's topic",
+	"/history [ROOM] [N] older messages of a room (default: the current one, 50; @: direct messages)",
 	"/quit             leave the chat",
 	"//TEXT            send a line that starts with /",
 }

@@ -23,6 +23,8 @@ type scriptV2 struct {
 	c              *rc.Client
 	rooms          *roomStack
 	stdout, stderr io.Writer
+
+	oldest map[string]uint64 // per room (compare key): the oldest seq printed, where /history goes on (history.go)
 }
 
 // warn prints a line for the user on stderr.
@@ -143,6 +145,8 @@ func (s *scriptV2) command(cmd slash) {
 		} else {
 			writeLine(s.stdout, "* "+cleanLine(whoLine(whoMsg{room: room, names: names})))
 		}
+	case "history":
+		s.history(cmd)
 	case "topic":
 		room := s.rooms.current()
 		topic, ok := topicOf(s.c, room)
@@ -163,6 +167,7 @@ func (s *scriptV2) command(cmd slash) {
 // welcomed (its spelling of the name), a join it refused, a room we are
 // out of.
 func (s *scriptV2) event(e rc.Event) {
+	s.seen(e)
 	switch {
 	case e.Type == rc.EventJoined:
 		s.rooms.rename(e.Room)

@@ -83,6 +83,8 @@ const (
 	reqPart                     // v2: leave room
 	reqMsg                      // v2: send text to the member to
 	reqRooms                    // v2: list the rooms, then roomsMsg
+
+	reqHistory // v2: fetch room's page of events before before, then historyMsg (history.go)
 )
 
 type request struct {
@@ -91,6 +93,8 @@ type request struct {
 	room string // chat, who, join, part: the room ("" is main)
 	to   string // msg: the recipient
 	key  string // join: the room's key
+
+	before uint64 // history: the page ends before this seq (0: the newest)
 }
 
 // requestQueue is an unbounded FIFO, so that Update never blocks on the
@@ -257,6 +261,10 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.addLine(noteStyle.Render("* " + cleanLine(whoLine(msg))))
 		return m, nil
 
+	case historyMsg:
+		m.prependHistory(msg)
+		return m, nil
+
 	case roomsMsg:
 		for _, l := range roomsLines(msg) {
 			m.addLine(noteStyle.Render("* " + cleanLine(l)))
@@ -318,14 +326,18 @@ func (m model) key(k tea.KeyPressMsg) (tea.Model, tea.Cmd) {
 	case "enter":
 		return m.submit()
 	case "pgup":
+		top := m.vp.AtTop()
 		m.vp.PageUp()
+		m.olderPastTop(top)
 		return m, nil
 	case "pgdown":
 		m.vp.PageDown()
 		m.seenIfBottom()
 		return m, nil
 	case "up", "shift+up":
+		top := m.vp.AtTop()
 		m.vp.ScrollUp(1)
+		m.olderPastTop(top)
 		return m, nil
 	case "down", "shift+down":
 		m.vp.ScrollDown(1)
@@ -480,11 +492,17 @@ func (m *model) addLine(line string) { m.addLines(line) }
 
 // addLines appends history lines to the view shown, each with the time,
 // following the end unless scrolled up.
-func (m *model) addLines(lines ...string) {
+func (m *model) addLines(lines ...string) { m.addSeqLines(lines, nil) }
+
+// addSeqLines is addLines with the room seq of each line (0, or seqs nil:
+// not a room event), which tells where older history starts (history.go).
+func (m *model) addSeqLines(lines []string, seqs []uint64) {
 	follow := m.vp.AtBottom()
+	v := m.current()
 	m.lines = append(m.lines, m.stamp(lines)...)
+	v.seqs = appendSeqs(v.seqs, len(lines), seqs)
 	if len(m.lines) > maxHistory {
-		m.lines = append(m.lines[:0:0], m.lines[len(m.lines)-maxHistory*3/4:]...)
+		m.lines = v.trimOldest(m.lines)
 	}
 	m.vp.SetContentLines(m.lines)
 	if follow {

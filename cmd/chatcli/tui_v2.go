@@ -214,6 +214,8 @@ func (v *controllerV2) request(ctx context.Context, r request) {
 		if err := v.c.Part(room); err != nil {
 			note("/part %s: %v", room, err)
 		}
+	case reqHistory:
+		v.fetchHistory(ctx, room, r.before)
 	case reqWho, reqRooms:
 		c := v.c
 		v.wg.Add(1)
@@ -236,12 +238,13 @@ func (v *controllerV2) request(ctx context.Context, r request) {
 // messages to their views, the rest to the view shown.
 func (m *model) events(evs eventsMsg) {
 	var lines []string
+	var seqs []uint64
 	room := ""
 	flush := func() {
 		if len(lines) > 0 {
 			m.lastLine = lines[len(lines)-1]
-			m.addTo(room, lines...)
-			lines = nil
+			m.addSeqsTo(room, lines, seqs)
+			lines, seqs = nil, nil
 		}
 	}
 	note := func(style lipgloss.Style, s string) {
@@ -273,6 +276,7 @@ func (m *model) events(evs eventsMsg) {
 				m.views[m.ensureView(to)].topic = e.Topic
 			}
 			lines = append(lines, m.eventLineTUI(e))
+			seqs = append(seqs, e.Seq)
 		case rc.EventJoined:
 			flush()
 			i := m.ensureView(e.Room)
@@ -308,6 +312,9 @@ func (m *model) events(evs eventsMsg) {
 			m.addTo(missedView(e), warnStyle.Render("* "+cleanLine(e.String())))
 		case rc.EventThrottled, rc.EventNewSession, rc.EventRestarted:
 			m.conn = ""
+			if e.Type == rc.EventRestarted {
+				m.historyRestarted()
+			}
 			note(warnStyle, e.Format(m.lang))
 		case rc.EventReconnecting:
 			m.conn = "reconnecting ..."

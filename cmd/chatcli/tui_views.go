@@ -32,6 +32,11 @@ type view struct {
 	lines  []string // its history while another view is shown (the shown one's is model.lines)
 	unread int      // lines added while another view was shown
 	topic  string
+	// seqs are the room seq of each of its lines (model.lines while it is
+	// shown), 0 for a line that is not a room event; older history is
+	// fetched before the first (history.go).
+	seqs []uint64
+	hist histState
 }
 
 // label is how the status line names a view.
@@ -99,16 +104,20 @@ func (m *model) current() *view { return m.views[m.cur] }
 
 // addTo appends lines to room's view: shown at once if it is the one
 // shown, else kept and counted unread.
-func (m *model) addTo(room string, lines ...string) {
+func (m *model) addTo(room string, lines ...string) { m.addSeqsTo(room, lines, nil) }
+
+// addSeqsTo is addTo with the lines' room seqs (see addSeqLines).
+func (m *model) addSeqsTo(room string, lines []string, seqs []uint64) {
 	i := m.ensureView(room)
 	if i == m.cur {
-		m.addLines(lines...)
+		m.addSeqLines(lines, seqs)
 		return
 	}
 	v := m.views[i]
 	v.lines = append(v.lines, m.stamp(lines)...)
+	v.seqs = appendSeqs(v.seqs, len(lines), seqs)
 	if len(v.lines) > maxHistory {
-		v.lines = append(v.lines[:0:0], v.lines[len(v.lines)-maxHistory*3/4:]...)
+		v.lines = v.trimOldest(v.lines)
 	}
 	v.unread += len(lines)
 }
@@ -288,6 +297,7 @@ func (m *model) helpLines() []string {
 		"  /help             this list",
 		"keys: Ctrl-N / Ctrl-P next / previous view, Alt-1..9 view 1..9; Tab completes commands and names;",
 		"  Up / Down recall earlier lines; PgUp / PgDn scroll, Shift-Up / Shift-Down one line, Ctrl-End the end;",
+		"  PgUp at the top loads older messages from the relay;",
 		"  Enter sends to the room shown (in DMs: to whoever wrote last); Ctrl-C or /quit leaves")
 }
 
@@ -359,6 +369,19 @@ func (m *model) command(cmd slash) {
 			return
 		}
 		m.reqs.push(request{kind: reqWho, room: room})
+	case "history":
+		// The view's older messages: the page before its oldest line, and
+		// the view at its top to show it.
+		if !needRooms() {
+			return
+		}
+		if len(cmd.args) > 0 {
+			note("/history takes no arguments here: it loads the view's older messages (PgUp at the top does too)")
+			return
+		}
+		m.vp.GotoTop()
+		m.loadOlder()
+		m.current().hist.show = m.current().hist.loading
 	case "topic":
 		v := m.current()
 		switch {

@@ -164,6 +164,9 @@ type command struct {
 	pass  string // join: the room's key (password)
 	ctx   context.Context
 	reply chan cmdReply // buffered 1
+
+	before uint64 // history: the page asked for
+	limit  int
 }
 
 type cmdKind int
@@ -181,6 +184,7 @@ const (
 	cmdFlush
 	cmdRebind
 	cmdClose
+	cmdHistory
 )
 
 type cmdReply struct {
@@ -189,6 +193,7 @@ type cmdReply struct {
 	rooms  []RoomInfo
 	joined []JoinedRoom
 	rev    uint64
+	hist   History
 	err    error
 }
 
@@ -232,6 +237,10 @@ type Client struct {
 	whos     map[string]*listReq // who requests, by the room's compare key
 	roomList *listReq            // a rooms request
 	out      *outbox
+
+	// histories are the history requests waiting for their answers
+	// (history.go); nil until the first.
+	histories map[histKey]*histReq
 
 	hs struct { // the hello or resume exchange
 		next     time.Time
@@ -657,6 +666,7 @@ func (c *Client) failWaiters() {
 		c.roomList.answer(cmdReply{err: ErrClosed})
 		c.roomList = nil
 	}
+	c.failHistories(ErrClosed)
 }
 
 // onCommand runs an API call on the loop and answers it on cmd.reply: at
@@ -721,6 +731,8 @@ func (c *Client) onCommand(cmd command) {
 		cmd.reply <- cmdReply{names: []string{c.name}}
 	case cmdFlush:
 		c.flushers = append(c.flushers, cmd.reply)
+	case cmdHistory:
+		c.onHistory(cmd)
 	case cmdRebind:
 		if c.st == stEnded || c.st == stQuitting {
 			cmd.reply <- cmdReply{err: ErrClosed}

@@ -43,6 +43,11 @@
 // keeps trying until Close. With a single address nothing of this happens:
 // the client resumes, or logs in again, at that address.
 //
+// FetchHistory asks for a page of a room's (or the inbox's) older events,
+// as far back as the relay keeps them, and returns it whole: the request
+// is retransmitted until every event of the answer is in. Those events are
+// the call's answer, never part of Events.
+//
 // # Goroutines and ownership
 //
 // A Client runs one loop goroutine that owns all protocol state (the

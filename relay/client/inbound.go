@@ -70,6 +70,9 @@ func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
 		if r == nil || !c.sameEpoch(r, f.Epoch) {
 			return scratch
 		}
+		if f.History && c.historyEvent(r, f) {
+			return scratch // a page of history asked for: not an event of the stream
+		}
 		if (f.T == wire.FrameChat || f.T == wire.FrameDM) && f.ID != 0 && f.From == c.name && f.Seq > r.base && c.token != "" {
 			c.out.ack(f.ID) // our echo
 		}
@@ -123,6 +126,8 @@ func (c *Client) onFrame(f *wire.Frame, scratch []Event) []Event {
 		}
 	case wire.FrameError:
 		c.onErrorFrame(f)
+	case wire.FrameHistoryEnd:
+		c.onHistoryEnd(f)
 	}
 	return scratch
 }

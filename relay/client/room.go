@@ -204,6 +204,7 @@ func (c *Client) removeRoom(r *room, code, reason string) {
 	if r.epoch != "" {
 		c.oldEpoch[r.epoch] = true
 	}
+	c.dropHistories(r)
 	for _, m := range c.out.drop(func(m *outMsg) bool { return m.to == "" && m.room == r.key }) {
 		c.emit(Event{Type: EventError, Room: r.name, ID: m.id, Code: code, Reason: reason})
 	}
@@ -477,7 +478,7 @@ func (c *Client) requestFrames(now time.Time, frames []*wire.Frame) []*wire.Fram
 		frames = append(frames, &wire.Frame{T: wire.FrameRooms})
 		l.next = now.Add(l.bo.next(c.cfg.Rand))
 	}
-	return frames
+	return c.historyFrames(now, frames)
 }
 
 // requestWake is when requestFrames next has something to do.
@@ -496,4 +497,5 @@ func (c *Client) requestWake(earlier func(time.Time)) {
 	if c.roomList != nil {
 		earlier(c.roomList.next)
 	}
+	c.historyWake(earlier)
 }

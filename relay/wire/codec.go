@@ -148,6 +148,8 @@ const (
 	fKey
 	fLimit
 	fLocked
+	fBefore
+	fLost
 	fPad
 )
 
@@ -207,6 +209,10 @@ func fieldOf(key string) int {
 		return fLimit
 	case "locked":
 		return fLocked
+	case "before":
+		return fBefore
+	case "lost":
+		return fLost
 	case "pad":
 		return fPad
 	}
@@ -278,6 +284,10 @@ func fieldOf(key string) int {
 		return fLimit
 	case "LOCKED":
 		return fLocked
+	case "BEFORE":
+		return fBefore
+	case "LOST":
+		return fLost
 	case "PAD":
 		return fPad
 	}
@@ -382,6 +392,10 @@ func (d *frameDec) field(f *Frame, k int) bool {
 		up = &f.Limit
 	case fLocked:
 		bp = &f.Locked
+	case fBefore:
+		up = &f.Before
+	case fLost:
+		up = &f.Lost
 	case fSeq:
 		up = &f.Seq
 	case fID:
@@ -845,6 +859,8 @@ func appendFrameJSON(dst []byte, f *Frame) []byte {
 	if f.Locked {
 		dst = append(dst, `,"locked":true`...)
 	}
+	dst = appendUintField(dst, `,"before":`, f.Before)
+	dst = appendUintField(dst, `,"lost":`, f.Lost)
 	dst = appendStringField(dst, `,"pad":`, f.Pad)
 	return append(dst, '}', '\n')
 }

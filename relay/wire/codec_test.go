@@ -119,6 +119,9 @@ func TestDecodeV2AgreesWithEncodingJSON(t *testing.T) {
 		`{"t":"\ud83d\ud83d\ude00"}`, `{"t":"\u2028\u2029"}`, `{"t":"中文 \u4e2d"}`,
 		`{"t":"chat","x":"\q"}`, `{"t":"chat","x":"a` + "\x1f" + `"}`, `{"t":"chat","x":"\u00e9"}`,
 		`{}`, `{"t":""}`, `{"t":"x","t":""}`,
+		`{"t":"history","room":"main","before":302,"limit":50}`, `{"t":"history_end","BEFORE":3,"loſt":4,"Lost":5}`,
+		`{"t":"history","before":-1}`, `{"t":"history","before":null,"lost":null}`, `{"t":"history","lost":1.5}`,
+		`{"t":"history","before":"3"}`,
 	}
 	for _, l := range lines {
 		checkDecodeAgrees(t, []byte(V2Magic+l+"\n"))
@@ -229,7 +232,8 @@ func TestAppendFrameAgreesWithEncodingJSON(t *testing.T) {
 		{T: FrameMembers, Names: []string{}},
 		{T: odd, Room: odd, Seq: 1, Epoch: odd, From: odd, Name: odd, ID: 2, Text: odd, Token: odd, Cookie: odd,
 			Last: 3, FromSeq: 4, ToSeq: 5, Count: 6, History: true, Code: odd, Reason: odd, RetryMS: 7, Names: []string{odd},
-			More: true, Pad: odd},
+			More: true, Before: 8, Lost: 9, Pad: odd},
+		{T: FrameHistoryEnd, Room: RoomMain, Epoch: "5f3a9c01", FromSeq: 239, ToSeq: 251, Count: 13, Before: 252, Lost: 238},
 	}
 	for i := range frames {
 		checkEncodeAgrees(t, &frames[i])
@@ -247,7 +251,7 @@ func FuzzAppendFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, typ, from, text, reason string, seq, id uint64, retry int64, flag bool, names string) {
 		fr := Frame{T: typ, Room: reason, Seq: seq, Epoch: from, From: from, Name: text, ID: id, Text: text,
 			Token: reason, Cookie: typ, Last: id, FromSeq: seq, ToSeq: id, Count: seq, History: flag, Code: typ,
-			Reason: reason, RetryMS: retry, More: !flag, Pad: names}
+			Reason: reason, RetryMS: retry, More: !flag, Before: id, Lost: seq, Pad: names}
 		if names != "" {
 			fr.Names = strings.Split(names, ",")
 		}

@@ -31,6 +31,8 @@ const (
 	FramePart  = "part"  // leave a room; FrameJoin (with room and key) joins one
 	FrameRooms = "rooms" // list the rooms
 	FrameMsg   = "msg"   // a direct message to a member
+	// FrameHistory asks for a room's events before a seq (revision 1).
+	FrameHistory = "history"
 	// relay to client
 	FrameRetry     = "retry"
 	FrameWelcome   = "welcome"
@@ -51,13 +53,24 @@ const (
 	FrameParted = "parted" // answer to part: you are no longer in the room
 	FrameRoom   = "room"   // one entry of the room list
 	FrameDM     = "dm"     // a direct message, in the inbox room
+	// FrameHistoryEnd closes the answer to history: what was sent, whether
+	// older events are still held, and which are lost.
+	FrameHistoryEnd = "history_end"
+)
+
+// History requests: the events one history frame is answered with by
+// default (no limit) and at most (a larger limit is served as this).
+const (
+	HistoryLimit    = 50
+	MaxHistoryLimit = 200
 )
 
 // Rev is the revision of v2 this package speaks: 0 is v2 as first
-// published (one room); 1 adds rooms (join, part, rooms, topics) and direct
-// messages (msg, dm, the inbox). A client says which it speaks in its hello
-// ("rev"); the relay answers with the revision it will use in the welcome,
-// and never sends a client what its revision does not know.
+// published (one room); 1 adds rooms (join, part, rooms, topics), direct
+// messages (msg, dm, the inbox) and history (older events on request). A
+// client says which it speaks in its hello ("rev"); the relay answers with
+// the revision it will use in the welcome, and never sends a client what
+// its revision does not know.
 const Rev = 1
 
 // Inbox is the room name of a session's own inbox, where its direct
@@ -130,6 +143,8 @@ type Frame struct {
 	Key     string   `json:"key,omitempty"`
 	Limit   uint64   `json:"limit,omitempty"`
 	Locked  bool     `json:"locked,omitempty"`
+	Before  uint64   `json:"before,omitempty"`
+	Lost    uint64   `json:"lost,omitempty"`
 	Pad     string   `json:"pad,omitempty"`
 }
 
