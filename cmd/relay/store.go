@@ -128,6 +128,7 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		History:  o.History,
 		MaxAge:   o.HistoryAge,
 		Cache:    o.Ring,
+		Shared:   true,
 		Replicas: o.NATSReplicas,
 		Local:    relay.NewMemoryLogs(o.Ring),
 	})

@@ -38,6 +38,11 @@ type LogOptions struct {
 	Prefix string
 	// Timeout of each request to the server (default 5s).
 	Timeout time.Duration
+	// Shared says that other relays append to these logs too: the logs
+	// Open returns then implement relay.RoomFollower, so that the relay
+	// hands its members the others' events. A relay alone (--data-dir)
+	// needs no such following: every event is its own.
+	Shared bool
 	// Local, when not nil, opens the logs of per-session inboxes (names
 	// starting with wire.Inbox) instead of a stream each: a session, and
 	// so its inbox, does not outlive the relay that holds it, and a
@@ -56,7 +61,7 @@ type Logs struct {
 
 var (
 	_ relay.RoomLogs     = (*Logs)(nil)
-	_ relay.RoomFollower = (*roomLog)(nil)
+	_ relay.RoomFollower = sharedLog{}
 	_ relay.OnceAppender = (*roomLog)(nil)
 )
 
@@ -173,15 +178,22 @@ func (l *Logs) Open(room string) (relay.RoomLog, error) {
 			return nil, fmt.Errorf("jetstream: room %q: new limits for stream %s: %w", room, name, err)
 		}
 	}
-	return &roomLog{
+	rl := &roomLog{
 		logs:    l,
 		stream:  st,
 		subject: subject,
 		epoch:   epoch,
 		latest:  st.CachedInfo().State.LastSeq,
 		cache:   make([]cached, l.o.Cache),
-	}, nil
+	}
+	if l.o.Shared {
+		return sharedLog{rl}, nil
+	}
+	return rl, nil
 }
+
+// sharedLog is a room's log that other relays append to as well.
+type sharedLog struct{ *roomLog }
 
 // cached is one recent line.
 type cached struct {
@@ -391,7 +403,7 @@ func randomHex(n int) string {
 // (recreated by the client library after a gap or a reconnection, so it
 // hands over every event once, in order) and caches what it reads: a repair
 // of an event another node appended is then served from memory too.
-func (l *roomLog) Follow(after uint64, fn func(seq uint64, line []byte, behind uint64)) (func(), error) {
+func (l sharedLog) Follow(after uint64, fn func(seq uint64, line []byte, behind uint64)) (func(), error) {
 	ctx, cancel := l.logs.ctx()
 	defer cancel()
 	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
