@@ -14,6 +14,7 @@ import (
 
 	"github.com/chatrelay/chatrelay/relay"
 	js "github.com/chatrelay/chatrelay/relay/jetstream"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // store is the seam's shared side when rooms are stored: with --data-dir an
@@ -98,7 +99,9 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("NATS connection lost: new logins and chats are refused until it is back", zap.Error(err))
+			if err != nil { // nil: this relay closed it
+				log.Warn("NATS connection lost: new logins and chats are refused until it is back", zap.Error(err))
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS connection back", zap.String("server", nc.ConnectedUrlRedacted()))
@@ -124,6 +127,29 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
 	}
 	s := &store{nc: nc}
+	// A cluster that is still forming (no JetStream leader yet) answers
+	// with timeouts: try again for a while before giving up.
+	for began := time.Now(); ; {
+		err := s.setup(jsc, o)
+		if err == nil {
+			return s, nil
+		}
+		if time.Since(began) > natsStartPatience {
+			nc.Close()
+			return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+		}
+		log.Warn("NATS JetStream not ready: trying again", zap.Error(err))
+		time.Sleep(time.Second)
+	}
+}
+
+// natsStartPatience is how long a relay starting with --nats waits for
+// JetStream to answer (a cluster starting with it elects its leaders).
+const natsStartPatience = 30 * time.Second
+
+// setup opens the rooms' logs (main's, to see that streams can be made),
+// the names, the sessions and the operator's state on jsc.
+func (s *store) setup(jsc jetstream.JetStream, o Options) error {
 	logs, err := js.NewLogs(jsc, js.LogOptions{
 		History:  o.History,
 		MaxAge:   o.HistoryAge,
@@ -133,8 +159,10 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		Local:    relay.NewMemoryLogs(o.Ring),
 	})
 	if err != nil {
-		nc.Close()
-		return nil, err
+		return err
+	}
+	if _, err := logs.Open(wire.RoomMain); err != nil {
+		return err
 	}
 	dir, err := js.NewDirectory(jsc, js.DirectoryOptions{
 		Storage:         jetstream.FileStorage, // a NATS restart must not free the names of members still logged in
@@ -143,8 +171,7 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 		OnRefreshFailed: func() { s.leaseFailures.Add(1) },
 	})
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+		return err
 	}
 	sessions, err := js.NewSessions(jsc, js.SessionOptions{
 		Replicas:        o.NATSReplicas,
@@ -153,19 +180,17 @@ func openCluster(o Options, log *zap.Logger) (*store, error) {
 	})
 	if err != nil {
 		dir.Close()
-		nc.Close()
-		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+		return err
 	}
 	ops, err := openOperator(jsc, o.NATSReplicas)
 	if err != nil {
 		sessions.Close()
 		dir.Close()
-		nc.Close()
-		return nil, fmt.Errorf("--nats %s: %w", o.NATS, err)
+		return err
 	}
 	s.dir, s.names, s.logs, s.sessions, s.node, s.ops = dir, dir, logs, sessions, o.node(), ops
 	s.cluster = js.NewCluster(sessions)
-	return s, nil
+	return nil
 }
 
 // Ready reports why the store cannot serve now (nil when it can).
