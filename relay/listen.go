@@ -8,8 +8,9 @@ import (
 
 // Listen opens the relay's UDP sockets on addr for ServeGroup: one socket,
 // or with readers > 1 an SO_REUSEPORT group of that many (Linux only), each
-// with a receive and a send buffer of bufBytes (capped by the kernel;
-// 0 leaves the kernel's default).
+// with a receive and a send buffer of bufBytes (forced beyond the system's
+// maximum where the process may, else capped by it; 0 leaves the kernel's
+// default).
 //
 // A port that is already taken fails as one socket would (bind: address
 // already in use), also when the holder is another relay's reuseport group,
@@ -24,8 +25,7 @@ func Listen(addr string, readers, bufBytes int) ([]*net.UDPConn, error) {
 			// Bursts arrive faster than any scheduler wakes a reader: a
 			// larger receive buffer turns them into latency instead of
 			// kernel drops. Errors are not fatal.
-			_ = uc.SetReadBuffer(bufBytes)
-			_ = uc.SetWriteBuffer(bufBytes)
+			udpio.SetBuffers(uc, bufBytes)
 		}
 	}
 	return ucs, nil

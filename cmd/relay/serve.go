@@ -30,6 +30,11 @@ type listeners struct {
 // serve runs the relay until ctx ends, then shuts down cleanly: members are
 // told, the queue drains within DrainTimeout, the admin socket file is
 // removed. Errors opening anything come back before the relay serves.
+// socketBuffer is the receive and send buffer of each UDP socket: 16 MiB,
+// so that a burst of chats (and the fan-out of each, thousands of
+// datagrams per system call) waits in the kernel instead of being dropped.
+const socketBuffer = 16 << 20
+
 func serve(ctx context.Context, o Options, log *zap.Logger, onReady func(listeners)) error {
 	return serveReloading(ctx, o, log, onReady, nil)
 }
@@ -45,7 +50,7 @@ func serveReloading(ctx context.Context, o Options, log *zap.Logger, onReady fun
 
 	// Open everything that can fail first, so a taken port or an unusable
 	// path is one clear error and nothing is left half-started.
-	ucs, err := relay.Listen(o.Listen, o.Readers, 4<<20)
+	ucs, err := relay.Listen(o.Listen, o.Readers, socketBuffer)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.Listen, unwrapOp(err))
 	}

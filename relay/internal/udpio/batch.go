@@ -2,7 +2,7 @@ package udpio
 
 // Batch gathers datagrams, each with its own bytes and destination, and
 // sends them with as few system calls as it can: on Linux with batching on,
-// up to 64 per sendmmsg, never waiting (MSG_DONTWAIT); elsewhere one send
+// up to 1,024 per sendmmsg, never waiting (MSG_DONTWAIT); elsewhere one send
 // each. It lets a fan-out that sends many small groups (a chat to a room of
 // ten, then another room's) fill each system call instead of making one per
 // group.
@@ -23,11 +23,17 @@ type Batch struct {
 	Failed, Lost int
 }
 
-// batchSize is how many datagrams a Batch sends in one system call.
-const batchSize = 64
+// batchSize is how many datagrams a Batch sends in one system call at most
+// (the kernel's limit for sendmmsg, UIO_MAXIOV).
+const batchSize = 1024
 
-// NewBatch returns an empty batch that sends on c.
-func (c *Conn) NewBatch() *Batch { return &Batch{c: c} }
+// NewBatch returns an empty batch that sends on c (on Linux through a
+// descriptor of its own: see batchPlat).
+func (c *Conn) NewBatch() *Batch {
+	b := &Batch{c: c}
+	b.plat.init()
+	return b
+}
 
 // Add queues b for d, sending the batch first if it is full. tag is what
 // the datagram's failure adds to Lost (the events it carries, say).

@@ -28,6 +28,10 @@ type Conn struct {
 	bc      batchConn // recvmmsg/sendmmsg; nil when batching is off
 
 	rxDrops uint32 // the kernel's count of datagrams dropped at this socket; reader-owned
+
+	dupMu  sync.Mutex // protects dups and closed
+	dups   []int      // descriptors duplicated for batches (Batch.plat.fd), closed with c
+	closed bool
 }
 
 // batchConn is what Conn needs of x/net's ipv4.PacketConn and
@@ -39,9 +43,11 @@ type batchConn interface {
 }
 
 type platDest struct {
-	sa  unix.Sockaddr
-	ua  *net.UDPAddr // the same address for x/net's WriteBatch, made once
-	oob []byte       // IP_PKTINFO or IPV6_PKTINFO naming the source address; nil if none
+	sa     unix.Sockaddr
+	ua     *net.UDPAddr                   // the same address for x/net's WriteBatch, made once
+	oob    []byte                         // IP_PKTINFO or IPV6_PKTINFO naming the source address; nil if none
+	rsa    [unix.SizeofSockaddrInet6]byte // the address as the kernel takes it (a Batch's sendmmsg), made once
+	rsaLen uint32
 }
 
 // New prepares uc with batching on. On a wildcard address it enables
@@ -150,11 +156,22 @@ func (c *Conn) Dest(to netip.AddrPort, local netip.Addr) Dest {
 	to = normalize(to)
 	d := Dest{Addr: to, Local: local}
 	d.plat.ua = net.UDPAddrFromAddrPort(to)
+	port := to.Port()
 	if c.family == unix.AF_INET {
-		d.plat.sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().As4()}
+		d.plat.sa = &unix.SockaddrInet4{Port: int(port), Addr: to.Addr().As4()}
+		rsa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&d.plat.rsa[0]))
+		rsa.Family = unix.AF_INET
+		rsa.Addr = to.Addr().As4()
+		d.plat.rsaLen = unix.SizeofSockaddrInet4
 	} else {
-		d.plat.sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
+		d.plat.sa = &unix.SockaddrInet6{Port: int(port), Addr: to.Addr().As16()}
+		rsa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&d.plat.rsa[0]))
+		rsa.Family = unix.AF_INET6
+		rsa.Addr = to.Addr().As16()
+		d.plat.rsaLen = unix.SizeofSockaddrInet6
 	}
+	// The port, in network byte order, right after the family in both.
+	binary.BigEndian.PutUint16(d.plat.rsa[2:4], port)
 	if c.pktinfo && local.IsValid() && !local.IsUnspecified() {
 		if local.Is4() {
 			d.plat.oob = unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: local.As4()})
@@ -283,14 +300,42 @@ func (c *Conn) writeBatchFn(ms []ipv4.Message, fail func(i int)) (failed int) {
 	return failed
 }
 
-// batchPlat is a Batch's scratch for sendmmsg.
+// batchPlat is a Batch's own descriptor and its prebuilt message array for
+// sendmmsg.
+//
+// The descriptor is a duplicate of the socket's (dup: the same socket, so
+// replies still leave from the address members send to). Go serialises the
+// writers of one *net.UDPConn on its descriptor's write lock, which x/net's
+// WriteBatch takes too; each fan-out shard has its own Batch, and with its
+// own descriptor its sendmmsg runs while another shard's does.
 type batchPlat struct {
-	ms   [batchSize]ipv4.Message
-	fail func(i int) // b.fail, bound once so that a send does not allocate
+	fd   int // -1 until the first send; then the batch's own descriptor, or -2 if dup failed
+	hdrs [batchSize]unix.Mmsghdr
+	iovs [batchSize]unix.Iovec
+	ms   []ipv4.Message // the x/net path, if dup failed
+	fail func(i int)    // b.fail, bound once so that a send does not allocate
 }
 
-// send sends the batch: one sendmmsg for all when batching is on, else one
-// sendmsg each.
+func (p *batchPlat) init() { p.fd = -1 }
+
+// dup returns a duplicate of c's descriptor that c closes when it closes.
+func (c *Conn) dup() (int, bool) {
+	c.dupMu.Lock()
+	defer c.dupMu.Unlock()
+	if c.closed {
+		return -1, false
+	}
+	nfd := -1
+	var derr error
+	if err := c.raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		return -1, false
+	}
+	c.dups = append(c.dups, nfd)
+	return nfd, true
+}
+
+// send sends the batch: one sendmmsg for all (on the batch's own
+// descriptor) when batching is on, else one sendmsg each.
 func (b *Batch) send() {
 	if b.c.bc == nil {
 		for i := range b.n {
@@ -302,6 +347,77 @@ func (b *Batch) send() {
 	}
 	if b.plat.fail == nil {
 		b.plat.fail = b.fail
+	}
+	if b.plat.fd == -1 {
+		if fd, ok := b.c.dup(); ok {
+			b.plat.fd = fd
+		} else {
+			b.plat.fd = -2
+		}
+	}
+	if b.plat.fd < 0 {
+		b.sendShared()
+		return
+	}
+	for i := range b.n {
+		d, p := b.dests[i], b.bufs[i][0]
+		iov := &b.plat.iovs[i]
+		iov.Base = nil
+		if len(p) > 0 {
+			iov.Base = &p[0]
+		}
+		iov.SetLen(len(p))
+		h := &b.plat.hdrs[i].Hdr
+		h.Name, h.Namelen = &d.plat.rsa[0], d.plat.rsaLen
+		h.Iov = iov
+		h.SetIovlen(1)
+		h.Control = nil
+		h.SetControllen(0)
+		if len(d.plat.oob) > 0 {
+			h.Control = &d.plat.oob[0]
+			h.SetControllen(len(d.plat.oob))
+		}
+	}
+	b.sendmmsg(b.n)
+	for i := range b.n {
+		b.plat.iovs[i].Base = nil
+		b.plat.hdrs[i].Hdr = unix.Msghdr{}
+	}
+}
+
+// sendmmsg sends the first n prebuilt messages, as many per system call as
+// the kernel takes, never waiting, and tells fail about each one it could
+// not send. As writeBatchFn: the kernel stops at the first message that
+// fails and reports those before it; a pending ICMP error about another
+// peer is tried again, boundedly; any other error is that message's own.
+func (b *Batch) sendmmsg(n int) {
+	tries, at := 0, 0
+	for at < n {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(b.plat.fd), uintptr(unsafe.Pointer(&b.plat.hdrs[at])), uintptr(n-at), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case errno == 0 && r > 0:
+			at, tries = at+int(r), 0
+			continue
+		case errno == unix.EINTR:
+			continue
+		case errno == 0 || errno == unix.EBADF: // nothing sent, no reason to retry (closed)
+			for i := at; i < n; i++ {
+				b.fail(i)
+			}
+			return
+		case isPendingICMP(errno) && tries < sendTries:
+			tries++
+			continue
+		}
+		b.fail(at) // this destination's own failure (e.g. EAGAIN): skip it
+		at, tries = at+1, 0
+	}
+}
+
+// sendShared is send through x/net's WriteBatch on the socket itself.
+func (b *Batch) sendShared() {
+	if b.plat.ms == nil {
+		b.plat.ms = make([]ipv4.Message, batchSize)
 	}
 	ms := b.plat.ms[:b.n]
 	for i := range ms {
@@ -383,7 +499,16 @@ func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
 
 // Close closes the socket; a blocked Read returns net.ErrClosed.
-func (c *Conn) Close() error { return c.uc.Close() }
+func (c *Conn) Close() error {
+	c.dupMu.Lock()
+	c.closed = true
+	for _, fd := range c.dups {
+		unix.Close(fd)
+	}
+	c.dups = nil
+	c.dupMu.Unlock()
+	return c.uc.Close()
+}
 
 // Reader reads datagrams from a Conn, many per system call when the Conn
 // batches. It belongs to one goroutine, the only one that may call Read
@@ -449,4 +574,22 @@ func (r *Reader) Read(pkts []Packet) (n int, err error) {
 		m.Addr = nil
 	}
 	return n, nil
+}
+
+// SetBuffers asks for receive and send buffers of n bytes on uc, beyond
+// the system's maximum (net.core.rmem_max, wmem_max) where the process may
+// (SO_RCVBUFFORCE and SO_SNDBUFFORCE need CAP_NET_ADMIN), else up to that
+// maximum. Errors are not reported: the kernel's buffers still work.
+func SetBuffers(uc *net.UDPConn, n int) {
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Control(func(fd uintptr) {
+		for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], n) != nil {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], n)
+			}
+		}
+	})
 }

@@ -89,6 +89,8 @@ func (r *Reader) Read(pkts []Packet) (int, error) {
 
 type batchPlat struct{}
 
+func (p *batchPlat) init() {}
+
 // send sends the batch one datagram at a time.
 func (b *Batch) send() {
 	for i := range b.n {
@@ -96,4 +98,10 @@ func (b *Batch) send() {
 			b.fail(i)
 		}
 	}
+}
+
+// SetBuffers asks for receive and send buffers of n bytes on uc.
+func SetBuffers(uc *net.UDPConn, n int) {
+	_ = uc.SetReadBuffer(n)
+	_ = uc.SetWriteBuffer(n)
 }
