@@ -126,23 +126,7 @@ func TestRoomsAndDMEndToEndThroughLoss(t *testing.T) {
 	addr := freeUDPPort(t)
 	relayProc := startProc(t, relayBin, "--listen", addr.String(), "--metrics-listen", "",
 		"--admin-socket", filepath.Join(t.TempDir(), "admin.sock"), "--flood", "off")
-	// The relay is up once it answers a classic login.
-	waitFor(t, 10*time.Second, "the relay to answer", func() bool {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		c.Write([]byte("L probe"))
-		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		b := make([]byte, 64)
-		n, err := c.Read(b)
-		if err == nil && string(b[:n]) == "OK" {
-			c.Write([]byte("Q probe"))
-			return true
-		}
-		return false
-	})
+	relayUp(t, addr)
 	lp := relaytest.NewLossyProxy(t, addr, relaytest.LossConfig{Seed: 9, Loss: 0.08, Dup: 0.05, Reorder: 0.05})
 	start := func(name, room string) *proc {
 		return startProc(t, chatcli, "--json", "--proto", "v2", "--name", name, "--room", room, lp.Addr().String())

@@ -43,18 +43,7 @@ var _ relay.NameDirectory = (*Directory)(nil)
 
 // NewDirectory opens (or creates) the bucket.
 func NewDirectory(js jetstream.JetStream, o DirectoryOptions) (*Directory, error) {
-	if o.Bucket == "" {
-		o.Bucket = "chatrelay_names"
-	}
-	if o.Storage == 0 {
-		o.Storage = jetstream.FileStorage
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
+	bucketDefaults(&o.Bucket, "chatrelay_names", &o.Storage, &o.Replicas, &o.Timeout)
 	kv, err := openLeasedKV(js, jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "chatrelay names: compare key (hex) to owner session",

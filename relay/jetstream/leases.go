@@ -12,6 +12,23 @@ import (
 	"github.com/chatrelay/chatrelay/relay"
 )
 
+// bucketDefaults fills in the defaults every bucket of this package shares:
+// its name, file storage, one replica, 5 s per request.
+func bucketDefaults(bucket *string, name string, storage *jetstream.StorageType, replicas *int, timeout *time.Duration) {
+	if *bucket == "" {
+		*bucket = name
+	}
+	if *storage == 0 {
+		*storage = jetstream.FileStorage
+	}
+	if *replicas == 0 {
+		*replicas = 1
+	}
+	if *timeout <= 0 {
+		*timeout = 5 * time.Second
+	}
+}
+
 // leasedKV is a KV bucket in which this process holds some keys: it
 // remembers the revision of its last write of each, so that it writes and
 // deletes them by compare-and-set only (a key another process took over

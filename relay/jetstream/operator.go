@@ -55,18 +55,7 @@ type operatorRecord struct {
 
 // NewOperator opens (or creates) the bucket.
 func NewOperator(js jetstream.JetStream, o OperatorOptions) (*Operator, error) {
-	if o.Bucket == "" {
-		o.Bucket = "chatrelay_operator"
-	}
-	if o.Storage == 0 {
-		o.Storage = jetstream.FileStorage
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
+	bucketDefaults(&o.Bucket, "chatrelay_operator", &o.Storage, &o.Replicas, &o.Timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout)
 	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

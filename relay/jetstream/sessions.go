@@ -48,18 +48,7 @@ var _ relay.SessionStore = (*Sessions)(nil)
 
 // NewSessions opens (or creates) the bucket.
 func NewSessions(js jetstream.JetStream, o SessionOptions) (*Sessions, error) {
-	if o.Bucket == "" {
-		o.Bucket = "chatrelay_sessions"
-	}
-	if o.Storage == 0 {
-		o.Storage = jetstream.FileStorage
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
+	bucketDefaults(&o.Bucket, "chatrelay_sessions", &o.Storage, &o.Replicas, &o.Timeout)
 	cfg := jetstream.KeyValueConfig{
 		Bucket:      o.Bucket,
 		Description: "chatrelay sessions: token hash (v2) or ID (classic) to session",
