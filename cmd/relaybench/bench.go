@@ -372,7 +372,12 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 			args = append(args, "--send-budget", strconv.Itoa(budget), "--send-budget-loopback", strconv.Itoa(budget), "--v2-timeout", "1h")
 			proto = ProtoV2
 		}
-		p, err := startProc(e.relayBin, args, addr, e.logs, waitLogin)
+		// A probe's name of its own: relays sharing names (--nats) must
+		// not see one name logged in twice (waitLoginAs).
+		probe := fmt.Sprintf("probe%d", e.starts)
+		p, err := startProc(e.relayBin, args, addr, e.logs, func(a netip.AddrPort, limit time.Duration, exited <-chan struct{}) error {
+			return waitLoginAs(probe, a, limit, exited)
+		})
 		if err != nil {
 			cleanup()
 			return nil, addr, proto, err
