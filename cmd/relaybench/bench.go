@@ -22,6 +22,7 @@ type Report struct {
 	Failures  []string         `json:"failures,omitempty"` // relays that could not finish a scenario
 	Storm     *StormReport     `json:"storm,omitempty"`    // --scenario joinstorm
 	Rooms     *RoomsReport     `json:"rooms,omitempty"`    // --scenario rooms1000 (its shapes' steps are in Scenarios)
+	Nodes     *NodesReport     `json:"nodes,omitempty"`    // --scenario nodes2 (its phases' steps are in Scenarios)
 }
 
 // Machine says where the numbers come from.
@@ -117,11 +118,13 @@ func presets(name string) ([]preset, error) {
 		return nil, nil // not a ladder: bench runs the storm (storm.go)
 	case roomsScenario:
 		return nil, nil // two shapes on one ladder: bench runs them (rooms.go)
+	case nodesScenario:
+		return nil, nil // four relay set-ups, steps alternating: bench runs them (nodes.go)
 	case "all":
 		v2.derive = "room100" // room100 runs the same relays on the same ladder
 		return []preset{latency, room("room10", 10), room("room100", 100), v2, room("room1000", 1000)}, nil
 	}
-	return nil, fmt.Errorf("--scenario %q: want room10, room100, room1000, latency, v2room100, all, joinstorm or rooms1000", name)
+	return nil, fmt.Errorf("--scenario %q: want room10, room100, room1000, latency, v2room100, all, joinstorm, rooms1000 or nodes2", name)
 }
 
 // env is what the runs of one invocation share.
@@ -202,6 +205,9 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 	}
 	if c.scenario == roomsScenario {
 		rep.Rooms = e.runRooms(c.rooms, rep)
+	}
+	if c.scenario == nodesScenario {
+		rep.Nodes = e.runNodes(c.nodes, rep)
 	}
 	rep.ElapsedS = time.Since(e.start).Seconds()
 	rep.Failures = e.failures
@@ -372,7 +378,12 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 			args = append(args, "--send-budget", strconv.Itoa(budget), "--send-budget-loopback", strconv.Itoa(budget), "--v2-timeout", "1h")
 			proto = ProtoV2
 		}
-		p, err := startProc(e.relayBin, args, addr, e.logs, waitLogin)
+		// A probe's name of its own: relays sharing names (--nats) must
+		// not see one name logged in twice (waitLoginAs).
+		probe := fmt.Sprintf("probe%d", e.starts)
+		p, err := startProc(e.relayBin, args, addr, e.logs, func(a netip.AddrPort, limit time.Duration, exited <-chan struct{}) error {
+			return waitLoginAs(probe, a, limit, exited)
+		})
 		if err != nil {
 			cleanup()
 			return nil, addr, proto, err

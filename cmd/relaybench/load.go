@@ -58,27 +58,38 @@ type Result struct {
 	P99us          float64 `json:"p99_us"`
 	P999us         float64 `json:"p999_us"`
 	MaxUs          float64 `json:"max_us"`
-	RelayCPUs      float64 `json:"relay_cpu_s"` // -1: unknown
+	RelayCPUs      float64 `json:"relay_cpu_s"` // -1: unknown; the sum of the relays' when the room is on several
 	CPUusPerDeliv  float64 `json:"relay_cpu_us_per_delivery"`
-	ToolCPUcores   float64 `json:"tool_cpu_cores"`
-	RecvThreadMax  float64 `json:"receiver_thread_cpu_max"` // busiest receiver thread, in cores
-	ToolSaturated  bool    `json:"tool_saturated"`
-	ToolLimited    bool    `json:"tool_limited"` // UDP senders could not keep the schedule
-	KeptUp         bool    `json:"kept_up"`      // the last delivery came soon after the schedule's end
-	Sustained      bool    `json:"sustained"`    // ratio >= 0.999 and kept up
-	VsNaive        float64 `json:"deliveries_vs_naive,omitempty"`
-	VsBatch        float64 `json:"deliveries_vs_batch,omitempty"`
-	VsCoalesce     float64 `json:"deliveries_vs_coalesce,omitempty"`
-	VsNATS         float64 `json:"deliveries_vs_nats,omitempty"`
+	BrokerCPUs     float64 `json:"broker_cpu_s,omitempty"` // the NATS server the relays share (nodes2), a process of its own; -1: unknown
+	BrokerUsPerDel float64 `json:"broker_cpu_us_per_delivery,omitempty"`
+	// ByNode counts deliveries by the relay the sender was on and the one
+	// the receiver was on, [from][to], when the room is on several
+	// (layout.nodes > 1).
+	ByNode        [][]int64 `json:"deliveries_by_node,omitempty"`
+	ToolCPUcores  float64   `json:"tool_cpu_cores"`
+	RecvThreadMax float64   `json:"receiver_thread_cpu_max"` // busiest receiver thread, in cores
+	ToolSaturated bool      `json:"tool_saturated"`
+	ToolLimited   bool      `json:"tool_limited"` // UDP senders could not keep the schedule
+	KeptUp        bool      `json:"kept_up"`      // the last delivery came soon after the schedule's end
+	Sustained     bool      `json:"sustained"`    // ratio >= 0.999 and kept up
+	VsNaive       float64   `json:"deliveries_vs_naive,omitempty"`
+	VsBatch       float64   `json:"deliveries_vs_batch,omitempty"`
+	VsCoalesce    float64   `json:"deliveries_vs_coalesce,omitempty"`
+	VsNATS        float64   `json:"deliveries_vs_nats,omitempty"`
 }
 
-// session is the logged-in members of one relay, in one room or several
-// (lay); it runs steps.
+// session is the logged-in members of one relay (or of several sharing
+// the room: lay.nodes), in one room or several (lay); it runs steps.
 type session struct {
 	proto   Proto
 	sc      Scenario
 	lay     layout
 	members []*member
+
+	// brokerCPU reads the CPU seconds of the NATS server the relays
+	// share (nil: there is none); a step reports its share beside the
+	// relays'.
+	brokerCPU func() (float64, error)
 }
 
 // layout says which room each member of a session is in and which members
@@ -86,8 +97,13 @@ type session struct {
 // members send; sender g (the s of a chat text) is member
 // (g/perRoom)*size + g%perRoom. One room of Members with Senders senders is
 // the room scenarios' layout: sender g is member g.
+//
+// When several relays share the room (nodes > 1), member i is logged in
+// on relay i % nodes: the members, and the senders with them, are dealt
+// out in turn.
 type layout struct {
 	rooms, size, perRoom int
+	nodes                int // relays the members are spread over; 0 or 1: one
 }
 
 // oneRoom is the layout of a single room of sc.Members with sc.Senders senders.
@@ -102,6 +118,14 @@ func (l layout) sender(g int) int { return g/l.perRoom*l.size + g%l.perRoom }
 // roomOf returns the room of member i.
 func (l layout) roomOf(i int) int { return i / l.size }
 
+// nodeOf returns the relay member i is logged in on (0 with one relay).
+func (l layout) nodeOf(i int) int {
+	if l.nodes < 2 {
+		return 0
+	}
+	return i % l.nodes
+}
+
 // roomName is the name of room k: main when there is one room, else r0000 …
 func (l layout) roomName(k int) string {
 	if l.rooms == 1 {
@@ -113,16 +137,27 @@ func (l layout) roomName(k int) string {
 // dial opens sc.Members members, each its own socket, and logs them in one
 // after another (classic L/OK, the v2 handshake, or a NATS subscription).
 func dial(proto Proto, addr netip.AddrPort, sc Scenario) (*session, error) {
+	return dialNodes(proto, []netip.AddrPort{addr}, sc)
+}
+
+// dialNodes is dial for a room that relays at addrs share: member i logs
+// in on addrs[i % len(addrs)] (see layout).
+func dialNodes(proto Proto, addrs []netip.AddrPort, sc Scenario) (*session, error) {
 	if sc.Members < 2 || sc.Senders < 1 || sc.Senders > sc.Members || sc.Senders > 99 {
 		return nil, errors.New("need members >= 2, 1 <= senders <= min(members, 99)")
+	}
+	if len(addrs) < 1 || (len(addrs) > 1 && proto == ProtoNATS) {
+		return nil, errors.New("need one address, or several for chatrelay")
 	}
 	if err := raiseFDLimit(uint64(sc.Members) + 256); err != nil {
 		return nil, err
 	}
 	s := &session{proto: proto, sc: sc, lay: oneRoom(sc)}
+	s.lay.nodes = len(addrs)
 	buf := make([]byte, 65536)
 	for i := 0; i < sc.Members; i++ {
 		name := fmt.Sprintf("m%04d", i)
+		addr := addrs[s.lay.nodeOf(i)]
 		var m *member
 		var err error
 		if proto == ProtoNATS {
@@ -206,6 +241,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	var before, after cpuMark
 	before.self, _ = procCPU("/proc/self/stat")
 	before.threads = rv.threadCPU()
+	before.broker = relayCPU(s.brokerCPU)
 	before.relay = relayCPU(cpu)
 	start := time.Now()
 
@@ -216,6 +252,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 
 	rv.drain(res.Expected, sendEnd, sc.Drain)
 	after.relay = relayCPU(cpu)
+	after.broker = relayCPU(s.brokerCPU)
 	after.threads = rv.threadCPU()
 	after.self, _ = procCPU("/proc/self/stat")
 	rv.halt()
@@ -246,6 +283,9 @@ func (s *session) startReceivers(perSender, stepStart int64) (*stepReceivers, er
 	ready := make(chan error, nrecv)
 	for r := 0; r < nrecv; r++ {
 		rc := &receiver{proto: s.proto, lay: s.lay, seqs: perSender, stepStart: stepStart}
+		if s.lay.nodes > 1 {
+			rc.st.byNode = make([]int64, s.lay.nodes*s.lay.nodes)
+		}
 		for i := r; i < len(s.members); i += nrecv {
 			rc.ms = append(rc.ms, s.members[i])
 		}
@@ -344,10 +384,12 @@ func (s *session) sendChats(rate int, perSender int64, start time.Time) (int64, 
 }
 
 // cpuMark is the CPU time used so far, in seconds, read at one end of a
-// step's measurement: by the relay (-1: unknown), by this process, and by
-// each receiver's thread.
+// step's measurement: by the relay (-1: unknown), by the NATS server the
+// relays share (-1: none or unknown), by this process, and by each
+// receiver's thread.
 type cpuMark struct {
 	relay   float64
+	broker  float64
 	self    float64
 	threads []float64
 }
@@ -387,6 +429,17 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 		res.Closed += st.closed
 		lat.merge(&st.lat)
 		lastRecv = max(lastRecv, st.lastRecv)
+		if n := s.lay.nodes; n > 1 && len(st.byNode) == n*n {
+			if res.ByNode == nil {
+				res.ByNode = make([][]int64, n)
+				for i := range res.ByNode {
+					res.ByNode[i] = make([]int64, n)
+				}
+			}
+			for k, v := range st.byNode {
+				res.ByNode[k/n][k%n] += v
+			}
+		}
 	}
 	end := sendEnd
 	if t := time.Unix(0, lastRecv); t.After(end) {
@@ -412,6 +465,15 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 		res.RelayCPUs = after.relay - before.relay
 		if res.Delivered > 0 {
 			res.CPUusPerDeliv = res.RelayCPUs * 1e6 / float64(res.Delivered)
+		}
+	}
+	if s.brokerCPU != nil {
+		res.BrokerCPUs = -1
+		if before.broker >= 0 && after.broker >= 0 {
+			res.BrokerCPUs = after.broker - before.broker
+			if res.Delivered > 0 {
+				res.BrokerUsPerDel = res.BrokerCPUs * 1e6 / float64(res.Delivered)
+			}
 		}
 	}
 	if measured > 0 {

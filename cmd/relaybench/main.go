@@ -12,6 +12,7 @@
 //	go run ./cmd/relaybench --scenario all --plot docs/bench
 //	go run ./cmd/relaybench --scenario joinstorm   # 10,000 classic logins at 1,000/s, then a chat
 //	go run ./cmd/relaybench --scenario rooms1000   # CPU per delivery: 1,000 rooms of 10 against room100
+//	go run ./cmd/relaybench --scenario nodes2      # room100 on two --nats relays against one, with in-memory and --data-dir
 package main
 
 import (
@@ -64,11 +65,13 @@ type config struct {
 	jsonFile    string
 	serveRef    string
 	listen      string
+	storeDir    string
 	relayLogs   bool
 	stopAfter   int
 	timeLimit   time.Duration
 	storm       stormConfig // --scenario joinstorm
 	rooms       roomsConfig // --scenario rooms1000
+	nodes       nodesConfig // --scenario nodes2
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -77,7 +80,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.relayBin, "relay-bin", "", "chatrelay daemon `path` (default: go build ./cmd/relay into a temp dir)")
 	relays := fs.String("relays", "chatrelay,naive,batch", "relays to run, in order: "+strings.Join(append(allRelays, durableRelays...), ", ")+" (with --scenario: all six unless given; latency adds chatrelay-durable)")
-	proto := fs.String("proto", "classic", "what the chatrelay (and chatrelay-durable) entry of --relays speaks: classic, v2 (chatrelay-v2), or both")
+	proto := fs.String("proto", "classic", "what the chatrelay (and chatrelay-durable) entry of --relays speaks: classic, v2 (chatrelay-v2), or both; with --scenario nodes2, what its members speak: v2 unless given, or classic")
 	fs.IntVar(&c.sc.Members, "members", 100, "members in the room, each its own socket")
 	fs.IntVar(&c.sc.Senders, "senders", 4, "members that send")
 	rate := fs.Int("rate", 1000, "offered chats/s, all senders together")
@@ -87,17 +90,19 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.sc.RcvBuf, "rcvbuf", 4<<20, "receive buffer `bytes` per UDP member socket (SO_RCVBUFFORCE, else SO_RCVBUF)")
 	fs.DurationVar(&c.sc.Drain, "drain", 2*time.Second, "longest wait for late deliveries after the last send")
 	fs.IntVar(&c.sc.Budget, "budget", defaultBudget, "largest datagram in `bytes` when frames are packed: chatrelay-v2's --send-budget and the coalesce reference's")
-	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all); or rooms1000 (relay CPU per delivery in 1,000 rooms of 10 v2 members against one room of 100, on one ladder of offered deliveries/s, the steps alternating: see --rooms-*; not part of all)")
+	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all); or rooms1000 (relay CPU per delivery in 1,000 rooms of 10 v2 members against one room of 100, on one ladder of offered deliveries/s, the steps alternating: see --rooms-*; not part of all); or nodes2 (a room on two relays sharing one NATS JetStream server against one relay on it, in memory and --data-dir: p99 at 20 x 200 chats/s, then the room100 ladder, the relays' steps alternating: see --nodes-*; not part of all)")
 	fs.StringVar(&c.plotDir, "plot", "", "write SVG and PNG charts against room size into `dir` (room scenarios)")
 	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
 	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of tables")
 	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON report to `path` (tables still print)")
 	fs.BoolVar(&c.relayLogs, "relay-logs", false, "pass the relays' stderr through")
-	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive, batch, coalesce or nats) on --listen")
+	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive, batch, coalesce or nats) on --listen, or jetstream (nats-server with JetStream in --store-dir, for nodes2)")
 	fs.StringVar(&c.listen, "listen", "", "internal: address for --serve-ref")
+	fs.StringVar(&c.storeDir, "store-dir", "", "internal: JetStream's `directory` for --serve-ref jetstream")
 	defineStormFlags(fs, &c.storm)
 	defineRoomsFlags(fs, &c.rooms)
+	defineNodesFlags(fs, &c.nodes)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -148,6 +153,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if err := checkRoomsFlags(fs, &c); err != nil {
 		return c, err
 	}
+	if err := checkNodesFlags(fs, &c); err != nil {
+		return c, err
+	}
 	if c.scenario != "" {
 		if _, err := presets(c.scenario); err != nil {
 			return c, err
@@ -180,6 +188,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if c.timeLimit == 0 && c.scenario == "all" {
 		c.timeLimit = 9*time.Minute + 30*time.Second
 	}
+	if c.timeLimit == 0 && c.scenario == nodesScenario {
+		c.timeLimit = nodesTimeLimit
+	}
 	return c, nil
 }
 
@@ -197,7 +208,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if c.serveRef != "" {
-		return serveRef(c.serveRef, c.listen, c.sc.Budget, stderr)
+		return serveRef(c.serveRef, c.listen, c.storeDir, c.sc.Budget, stderr)
 	}
 	rep, err := bench(c, stderr)
 	if err != nil {
@@ -236,17 +247,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serveRef runs a reference relay until SIGTERM/SIGINT.
-func serveRef(kind, listen string, budget int, stderr io.Writer) int {
+// serveRef runs a reference relay (or, for jetstream, the NATS server of
+// nodes2, storing in storeDir) until SIGTERM/SIGINT.
+func serveRef(kind, listen, storeDir string, budget int, stderr io.Writer) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	if kind == refNATS {
+	if kind == refNATS || kind == serveJetStream {
 		port, err := natsPort(listen)
 		if err != nil {
 			fmt.Fprintln(stderr, "relaybench: --listen:", err)
 			return 2
 		}
-		s, err := startNATS(port)
+		if (kind == serveJetStream) != (storeDir != "") {
+			fmt.Fprintln(stderr, "relaybench: --store-dir: with --serve-ref jetstream, and only with it")
+			return 2
+		}
+		s, err := startNATS(port, storeDir)
 		if err != nil {
 			fmt.Fprintln(stderr, "relaybench:", err)
 			return 1
@@ -286,7 +302,7 @@ func serveRef(kind, listen string, budget int, stderr io.Writer) int {
 		serveNaive(conn)
 	default:
 		conn.Close()
-		fmt.Fprintln(stderr, "relaybench: --serve-ref: want naive, batch, coalesce or nats")
+		fmt.Fprintln(stderr, "relaybench: --serve-ref: want naive, batch, coalesce, nats or jetstream")
 		return 2
 	}
 	return 0
@@ -311,6 +327,9 @@ func printReport(w io.Writer, rep *Report) {
 	}
 	if rep.Rooms != nil {
 		printRooms(w, rep.Rooms)
+	}
+	if rep.Nodes != nil {
+		printNodes(w, rep.Nodes)
 	}
 	fmt.Fprintf(w, "\nelapsed %.1f s\n", rep.ElapsedS)
 }

@@ -14,13 +14,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// startNATS starts an embedded nats-server (core pub/sub only: no
-// JetStream, no logs, no signal handlers) on 127.0.0.1:port (0: a random
-// port) and waits until it accepts connections. Slow-consumer limits are
-// raised so that the broker, not a 64 MiB default, decides how much it
-// buffers for a member; server PINGs are rare (once an hour) so that a
-// step never carries them.
-func startNATS(port int) (*server.Server, error) {
+// startNATS starts an embedded nats-server (no logs, no signal handlers)
+// on 127.0.0.1:port (0: a random port) and waits until it accepts
+// connections: core pub/sub only when storeDir is "" (the nats reference),
+// else with JetStream storing in storeDir (the server that relays started
+// with --nats share in nodes2). Slow-consumer limits are raised so that
+// the broker, not a 64 MiB default, decides how much it buffers for a
+// member; server PINGs are rare (once an hour) so that a step never
+// carries them.
+func startNATS(port int, storeDir string) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
@@ -35,6 +37,8 @@ func startNATS(port int) (*server.Server, error) {
 		WriteDeadline: 30 * time.Second,
 		PingInterval:  time.Hour,
 		MaxPingsOut:   10,
+		JetStream:     storeDir != "",
+		StoreDir:      storeDir,
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

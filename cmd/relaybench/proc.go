@@ -126,6 +126,24 @@ func (p *proc) stop() {
 
 // waitLogin logs in a probe member until the relay answers OK, then quits it.
 func waitLogin(addr netip.AddrPort, limit time.Duration, exited <-chan struct{}) error {
+	return waitLoginAs("probe", addr, limit, exited)
+}
+
+// waitLoginAs is waitLogin with a probe of that name: relays that share
+// their names (--nats) must not see two probes of the same one, since a
+// quit name may be held a moment after the probe has gone. The probe
+// keeps one socket, sending its login again every 150 ms or so: a login
+// slower than that (a relay storing names in NATS) answers the repeat from
+// the same address with OK too, where a new socket would find the name
+// taken by the first one, and leave that one in the room as a member
+// nobody reads.
+func waitLoginAs(probe string, addr netip.AddrPort, limit time.Duration, exited <-chan struct{}) error {
+	m, err := openUDPMember(probe, 0, 0, addr)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(m.fd)
+	buf := make([]byte, 256)
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		select {
@@ -133,26 +151,22 @@ func waitLogin(addr netip.AddrPort, limit time.Duration, exited <-chan struct{})
 			return errors.New("exited before answering a login")
 		default:
 		}
-		m, err := openUDPMember("probe", 0, 0, addr)
-		if err != nil {
-			return err
-		}
-		_, _ = unix.Write(m.fd, []byte("L probe"))
-		pfd := []unix.PollFd{{Fd: int32(m.fd), Events: unix.POLLIN}}
-		buf := make([]byte, 256)
-		ok := false
-		if n, _ := unix.Poll(pfd, 100); n > 0 {
-			if k, err := unix.Read(m.fd, buf); err == nil && string(buf[:k]) == "OK" {
-				ok = true
+		// Before the relay listens, a send draws ECONNREFUSED, on this
+		// write or a later read: either is skipped.
+		_, _ = unix.Write(m.fd, []byte("L "+probe))
+		if ok, _ := waitReadable(m.fd, time.Now().Add(100*time.Millisecond)); ok {
+			for range 64 {
+				k, err := unix.Read(m.fd, buf)
+				if errors.Is(err, unix.EAGAIN) {
+					break
+				}
+				if err == nil && string(buf[:k]) == "OK" {
+					_, _ = unix.Write(m.fd, []byte("Q "+probe))
+					time.Sleep(20 * time.Millisecond)
+					return nil
+				}
 			}
 		}
-		if ok {
-			_, _ = unix.Write(m.fd, []byte("Q probe"))
-			time.Sleep(20 * time.Millisecond)
-			unix.Close(m.fd)
-			return nil
-		}
-		unix.Close(m.fd)
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.New("no answer to a login within " + limit.String())

@@ -25,7 +25,8 @@ type recvStats struct {
 	dups      int64
 	reord     int64
 	other     int64
-	foreign   int64 // chats from a sender in another room
+	foreign   int64   // chats from a sender in another room
+	byNode    []int64 // deliveries by [sender's relay * nodes + receiver's relay] (layout.nodes > 1)
 	self      int64
 	stale     int64
 	rx        int64
@@ -234,6 +235,9 @@ func (r *receiver) chat(li int, text []byte) {
 		st.last[k] = q
 	}
 	st.lat.add(r.now - t)
+	if st.byNode != nil {
+		st.byNode[r.lay.nodeOf(from)*r.lay.nodes+r.lay.nodeOf(to)]++
+	}
 	atomic.AddInt64(&st.delivered, 1)
 	atomic.StoreInt64(&st.lastRecv, r.now)
 }
