@@ -90,8 +90,18 @@ func (s *Server) logEvent(r *room, seq uint64, line []byte, behind uint64) {
 		}
 	}
 	r.deliver(seq, Event{Members: members, V2: line, Classic: classic, Except: except}, s.out)
-	s.out.Flush()
+	// While the log holds more events behind this one they come at once:
+	// queue them, and send them together (several to a v2 datagram) with
+	// the last, or every followFlushEvery events.
+	if n := r.unflushed.Add(1); behind == 0 || n >= followFlushEvery {
+		r.unflushed.Store(0)
+		s.out.Flush()
+	}
 }
+
+// followFlushEvery bounds the events of a log's backlog handed to the
+// outboxes before they are sent.
+const followFlushEvery = 64
 
 // classicFor renders a room event as the classic line this node would have
 // sent with it; nil for events classic members do not get.

@@ -32,8 +32,9 @@ type room struct {
 
 	// unfollow stops following a shared log (RoomFollower); nil if not
 	// followed. Guarded by roomSet.mu.
-	unfollow func()
-	lag      atomic.Uint64 // events the shared log held beyond the last one handed over
+	unfollow  func()
+	lag       atomic.Uint64 // events the shared log held beyond the last one handed over
+	unflushed atomic.Uint32 // events handed over from the shared log since the last flush (follow.go)
 
 	batch struct {
 		mu            sync.Mutex // protects joins, leaves and pending; leaf
