@@ -98,6 +98,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.listen, "listen", "", "internal: address for --serve-ref")
 	defineStormFlags(fs, &c.storm)
 	defineRoomsFlags(fs, &c.rooms)
+	defineV2Flags(fs, &c.sc)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
