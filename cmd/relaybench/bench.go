@@ -414,6 +414,7 @@ func setRatios(rs []Result) {
 // and kept up); peak is the highest deliveries/s of any step.
 type Summary struct {
 	Relay          string            `json:"relay"`
+	V2Rev          uint64            `json:"v2_rev,omitempty"`
 	Members        int               `json:"members"`
 	Steps          int               `json:"steps"`
 	PeakPerS       float64           `json:"peak_deliveries_per_s"`
@@ -446,7 +447,7 @@ func summarize(rs []Result, order []string) []Summary {
 			if r.Relay != name {
 				continue
 			}
-			s.Members = r.Members
+			s.Members, s.V2Rev = r.Members, r.V2Rev
 			s.Steps++
 			if first == nil || r.OfferedRate < first.OfferedRate {
 				first = r
@@ -571,7 +572,7 @@ func printSummary(w io.Writer, ss []Summary) {
 			p99n = ratioStr(r.P99First)
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%.0f\t%.0f\t%s\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n",
-			s.Relay, s.PeakPerS, sust, s.SustainedRate, s.P99FirstUs, s.P99SustainedUs, cpu, s.RxPerDeliv, s.BytesPerDeliv,
+			relayRev(s.Relay, s.V2Rev), s.PeakPerS, sust, s.SustainedRate, s.P99FirstUs, s.P99SustainedUs, cpu, s.RxPerDeliv, s.BytesPerDeliv,
 			vs(refNaive), vs(refBatch), vs(refCoalesce), vs(refNATS), p99n)
 	}
 	tw.Flush()
