@@ -30,7 +30,10 @@ import (
 //   - v2 members receive them packed into datagrams of at most SendBudget
 //     bytes (LoopbackSendBudget for members on loopback): CR2 and one frame
 //     line after another, the same bytes for every v2 member, so several
-//     events cost one datagram per member;
+//     events cost one datagram per member; members of revision 2 get them
+//     compact (a context line states the events' room, epoch and first
+//     seq once), the same bytes for all of them: two packings per group of
+//     events, never one per member;
 //   - classic members receive one line per datagram, as classic clients
 //     expect, each line encoded once for all of them.
 //
@@ -152,6 +155,10 @@ type outEvent struct {
 	classic []byte      // the classic line; a direct datagram's bytes
 	except  *Member     // gets no classic line (the sender of a classic chat)
 	direct  *udpio.Dest // where a direct datagram goes
+
+	// cut is where v2 holds its room, seq and epoch: its compact line for
+	// members of revision 2, found once per event.
+	cut wire.EventCut
 }
 
 // outboxLimit bounds the queued events while a goroutine is sending: a
@@ -197,8 +204,10 @@ func (f *fanout) shardOf(addr netip.AddrPort) *outbox {
 
 // Publish queues e in every shard. Callers publish a room's events in
 // sequence order (room.feed sees to it), and the outboxes keep that order.
+// The event's compact form (revision 2) is found here, once for every
+// shard and member.
 func (f *fanout) Publish(e Event) {
-	ev := outEvent{members: e.Members, v2: e.V2, classic: e.Classic, except: e.Except}
+	ev := outEvent{members: e.Members, v2: e.V2, cut: wire.CutEvent(e.V2), classic: e.Classic, except: e.Except}
 	for _, o := range f.shards {
 		o.push(ev)
 	}
@@ -225,6 +234,7 @@ type outbox struct {
 	taken   []outEvent
 	classic []*udpio.Dest
 	v2      []*udpio.Dest
+	v2c     []*udpio.Dest // the v2 members of revision 2: compact datagrams
 	v2lo    []*udpio.Dest // the v2 members on loopback
 	arena   []byte        // the packed v2 datagrams of one sendEvents, until the batch has sent them
 	batch   *udpio.Batch  // every datagram of one sendEvents, many per system call
@@ -386,15 +396,18 @@ func sameSnapshot(a, b []*Member) bool {
 // for those of them in o's shard. It returns the datagrams and the frames
 // (events times recipients) it queued.
 func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
-	o.classic, o.v2 = o.classic[:0], o.v2[:0]
+	o.classic, o.v2, o.v2c = o.classic[:0], o.v2[:0], o.v2c[:0]
 	for _, m := range evs[0].members {
 		if o.of > 1 && f.shardOf(m.Addr()) != o {
 			continue
 		}
-		if m.Proto == ProtoV2 {
-			o.v2 = append(o.v2, m.Dest())
-		} else {
+		switch {
+		case m.Proto != ProtoV2:
 			o.classic = append(o.classic, m.Dest())
+		case m.rev.Load() >= 2:
+			o.v2c = append(o.v2c, m.Dest())
+		default:
+			o.v2 = append(o.v2, m.Dest())
 		}
 	}
 	for i := range evs {
@@ -416,47 +429,53 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
 			frames++
 		}
 	}
-	// v2: members on loopback get larger datagrams (LoopbackSendBudget).
-	remote, local := o.v2[:0], o.v2lo[:0]
-	for _, d := range o.v2 {
+	d, fr := f.packV2(o, evs, o.v2, false)
+	dc, frc := f.packV2(o, evs, o.v2c, true)
+	return datagrams + d + dc, frames + fr + frc
+}
+
+// packV2 queues in o's batch evs packed for the v2 members dests, in full
+// form or compact (revision 2): one packing for the remote members, one
+// for those on loopback (larger datagrams: LoopbackSendBudget), each
+// shared by all of them. It returns the datagrams and the frames (events
+// times recipients) it queued. dests is reordered.
+func (f *fanout) packV2(o *outbox, evs []outEvent, dests []*udpio.Dest, compact bool) (datagrams, frames int) {
+	if len(dests) == 0 {
+		return 0, 0
+	}
+	remote, local := dests[:0], o.v2lo[:0]
+	for _, d := range dests {
 		if d.Addr.Addr().IsLoopback() {
 			local = append(local, d)
 		} else {
 			remote = append(remote, d)
 		}
 	}
-	o.v2, o.v2lo = remote, local
+	o.v2lo = local
 	for _, part := range []struct {
 		dests  []*udpio.Dest
 		budget int
-	}{{o.v2, f.budget}, {o.v2lo, f.loopBudget}} {
+	}{{remote, f.budget}, {local, f.loopBudget}} {
 		if len(part.dests) == 0 {
 			continue
 		}
-		start := len(o.arena)
-		o.arena = wire.AppendV2Header(o.arena)
-		count := 0
-		send := func() {
-			p := o.arena[start:len(o.arena):len(o.arena)] // never written again: later datagrams are appended after it
-			for _, d := range part.dests {
-				o.batch.Add(p, d, count)
+		p := wire.Packer{Budget: part.budget, Compact: compact}
+		p.Reset(o.arena)
+		send := func(d []byte, events int) {
+			if d == nil {
+				return
+			}
+			for _, to := range part.dests {
+				o.batch.Add(d, to, events)
 			}
 			datagrams += len(part.dests)
-			frames += count * len(part.dests)
-			start = len(o.arena)
-			o.arena = wire.AppendV2Header(o.arena)
-			count = 0
+			frames += events * len(part.dests)
 		}
 		for i := range evs {
-			line := evs[i].v2
-			if count > 0 && (len(o.arena)-start+len(line) > part.budget || count == wire.MaxFramesPerDatagram) {
-				send() // a receiver refuses a datagram of more frames whole
-			}
-			o.arena = append(o.arena, line...)
-			count++
+			send(p.Add(evs[i].v2, evs[i].cut)) // a receiver refuses a datagram of more than 64 lines whole
 		}
-		send()
-		o.arena = o.arena[:start] // the header appended after the last datagram
+		send(p.Flush())
+		o.arena = p.Buf() // the datagrams are never written again: later ones are appended after them
 	}
 	clear(o.v2lo)
 	return datagrams, frames
@@ -493,24 +512,26 @@ func (f *fanout) Reply(to netip.AddrPort, local netip.Addr, b []byte) {
 }
 
 // SendFrames sends encoded frame lines to the v2 member m, packed into as
-// few datagrams as its send budget allows, as Send does.
+// few datagrams as its send budget allows (compact for a member of
+// revision 2), as Send does.
 func (f *fanout) SendFrames(m *Member, lines [][]byte) {
-	budget := f.budgetFor(m.Dest())
-	var b []byte
-	frames := 0
-	for _, l := range lines {
-		if frames > 0 && (len(b)+len(l) > budget || frames == wire.MaxFramesPerDatagram) {
-			f.Send(m, b) // a receiver refuses a datagram of more frames whole
-			b, frames = nil, 0
-		}
-		if b == nil {
-			b = wire.AppendV2Header(make([]byte, 0, budget))
-		}
-		b = append(b, l...)
-		frames++
+	if len(lines) == 0 {
+		return
 	}
-	if b != nil {
-		f.Send(m, b)
+	budget := f.budgetFor(m.Dest())
+	p := wire.Packer{Budget: budget, Compact: m.rev.Load() >= 2}
+	p.Reset(make([]byte, 0, budget))
+	for _, l := range lines {
+		var cut wire.EventCut
+		if p.Compact {
+			cut = wire.CutEvent(l)
+		}
+		if d, _ := p.Add(l, cut); d != nil {
+			f.Send(m, d) // a receiver refuses a datagram of more than 64 lines whole
+		}
+	}
+	if d, _ := p.Flush(); d != nil {
+		f.Send(m, d)
 	}
 }
 

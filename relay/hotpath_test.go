@@ -31,8 +31,9 @@ func TestHeapPerMember(t *testing.T) {
 // TestHotPathAllocations counts allocations (not time) on the hot path:
 // parsing, decoding, lookup and encoding allocate nothing, and a whole
 // received chat, classic or v2, handled into a fan-out to 100 loopback
-// members, allocates less than once per datagram on average (the slabs
-// the encoded lines are carved from are the only allocations left).
+// members (classic, v2 and v2 of revision 2, compact), allocates less than
+// once per datagram on average (the slabs the encoded lines are carved
+// from are the only allocations left).
 func TestHotPathAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes allocation counts")
@@ -57,6 +58,11 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Errorf("AppendFrame: %v allocations", n)
 	}
 	r := newBenchRoom(t, 100)
+	for i, m := range r.members { // a quarter of them revision 2: their packing is compact
+		if m.Proto == ProtoV2 && i%4 == 3 {
+			m.rev.Store(2)
+		}
+	}
 	if n := testing.AllocsPerRun(100, func() { r.s.reg.Lookup(r.members[7].Addr()) }); n != 0 {
 		t.Errorf("registry lookup: %v allocations", n)
 	}
@@ -76,9 +82,18 @@ func TestHotPathAllocations(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("v2 chat into 100 members: %v allocations per datagram", n)
 	}
+	// Two chats in one datagram leave packed: compact for revision 2.
+	if n := testing.AllocsPerRun(500, func() {
+		msg = append(strconv.AppendUint(append(msg[:0], wire.V2Magic+`{"t":"chat","room":"main","id":`...), id+1, 10), `,"text":"`+text+`"}`+"\n"...)
+		msg = append(strconv.AppendUint(append(msg, `{"t":"chat","room":"main","id":`...), id+2, 10), `,"text":"`+text+`"}`...)
+		id += 2
+		handle(r.members[1], msg)
+	}); n != 0 {
+		t.Errorf("v2 datagram of two chats into 100 members: %v allocations per datagram", n)
+	}
 	// Every one of them was broadcast (AllocsPerRun runs once more to warm up).
-	if got := r.s.main.log.Latest() - before; got != 1002 {
-		t.Fatalf("%d chats broadcast, want 1002", got)
+	if got := r.s.main.log.Latest() - before; got != 1002+1002 {
+		t.Fatalf("%d chats broadcast, want 2004", got)
 	}
 	// A heartbeat from a member that lacks nothing.
 	ping := fmt.Appendf(nil, wire.V2Magic+`{"t":"ping","room":"main","last":%d}`+"\n", r.s.main.log.Latest())

@@ -11,17 +11,24 @@ import (
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// login1 logs a revision-1 client in: the welcome for main (with rev 1),
-// main's backlog, the inbox's welcome, then its own join in main.
+// login1 logs a client of the newest revision in: the welcome for main
+// (with its rev), main's backlog, the inbox's welcome, then its own join in
+// main.
 func (c *v2c) login1(name string) (main, inbox wire.Frame) {
 	c.t.Helper()
+	return c.loginRev(name, wire.Rev)
+}
+
+// loginRev is login1 for a client of revision rev (1 or more).
+func (c *v2c) loginRev(name string, rev uint64) (main, inbox wire.Frame) {
+	c.t.Helper()
 	pad := strings.Repeat("p", 256)
-	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Rev: wire.Rev, Pad: pad})
+	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Rev: rev, Pad: pad})
 	retry := c.expectT(wire.FrameRetry)
-	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Rev: wire.Rev, Cookie: retry.Cookie})
+	c.sendFrames(&wire.Frame{T: wire.FrameHello, Room: wire.RoomMain, Name: name, Rev: rev, Cookie: retry.Cookie})
 	main = c.expectT(wire.FrameWelcome)
-	if main.Rev != wire.Rev || main.Room != wire.RoomMain {
-		c.t.Fatalf("welcome %+v, want main at revision %d", main, wire.Rev)
+	if main.Rev != rev || main.Room != wire.RoomMain {
+		c.t.Fatalf("welcome %+v, want main at revision %d", main, rev)
 	}
 	c.token, c.name = main.Token, main.Name
 	for {
@@ -518,9 +525,9 @@ func TestAdminRoomVerbs(t *testing.T) {
 }
 
 // A receiver rejects a datagram of more than wire.MaxFramesPerDatagram
-// frames whole, so the relay never packs more, however small the events:
-// a repair of 150 one-letter chats comes as several datagrams, each of
-// which decodes.
+// frames whole (lines: revision 2's context lines count), so the relay
+// never packs more, however small the events: a repair of 150 one-letter
+// chats comes as several datagrams, each of which decodes.
 func TestPackedDatagramsHoldAtMost64Frames(t *testing.T) {
 	r := relaytest.Start(t, func(c *relay.Config) { c.Flood = relay.FloodOff() })
 	alice, bob := dialV2(t, r), dialV2(t, r)
@@ -538,10 +545,14 @@ func TestPackedDatagramsHoldAtMost64Frames(t *testing.T) {
 	got := 0
 	for got < 152 {
 		d := alice.recv() // next() would fail the test on an undecodable datagram too; say why here
-		fs, err := wire.DecodeV2(nil, []byte(d))
+		// Context lines count as lines, not as events.
+		fs, err := wire.DecodeV2Compact(nil, []byte(d))
 		if err != nil {
-			t.Fatalf("a repair datagram does not decode (%v): %d frames", err, strings.Count(d, "\n")-1)
+			t.Fatalf("a repair datagram does not decode (%v): %d lines", err, strings.Count(d, "\n")-1)
 		}
 		got += len(fs)
+	}
+	if got != 152 {
+		t.Fatalf("%d events repaired, want 152", got)
 	}
 }

@@ -262,7 +262,7 @@ func (e *env) runRelay(p preset, name string, sc Scenario) ([]Result, []string, 
 		return nil, nil, err
 	}
 	defer sess.close() // before pr.stop: deferred calls run last-in first-out
-	fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, name, sc.Members, proto, time.Since(t0).Seconds())
+	fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, relayRev(name, sess.rev), sc.Members, proto, time.Since(t0).Seconds())
 	return e.climb(p, name, sess, pr)
 }
 
@@ -425,6 +425,7 @@ func setRatios(rs []Result) {
 // and kept up); peak is the highest deliveries/s of any step.
 type Summary struct {
 	Relay          string            `json:"relay"`
+	V2Rev          uint64            `json:"v2_rev,omitempty"`
 	Members        int               `json:"members"`
 	Steps          int               `json:"steps"`
 	PeakPerS       float64           `json:"peak_deliveries_per_s"`
@@ -436,6 +437,7 @@ type Summary struct {
 	P99SustainedUs float64           `json:"p99_us_at_sustained"`
 	CPUusPerDeliv  float64           `json:"relay_cpu_us_per_delivery"` // at the sustained step (else the first)
 	RxPerDeliv     float64           `json:"rx_per_delivery"`           // at the same step
+	BytesPerDeliv  float64           `json:"rx_bytes_per_delivery"`     // at the same step
 	Vs             map[string]Ratios `json:"vs,omitempty"`
 }
 
@@ -456,7 +458,7 @@ func summarize(rs []Result, order []string) []Summary {
 			if r.Relay != name {
 				continue
 			}
-			s.Members = r.Members
+			s.Members, s.V2Rev = r.Members, r.V2Rev
 			s.Steps++
 			if first == nil || r.OfferedRate < first.OfferedRate {
 				first = r
@@ -484,7 +486,7 @@ func summarize(rs []Result, order []string) []Summary {
 			s.AtLeast = false
 		}
 		s.P99FirstUs = first.P99us
-		s.CPUusPerDeliv, s.RxPerDeliv = at.CPUusPerDeliv, at.RxPerDeliv
+		s.CPUusPerDeliv, s.RxPerDeliv, s.BytesPerDeliv = at.CPUusPerDeliv, at.RxPerDeliv, at.BytesPerDeliv
 		if at.RelayCPUs < 0 {
 			s.CPUusPerDeliv = -1
 		}
@@ -526,7 +528,7 @@ func ratioStr(v float64) string {
 
 func printSteps(w io.Writer, rs []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "relay\toffered/s\tsent\tdeliveries/s\tratio\tdups\treord\tp50 µs\tp99 µs\tp99.9 µs\tmax µs\tCPU µs/deliv\trx/deliv\tvs naive\tvs batch\tvs coalesce\tvs nats\ttool\t")
+	fmt.Fprintln(tw, "relay\toffered/s\tsent\tdeliveries/s\tratio\tdups\treord\tp50 µs\tp99 µs\tp99.9 µs\tmax µs\tCPU µs/deliv\trx/deliv\tB/deliv\tvs naive\tvs batch\tvs coalesce\tvs nats\ttool\t")
 	for _, r := range rs {
 		cpu := "?"
 		if r.RelayCPUs >= 0 {
@@ -543,19 +545,20 @@ func printSteps(w io.Writer, rs []Result) {
 		if !r.Sustained {
 			ratio += "*"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t\n",
-			r.Relay, r.OfferedRate, r.Sent, r.DeliveriesPerS, ratio, r.Duplicates, r.Reordered,
-			r.P50us, r.P99us, r.P999us, r.MaxUs, cpu, r.RxPerDeliv,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n",
+			relayRev(r.Relay, r.V2Rev), r.OfferedRate, r.Sent, r.DeliveriesPerS, ratio, r.Duplicates, r.Reordered,
+			r.P50us, r.P99us, r.P999us, r.MaxUs, cpu, r.RxPerDeliv, r.BytesPerDeliv,
 			ratioStr(r.VsNaive), ratioStr(r.VsBatch), ratioStr(r.VsCoalesce), ratioStr(r.VsNATS), tool)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "ratio* = not sustained (below 99.9% delivered, or the last delivery came late); rx/deliv = datagrams (UDP) or reads (TCP) per delivery;")
+	fmt.Fprintln(w, "B/deliv = bytes received (payload) per delivery; chatrelay-v2 rN = v2 members of revision N (2: compact datagrams);")
 	fmt.Fprintln(w, "tool = load tool CPU in cores (whole process / busiest receiver thread), LATE = its senders could not keep the schedule")
 }
 
 func printSummary(w io.Writer, ss []Summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "relay\tpeak deliv/s\tsustained deliv/s\t@chats/s\tp99 first µs\tp99 @sust µs\tCPU µs/deliv\trx/deliv\tvs naive\tvs batch\tvs coalesce\tvs nats\tp99 vs naive\t")
+	fmt.Fprintln(tw, "relay\tpeak deliv/s\tsustained deliv/s\t@chats/s\tp99 first µs\tp99 @sust µs\tCPU µs/deliv\trx/deliv\tB/deliv\tvs naive\tvs batch\tvs coalesce\tvs nats\tp99 vs naive\t")
 	for _, s := range ss {
 		sust := "none"
 		if s.SustainedPerS > 0 {
@@ -579,8 +582,8 @@ func printSummary(w io.Writer, ss []Summary) {
 		if r, ok := s.Vs[refNaive]; ok {
 			p99n = ratioStr(r.P99First)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%.0f\t%.0f\t%s\t%.3f\t%s\t%s\t%s\t%s\t%s\t\n",
-			s.Relay, s.PeakPerS, sust, s.SustainedRate, s.P99FirstUs, s.P99SustainedUs, cpu, s.RxPerDeliv,
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%d\t%.0f\t%.0f\t%s\t%.3f\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n",
+			relayRev(s.Relay, s.V2Rev), s.PeakPerS, sust, s.SustainedRate, s.P99FirstUs, s.P99SustainedUs, cpu, s.RxPerDeliv, s.BytesPerDeliv,
 			vs(refNaive), vs(refBatch), vs(refCoalesce), vs(refNATS), p99n)
 	}
 	tw.Flush()

@@ -24,16 +24,20 @@ type Scenario struct {
 	RcvBuf    int           // SO_RCVBUF(FORCE) bytes per UDP member socket
 	Drain     time.Duration // longest wait for stragglers after the last send
 	Budget    int           // largest datagram a receiver must take whole (coalescing relays)
+	V2Rev     uint64        // the revision v2 members offer in their hello (--v2-rev; wire.Rev by default)
 }
 
 // batch is the number of messages per recvmmsg/sendmmsg call.
 const batch = 64
 
-// Result is what one relay did in one step.
+// Result is what one relay did in one step. V2Rev is the revision the
+// relay answered v2 members (2: compact datagrams); BytesPerDeliv is
+// RxBytes (what the RxUnits carried) per delivery.
 type Result struct {
 	Scenario       string  `json:"scenario,omitempty"`
 	Relay          string  `json:"relay"`
 	Proto          string  `json:"proto"`
+	V2Rev          uint64  `json:"v2_rev,omitempty"`
 	Members        int     `json:"members"`
 	Senders        int     `json:"senders"`
 	OfferedRate    int     `json:"offered_chats_per_s"`
@@ -49,6 +53,8 @@ type Result struct {
 	Foreign        int64   `json:"foreign,omitempty"` // chats of another room than the receiver's: the relay is wrong
 	RxUnits        int64   `json:"rx_units"`          // datagrams (UDP) or reads with data (TCP) that arrived
 	RxPerDeliv     float64 `json:"rx_per_delivery"`   // RxUnits / Delivered
+	RxBytes        int64   `json:"rx_bytes"`
+	BytesPerDeliv  float64 `json:"rx_bytes_per_delivery"`
 	Closed         int64   `json:"connections_closed,omitempty"`
 	Ratio          float64 `json:"delivery_ratio"`
 	DeliveriesPerS float64 `json:"deliveries_per_s"`
@@ -85,6 +91,7 @@ type session struct {
 	sc      Scenario
 	lay     layout
 	members []*member
+	rev     uint64 // v2: the lowest revision the relay's welcomes answered
 
 	// brokerCPU reads the CPU seconds of the NATS server the relays
 	// share (nil: there is none); a step reports its share beside the
@@ -164,7 +171,10 @@ func dialNodes(proto Proto, addrs []netip.AddrPort, sc Scenario) (*session, erro
 			m, err = openNATSMember(name, i, addr)
 		} else if m, err = openUDPMember(name, i, sc.RcvBuf, addr); err == nil {
 			if proto == ProtoV2 {
-				err = m.loginV2()
+				err = m.loginV2(sc.V2Rev)
+				if err == nil && (i == 0 || m.rev < s.rev) {
+					s.rev = m.rev
+				}
 			} else {
 				err = m.loginClassic()
 			}
@@ -223,7 +233,7 @@ func raiseFDLimit(need uint64) error {
 // first.
 func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	sc := s.sc
-	res := Result{Proto: s.proto.String(), Members: sc.Members, Senders: sc.Senders, OfferedRate: rate, RelayCPUs: -1}
+	res := Result{Proto: s.proto.String(), V2Rev: s.rev, Members: sc.Members, Senders: sc.Senders, OfferedRate: rate, RelayCPUs: -1}
 	if rate < 1 {
 		return res, errors.New("rate must be at least 1")
 	}
@@ -426,6 +436,7 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 		res.Echoes += st.self
 		res.Stale += st.stale
 		res.RxUnits += st.rx
+		res.RxBytes += st.rxBytes
 		res.Closed += st.closed
 		lat.merge(&st.lat)
 		lastRecv = max(lastRecv, st.lastRecv)
@@ -455,6 +466,7 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 	}
 	if res.Delivered > 0 {
 		res.RxPerDeliv = float64(res.RxUnits) / float64(res.Delivered)
+		res.BytesPerDeliv = float64(res.RxBytes) / float64(res.Delivered)
 	}
 	res.P50us = float64(lat.quantile(0.50)) / 1e3
 	res.P99us = float64(lat.quantile(0.99)) / 1e3

@@ -103,6 +103,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	defineStormFlags(fs, &c.storm)
 	defineRoomsFlags(fs, &c.rooms)
 	defineNodesFlags(fs, &c.nodes)
+	defineV2Flags(fs, &c.sc)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

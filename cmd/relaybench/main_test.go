@@ -300,7 +300,7 @@ func TestSmoke(t *testing.T) {
 func smokeSteps(t *testing.T, p *proc, addr netip.AddrPort, proto Proto) {
 	t.Helper()
 	sc := Scenario{Members: 10, Senders: 2, Duration: 250 * time.Millisecond,
-		Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget}
+		Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget, V2Rev: wire.Rev}
 	sess, err := dial(proto, addr, sc)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +45,7 @@ type member struct {
 	idx  int // index in the session: senders are 0..S-1
 
 	nextID uint64 // v2: the session's next chat id (ids never repeat, across steps too)
+	rev    uint64 // v2: the revision the relay's welcome answered
 
 	wmu sync.Mutex // NATS: serializes writes (a sender's PUBs, a receiver's PONG)
 
@@ -134,15 +137,16 @@ func (m *member) loginClassic() error {
 // never larger than its request).
 const helloPad = 256
 
-// loginV2 runs the v2 handshake: a padded hello, the relay's retry with a
-// cookie, the hello again with it, and the welcome (6 hellos, 1 s each, at
-// most). Join and backlog frames around it are skipped.
-func (m *member) loginV2() error {
+// loginV2 runs the v2 handshake, offering revision rev: a padded hello,
+// the relay's retry with a cookie, the hello again with it, and the
+// welcome, whose revision it keeps in m.rev (6 hellos, 1 s each, at most).
+// Join and backlog frames around it are skipped.
+func (m *member) loginV2(rev uint64) error {
 	buf := make([]byte, 65536)
 	cookie := ""
 	var frames []wire.Frame
 	for try := 0; try < 6; try++ {
-		if _, err := unix.Write(m.fd, helloV2(m.name, cookie, 0)); err != nil {
+		if _, err := unix.Write(m.fd, helloV2(m.name, cookie, rev)); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(time.Second)
@@ -160,7 +164,7 @@ func (m *member) loginV2() error {
 				if err != nil {
 					break
 				}
-				frames, err = wire.DecodeV2(frames[:0], buf[:k])
+				frames, err = wire.DecodeV2Compact(frames[:0], buf[:k])
 				if err != nil {
 					continue
 				}
@@ -169,6 +173,7 @@ func (m *member) loginV2() error {
 					case wire.FrameRetry:
 						cookie, resend = f.Cookie, true
 					case wire.FrameWelcome:
+						m.rev = f.Rev
 						return nil
 					case wire.FrameRefused:
 						return fmt.Errorf("login %s: refused: %s %s", m.name, f.Code, f.Reason)
@@ -178,6 +183,20 @@ func (m *member) loginV2() error {
 		}
 	}
 	return fmt.Errorf("login %s: no v2 welcome after 6 hellos", m.name)
+}
+
+// defineV2Flags sets sc.V2Rev's default, the newest revision (wire.Rev),
+// and the flag that changes it.
+func defineV2Flags(fs *flag.FlagSet, sc *Scenario) {
+	sc.V2Rev = wire.Rev
+	fs.Func("v2-rev", fmt.Sprintf("the v2 `revision` chatrelay's v2 members offer in their hello, 0 to %d (default %d: the newest; the relay answers the lower of it and its own): 2 packs events compact, 1 or 0 the full form, to compare", wire.Rev, wire.Rev), func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > wire.Rev {
+			return fmt.Errorf("want 0 to %d", wire.Rev)
+		}
+		sc.V2Rev = n
+		return nil
+	})
 }
 
 // helloV2 is the v2 hello datagram of name, padded to about helloPad
@@ -307,4 +326,14 @@ func settle(ms []*member, buf []byte) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// relayRev is a relay's name in the step table and the progress lines:
+// with the v2 revision its members speak (rev: 0 for classic and the
+// references, named as they are).
+func relayRev(relay string, rev uint64) string {
+	if rev == 0 {
+		return relay
+	}
+	return fmt.Sprintf("%s r%d", relay, rev)
 }

@@ -14,6 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// v2CtxLine starts a context line (revision 2: wire.FrameCtx), as the
+// relay writes it.
+var v2CtxLine = []byte(`{"t":"` + wire.FrameCtx + `"`)
+
 // recvStats is owned by one receiver goroutine; delivered and lastRecv are
 // also read atomically while it runs.
 type recvStats struct {
@@ -30,6 +34,7 @@ type recvStats struct {
 	self      int64
 	stale     int64
 	rx        int64
+	rxBytes   int64 // what the rx datagrams or reads carried
 	closed    int64
 }
 
@@ -151,6 +156,7 @@ func (r *receiver) readUDP(li int, u *udpBatch) {
 		r.now = time.Now().UnixNano()
 		for i := 0; i < int(n); i++ {
 			r.st.rx++
+			r.st.rxBytes += int64(u.hdrs[i].Len)
 			r.datagram(li, u.bufs[i][:u.hdrs[i].Len])
 		}
 		if int(n) < batch {
@@ -159,9 +165,10 @@ func (r *receiver) readUDP(li int, u *udpBatch) {
 	}
 }
 
-// datagram handles one UDP datagram: a v2 datagram (CR2, then frame lines)
-// or classic lines ("name says: text"), several joined by '\n' when the
-// relay coalesces.
+// datagram handles one UDP datagram: a v2 datagram (CR2, then frame lines,
+// compact at revision 2: a context line is no frame and is skipped, and a
+// chat's text is found without its room) or classic lines ("name says:
+// text"), several joined by '\n' when the relay coalesces.
 func (r *receiver) datagram(li int, p []byte) {
 	v2 := wire.IsV2(p)
 	if v2 {
@@ -185,6 +192,9 @@ func (r *receiver) datagram(li int, p []byte) {
 			continue
 		}
 		if v2 {
+			if bytes.HasPrefix(line, v2CtxLine) {
+				continue
+			}
 			if text, ok := v2ChatText(line); ok {
 				r.chat(li, text)
 			} else {
@@ -258,6 +268,7 @@ func (r *receiver) readTCP(ep, li int, buf []byte) {
 			return
 		}
 		r.st.rx++
+		r.st.rxBytes += int64(n)
 		r.now = time.Now().UnixNano()
 		r.cur = li
 		used := natsScan(buf[:n0+n], r)

@@ -4,7 +4,7 @@ package main
 
 // The rooms scenario: does fan-out cost the same per delivery when the
 // deliveries are spread over many small rooms as in one room of 100? In one
-// run, two relays (fresh chatrelay processes with v2 members of revision 1)
+// run, two relays (fresh chatrelay processes with v2 members of revision 2)
 // hold the two shapes: room100, one room main of 100 members with 4
 // senders, and N rooms of M members (1,000 of 10 by default), each member
 // having joined its room and left main, with one sender per room. Both
@@ -304,8 +304,8 @@ func compareRooms(out *RoomsReport, small, rooms map[int]Result) {
 
 // printRooms prints the comparison and the verdict.
 func printRooms(w io.Writer, r *RoomsReport) {
-	fmt.Fprintf(w, "\n== %s: CPU per delivery in %d rooms of %d against room100, v2 members of revision 1 (a relay for each, steps alternating)\n",
-		roomsScenario, r.Rooms, r.RoomSize)
+	fmt.Fprintf(w, "\n== %s: CPU per delivery in %d rooms of %d against room100, v2 members of revision %d (a relay for each, steps alternating)\n",
+		roomsScenario, r.Rooms, r.RoomSize, wire.Rev)
 	for _, f := range r.Forming {
 		fmt.Fprintf(w, "forming %s: %d members in %d rooms in %.2f s at %d logins/s (%d hellos, %d join+part datagrams, %d sent again)\n",
 			f.Shape, f.Members, f.Rooms, f.TookS, r.LoginRate, f.Hellos, f.Joins, f.Resent)
@@ -342,7 +342,7 @@ func star(sustained bool) string {
 
 // formRooms opens lay.members() UDP members (receive buffers of rcvbuf
 // bytes) to the relay at addr and logs them in as v2 sessions of revision
-// 1, starting rate a second: hello, the relay's retry with a cookie, hello
+// 2 (wire.Rev), starting rate a second: hello, the relay's retry with a cookie, hello
 // again, welcome; then, when there is more than one room, a datagram with
 // join (its room) and part (main), answered by the room's welcome and
 // parted. A member that hears nothing

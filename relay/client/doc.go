@@ -12,8 +12,8 @@
 //
 // # Rooms and direct messages (revision 1)
 //
-// The hello says the client speaks revision 1 (wire.Rev); the welcome says
-// what the relay speaks (Rev). With revision 1 the session is in main and
+// The hello says the client speaks revision 2 (wire.Rev); the welcome says
+// what the relay speaks (Rev). With revision 1 or 2 the session is in main and
 // may Join and Part other rooms, SendTo a room, Msg a member, list the
 // relay's Rooms and ask WhoIn a room; with a revision-0 relay those calls
 // fail with ErrUnsupported and the session stays in main. Each room, and
@@ -22,6 +22,16 @@
 // event names its Room. Message ids are one sequence per session, shared by
 // chats and direct messages. After a relay restart or a forgotten session
 // the client logs in again and joins its rooms again by itself.
+//
+// # Compact datagrams (revision 2)
+//
+// A relay of revision 2 packs a room's events into datagrams that state
+// their room, epoch and first seq once, in a context line (wire.FrameCtx).
+// The client reads every datagram through wire.DecodeV2Compact, which gives
+// each event its fields back before anything else sees it, so repair,
+// dedupe and Events work on whole frames as with revision 1. A relay of
+// revision 0 or 1 never sends a context line, and its datagrams read as
+// before.
 //
 // # Several relays: failover
 //

@@ -1,19 +1,22 @@
 package client_test
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// fakeRelay is a small in-memory relay speaking v2 revision 1 (or 0), as
-// docs/PROTOCOL.md specifies it, for testing the client against the spec
-// before and beside the real relay: rooms with their own seq and epoch,
+// fakeRelay is a small in-memory relay speaking v2 revision 1 (or 0, or 2:
+// every datagram compact, replies too), as docs/PROTOCOL.md specifies it,
+// for testing the client against the spec before and beside the real
+// relay: rooms with their own seq and epoch,
 // keys, topics, the inbox and direct messages, who and rooms lists, resume
 // with a welcome per room. It validates no cookie and has no ring limit.
 // A test can lose outgoing frames (drop), see every frame it received
@@ -23,6 +26,8 @@ type fakeRelay struct {
 	pc   *net.UDPConn
 	rev  uint64 // the highest revision it speaks
 	done chan struct{}
+
+	compact atomic.Int64 // datagrams sent with a context line (revision 2)
 
 	mu      sync.Mutex // protects everything below
 	epoch   string
@@ -230,11 +235,21 @@ func (fr *fakeRelay) serve() {
 	}
 }
 
-// write sends frames in datagrams of at most 60 frames.
+// write sends frames in datagrams of at most 60 frames; a relay of
+// revision 2 writes them compact (context lines), 30 at most, since each
+// may need a context line of its own.
 func (fr *fakeRelay) write(to *net.UDPAddr, frames []*wire.Frame) {
+	encode, per := wire.EncodeV2, 60
+	if fr.rev >= 2 {
+		encode, per = wire.EncodeV2Compact, 30
+	}
 	for len(frames) > 0 {
-		n := min(len(frames), 60)
-		fr.pc.WriteToUDP(wire.EncodeV2(frames[:n]...), to)
+		n := min(len(frames), per)
+		b := encode(frames[:n]...)
+		if bytes.Contains(b, []byte(`{"t":"ctx"`)) {
+			fr.compact.Add(1)
+		}
+		fr.pc.WriteToUDP(b, to)
 		frames = frames[n:]
 	}
 }

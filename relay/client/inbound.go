@@ -28,7 +28,9 @@ func (c *Client) onDatagram(p inbound) {
 		return
 	}
 	c.stats.received.Add(1)
-	frames, err := wire.DecodeV2(nil, p.data)
+	// Context lines (revision 2) are applied whatever the revision: a
+	// relay of revision 0 or 1 never sends one.
+	frames, err := wire.DecodeV2Compact(nil, p.data)
 	if err != nil {
 		return // not v2, or garbage: never answered
 	}

@@ -1,0 +1,405 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+type compactVector struct {
+	Name       string  `json:"name"`
+	DecodeOnly bool    `json:"decode_only"` // a datagram the encoder does not write, but every decoder must read
+	Frames     []Frame `json:"frames"`
+	Datagram   string  `json:"datagram"`
+}
+
+func compactVectors(tb testing.TB) []compactVector {
+	raw, err := os.ReadFile("../../testdata/v2/compact.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var vs []compactVector
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		tb.Fatal(err)
+	}
+	return vs
+}
+
+func framePtrs(fs []Frame) []*Frame {
+	ptrs := make([]*Frame, len(fs))
+	for i := range fs {
+		ptrs[i] = &fs[i]
+	}
+	return ptrs
+}
+
+// TestCompactGoldenVectors checks testdata/v2/compact.json both ways: each
+// datagram decodes, context applied, to its frames, and the frames encode
+// to the datagram byte for byte (but for the decode-only ones). Every one
+// is a v2 datagram any decoder reads line by line.
+func TestCompactGoldenVectors(t *testing.T) {
+	vs := compactVectors(t)
+	if len(vs) < 10 {
+		t.Fatalf("only %d vectors", len(vs))
+	}
+	for _, v := range vs {
+		t.Run(v.Name, func(t *testing.T) {
+			got, err := DecodeV2Compact(nil, []byte(v.Datagram))
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			if !reflect.DeepEqual(got, v.Frames) {
+				t.Fatalf("decode:\n got %+v\nwant %+v", got, v.Frames)
+			}
+			if _, err := DecodeV2(nil, []byte(v.Datagram)); err != nil {
+				t.Fatalf("not a v2 datagram to a revision-1 decoder: %v", err)
+			}
+			if v.DecodeOnly {
+				return
+			}
+			if enc := EncodeV2Compact(framePtrs(v.Frames)...); string(enc) != v.Datagram {
+				t.Fatalf("encode:\n got %q\nwant %q", enc, v.Datagram)
+			}
+			// A revision-2 decoder reads the full form as well.
+			full, err := DecodeV2Compact(nil, EncodeV2(framePtrs(v.Frames)...))
+			if err != nil || !reflect.DeepEqual(full, v.Frames) {
+				t.Fatalf("full form: %v\n got %+v\nwant %+v", err, full, v.Frames)
+			}
+		})
+	}
+}
+
+// TestRevision1VectorsReadTheSameAtRevision2: no revision-1 datagram holds
+// a context line, so a revision-2 decoder reads each exactly as before, and
+// the full-form packer writes the bytes revision 1 always had.
+func TestRevision1VectorsReadTheSameAtRevision2(t *testing.T) {
+	for _, v := range goldenVectors(t) {
+		got, err := DecodeV2Compact(nil, []byte(v.Datagram))
+		if err != nil || !reflect.DeepEqual(got, v.Frames) {
+			t.Fatalf("%s: %v\n got %+v\nwant %+v", v.Name, err, got, v.Frames)
+		}
+		p := Packer{Budget: 1 << 16}
+		for i := range v.Frames {
+			if d, _ := p.Add(AppendFrame(nil, &v.Frames[i]), EventCut{}); d != nil {
+				t.Fatalf("%s: split", v.Name)
+			}
+		}
+		if d, n := p.Flush(); string(d) != v.Datagram || n != len(v.Frames) {
+			t.Fatalf("%s: packed %q (%d), want %q", v.Name, d, n, v.Datagram)
+		}
+	}
+}
+
+func TestDecodeV2CompactRejects(t *testing.T) {
+	tests := []struct {
+		in  string
+		err error
+	}{
+		{"CR2\n{\"t\":\"ctx\",\"room\":\"main\",\"seq\":1,\"epoch\":\"e\"}\n", ErrV2NoFrames},
+		{"CR2\n{\"t\":\"ctx\"}\n{\"t\":\"ctx\"}", ErrV2NoFrames},
+		{"CR2\n{\"t\":\"ctx\",\"seq\":\"1\"}\n{\"t\":\"join\"}\n", ErrV2BadFrame},
+		{"CR2\n{\"t\":\"ctx\",\"room\":7}\n{\"t\":\"join\"}\n", ErrV2BadFrame},
+		{"CR2\n{\"t\":\"ctx\",\"seq\":-1}\n{\"t\":\"join\"}\n", ErrV2BadFrame},
+		{"CR2\n{\"t\":\"ctx\",\"room\":\"main\"\n{\"t\":\"join\"}\n", ErrV2BadFrame},
+		{"CR2\n" + strings.Repeat("{\"t\":\"ctx\"}\n{\"t\":\"join\"}\n", MaxFramesPerDatagram/2) + "{\"t\":\"ctx\"}\n", ErrV2TooManyFrames}, // context lines count
+		{"L alice", ErrUnknownVerb},
+	}
+	for _, tt := range tests {
+		got, err := DecodeV2Compact(nil, []byte(tt.in))
+		if !errors.Is(err, tt.err) || len(got) != 0 {
+			t.Errorf("DecodeV2Compact(%q) = %+v, %v; want no frames, %v", tt.in, got, err, tt.err)
+		}
+	}
+	// dst keeps what it held.
+	dst := []Frame{{T: "kept"}}
+	dst, err := DecodeV2Compact(dst, []byte("CR2\n{\"t\":\"ctx\",\"room\":\"main\",\"seq\":3,\"epoch\":\"e\"}\n{\"t\":\"join\",\"from\":\"a\"}\n"))
+	if err != nil || len(dst) != 2 || dst[0].T != "kept" || !reflect.DeepEqual(dst[1], Frame{T: FrameJoin, Room: RoomMain, Seq: 3, Epoch: "e", From: "a"}) {
+		t.Fatalf("%+v, %v", dst, err)
+	}
+}
+
+func TestCutEvent(t *testing.T) {
+	ev := Frame{T: FrameChat, Room: RoomMain, Seq: 42, Epoch: "5f3a9c01", From: "alice", ID: 7, Text: "hi"}
+	line := func(f Frame) string { return string(AppendFrame(nil, &f)) }
+	tests := []struct {
+		line string
+		seq  uint64 // 0: not cut
+	}{
+		{line(ev), 42},
+		{line(Frame{T: FrameJoin, Room: "a\"b\\c", Seq: 1, Epoch: "\u2028"}), 1},
+		{line(Frame{T: "\"", Room: "开发", Seq: math.MaxUint64, Epoch: "e", History: true}), math.MaxUint64},
+		{line(Frame{T: FrameMissed, Room: RoomMain, Epoch: "e", FromSeq: 1, ToSeq: 2}), 0}, // no seq
+		{line(Frame{T: FrameChat, Seq: 3, Epoch: "e"}), 0},                                 // no room
+		{line(Frame{T: FrameChat, Room: RoomMain, Seq: 3, From: "a"}), 0},                  // no epoch
+		{`{"t":"chat","seq":3,"room":"main","epoch":"e"}` + "\n", 0},                       // not AppendFrame's order
+		{`{"t":"chat","room":"main","seq":03,"epoch":"e"}` + "\n", 0},
+		{`{"t":"chat","room":"main","seq":0,"epoch":"e"}` + "\n", 0},
+		{`{"t":"chat","room":"main","seq":18446744073709551616,"epoch":"e"}` + "\n", 0},
+		{`{"t":"chat","room":"main","seq":1,"epoch":"e"x` + "\n", 0},
+		{`{"t":"chat","room":"main","seq":1,"epoch":"e`, 0},
+		{`{"t":"chat","room":"ma\`, 0},
+		{`{"t":"chat"}`, 0},
+		{`{ "t":"chat","room":"main","seq":1,"epoch":"e"}`, 0},
+		{"", 0},
+	}
+	for _, tt := range tests {
+		c := CutEvent([]byte(tt.line))
+		if c.Seq() != tt.seq || c.ok() != (tt.seq != 0) {
+			t.Errorf("CutEvent(%q): seq %d ok %v, want %d", tt.line, c.Seq(), c.ok(), tt.seq)
+		}
+	}
+	l := []byte(line(ev))
+	if n := testing.AllocsPerRun(100, func() { CutEvent(l) }); n != 0 {
+		t.Errorf("CutEvent: %v allocations", n)
+	}
+}
+
+// TestPackerBudgetAndLines packs many events for both forms: every
+// datagram keeps to the budget (but one of a single event) and to
+// MaxFramesPerDatagram lines, context lines included, carries the events
+// in order, and is byte for byte what the encoders write for its events.
+func TestPackerBudgetAndLines(t *testing.T) {
+	var events []Frame
+	seq := uint64(100)
+	for i := 0; i < 300; i++ {
+		f := Frame{T: FrameChat, Room: RoomMain, Seq: seq, Epoch: "5f3a9c01", From: "alice", ID: uint64(i + 1), Text: strings.Repeat("x", i%7)}
+		switch {
+		case i%50 == 49:
+			f.Room, f.Epoch = "dev", "77aa0e12" // another room
+		case i%31 == 30:
+			f.Seq += 3 // a gap
+		case i == 150:
+			f.Text = strings.Repeat("long ", 400) // more than a budget alone
+		}
+		seq = f.Seq + 1
+		events = append(events, f)
+	}
+	lines := make([][]byte, len(events))
+	for i := range events {
+		lines[i] = AppendFrame(nil, &events[i])
+	}
+	for _, compact := range []bool{false, true} {
+		for _, budget := range []int{512, 1200, 8192} {
+			p := Packer{Budget: budget, Compact: compact}
+			var got []Frame
+			next := 0
+			check := func(d []byte, n int) {
+				t.Helper()
+				if d == nil {
+					return
+				}
+				if n > 1 && len(d) > budget {
+					t.Fatalf("compact %v budget %d: %d bytes", compact, budget, len(d))
+				}
+				fs, err := DecodeV2Compact(nil, d)
+				if err != nil || len(fs) != n {
+					t.Fatalf("compact %v budget %d: %v, %d frames for %d events", compact, budget, err, len(fs), n)
+				}
+				want := EncodeV2(framePtrs(events[next : next+n])...)
+				if compact {
+					want = EncodeV2Compact(framePtrs(events[next : next+n])...)
+				}
+				if !bytes.Equal(d, want) {
+					t.Fatalf("compact %v: packed\n%q\nwant\n%q", compact, d, want)
+				}
+				next += n
+				got = append(got, fs...)
+			}
+			for _, l := range lines {
+				var cut EventCut
+				if compact {
+					cut = CutEvent(l)
+				}
+				check(p.Add(l, cut))
+			}
+			check(p.Flush())
+			if d, n := p.Flush(); d != nil || n != 0 {
+				t.Fatal("a second flush")
+			}
+			if !reflect.DeepEqual(got, events) {
+				t.Fatalf("compact %v budget %d: the events differ", compact, budget)
+			}
+		}
+	}
+	// The compact form is smaller: what revision 2 is for.
+	full, compact := EncodeV2(framePtrs(events[:10])...), EncodeV2Compact(framePtrs(events[:10])...)
+	if len(compact) >= len(full)*3/4 {
+		t.Errorf("10 chats: %d bytes compact, %d full", len(compact), len(full))
+	}
+}
+
+// decodeLines decodes a datagram line by line with no bound on the lines,
+// then applies the context: what EncodeV2Compact wrote, however long.
+func decodeLines(t *testing.T, b []byte) []Frame {
+	t.Helper()
+	if !IsV2(b) {
+		t.Fatalf("no magic: %q", b)
+	}
+	var fs []Frame
+	for _, l := range strings.SplitAfter(string(b[len(V2Magic):]), "\n") {
+		if l == "" {
+			continue
+		}
+		var f Frame
+		if !DecodeFrameInPlace([]byte(l), &f) {
+			t.Fatalf("line %q does not decode", l)
+		}
+		if len(f.Names) == 0 {
+			f.Names = nil
+		}
+		fs = append(fs, f)
+	}
+	return ApplyContext(fs)
+}
+
+// applyContextReference is the rule of docs/PROTOCOL.md written out again,
+// line for line, for the fuzz test to hold ApplyContext to.
+func applyContextReference(in []Frame) []Frame {
+	var out []Frame
+	ctx := Frame{} // no context
+	for _, f := range in {
+		if f.T == "ctx" {
+			ctx = Frame{Room: f.Room, Epoch: f.Epoch, Seq: f.Seq}
+			continue
+		}
+		if f.Room == "" {
+			f.Room = ctx.Room
+		}
+		if f.Epoch == "" {
+			f.Epoch = ctx.Epoch
+		}
+		if ctx.Seq != 0 {
+			if f.Seq == 0 {
+				f.Seq = ctx.Seq
+			}
+			ctx.Seq = f.Seq + 1
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// FuzzDecodeV2Compact: a datagram decodes at revision 2 exactly when it
+// decodes at revision 1 and holds a frame besides its context lines, to
+// the frames the rule gives; and the frames, written compact again, read
+// back the same.
+func FuzzDecodeV2Compact(f *testing.F) {
+	for _, v := range compactVectors(f) {
+		f.Add([]byte(v.Datagram))
+	}
+	for _, v := range goldenVectors(f) {
+		f.Add([]byte(v.Datagram))
+	}
+	f.Add([]byte("CR2\n{\"t\":\"ctx\",\"room\":\"main\",\"seq\":18446744073709551615,\"epoch\":\"e\"}\n{\"t\":\"chat\"}\n{\"t\":\"chat\"}\n{\"t\":\"chat\",\"seq\":3}\n"))
+	f.Add([]byte("CR2\n{\"t\":\"ctx\",\"room\":null,\"seq\":null,\"Epoch\":\"x\",\"junk\":{\"a\":[true]}}\n{\"t\":\"chat\",\"room\":\"\"}\n"))
+	f.Add([]byte("CR2\n{\"t\":\"ctx\",\"room\":\"main\",\"seq\":5,\"epoch\":\"e\"}\n{\"t\":\"ctx\",\"room\":\"dev\"}\n{\"t\":\"join\"}\n{}\n"))
+	f.Add([]byte("CR2\n{\"t\":\"ctx\"}\n"))
+	f.Add([]byte("CR2\n{\"t\":\"ctx\",\"seq\":1}\n{\"t\":\"ack\",\"id\":1}\n{\"t\":\"ctx\",\"text\":\"\\ud83d\"}\n{\"t\":\"pong\",\"room\":\"\\u0000\"}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		plain, perr := DecodeV2(nil, b)
+		got, err := DecodeV2Compact(nil, b)
+		want := applyContextReference(plain)
+		switch {
+		case perr != nil:
+			if !errors.Is(err, perr) || len(got) != 0 {
+				t.Fatalf("revision 1 says %v, revision 2 %v with %d frames", perr, err, len(got))
+			}
+			return
+		case len(want) == 0:
+			if !errors.Is(err, ErrV2NoFrames) || len(got) != 0 {
+				t.Fatalf("context lines alone: %v, %d frames", err, len(got))
+			}
+			return
+		case err != nil:
+			t.Fatalf("revision 2: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decode of %q:\n got %+v\nwant %+v", b, got, want)
+		}
+		for _, fr := range got {
+			if fr.T == FrameCtx {
+				t.Fatal("a context line among the frames")
+			}
+		}
+		if again := decodeLines(t, EncodeV2Compact(framePtrs(got)...)); !reflect.DeepEqual(again, got) {
+			t.Fatalf("written compact again:\n got %+v\nwant %+v", again, got)
+		}
+	})
+}
+
+// FuzzCompactPacker packs events of varying rooms, epochs and seqs (gaps,
+// repeats, the largest seq, frames without some of the three) compact: the
+// datagrams read back as the events in order, each within the budget (but
+// one of a single event) and MaxFramesPerDatagram lines.
+func FuzzCompactPacker(f *testing.F) {
+	f.Add("main,dev", []byte{1, 2, 3, 0x41, 5, 0x86, 7}, "hi", uint16(300))
+	f.Add("main", []byte{0xff, 0xfe, 0x7f, 0x3f, 0x3f, 0x3f}, "", uint16(0))
+	f.Add("@,开发,\"q\\", []byte{9, 9, 9, 9, 0xc0, 0x30, 0x10}, strings.Repeat("x", 100), uint16(1200))
+	f.Fuzz(func(t *testing.T, rooms string, spec []byte, text string, budget uint16) {
+		if !utf8.ValidString(rooms) || !utf8.ValidString(text) || len(spec) > 200 {
+			return
+		}
+		names := strings.Split(rooms, ",")
+		var events []Frame
+		seq := uint64(1)
+		for i, b := range spec {
+			fr := Frame{T: FrameChat, Room: names[int(b)%len(names)], From: "a", ID: uint64(i + 1), Text: text}
+			switch b >> 6 {
+			case 0: // the next seq
+			case 1:
+				seq += uint64(b & 7) // a gap, or the same seq again
+			case 2:
+				fr.T = FrameNotice
+				fr.Epoch = "other"
+			case 3:
+				seq = math.MaxUint64 - uint64(b&3)
+			}
+			fr.Seq = seq
+			if b&0x30 == 0x30 {
+				fr.Seq = 0 // no seq
+			}
+			if fr.Epoch == "" && b&0x08 == 0 {
+				fr.Epoch = "5f3a9c01"
+			}
+			seq++
+			events = append(events, fr)
+		}
+		p := Packer{Budget: int(budget), Compact: true}
+		var got []Frame
+		take := func(d []byte, n int) {
+			if d == nil {
+				return
+			}
+			if n > 1 && len(d) > int(budget) {
+				t.Fatalf("%d bytes, budget %d", len(d), budget)
+			}
+			fs, err := DecodeV2Compact(nil, d)
+			if err != nil || len(fs) != n {
+				t.Fatalf("%q: %v, %d frames, want %d", d, err, len(fs), n)
+			}
+			got = append(got, fs...)
+		}
+		for i := range events {
+			l := AppendFrame(nil, &events[i])
+			take(p.Add(l, CutEvent(l)))
+		}
+		take(p.Flush())
+		if len(events) == 0 {
+			events = nil
+		}
+		if !reflect.DeepEqual(got, events) {
+			t.Fatalf("packed:\n got %+v\nwant %+v", got, events)
+		}
+		if len(events) > 0 {
+			if again := decodeLines(t, EncodeV2Compact(framePtrs(events)...)); !reflect.DeepEqual(again, events) {
+				t.Fatalf("encoded:\n got %+v\nwant %+v", again, events)
+			}
+		}
+	})
+}
