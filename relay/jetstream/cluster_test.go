@@ -133,12 +133,16 @@ func TestFollowOutlivesItsConsumersServer(t *testing.T) {
 		relay.RoomLog
 		relay.RoomFollower
 	}
+	// handed is what one room's follower handed over.
+	type handed struct {
+		mu  sync.Mutex
+		got []uint64
+		at  map[uint64]time.Time
+	}
 	var (
 		log  follower
+		seen *handed
 		host = -1
-		mu   sync.Mutex
-		got  []uint64
-		at   = map[uint64]time.Time{}
 	)
 	for try := 0; host < 0; try++ {
 		if try == 20 {
@@ -149,27 +153,28 @@ func TestFollowOutlivesItsConsumersServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		log = l.(follower)
+		log, seen = l.(follower), &handed{at: map[uint64]time.Time{}}
+		h := seen
 		stop, err := log.Follow(0, func(seq uint64, _ []byte, _ uint64) {
-			mu.Lock()
-			got = append(got, seq)
-			at[seq] = time.Now()
-			mu.Unlock()
+			h.mu.Lock()
+			h.got = append(h.got, seq)
+			h.at[seq] = time.Now()
+			h.mu.Unlock()
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(stop)
+		for i := range 3 {
+			if _, _, err := log.Append(wire.Frame{T: wire.FrameChat, From: "alice", Text: fmt.Sprintf("before %d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		stream, _ := logs.StreamName(room)
 		for i := 1; i < len(servers); i++ {
 			if len(consumersOn(servers, i, stream)) == 1 && !servers[i].JetStreamIsLeader() {
 				host = i
 			}
-		}
-	}
-	for i := range 3 {
-		if _, _, err := log.Append(wire.Frame{T: wire.FrameChat, From: "alice", Text: fmt.Sprintf("before %d", i)}); err != nil {
-			t.Fatal(err)
 		}
 	}
 
@@ -187,11 +192,11 @@ func TestFollowOutlivesItsConsumersServer(t *testing.T) {
 	stored := time.Since(killed)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		mu.Lock()
-		handed, ok := at[seq]
-		mu.Unlock()
+		seen.mu.Lock()
+		when, ok := seen.at[seq]
+		seen.mu.Unlock()
 		if ok {
-			took := handed.Sub(killed)
+			took := when.Sub(killed)
 			t.Logf("server %d (the follower's consumer) died: event %d stored after %v, handed over after %v", host+1, seq, stored.Round(time.Millisecond), took.Round(time.Millisecond))
 			if took > 7*time.Second {
 				t.Errorf("the follower handed the event over %v after its consumer's server died; want within 7 s", took.Round(time.Millisecond))
@@ -203,11 +208,11 @@ func TestFollowOutlivesItsConsumersServer(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for i, s := range got {
+	seen.mu.Lock()
+	defer seen.mu.Unlock()
+	for i, s := range seen.got {
 		if s != uint64(i+1) {
-			t.Fatalf("handed over %v: want each seq once, in order", got)
+			t.Fatalf("handed over %v: want each seq once, in order", seen.got)
 		}
 	}
 }

@@ -43,10 +43,12 @@ type LogOptions struct {
 	// necessarily the one this relay is connected to) says it is alive
 	// while it has nothing to hand over. After two missed heartbeats the
 	// follower is recreated, on a server that is up, from the event after
-	// the last it handed over. Default 1s: when that server dies the
-	// room's members on this relay get nothing for about 2 s (with nats.go's
-	// own default, 5 s, it was 10 s); the price is one small message a
-	// second for each room followed while the room is quiet.
+	// the last it handed over. Default 2s: when that server dies the
+	// room's members on this relay get nothing for about 4 s (with
+	// nats.go's own default, 5 s, it was 10 s); the price is one small
+	// message every 2 s for each room followed while the room is quiet. A
+	// shorter one costs more, and on a loaded relay a late heartbeat
+	// recreates a follower for nothing.
 	Heartbeat time.Duration
 	// Local, when not nil, opens the logs of per-session inboxes (names
 	// starting with wire.Inbox) instead of a stream each: a session, and
@@ -95,7 +97,7 @@ func NewLogs(js jetstream.JetStream, o LogOptions) (*Logs, error) {
 		o.Timeout = 5 * time.Second
 	}
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = time.Second
+		o.Heartbeat = 2 * time.Second
 	}
 	if o.Heartbeat >= jetstream.DefaultExpires/2 {
 		return nil, fmt.Errorf("jetstream: heartbeat %v: must be under %v (half a pull's expiry)", o.Heartbeat, jetstream.DefaultExpires/2)
