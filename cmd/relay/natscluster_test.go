@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/chatrelay/chatrelay/relay/client"
 	rjs "github.com/chatrelay/chatrelay/relay/jetstream"
@@ -269,6 +271,33 @@ func classicLogin(addr net.Addr, name string, wait time.Duration) string {
 	return string(b[:n])
 }
 
+// startLoggedNodes is startNodes with each relay's log (info and above)
+// shown if the test fails.
+func startLoggedNodes(t *testing.T, url string, n int, opt func(*Options)) []*daemon {
+	t.Helper()
+	nodes := make([]*daemon, n)
+	for i := range nodes {
+		o := testOptions(t)
+		o.NATS = url
+		o.Node = fmt.Sprintf("node-%d", i+1)
+		o.Flood = "off"
+		if opt != nil {
+			opt(&o)
+		}
+		var buf syncBuffer
+		log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.InfoLevel))
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s's log:\n%s", o.Node, buf.String())
+			}
+		})
+		nodes[i] = startWith(t, func(ctx context.Context, onReady func(listeners)) error {
+			return serve(ctx, o, log, onReady)
+		})
+	}
+	return nodes
+}
+
 // chatRecord is what a v2 member saw of one chat.
 type chatRecord struct {
 	seq   uint64
@@ -368,7 +397,7 @@ func (w *watcher) longestGap(since time.Time) time.Duration {
 // silently. The server then comes back and catches up.
 func TestNATSClusterLosesOneServer(t *testing.T) {
 	cl := startNATSCluster(t, 3)
-	nodes := startNodes(t, cl.urls(), 3, func(o *Options) { o.NATSReplicas = 3 })
+	nodes := startLoggedNodes(t, cl.urls(), 3, func(o *Options) { o.NATSReplicas = 3 })
 	nc, _ := cl.connect(t)
 	defer nc.Close()
 
@@ -396,12 +425,19 @@ func TestNATSClusterLosesOneServer(t *testing.T) {
 
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait) // after the sessions are closed (cleanups run last first)
+	// alice, bob and carol chat, one on each relay; erin, frank and grace
+	// only listen, one on each relay too: they get other nodes' chats only
+	// through their relay's follower of the room (a sender also repairs
+	// from its own chats' seqs).
 	names := []string{"alice", "bob", "carol"}
 	members := make([]*client.Client, 3)
-	watchers := make([]*watcher, 3)
+	var watchers []*watcher
 	for i, name := range names {
 		members[i] = dialV2(t, nodes[i], name)
-		watchers[i] = watch(members[i], &wg)
+		watchers = append(watchers, watch(members[i], &wg))
+	}
+	for i, name := range []string{"erin", "frank", "grace"} {
+		watchers = append(watchers, watch(dialV2(t, nodes[i], name), &wg))
 	}
 	// dave, classic, is on a relay connected to the victim.
 	dave := nodes[daveNode].join(t, "dave")
@@ -601,7 +637,29 @@ func TestNATSClusterLosesOneServer(t *testing.T) {
 	})
 
 	for _, w := range watchers {
-		waitUntil(t, 30*time.Second, w.name+" to see every chat", func() bool { return w.has(append(want, daveFinal)...) })
+		deadline := time.Now().Add(30 * time.Second)
+		for !w.has(append(want, daveFinal)...) {
+			if time.Now().After(deadline) {
+				w.mu.Lock()
+				var missing []string
+				for _, text := range append(want, daveFinal) {
+					if w.texts[text] == 0 {
+						missing = append(missing, text)
+					}
+				}
+				var lastSeq uint64
+				if len(w.chats) > 0 {
+					lastSeq = w.chats[len(w.chats)-1].seq
+				}
+				t.Errorf("%s saw %d chats (the last seq %d), not %q; told %+v", w.name, len(w.chats), lastSeq, missing, w.bad)
+				w.mu.Unlock()
+				for i, d := range nodes {
+					t.Logf("node-%d: chatrelay_log_lag_events %v", i+1, metricValue(t, d, "chatrelay_log_lag_events"))
+				}
+				t.FailNow()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	close(stopHealth)
 	<-healthDone
