@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,10 @@ type leasedKV struct {
 type held struct {
 	value []byte
 	rev   uint64
+	// unsure: a refresh after rev went out and no answer came (a timeout,
+	// the connection or the stream's leader lost meanwhile): the server
+	// may have stored it, under a revision this process never heard of.
+	unsure bool
 }
 
 // openLeasedKV opens (or creates, or updates) the bucket of cfg, with the
@@ -233,9 +238,10 @@ func (l *leasedKV) refresher() {
 				err = errDown
 			)
 			if !down(l.js) {
-				ctx, cancel := l.ctx()
-				rev, err = l.kv.Update(ctx, k, h.value, h.rev)
-				cancel()
+				rev, err = l.update(k, h.value, h.rev)
+				if isWrongRevision(err) && h.unsure {
+					rev, err = l.reclaim(k, h, err)
+				}
 			}
 			l.mu.Lock()
 			cur, ok := l.held[k]
@@ -246,6 +252,8 @@ func (l *leasedKV) refresher() {
 				l.held[k] = held{value: h.value, rev: rev}
 			case errors.Is(err, jetstream.ErrKeyNotFound) || isWrongRevision(err):
 				delete(l.held, k) // lost: expired, or someone else's now
+			case !errors.Is(err, errDown):
+				l.held[k] = held{value: h.value, rev: h.rev, unsure: true}
 			}
 			l.mu.Unlock()
 			if err != nil && l.onFail != nil {
@@ -253,6 +261,31 @@ func (l *leasedKV) refresher() {
 			}
 		}
 	}
+}
+
+// update writes v to k over rev (compare-and-set).
+func (l *leasedKV) update(k string, v []byte, rev uint64) (uint64, error) {
+	ctx, cancel := l.ctx()
+	defer cancel()
+	return l.kv.Update(ctx, k, v, rev)
+}
+
+// reclaim is called when a refresh of h lost its compare-and-set (err)
+// after an earlier one went unanswered: if k holds h's value, that earlier
+// write was stored, and k is still this process's; it is refreshed over
+// the revision found. Otherwise err stands: someone else has k now. (A
+// relay that adopted the session wrote the same owner: then both refresh
+// it for one session until one of them lets it go, which gives the name
+// to nobody else.)
+func (l *leasedKV) reclaim(k string, h held, err error) (uint64, error) {
+	e, gerr := l.get(k)
+	if gerr != nil {
+		return 0, gerr // still unsure: the next refresh asks again
+	}
+	if e == nil || !bytes.Equal(e.Value(), h.value) {
+		return 0, err
+	}
+	return l.update(k, h.value, e.Revision())
 }
 
 // isWrongRevision reports a compare-and-set that lost.
