@@ -99,6 +99,24 @@ func (s *Server) logEvent(r *room, seq uint64, line []byte, behind uint64) {
 	}
 }
 
+// flushFollowed sends what a follower queued while its log said more was
+// behind, if no more came (a consumer moving to another server after its
+// own died): the sweeper calls it, so such events wait a second at most.
+func (s *Server) flushFollowed() {
+	s.rooms.mu.Lock()
+	pending := false
+	for _, r := range s.rooms.byKey {
+		if r.unflushed.Load() > 0 {
+			pending = true
+			r.unflushed.Store(0)
+		}
+	}
+	s.rooms.mu.Unlock()
+	if pending {
+		s.out.Flush()
+	}
+}
+
 // followFlushEvery bounds the events of a log's backlog handed to the
 // outboxes before they are sent.
 const followFlushEvery = 64

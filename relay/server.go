@@ -582,6 +582,7 @@ func (s *Server) sweeper() {
 		}
 		s.drainICMP()
 		s.flushAnnouncements()
+		s.flushFollowed()
 		now := s.cfg.Now()
 		lv := s.knobs.load()
 		for _, m := range s.reg.Members() {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,6 +62,10 @@ type LogOptions struct {
 	// stream per login would pile up in the store. Default: streams.
 	Local relay.RoomLogs
 }
+
+// errRecentFailure is an append refused at once because the last one to
+// its room failed less than failFast ago.
+var errRecentFailure = fmt.Errorf("jetstream: %w: the room's last append failed a moment ago", relay.ErrUnavailable)
 
 // epochKey is the stream metadata key that holds a room's epoch.
 const epochKey = "chatrelay_epoch"
@@ -230,7 +235,16 @@ type roomLog struct {
 	mu     sync.Mutex // protects latest, cache
 	latest uint64     // the highest seq appended or found at open
 	cache  []cached   // cache[seq % len]: recent lines
+
+	// failedUntil (unix nanoseconds) is set when an append fails: until
+	// then appends fail at once, so that the chats queued behind one that
+	// waited out the request timeout (the stream electing a leader) are
+	// refused in microseconds instead of each waiting as long.
+	failedUntil atomic.Int64
 }
+
+// failFast is how long appends to a room fail at once after one failed.
+const failFast = time.Second
 
 // Append publishes f (without seq and epoch, which are the stream's) and
 // encodes it with the seq the server gave it.
@@ -247,6 +261,9 @@ func (l *roomLog) AppendOnce(f wire.Frame, id string) (uint64, []byte, bool, err
 	if down(l.logs.js) {
 		return 0, nil, false, errDown
 	}
+	if time.Now().UnixNano() < l.failedUntil.Load() {
+		return 0, nil, false, errRecentFailure
+	}
 	f.Seq, f.Epoch = 0, ""
 	stored := wire.AppendFrame(nil, &f)
 	var opts []jetstream.PublishOpt
@@ -257,6 +274,7 @@ func (l *roomLog) AppendOnce(f wire.Frame, id string) (uint64, []byte, bool, err
 	defer cancel()
 	ack, err := l.logs.js.Publish(ctx, l.subject, stored, opts...)
 	if err != nil {
+		l.failedUntil.Store(time.Now().Add(failFast).UnixNano())
 		return 0, nil, false, fmt.Errorf("jetstream: append to %s: %w: %w", l.subject, relay.ErrUnavailable, err)
 	}
 	if ack.Duplicate {
