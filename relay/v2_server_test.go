@@ -289,28 +289,55 @@ func TestEvictions(t *testing.T) {
 	reader := dial(t, r).login("reader")
 	watcher.expectT(wire.FrameJoin)
 
-	// 16 s pass; the watcher heartbeats, ghost does not.
-	clock.Advance(16 * time.Second)
-	watcher.sendFrames(&wire.Frame{T: wire.FramePing, Room: "main", Last: 3})
-	for {
-		f := watcher.next()
-		if f.T == wire.FrameTimeout {
-			if f.From != "ghost" {
-				t.Fatalf("timeout %+v", f)
+	// Time passes in steps shorter than the v2 timeout, the watcher
+	// heartbeating after each (its pong answered before the next step, so
+	// the sweeper never finds it silent); ghost does not heartbeat.
+	var timeouts []string
+	last := uint64(3)
+	pass := func(total time.Duration) {
+		for total > 0 {
+			step := min(total, 10*time.Second)
+			clock.Advance(step)
+			total -= step
+			watcher.sendFrames(&wire.Frame{T: wire.FramePing, Room: "main", Last: last})
+			for {
+				f := watcher.next()
+				if f.T == wire.FrameTimeout && f.Seq > last { // a ping's tail repair sends it again
+					timeouts = append(timeouts, f.From)
+					last = f.Seq
+				}
+				if f.T == wire.FramePong {
+					break
+				}
 			}
-			break
 		}
+	}
+	timedOut := func(name string) bool {
+		for _, n := range timeouts {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+	pass(16 * time.Second)
+	for deadline := time.Now().Add(10 * time.Second); !timedOut("ghost"); pass(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ghost never timed out; timeouts %q", timeouts)
+		}
+	}
+	if len(timeouts) != 1 {
+		t.Fatalf("timeouts %q, want ghost's only", timeouts)
 	}
 	reader.expect("ghost timed out")
 
 	// A classic member idle for over an hour gets a notice, then EXIT.
-	clock.Advance(time.Hour)
-	watcher.sendFrames(&wire.Frame{T: wire.FramePing, Room: "main", Last: 4})
+	pass(time.Hour)
 	reader.expect("Admin notice: you were disconnected after being idle too long")
 	reader.expect("EXIT")
-	for {
-		if f := watcher.next(); f.T == wire.FrameTimeout && f.From == "reader" {
-			break
+	for deadline := time.Now().Add(10 * time.Second); !timedOut("reader"); pass(time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reader never timed out; timeouts %q", timeouts)
 		}
 	}
 	if n := r.Server.Registry().Len(); n != 1 {
