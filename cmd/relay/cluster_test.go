@@ -367,9 +367,17 @@ func freeUDP(t *testing.T) netip.AddrPort {
 // ends (or it is killed), and waits until it answers.
 func startNodeProc(t *testing.T, url, node string) (*exec.Cmd, netip.AddrPort) {
 	t.Helper()
+	return startRelayProc(t, node, "--nats", url, "--node", node, "--name-lease", "4s")
+}
+
+// startRelayProc runs a relay process with args as well until the test
+// ends (or it is killed), and waits until it answers; node names it in
+// the test's log.
+func startRelayProc(t *testing.T, node string, args ...string) (*exec.Cmd, netip.AddrPort) {
+	t.Helper()
 	addr := freeUDP(t)
-	cmd := exec.Command(buildRelay(t), "--listen", addr.String(), "--metrics-listen", "", "--admin-socket", shortSocketPath(t),
-		"--flood", "off", "--nats", url, "--node", node, "--name-lease", "4s", "--log-level", "warn")
+	cmd := exec.Command(buildRelay(t), append([]string{"--listen", addr.String(), "--metrics-listen", "", "--admin-socket", shortSocketPath(t),
+		"--flood", "off", "--log-level", "warn"}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

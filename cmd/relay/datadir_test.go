@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,5 +123,59 @@ func TestNoDataDirNoHistory(t *testing.T) {
 	e := chatsSeen(t, bob, false, "new")["new"]
 	if e.Epoch == epoch {
 		t.Fatalf("a relay without --data-dir kept epoch %q across a restart", epoch)
+	}
+}
+
+// A relay with --data-dir killed with SIGKILL right after it acknowledged
+// chats (a v2 chat's echo comes after its store) has all of them after a
+// restart, with their seqs, and gives the next chat a later seq: no seq
+// goes to two events.
+func TestDataDirKilledKeepsSeqs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real relay processes")
+	}
+	dir := t.TempDir()
+	proc, addr := startRelayProc(t, "relay", "--data-dir", dir)
+	dial := func(addr netip.AddrPort, name string) *client.Client {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, client.Config{Addr: addr.String(), Name: name, Rand: rand.New(rand.NewPCG(uint64(len(name)), 2))})
+		if err != nil {
+			t.Fatalf("dial %s: %v", name, err)
+		}
+		t.Cleanup(func() { closeV2(c) })
+		return c
+	}
+	alice := dial(addr, "alice")
+	var texts []string
+	for i := range 30 {
+		text := fmt.Sprintf("chat %d", i)
+		if _, err := alice.Send(text); err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, text)
+	}
+	acked := chatsSeen(t, alice, false, texts...)
+	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	proc.Wait()
+
+	_, addr2 := startRelayProc(t, "restarted", "--data-dir", dir, "--backlog", "50")
+	bob := dial(addr2, "bob")
+	backlog := chatsSeen(t, bob, true, texts...)
+	var last uint64
+	for text, e := range backlog {
+		if a := acked[text]; e.Seq != a.Seq || e.Epoch != a.Epoch {
+			t.Errorf("after the kill %q is seq %d of epoch %q; acknowledged as seq %d of epoch %q", text, e.Seq, e.Epoch, a.Seq, a.Epoch)
+		}
+		last = max(last, e.Seq)
+	}
+	if _, err := bob.Send("after the kill"); err != nil {
+		t.Fatal(err)
+	}
+	// After the last chat come the room's notices (bob's join...).
+	if e := chatsSeen(t, bob, false, "after the kill")["after the kill"]; e.Seq <= last {
+		t.Fatalf("the first chat after the kill is seq %d; the last before it was %d", e.Seq, last)
 	}
 }
