@@ -252,6 +252,7 @@ func TestOneRoomWhateverItsName(t *testing.T) {
 		t.Fatalf("an inbox reopened with Local set holds %d events: it went to a stream", again.Latest())
 	}
 }
+
 // What a SIGKILL leaves is what the store wrote before each ack: a copy
 // of the directory taken while the server runs (no shutdown, no flush)
 // holds every acknowledged chat, and a server on it goes on after the
