@@ -590,12 +590,20 @@ func TestClusterWhoAndDirectMessagesAcrossNodes(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rooms, err := bob.Rooms(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rooms) != 1 || rooms[0].Count != 3 {
-		t.Fatalf("room list at node 2: %+v, want main with 3 members", rooms)
+	// Each relay learns of the others' sessions from the store's watch, a
+	// moment after they are stored.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		rooms, err := bob.Rooms(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rooms) == 1 && rooms[0].Count == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("room list at node 2: %+v, want main with 3 members", rooms)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	if _, err := alice.Msg("bob", "psst, bob"); err != nil {
