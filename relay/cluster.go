@@ -77,7 +77,13 @@ func (s *Server) sessionEvent(rec SessionRecord, gone, expired bool) {
 // message id per session and room, so the log stores it once.
 func (s *Server) announceExpired(rec SessionRecord) {
 	for _, name := range rec.Rooms {
-		log, err := s.cfg.Logs.Open(name)
+		var log RoomLog
+		var err error
+		if r := s.rooms.get(roomKey(name)); r != nil {
+			log = r.log // open here already: no request to open it again
+		} else {
+			log, err = s.cfg.Logs.Open(name)
+		}
 		if err != nil {
 			s.log.Warn("cannot announce a member's timeout", zap.String("name", rec.Name), zap.String("room", name), zap.Error(err))
 			continue
@@ -165,16 +171,7 @@ func (s *Server) remoteDM(dm DirectMessage) string {
 	if to == nil {
 		return wire.CodeNoSuchMember
 	}
-	if to.Proto == ProtoClassic {
-		s.out.Send(to, classicLine(s.words().Whisper, dm.From, dm.Text))
-		return ""
-	}
-	inbox := to.inbox.Load()
-	if inbox == nil {
-		return wire.CodeUnsupported
-	}
-	ev := wire.Frame{T: wire.FrameDM, From: dm.From, To: to.Name, ID: dm.ID, Text: dm.Text}
-	s.broadcast(inbox, &ev, nil, nil, KindDM)
+	code := s.deliverDM(to, dm.From, dm.ID, dm.Text)
 	s.out.Flush()
-	return ""
+	return code
 }

@@ -92,6 +92,17 @@ func (w *wording) joinRefusal(code string) string {
 	return w.malformed
 }
 
+// dmRefusal words the refusal of a direct message by its code.
+func (w *wording) dmRefusal(code string) string {
+	switch code {
+	case wire.CodeUnsupported:
+		return w.unsupported
+	case wire.CodeUnavailable:
+		return w.unavailable
+	}
+	return w.noSuchMember
+}
+
 // refusal returns the login refusal reason for err.
 func (w *wording) refusal(err error) (reason, result string) {
 	if r, ok := err.(loginRefusal); ok {

@@ -490,68 +490,66 @@ func (s *Server) v2Msg(g *datagram, f *wire.Frame, m *Member, _ *room, now time.
 	if !s.checkChat(m, wire.Inbox, "", f, now) {
 		return
 	}
-	refuse := func(code, reason string) {
-		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.Inbox, ID: f.ID, Code: code, Reason: reason})
-	}
 	to := s.reg.ByName(f.To)
-	var theirInbox *room
-	if to != nil {
-		theirInbox = to.inbox.Load()
-	}
+	var code, toName string
 	switch {
-	case to == nil && s.cfg.Cluster != nil:
-		s.dmElsewhere(m, f, refuse)
-		return
-	case to == nil:
-		refuse(wire.CodeNoSuchMember, s.words().noSuchMember)
-		return
-	case to.Proto == ProtoV2 && theirInbox == nil:
-		refuse(wire.CodeUnsupported, s.words().unsupported)
+	case to == m: // a note to oneself: its own copy only
+		toName = m.Name
+	case to != nil:
+		code, toName = s.deliverDM(to, m.Name, f.ID, f.Text), to.Name
+	case s.cfg.Cluster != nil:
+		code, toName = s.dmElsewhere(m, f)
+	default:
+		code = wire.CodeNoSuchMember
+	}
+	if code != "" {
+		s.sendV2(m, &wire.Frame{T: wire.FrameError, Room: wire.Inbox, ID: f.ID, Code: code, Reason: s.words().dmRefusal(code)})
 		return
 	}
-	ev := wire.Frame{T: wire.FrameDM, From: m.Name, To: to.Name, ID: f.ID, Text: f.Text}
-	if to != m {
-		if to.Proto == ProtoClassic {
-			s.out.Send(to, classicLine(s.words().Whisper, m.Name, f.Text))
-		} else {
-			theirs := ev
-			s.broadcast(theirInbox, &theirs, nil, nil, KindDM)
-		}
-	}
+	ev := wire.Frame{T: wire.FrameDM, From: m.Name, To: toName, ID: f.ID, Text: f.Text}
 	if s.broadcast(inbox, &ev, nil, nil, KindDM) {
 		m.v2.remember(f.ID, ev.Seq)
 	}
 	if ce := s.log.Check(zap.DebugLevel, "dm"); ce != nil { // never the text
-		ce.Write(zap.String("from", m.Name), zap.String("to", to.Name), zap.Int("bytes", len(f.Text)))
+		ce.Write(zap.String("from", m.Name), zap.String("to", toName), zap.Int("bytes", len(f.Text)))
 	}
 }
 
+// deliverDM hands a direct message from the member called from to to, a
+// member of this relay: one line to a classic member, an event of its
+// inbox to a v2 one. It returns "" when delivered, else the wire code of
+// the refusal (wire.CodeUnsupported: a revision-0 recipient has no inbox).
+func (s *Server) deliverDM(to *Member, from string, id uint64, text string) string {
+	if to.Proto == ProtoClassic {
+		s.out.Send(to, classicLine(s.words().Whisper, from, text))
+		return ""
+	}
+	inbox := to.inbox.Load()
+	if inbox == nil {
+		return wire.CodeUnsupported
+	}
+	ev := wire.Frame{T: wire.FrameDM, From: from, To: to.Name, ID: id, Text: text}
+	s.broadcast(inbox, &ev, nil, nil, KindDM)
+	return ""
+}
+
 // dmElsewhere sends m's direct message to a member of another relay of
-// the cluster, and acknowledges it in m's inbox once that relay delivered
-// it; else refuses it with the code that relay gave.
-func (s *Server) dmElsewhere(m *Member, f *wire.Frame, refuse func(code, reason string)) {
+// the cluster. It returns the recipient's name, and "" when that relay
+// delivered it, else the wire code of the refusal.
+func (s *Server) dmElsewhere(m *Member, f *wire.Frame) (code, to string) {
 	rec, ok := s.remoteMember(f.To)
 	if !ok {
-		refuse(wire.CodeNoSuchMember, s.words().noSuchMember)
-		return
+		return wire.CodeNoSuchMember, ""
 	}
 	code, err := s.cfg.Cluster.SendDM(rec.Node, DirectMessage{From: m.Name, To: rec.Name, ID: f.ID, Text: f.Text})
 	switch {
 	case err != nil:
 		s.obs.DatagramDropped(DropUnavailable)
-		refuse(wire.CodeUnavailable, s.words().unavailable)
-		return
-	case code == wire.CodeUnsupported:
-		refuse(code, s.words().unsupported)
-		return
-	case code != "":
-		refuse(wire.CodeNoSuchMember, s.words().noSuchMember)
-		return
+		return wire.CodeUnavailable, rec.Name
+	case code != "" && code != wire.CodeUnsupported:
+		return wire.CodeNoSuchMember, rec.Name
 	}
-	ev := wire.Frame{T: wire.FrameDM, From: m.Name, To: rec.Name, ID: f.ID, Text: f.Text}
-	if s.broadcast(m.inbox.Load(), &ev, nil, nil, KindDM) {
-		m.v2.remember(f.ID, ev.Seq)
-	}
+	return code, rec.Name
 }
 
 // KickFromRoom removes the member called name from one room: a v2 member is

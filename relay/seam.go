@@ -216,8 +216,9 @@ type SessionStore interface {
 	// Put writes the session (token "" for classic), replacing what it
 	// held before: this process holds it from now on.
 	Put(rec SessionRecord, token string) error
-	// Delete forgets the session if this process still holds it.
-	Delete(rec SessionRecord, token string)
+	// Delete forgets the session id (its token, "" for classic) if this
+	// process still holds it.
+	Delete(id, token string)
 	// ByToken returns the v2 session whose token is token.
 	ByToken(token string) (rec SessionRecord, ok bool, err error)
 	// Classic returns the classic sessions stored by node ("": by any),

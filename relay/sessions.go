@@ -47,7 +47,7 @@ func (s *Server) saveSession(m *Member) {
 // forgetSession deletes m's record, if sessions are stored.
 func (s *Server) forgetSession(m *Member) {
 	if s.cfg.Sessions != nil {
-		s.cfg.Sessions.Delete(s.record(m), m.Token)
+		s.cfg.Sessions.Delete(m.ID, m.Token)
 	}
 }
 
@@ -147,7 +147,7 @@ func (s *Server) restoreClassic() {
 		m, err := s.reg.Adopt(rec, "", from, local, now)
 		if err != nil {
 			s.log.Warn("classic session not restored", zap.String("name", rec.Name), zap.Error(err))
-			s.cfg.Sessions.Delete(rec, "")
+			s.cfg.Sessions.Delete(rec.ID, "")
 			continue
 		}
 		s.enterRooms(m, []string{wire.RoomMain})

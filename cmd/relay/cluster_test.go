@@ -53,16 +53,22 @@ func startNodes(t *testing.T, url string, n int, opt func(*Options)) []*daemon {
 	t.Helper()
 	nodes := make([]*daemon, n)
 	for i := range nodes {
-		o := testOptions(t)
-		o.NATS = url
-		o.Node = fmt.Sprintf("node-%d", i+1)
-		o.Flood = "off"
-		if opt != nil {
-			opt(&o)
-		}
-		nodes[i] = startDaemon(t, o)
+		nodes[i] = startDaemon(t, nodeOptions(t, url, i, opt))
 	}
 	return nodes
+}
+
+// nodeOptions are the options of relay node i+1 on the NATS server at url,
+// with opt applied.
+func nodeOptions(t *testing.T, url string, i int, opt func(*Options)) Options {
+	o := testOptions(t)
+	o.NATS = url
+	o.Node = fmt.Sprintf("node-%d", i+1)
+	o.Flood = "off"
+	if opt != nil {
+		opt(&o)
+	}
+	return o
 }
 
 // Three relays on one NATS cluster serve one room: every member, whatever
@@ -240,16 +246,7 @@ func TestClusterNATSUnreachable(t *testing.T) {
 		_, body := get("/metrics")
 		return strings.TrimSpace(grepPrefix(body, name+" "))
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("gave up waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitFor := func(what string, cond func() bool) { t.Helper(); waitUntil(t, 15*time.Second, what, cond) }
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz with NATS up: %d", code)
 	}
@@ -404,20 +401,7 @@ func startRelayProc(t *testing.T, node string, args ...string) (*exec.Cmd, netip
 // loginOK sends one classic login of name to addr and reports whether it
 // got OK within 200 ms (quitting the session then).
 func loginOK(addr netip.AddrPort, name string) bool {
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addr))
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	c.Write([]byte("L " + name))
-	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	b := make([]byte, 256)
-	n, err := c.Read(b)
-	if err == nil && string(b[:n]) == "OK" {
-		c.Write([]byte("Q " + name))
-		return true
-	}
-	return false
+	return classicLogin(net.UDPAddrFromAddrPort(addr), name, 200*time.Millisecond) == "OK"
 }
 
 // A relay node is killed (SIGKILL) mid-chat: its v2 member resumes on

@@ -277,13 +277,7 @@ func startLoggedNodes(t *testing.T, url string, n int, opt func(*Options)) []*da
 	t.Helper()
 	nodes := make([]*daemon, n)
 	for i := range nodes {
-		o := testOptions(t)
-		o.NATS = url
-		o.Node = fmt.Sprintf("node-%d", i+1)
-		o.Flood = "off"
-		if opt != nil {
-			opt(&o)
-		}
+		o := nodeOptions(t, url, i, opt)
 		var buf syncBuffer
 		log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(&buf), zap.InfoLevel))
 		t.Cleanup(func() {

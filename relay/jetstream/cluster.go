@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
 // Cluster is relay.Cluster on a NATS connection: the sessions are the
@@ -46,7 +47,7 @@ func (c *Cluster) SendDM(node string, dm relay.DirectMessage) (string, error) {
 	msg, err := c.nc.Request(dmSubject(node), b, c.timeout)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return "no_such_member", nil // that relay is gone
+			return wire.CodeNoSuchMember, nil // that relay is gone
 		}
 		return "", unavailable("direct message to relay "+node, err)
 	}
@@ -56,7 +57,7 @@ func (c *Cluster) SendDM(node string, dm relay.DirectMessage) (string, error) {
 func (c *Cluster) ServeDMs(node string, fn func(relay.DirectMessage) string) (func(), error) {
 	sub, err := c.nc.Subscribe(dmSubject(node), func(msg *nats.Msg) {
 		var dm relay.DirectMessage
-		code := "no_such_member"
+		code := wire.CodeNoSuchMember
 		if json.Unmarshal(msg.Data, &dm) == nil {
 			code = fn(dm)
 		}

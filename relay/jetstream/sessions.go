@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -73,11 +72,11 @@ func (s *Sessions) Close() { s.kv.close() }
 
 // sessionKey is the record's key: "t" and the token's SHA-256 (v2), or
 // "c" and the ID in hex (classic).
-func sessionKey(rec relay.SessionRecord, token string) string {
-	if rec.Proto == relay.ProtoV2 || token != "" {
+func sessionKey(id, token string) string {
+	if token != "" {
 		return tokenKey(token)
 	}
-	return "c" + hex.EncodeToString([]byte(rec.ID))
+	return "c" + hex.EncodeToString([]byte(id))
 }
 
 func tokenKey(token string) string {
@@ -90,14 +89,14 @@ func (s *Sessions) Put(rec relay.SessionRecord, token string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.kv.put(sessionKey(rec, token), b); err != nil {
+	if err := s.kv.put(sessionKey(rec.ID, token), b); err != nil {
 		return fmt.Errorf("store session of %q: %w", rec.Name, err)
 	}
 	return nil
 }
 
-func (s *Sessions) Delete(rec relay.SessionRecord, token string) {
-	s.kv.drop(sessionKey(rec, token))
+func (s *Sessions) Delete(id, token string) {
+	s.kv.drop(sessionKey(id, token))
 }
 
 func (s *Sessions) ByToken(token string) (relay.SessionRecord, bool, error) {
@@ -121,30 +120,29 @@ func (s *Sessions) Classic(node string) ([]relay.SessionRecord, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.kv.timeout)
 	defer cancel()
-	keys, err := s.kv.kv.ListKeys(ctx)
+	// One watch hands over every record stored, then nil: one request for
+	// all of them, not one per key.
+	w, err := s.kv.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, unavailable("list sessions", err)
 	}
+	defer w.Stop()
 	var recs []relay.SessionRecord
-	for k := range keys.Keys() {
-		if !strings.HasPrefix(k, "c") {
-			continue
-		}
-		e, err := s.kv.get(k)
-		if err != nil {
-			_ = keys.Stop()
-			return nil, err
-		}
-		var rec relay.SessionRecord
-		if e == nil || json.Unmarshal(e.Value(), &rec) != nil || rec.Proto != relay.ProtoClassic {
-			continue
-		}
-		if node == "" || rec.Node == node {
-			recs = append(recs, rec)
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				return recs, nil
+			}
+			var rec relay.SessionRecord
+			if !strings.HasPrefix(e.Key(), "c") || json.Unmarshal(e.Value(), &rec) != nil || rec.Proto != relay.ProtoClassic {
+				continue
+			}
+			if node == "" || rec.Node == node {
+				recs = append(recs, rec)
+			}
+		case <-ctx.Done():
+			return recs, unavailable("list sessions", ctx.Err())
 		}
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return recs, unavailable("list sessions", ctx.Err())
-	}
-	return recs, nil
 }
