@@ -43,7 +43,15 @@ type lane struct {
 //     moves on to the next lane; it exits when the ready queue is empty.
 //
 // One executor task therefore serves many datagrams: the pool hand-off is
-// amortized, not paid per datagram. Memory is bounded by maxQueued
+// amortized, not paid per datagram. A worker is started only when no
+// running worker is free to take the ready lanes (takers is zero: each is
+// flushing, which may send for milliseconds), so a read batch from many
+// senders wakes one worker, not one per sender: each wake-up and each
+// worker going idle again costs the Go scheduler a round of system calls,
+// which at high rates costs more than the handlers themselves. Where
+// handlers may wait (a room log, session store or cluster behind the
+// network: perLane), every ready lane may have a worker of its own, so
+// that one sender's wait never holds up another's datagrams. Memory is bounded by maxQueued
 // datagrams in all and maxPerSender per lane; beyond either, enqueue drops
 // and counts instead of blocking.
 type dispatcher struct {
@@ -55,6 +63,7 @@ type dispatcher struct {
 	maxQueued    int
 	maxPerSender int
 	maxWorkers   int
+	perLane      bool   // handlers may wait: start a worker per ready lane
 	work         func() // d.run, bound once so Invoke does not allocate
 
 	mu      sync.Mutex // protects the fields below and every lane's items, spare, inflight and scheduled
@@ -62,12 +71,13 @@ type dispatcher struct {
 	ready   []*lane // FIFO of lanes waiting for a worker
 	queued  int     // datagrams in lanes, not yet handled
 	workers int     // running tasks
+	takers  int     // running tasks that take lanes (not flushing): they will see new ready lanes
 	closed  bool
 	abandon bool          // set when the drain deadline passed: drop, don't handle
 	idle    chan struct{} // closed when closed && workers == 0
 }
 
-func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, obs Observer, handle, release func(*datagram), afterBatch func()) *dispatcher {
+func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLane bool, obs Observer, handle, release func(*datagram), afterBatch func()) *dispatcher {
 	if afterBatch == nil {
 		afterBatch = func() {}
 	}
@@ -80,6 +90,7 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, obs O
 		maxQueued:    maxQueued,
 		maxPerSender: maxPerSender,
 		maxWorkers:   maxWorkers,
+		perLane:      perLane,
 		lanes:        make(map[netip.AddrPort]*lane),
 		idle:         make(chan struct{}),
 	}
@@ -90,42 +101,80 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, obs O
 // enqueue takes ownership of g. It never blocks. When g is refused, the
 // buffer is released and the drop is counted.
 func (d *dispatcher) enqueue(g datagram) {
+	gs := [1]datagram{g}
+	d.enqueueAll(gs[:], nil)
+}
+
+// enqueueAll takes ownership of every datagram in gs (a read batch), under
+// one lock, and starts the workers they need. It never blocks. A refused
+// datagram's buffer is released and the drop counted; refused is scratch
+// space for them (it may be nil) and is returned for reuse. gs is cleared.
+func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) []refusal {
+	refused = refused[:0]
 	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		d.drop(&g, DropShutdown)
-		return
+	for i := range gs {
+		g := &gs[i]
+		if d.closed {
+			refused = append(refused, refusal{*g, DropShutdown})
+			continue
+		}
+		if d.queued >= d.maxQueued {
+			refused = append(refused, refusal{*g, DropQueueFull})
+			continue
+		}
+		l := d.lanes[g.from]
+		if l == nil {
+			l = &lane{from: g.from}
+			d.lanes[g.from] = l
+		} else if len(l.items)+l.inflight >= d.maxPerSender {
+			refused = append(refused, refusal{*g, DropSenderQueue})
+			continue
+		}
+		l.items = append(l.items, *g)
+		d.queued++
+		if !l.scheduled {
+			l.scheduled = true
+			d.ready = append(d.ready, l)
+		}
 	}
-	if d.queued >= d.maxQueued {
-		d.mu.Unlock()
-		d.obs.PoolRejected()
-		d.drop(&g, DropQueueFull)
-		return
-	}
-	l := d.lanes[g.from]
-	if l == nil {
-		l = &lane{from: g.from}
-		d.lanes[g.from] = l
-	} else if len(l.items)+l.inflight >= d.maxPerSender {
-		d.mu.Unlock()
-		d.drop(&g, DropSenderQueue)
-		return
-	}
-	l.items = append(l.items, g)
-	d.queued++
-	if !l.scheduled {
-		l.scheduled = true
-		d.ready = append(d.ready, l)
-	}
-	start := len(d.ready) > 0 && d.workers < d.maxWorkers
-	if start {
-		d.workers++
-	}
+	starts := d.startsLocked()
 	d.obs.Queued(d.queued) // under mu, so the gauge's updates are in order
 	d.mu.Unlock()
-	if start {
+	clear(gs)
+	for range starts {
 		d.startWorker()
 	}
+	for i := range refused {
+		if refused[i].reason == DropQueueFull {
+			d.obs.PoolRejected()
+		}
+		d.drop(&refused[i].g, refused[i].reason)
+	}
+	clear(refused)
+	return refused
+}
+
+// refusal is a datagram enqueueAll refused, and why.
+type refusal struct {
+	g      datagram
+	reason string
+}
+
+// startsLocked counts the workers to start for the ready lanes, and counts
+// them as running (and taking lanes): with perLane one per ready lane that
+// no taker will take, else one if no worker takes lanes now. d.mu must be
+// held.
+func (d *dispatcher) startsLocked() int {
+	n := 0
+	if d.perLane {
+		n = len(d.ready) - d.takers
+	} else if d.takers == 0 && len(d.ready) > 0 {
+		n = 1
+	}
+	n = max(min(n, d.maxWorkers-d.workers), 0)
+	d.workers += n
+	d.takers += n
+	return n
 }
 
 // invokeRetries bounds how often startWorker retries a refused Invoke. A
@@ -155,6 +204,7 @@ func (d *dispatcher) startWorker() {
 func (d *dispatcher) invokeFailed() {
 	d.mu.Lock()
 	d.workers--
+	d.takers--
 	var orphans []datagram
 	if d.workers == 0 {
 		for _, l := range d.ready {
@@ -182,7 +232,7 @@ const flushEvery = 64
 
 func (d *dispatcher) run() {
 	unflushed := 0 // datagrams handled since this worker last flushed
-	d.mu.Lock()
+	d.mu.Lock()    // startsLocked counted this worker among the takers
 	for len(d.ready) > 0 {
 		l := d.ready[0]
 		d.ready[0] = nil
@@ -213,22 +263,26 @@ func (d *dispatcher) run() {
 			delete(d.lanes, l.from)
 		}
 		d.obs.Queued(d.queued)
-		// The flush comes after the lane is given back: under steady load
-		// the goroutine that sends may send for long, and the sender whose
-		// batch it handled must not wait for that (its pings and repairs
-		// would go unanswered). A lane that is ready again gets a worker
-		// of its own if one may start.
-		start := len(d.ready) > 0 && d.workers < d.maxWorkers
-		if start {
-			d.workers++
-		}
 		// Flush when no lane waits (at low load: at once, after each
 		// datagram), else after flushEvery datagrams: under load the events
 		// of many lanes leave together, many per system call.
 		unflushed += len(batch)
 		flush := len(d.ready) == 0 || unflushed >= flushEvery
+		// The flush comes after the lane is given back: under steady load
+		// the goroutine that sends may send for long, and the sender whose
+		// batch it handled must not wait for that (its pings and repairs
+		// would go unanswered). While this worker flushes it takes no
+		// lanes: a lane ready meanwhile gets a worker of its own if no
+		// other worker takes lanes.
+		starts := 0
+		if flush {
+			d.takers--
+			starts = d.startsLocked()
+		} else if d.perLane {
+			starts = d.startsLocked()
+		}
 		d.mu.Unlock()
-		if start {
+		for range starts {
 			d.startWorker()
 		}
 		if flush {
@@ -236,9 +290,17 @@ func (d *dispatcher) run() {
 			unflushed = 0
 		}
 		d.mu.Lock()
+		if flush {
+			d.takers++
+		}
 	}
+	d.takers--
 	if unflushed > 0 { // lanes came and went while this worker handled others
+		starts := d.startsLocked() // none while another worker takes lanes
 		d.mu.Unlock()
+		for range starts {
+			d.startWorker()
+		}
 		d.afterBatch()
 		d.mu.Lock()
 	}

@@ -40,7 +40,7 @@ func (e *refusingExec) Invoke(task func()) error {
 }
 
 func newTestDispatcher(exec Executor, obs Observer, handled *[]int, mu *sync.Mutex, released *int) *dispatcher {
-	return newDispatcher(exec, 100, 10, 4, obs,
+	return newDispatcher(exec, 100, 10, 4, false, obs,
 		func(g *datagram) { mu.Lock(); *handled = append(*handled, g.n); *released++; mu.Unlock() },
 		func(g *datagram) { mu.Lock(); *released++; mu.Unlock() }, nil)
 }
@@ -133,4 +133,104 @@ func (e *gatedExec) Invoke(task func()) error {
 	e.wg.Add(1)
 	go func() { defer e.wg.Done(); <-e.gate; task() }()
 	return nil
+}
+
+// countingExec counts Invokes and runs each task on a goroutine once gate
+// is closed.
+type countingExec struct {
+	gate    chan struct{}
+	mu      sync.Mutex
+	invokes int
+	wg      sync.WaitGroup
+}
+
+func (e *countingExec) Invoke(task func()) error {
+	e.mu.Lock()
+	e.invokes++
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); <-e.gate; task() }()
+	return nil
+}
+
+// A read batch from several senders wakes one worker, which handles every
+// sender's datagrams in that sender's order; where handlers may wait
+// (perLane) each sender's lane gets a worker of its own.
+func TestDispatcherWorkersForAReadBatch(t *testing.T) {
+	for _, perLane := range []bool{false, true} {
+		exec := &countingExec{gate: make(chan struct{})}
+		var (
+			mu      sync.Mutex
+			handled = map[netip.AddrPort][]int{}
+		)
+		d := newDispatcher(exec, 100, 10, 8, perLane, NopObserver{},
+			func(g *datagram) { mu.Lock(); handled[g.from] = append(handled[g.from], g.n); mu.Unlock() },
+			func(*datagram) {}, nil)
+		var batch []datagram
+		senders := []netip.AddrPort{
+			netip.MustParseAddrPort("127.0.0.1:1"), netip.MustParseAddrPort("127.0.0.1:2"),
+			netip.MustParseAddrPort("127.0.0.1:3"), netip.MustParseAddrPort("127.0.0.1:4"),
+		}
+		for i := range 3 {
+			for _, from := range senders {
+				batch = append(batch, datagram{n: i, from: from})
+			}
+		}
+		d.enqueueAll(batch, nil)
+		exec.mu.Lock()
+		invokes := exec.invokes
+		exec.mu.Unlock()
+		want := 1
+		if perLane {
+			want = len(senders)
+		}
+		if invokes != want {
+			t.Errorf("perLane=%v: %d workers started for one batch from %d senders, want %d", perLane, invokes, len(senders), want)
+		}
+		close(exec.gate)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		exec.wg.Wait()
+		for _, from := range senders {
+			if got := handled[from]; len(got) != 3 || got[0] != 0 || got[1] != 1 || got[2] != 2 {
+				t.Errorf("perLane=%v: %v handled %v, want [0 1 2]", perLane, from, got)
+			}
+		}
+	}
+}
+
+// Where handlers may wait, one sender's waiting handler does not hold up
+// another sender's datagrams.
+func TestDispatcherPerLaneWaitDoesNotHoldOthers(t *testing.T) {
+	exec := &countingExec{gate: make(chan struct{})}
+	close(exec.gate)
+	a, b := netip.MustParseAddrPort("127.0.0.1:1"), netip.MustParseAddrPort("127.0.0.1:2")
+	release := make(chan struct{})
+	handledB := make(chan struct{})
+	d := newDispatcher(exec, 100, 10, 8, true, NopObserver{},
+		func(g *datagram) {
+			if g.from == a {
+				<-release // a store that does not answer yet
+			} else {
+				close(handledB)
+			}
+		},
+		func(*datagram) {}, nil)
+	d.enqueue(datagram{from: a})
+	d.enqueue(datagram{from: b})
+	select {
+	case <-handledB:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sender b's datagram waited for sender a's handler")
+	}
+	close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec.wg.Wait()
 }

@@ -67,8 +67,11 @@ type Config struct {
 	// fragments. Default 8192; -1 means SendBudget.
 	LoopbackSendBudget int
 	// FanoutShards is how many goroutines may send the room's fan-out at
-	// once, each to its share of the members. Default: the number of CPUs
-	// the Go runtime uses (GOMAXPROCS), at most 8.
+	// once, each to its share of the members. Default: four per CPU the Go
+	// runtime uses (GOMAXPROCS), at most 16. A shard's sender spends nearly
+	// all its time in sendmmsg, where the kernel also delivers on loopback
+	// and wakes the receivers, and is preempted there: with more senders
+	// than CPUs the CPUs stay busy (docs/BENCHMARKS.md, issue 11).
 	FanoutShards int
 	// NoBatch reads and sends one datagram per system call instead of many
 	// (recvmmsg and sendmmsg on Linux); for comparisons. Default false.
@@ -170,7 +173,7 @@ func (c *Config) setDefaults() error {
 		c.LoopbackSendBudget = c.SendBudget
 	}
 	if c.FanoutShards == 0 {
-		c.FanoutShards = min(runtime.GOMAXPROCS(0), 8)
+		c.FanoutShards = min(4*runtime.GOMAXPROCS(0), 16)
 	}
 	if c.SweepEvery == 0 {
 		c.SweepEvery = time.Second
@@ -322,13 +325,24 @@ func New(cfg Config) (*Server, error) {
 	}
 	size := cfg.MaxDatagram + 1 // one spare byte tells an oversize datagram apart
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
-	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, s.obs, s.handle, s.release, s.flushBatch)
+	// Handlers wait on the network where a store outside this process
+	// keeps the rooms, names or sessions: then every sender's lane may have
+	// a worker of its own.
+	_, memNames := cfg.Names.(*memDirectory)
+	_, memLogs := cfg.Logs.(memLogs)
+	mayWait := !memNames || !memLogs || cfg.Sessions != nil || cfg.Cluster != nil
+	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, mayWait, s.obs, s.handle, s.release, s.flushBatch)
 	return s, nil
 }
 
-// Serve reads datagrams from uc until Shutdown (or until uc is closed). It
-// returns nil after Shutdown. The caller owns uc and closes it after
-// Shutdown returns. Serve (or ServeGroup) may be called once.
+// Serve reads datagrams from uc until Shutdown. It returns nil after
+// Shutdown. Serve takes the socket over: where it reads and sends with its
+// own system calls (Linux, batching on) it keeps a duplicate of the
+// descriptor, closes uc at once (taking the socket out of Go's poller, see
+// udpio.NewOpts) and closes the socket when Shutdown returns; elsewhere it
+// reads uc until Shutdown or until the caller closes uc. Closing uc after
+// Shutdown is harmless either way. Serve (or ServeGroup) may be called
+// once.
 func (s *Server) Serve(uc *net.UDPConn) error { return s.ServeGroup([]*net.UDPConn{uc}) }
 
 // ServeGroup is Serve on several sockets bound to the same address (an
@@ -349,6 +363,9 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	for _, uc := range ucs {
 		conn, err := udpio.NewOpts(uc, udpio.Options{Batch: !s.cfg.NoBatch})
 		if err != nil {
+			for _, c := range conns {
+				_ = c.Close()
+			}
 			close(s.ready)
 			return err
 		}
@@ -396,6 +413,10 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 // Each datagram's buffer is handed off with it, and the reader takes a
 // fresh one in its place: exactly one Put per Get.
 func (s *Server) readLoop(conn *udpio.Conn) error {
+	// The reader sleeps and wakes in recvmmsg's kernel wait on a thread of
+	// its own, not through the scheduler and its netpoller (udpio.Reader).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	r := conn.NewReader()
 	max := s.cfg.MaxDatagram
 	pkts := make([]udpio.Packet, udpio.ReadBatch)
@@ -410,14 +431,16 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 		}
 	}()
 	failures := 0
-	var rxDrops uint32 // the kernel's drop count already reported
+	var rxDrops uint32                   // the kernel's drop count already reported
+	gs := make([]datagram, 0, len(pkts)) // the batch for the dispatcher
+	var refused []refusal
 	for {
 		n, err := r.Read(pkts)
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			if isICMPError(err) {
+			if isICMPError(err) || errors.Is(err, udpio.ErrQueuedErrors) {
 				// A queued ICMP error surfaces here first: read the queue.
 				s.drainICMP()
 				continue
@@ -456,9 +479,13 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 				s.floodDrop(v, "source", p.From.String())
 				continue
 			}
-			s.disp.enqueue(datagram{buf: bufs[i], n: p.N, from: p.From, local: p.Local})
+			gs = append(gs, datagram{buf: bufs[i], n: p.N, from: p.From, local: p.Local})
 			bufs[i] = s.bufs.Get().(*[]byte)
 			p.Buf = *bufs[i]
+		}
+		if len(gs) > 0 { // the whole batch in one step: one lock, one worker woken
+			refused = s.disp.enqueueAll(gs, refused)
+			gs = gs[:0]
 		}
 	}
 }
@@ -503,6 +530,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.out.Send(m, notice)
 		s.out.Send(m, []byte(wire.ReplyExit))
+	}
+	for _, c := range s.conns { // the sockets were taken over (udpio.NewOpts): closed here
+		_ = c.Close()
 	}
 	s.log.Info("relay server stopped", zap.Int("members_told", len(members)), zap.NamedError("drain", err))
 	return err

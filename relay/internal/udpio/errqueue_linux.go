@@ -35,7 +35,7 @@ import (
 // errors, which are never seen.
 func (c *Conn) EnableRecvErr() error {
 	var serr error
-	err := c.raw.Control(func(fd uintptr) {
+	err := c.control(func(fd uintptr) {
 		// IPv4 errors are queued by IP_RECVERR, also for the IPv4-mapped
 		// peers of a dual-stack socket.
 		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1); serr != nil {
@@ -80,7 +80,7 @@ func (c *Conn) DrainErrors(fn func(dst netip.AddrPort, errno syscall.Errno)) int
 		)
 		// Control, not Read: Read would wait for the lock that a Read
 		// blocked in another goroutine holds. MSG_DONTWAIT never waits.
-		err := c.raw.Control(func(fd uintptr) {
+		err := c.control(func(fd uintptr) {
 			for {
 				_, oobn, _, from, rerr = unix.Recvmsg(int(fd), payload[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 				if rerr != unix.EINTR {

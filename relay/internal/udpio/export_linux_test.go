@@ -7,7 +7,7 @@ import "golang.org/x/sys/unix"
 // MSG_ERRQUEUE read would dequeue even with MSG_PEEK). For tests.
 func PeekErrQueue(c *Conn) bool {
 	var pending bool
-	_ = c.raw.Control(func(fd uintptr) {
+	_ = c.control(func(fd uintptr) {
 		fds := []unix.PollFd{{Fd: int32(fd)}}
 		n, err := unix.Poll(fds, 0)
 		pending = err == nil && n == 1 && fds[0].Revents&unix.POLLERR != 0

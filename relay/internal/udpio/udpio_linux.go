@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -19,18 +20,33 @@ import (
 )
 
 // Conn is a UDP socket prepared for the relay. Its methods are safe for
-// concurrent use.
+// concurrent use. Lock order: dupMu before fdMu (a duplicate is made
+// under dupMu from fd); readMu is taken alone.
 type Conn struct {
 	uc      *net.UDPConn
-	raw     syscall.RawConn
-	family  int       // AF_INET or AF_INET6 (dual-stack)
-	pktinfo bool      // bound to a wildcard address: track each datagram's destination
-	bc      batchConn // recvmmsg/sendmmsg; nil when batching is off
+	raw     syscall.RawConn // uc's, until the socket is taken over (own)
+	family  int             // AF_INET or AF_INET6 (dual-stack)
+	pktinfo bool            // bound to a wildcard address: track each datagram's destination
+	bc      batchConn       // recvmmsg/sendmmsg; nil when batching is off
 
 	rxDrops uint32 // the kernel's count of datagrams dropped at this socket; reader-owned
 
-	dupMu  sync.Mutex // protects dups and closed
-	dups   []int      // descriptors duplicated for batches (Batch.plat.fd), closed with c
+	// own: the socket was taken out of Go's poller (see NewOpts) and is
+	// reached through fd only; fd is -1 once closed.
+	own   bool
+	fdMu  sync.RWMutex // held shared while fd is used, exclusively to close it
+	fd    int
+	laddr net.Addr
+
+	readMu sync.Mutex // serialises Read in own mode
+	reader *Reader    // Read's, in own mode; guarded by readMu
+
+	deadline  atomic.Int64 // the read deadline in Unix nanoseconds for raw Readers; 0: none
+	closedNow atomic.Bool  // closed, for raw Readers to see without the lock
+
+	dupMu  sync.Mutex   // protects dups, raws and closed
+	dups   []int        // descriptors duplicated for batches (Batch.plat.fd), closed with c
+	raws   []*rawReader // the raw Readers, whose descriptors c closes (or wakes them to)
 	closed bool
 }
 
@@ -86,7 +102,21 @@ func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udpio: prepare socket: %w", err)
 	}
+	c.fd, c.laddr = -1, uc.LocalAddr()
 	if o.Batch {
+		if fd, ok := takeOver(raw); ok {
+			// Go's poller registers every socket (edge-triggered, reads
+			// and writes): each datagram received and each one sent (its
+			// buffer freed on loopback) then wakes the poller, and the
+			// scheduler's idle threads call epoll_wait for nothing, at
+			// high rates more often than the relay sends. The Conn keeps a
+			// duplicate of the descriptor and closes uc, which takes the
+			// socket out of the poller; it reads and sends with its own
+			// system calls (batchPlat, rawReader).
+			c.fd, c.own = fd, true
+			_ = uc.Close()
+			return c, nil
+		}
 		if c.family == unix.AF_INET {
 			c.bc = ipv4.NewPacketConn(uc)
 		} else {
@@ -96,14 +126,69 @@ func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 	return c, nil
 }
 
+// takeOver duplicates raw's descriptor.
+func takeOver(raw syscall.RawConn) (int, bool) { return dupFD(raw.Control) }
+
+// dupFD duplicates (close-on-exec) the descriptor that control hands over.
+func dupFD(control func(func(fd uintptr)) error) (int, bool) {
+	fd := -1
+	var derr error
+	if err := control(func(sfd uintptr) { fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		return -1, false
+	}
+	return fd, true
+}
+
+// control runs f on the socket's descriptor, held open meanwhile.
+func (c *Conn) control(f func(fd uintptr)) error {
+	if !c.own {
+		return c.raw.Control(f)
+	}
+	c.fdMu.RLock()
+	defer c.fdMu.RUnlock()
+	if c.fd < 0 {
+		return net.ErrClosed
+	}
+	f(uintptr(c.fd))
+	return nil
+}
+
+// write is control for a send job (RawConn.Write's contract: fn returns
+// true when done, which sendJob.run always does).
+func (c *Conn) write(fn func(fd uintptr) bool) error {
+	if !c.own {
+		return c.raw.Write(fn)
+	}
+	c.fdMu.RLock()
+	defer c.fdMu.RUnlock()
+	if c.fd < 0 {
+		return net.ErrClosed
+	}
+	fn(uintptr(c.fd))
+	return nil
+}
+
 // Batching reports whether c reads and writes many datagrams per call.
-func (c *Conn) Batching() bool { return c.bc != nil }
+func (c *Conn) Batching() bool { return c.bc != nil || c.own }
 
 // Read reads one datagram into b. from is the sender (IPv4 unmapped); local
 // is the address the datagram was sent to when the socket is on a wildcard
 // address, and the invalid Addr otherwise. oob is scratch space of OOBSize
 // bytes.
 func (c *Conn) Read(b, oob []byte) (n int, from netip.AddrPort, local netip.Addr, err error) {
+	if c.own {
+		c.readMu.Lock()
+		defer c.readMu.Unlock()
+		if c.reader == nil {
+			c.reader = c.newReader(1)
+		}
+		var p [1]Packet
+		p[0].Buf = b
+		if _, err := c.reader.Read(p[:]); err != nil {
+			return 0, netip.AddrPort{}, netip.Addr{}, err
+		}
+		return p[0].N, p[0].From, p[0].Local, nil
+	}
 	n, oobn, _, from, err := c.uc.ReadMsgUDPAddrPort(b, oob)
 	if err != nil {
 		return n, from, local, err
@@ -188,7 +273,7 @@ func (c *Conn) Send(b []byte, d *Dest) error {
 	j := sendJobs.Get().(*sendJob)
 	j.b, j.one[0] = b, d
 	j.dests = j.one[:]
-	err := c.raw.Write(j.fn)
+	err := c.write(j.fn)
 	if err == nil {
 		err = j.lastErr
 	}
@@ -214,7 +299,7 @@ func (c *Conn) SendAll(b []byte, dests []*Dest) (failed int) {
 	for len(dests) > 0 {
 		n := min(len(dests), sendChunk)
 		j.dests = dests[:n]
-		if err := c.raw.Write(j.fn); err != nil {
+		if err := c.write(j.fn); err != nil {
 			j.failed += n // the socket is closed
 		}
 		dests = dests[n:]
@@ -325,9 +410,8 @@ func (c *Conn) dup() (int, bool) {
 	if c.closed {
 		return -1, false
 	}
-	nfd := -1
-	var derr error
-	if err := c.raw.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+	nfd, ok := dupFD(c.control)
+	if !ok {
 		return -1, false
 	}
 	c.dups = append(c.dups, nfd)
@@ -337,12 +421,8 @@ func (c *Conn) dup() (int, bool) {
 // send sends the batch: one sendmmsg for all (on the batch's own
 // descriptor) when batching is on, else one sendmsg each.
 func (b *Batch) send() {
-	if b.c.bc == nil {
-		for i := range b.n {
-			if b.c.Send(b.bufs[i][0], b.dests[i]) != nil {
-				b.fail(i)
-			}
-		}
+	if !b.c.Batching() {
+		b.sendEach()
 		return
 	}
 	if b.plat.fail == nil {
@@ -356,7 +436,11 @@ func (b *Batch) send() {
 		}
 	}
 	if b.plat.fd < 0 {
-		b.sendShared()
+		if b.c.own {
+			b.sendEach() // no descriptor of its own: one sendmsg each
+		} else {
+			b.sendShared()
+		}
 		return
 	}
 	for i := range b.n {
@@ -382,6 +466,15 @@ func (b *Batch) send() {
 	for i := range b.n {
 		b.plat.iovs[i].Base = nil
 		b.plat.hdrs[i].Hdr = unix.Msghdr{}
+	}
+}
+
+// sendEach sends the batch with one Send per datagram.
+func (b *Batch) sendEach() {
+	for i := range b.n {
+		if b.c.Send(b.bufs[i][0], b.dests[i]) != nil {
+			b.fail(i)
+		}
 	}
 }
 
@@ -493,20 +586,45 @@ func (j *sendJob) run(fd uintptr) bool {
 const sendTries = 32
 
 // LocalAddr returns the socket's bound address.
-func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
 
 // SetReadDeadline unblocks or bounds Read, as net.Conn's.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	var d int64
+	if !t.IsZero() {
+		d = max(t.UnixNano(), 1)
+	}
+	c.deadline.Store(d)
+	if d != 0 {
+		c.wakeReaders() // to sleep until the new deadline, or return at once
+	}
+	if c.own {
+		return nil
+	}
+	return c.uc.SetReadDeadline(t)
+}
 
 // Close closes the socket; a blocked Read returns net.ErrClosed.
 func (c *Conn) Close() error {
 	c.dupMu.Lock()
 	c.closed = true
+	c.closedNow.Store(true)
+	c.closeReadersLocked()
 	for _, fd := range c.dups {
 		unix.Close(fd)
 	}
 	c.dups = nil
 	c.dupMu.Unlock()
+	if c.own {
+		c.fdMu.Lock()
+		defer c.fdMu.Unlock()
+		if c.fd < 0 {
+			return net.ErrClosed
+		}
+		err := unix.Close(c.fd)
+		c.fd = -1
+		return err
+	}
 	return c.uc.Close()
 }
 
@@ -514,21 +632,31 @@ func (c *Conn) Close() error {
 // batches. It belongs to one goroutine, the only one that may call Read
 // and the Conn's RxDrops.
 type Reader struct {
-	c    *Conn
-	ms   []ipv4.Message
-	bufs [][]byte // ms[i].Buffers is bufs[i : i+1]
-	oob  []byte   // OOBSize bytes per message
+	c      *Conn
+	raw    *rawReader // recvmmsg on its own descriptor; nil: through x/net
+	failed bool       // own mode, and the Reader could not have a descriptor
+	ms     []ipv4.Message
+	bufs   [][]byte // ms[i].Buffers is bufs[i : i+1]
+	oob    []byte   // OOBSize bytes per message
 }
 
 // NewReader returns c's reader; c should have only one.
 func (c *Conn) NewReader() *Reader {
 	n := 1
-	if c.bc != nil {
+	if c.Batching() {
 		n = ReadBatch
 	}
+	return c.newReader(n)
+}
+
+// newReader is NewReader for up to n datagrams per Read.
+func (c *Conn) newReader(n int) *Reader {
 	r := &Reader{c: c, ms: make([]ipv4.Message, n), bufs: make([][]byte, n), oob: make([]byte, n*OOBSize)}
 	for i := range r.ms {
 		r.ms[i].Buffers = r.bufs[i : i+1]
+	}
+	if c.Batching() && !r.newRaw(n) && c.own {
+		r.failed = true // no descriptor of its own: it reads nothing
 	}
 	return r
 }
@@ -539,6 +667,12 @@ func (c *Conn) NewReader() *Reader {
 func (r *Reader) Read(pkts []Packet) (n int, err error) {
 	if len(pkts) == 0 {
 		return 0, nil
+	}
+	if r.raw != nil {
+		return r.readRaw(pkts)
+	}
+	if r.failed {
+		return 0, net.ErrClosed
 	}
 	if r.c.bc == nil {
 		p := &pkts[0]
