@@ -35,17 +35,18 @@ type Machine struct {
 
 // ScenarioReport is one scenario's steps and per-relay summary.
 type ScenarioReport struct {
-	Name      string        `json:"name"`
-	Members   int           `json:"members"`
-	Senders   int           `json:"senders"`
-	Rooms     int           `json:"rooms,omitempty"` // the members are in this many rooms of Members/Rooms (rooms1000)
-	DurationS float64       `json:"step_duration_s"`
-	Budget    int           `json:"budget_bytes"`
-	DerivedOf string        `json:"derived_from,omitempty"` // the rows are those of that scenario
-	Results   []Result      `json:"steps"`
-	Summary   []Summary     `json:"summary"`
-	Notes     []string      `json:"notes,omitempty"`
-	elapsed   time.Duration // for the title
+	Name       string        `json:"name"`
+	Members    int           `json:"members"`
+	Senders    int           `json:"senders"`
+	Rooms      int           `json:"rooms,omitempty"` // the members are in this many rooms of Members/Rooms (rooms1000)
+	DurationS  float64       `json:"step_duration_s"`
+	Budget     int           `json:"budget_bytes"`
+	RefSenders int           `json:"ref_senders,omitempty"`  // sender threads of batch and coalesce
+	DerivedOf  string        `json:"derived_from,omitempty"` // the rows are those of that scenario
+	Results    []Result      `json:"steps"`
+	Summary    []Summary     `json:"summary"`
+	Notes      []string      `json:"notes,omitempty"`
+	elapsed    time.Duration // for the title
 }
 
 // Title is the scenario's heading line.
@@ -55,6 +56,9 @@ func (s *ScenarioReport) Title() string {
 		members = fmt.Sprintf("%d members in %d rooms of %d", s.Members, s.Rooms, s.Members/s.Rooms)
 	}
 	t := fmt.Sprintf("%s: %s, %d senders, %v per step, budget %d bytes", s.Name, members, s.Senders, time.Duration(s.DurationS*float64(time.Second)), s.Budget)
+	if s.RefSenders > 0 {
+		t += fmt.Sprintf(", %d reference senders", s.RefSenders)
+	}
 	if s.DerivedOf != "" {
 		t += " (the rows of " + s.DerivedOf + ")"
 	}
@@ -177,7 +181,7 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 		if c.durationSet {
 			p.duration = c.sc.Duration
 		}
-		sr := ScenarioReport{Name: p.name, Members: p.members, Senders: p.senders, DurationS: p.duration.Seconds(), Budget: c.sc.Budget}
+		sr := ScenarioReport{Name: p.name, Members: p.members, Senders: p.senders, DurationS: p.duration.Seconds(), Budget: c.sc.Budget, RefSenders: c.sc.RefSenders}
 		began := time.Now()
 		if p.derive != "" {
 			sr.DerivedOf = p.derive
@@ -391,7 +395,12 @@ func (e *env) startRelay(name string, budget int) (*proc, netip.AddrPort, Proto,
 		p.onStop = cleanup
 		return p, addr, proto, nil
 	default:
-		p, err := startProc(e.self, []string{"--serve-ref", name, "--listen", addr.String(), "--budget", strconv.Itoa(budget)}, addr, e.logs, waitLogin)
+		senders := e.c.sc.RefSenders
+		if senders == 0 {
+			senders = defaultRefSenders
+		}
+		p, err := startProc(e.self, []string{"--serve-ref", name, "--listen", addr.String(), "--budget", strconv.Itoa(budget),
+			"--ref-senders", strconv.Itoa(senders)}, addr, e.logs, waitLogin)
 		return p, addr, ProtoClassic, err
 	}
 }

@@ -22,15 +22,17 @@ import (
 //   - raw recvmmsg/sendmmsg through unix.Syscall6 with our own mmsghdr
 //     arrays, never through net.UDPConn or x/net, whose calls take the
 //     descriptor's read or write lock;
-//   - one reader thread and two sender threads (runtime.LockOSThread), each
-//     sender with its own dup of the socket, so that the two sendmmsg calls
-//     really run at once; members are split between them by index parity,
+//   - one reader thread and --ref-senders sender threads (6 by default:
+//     more than the CPUs, since a sender is preempted inside sendmmsg, where
+//     the kernel also delivers on loopback; runtime.LockOSThread), each
+//     sender with its own dup of the socket, so that the sendmmsg calls
+//     really run at once; member i belongs to sender i mod the senders,
 //     which a login never changes, so a member's lines stay in order;
 //   - a member's sockaddr is resolved once, at login; each sender keeps one
 //     prebuilt message array and only points its entries at a sockaddr and
 //     a line;
 //   - a chat line is encoded once per chat (coalesce: each packing once per
-//     read batch) into the batch's arena, shared by both senders;
+//     read batch) into the batch's arena, shared by all senders;
 //   - up to 1,024 messages per recvmmsg and per sendmmsg;
 //   - 16 MiB socket buffers, forced (SO_RCVBUFFORCE/SO_SNDBUFFORCE) when
 //     permitted;
@@ -39,12 +41,19 @@ import (
 //     locked thread.
 
 const (
-	fastBatch  = 1024     // messages per recvmmsg and per sendmmsg
-	fastBuf    = 16 << 20 // socket buffers
-	fastJobs   = 32       // read batches in flight between reader and senders
-	fastDgram  = 2048     // largest datagram read
-	fastShards = 2        // sender threads
+	fastBatch = 1024     // messages per recvmmsg and per sendmmsg
+	fastBuf   = 16 << 20 // socket buffers
+	fastJobs  = 32       // read batches in flight between reader and senders
+	fastDgram = 2048     // largest datagram read
 )
+
+// fastShards is how many sender threads the loops run (--ref-senders).
+var fastShards = defaultRefSenders
+
+// defaultRefSenders is --ref-senders' default: the most of 2, 3, 4, 6 and 8
+// measured on the 2-core machine, for batch and coalesce alike (more
+// senders than CPUs keep both CPUs in sendmmsg: docs/BENCHMARKS.md).
+const defaultRefSenders = 6
 
 // fastMember is a logged-in member: its sockaddr, resolved at login.
 type fastMember struct {
@@ -57,7 +66,7 @@ type span struct{ off, n int32 }
 // memberPack says that member idx gets packing pack (coalesce).
 type memberPack struct{ idx, pack int32 }
 
-// fastJob is one read batch's fan-out, shared read-only by both senders.
+// fastJob is one read batch's fan-out, shared read-only by all senders.
 type fastJob struct {
 	stop    bool
 	members []fastMember // the membership when the batch was read
@@ -139,8 +148,8 @@ type fastRef struct {
 	fd       int // the reader's descriptor
 	coalesce bool
 	budget   int
-	queues   [fastShards]fastQueue
-	sfds     [fastShards]int // each sender's dup of fd
+	queues   []fastQueue
+	sfds     []int // each sender's dup of fd
 	free     chan *fastJob
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -169,7 +178,8 @@ func startFastRef(listen string, coalesce bool, budget int) (*fastRef, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	f := &fastRef{fd: fd, coalesce: coalesce, budget: budget, free: make(chan *fastJob, fastJobs), index: map[uint64]int32{}}
+	f := &fastRef{fd: fd, coalesce: coalesce, budget: budget, free: make(chan *fastJob, fastJobs), index: map[uint64]int32{},
+		queues: make([]fastQueue, fastShards), sfds: make([]int, fastShards)}
 	for i := range f.sfds {
 		f.sfds[i], f.queues[i].efd = -1, -1
 	}
@@ -233,7 +243,7 @@ func (f *fastRef) stop() {
 
 // read is the reader thread: recvmmsg (blocking until one datagram, then
 // whatever else is queued, up to fastBatch), membership, encoding, and the
-// hand-off of the batch to both senders.
+// hand-off of the batch to every sender.
 func (f *fastRef) read() {
 	defer f.wg.Done()
 	runtime.LockOSThread()
@@ -313,7 +323,7 @@ func (f *fastRef) read() {
 		}
 		j.finish()
 		j.members = f.list[:len(f.list):len(f.list)]
-		j.refs.Store(fastShards)
+		j.refs.Store(int32(fastShards))
 		for s := range f.queues {
 			f.queues[s].push(j)
 		}
@@ -407,7 +417,7 @@ func appendPacked(arena []byte, spans []span, chats []fastChat, skip int32, budg
 	return arena, spans
 }
 
-// send is sender thread s: the members of index parity s, for every job,
+// send is sender thread s: the members i with i mod the senders = s, for every job,
 // through its own descriptor, fastBatch messages per sendmmsg.
 func (f *fastRef) send(s int) {
 	defer f.wg.Done()
@@ -450,7 +460,7 @@ func (w *fastSender) add(m *fastMember, v *unix.Iovec) {
 	}
 }
 
-// lines: every chat to every member of parity s but its sender.
+// lines: every chat to every member of sender s but its sender.
 func (w *fastSender) lines(j *fastJob, s int) {
 	for c := range j.spans {
 		for i := s; i < len(j.members); i += fastShards {
@@ -461,7 +471,7 @@ func (w *fastSender) lines(j *fastJob, s int) {
 	}
 }
 
-// packed: each member of parity s gets its packing's datagrams.
+// packed: each member of sender s gets its packing's datagrams.
 func (w *fastSender) packed(j *fastJob, s int) {
 	sp := 0
 	for i := s; i < len(j.members); i += fastShards {

@@ -15,9 +15,9 @@ import (
 // TestFastRefDelivers runs the batch and coalesce references in process on
 // loopback with a small room: after a login, a quit (which moves the last
 // member into the hole) and a chat from the member who left, every chat
-// reaches every other member exactly once and in order through both sender
-// threads (members of even and odd index), never its sender, and nothing
-// reaches the member who left.
+// reaches every other member exactly once and in order through every sender
+// thread (member i is sent to by sender i mod the senders), never its sender, and
+// nothing reaches the member who left.
 func TestFastRefDelivers(t *testing.T) {
 	for _, coalesce := range []bool{false, true} {
 		name := refBatch

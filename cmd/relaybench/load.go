@@ -17,14 +17,15 @@ import (
 
 // Scenario is one room and how a measured step runs in it.
 type Scenario struct {
-	Members   int
-	Senders   int
-	Duration  time.Duration // sending time per step
-	Receivers int           // receiver goroutines (each its own epoll)
-	RcvBuf    int           // SO_RCVBUF(FORCE) bytes per UDP member socket
-	Drain     time.Duration // longest wait for stragglers after the last send
-	Budget    int           // largest datagram a receiver must take whole (coalescing relays)
-	V2Rev     uint64        // the revision v2 members offer in their hello (--v2-rev; wire.Rev by default)
+	Members    int
+	Senders    int
+	Duration   time.Duration // sending time per step
+	Receivers  int           // receiver goroutines (each its own epoll)
+	RcvBuf     int           // SO_RCVBUF(FORCE) bytes per UDP member socket
+	Drain      time.Duration // longest wait for stragglers after the last send
+	Budget     int           // largest datagram a receiver must take whole (coalescing relays)
+	V2Rev      uint64        // the revision v2 members offer in their hello (--v2-rev; wire.Rev by default)
+	RefSenders int           // sender threads of the batch and coalesce references (--ref-senders)
 }
 
 // batch is the number of messages per recvmmsg/sendmmsg call.

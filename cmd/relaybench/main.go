@@ -99,6 +99,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.relayLogs, "relay-logs", false, "pass the relays' stderr through")
 	fs.StringVar(&c.serveRef, "serve-ref", "", "internal: serve a reference relay (naive, batch, coalesce or nats) on --listen, or jetstream (nats-server with JetStream in --store-dir, for nodes2)")
 	fs.StringVar(&c.listen, "listen", "", "internal: address for --serve-ref")
+	fs.IntVar(&c.sc.RefSenders, "ref-senders", defaultRefSenders, "sender threads of the batch and coalesce references, each on its own dup of the socket")
 	fs.StringVar(&c.storeDir, "store-dir", "", "internal: JetStream's `directory` for --serve-ref jetstream")
 	defineStormFlags(fs, &c.storm)
 	defineRoomsFlags(fs, &c.rooms)
@@ -169,6 +170,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--senders: 1 to min(members, 99)")
 	case c.sc.Duration <= 0 || c.sc.Duration > 10*time.Minute:
 		return c, errors.New("--duration: positive, at most 10m")
+	case c.sc.RefSenders < 1 || c.sc.RefSenders > 64:
+		return c, errors.New("--ref-senders: 1 to 64")
 	case c.sc.Receivers < 1 || c.sc.Receivers > 64:
 		return c, errors.New("--receivers: 1 to 64")
 	case c.sc.Drain < 0 || c.sc.Drain > time.Minute:
@@ -209,7 +212,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if c.serveRef != "" {
-		return serveRef(c.serveRef, c.listen, c.storeDir, c.sc.Budget, stderr)
+		return serveRef(c.serveRef, c.listen, c.storeDir, c.sc.Budget, c.sc.RefSenders, stderr)
 	}
 	rep, err := bench(c, stderr)
 	if err != nil {
@@ -250,7 +253,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // serveRef runs a reference relay (or, for jetstream, the NATS server of
 // nodes2, storing in storeDir) until SIGTERM/SIGINT.
-func serveRef(kind, listen, storeDir string, budget int, stderr io.Writer) int {
+func serveRef(kind, listen, storeDir string, budget, senders int, stderr io.Writer) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	if kind == refNATS || kind == serveJetStream {
@@ -273,7 +276,8 @@ func serveRef(kind, listen, storeDir string, budget int, stderr io.Writer) int {
 		return 0
 	}
 	if kind == refBatch || kind == refCoalesce {
-		// Three locked threads block in syscalls: with a P for each, one
+		fastShards = senders
+		// The locked threads (reader, senders) block in syscalls: with a P for each, one
 		// that wakes never waits for sysmon to take a P back.
 		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), fastShards+2))
 		f, err := startFastRef(listen, kind == refCoalesce, budget)
