@@ -9,14 +9,20 @@
 //
 //  1. Server.readLoop reads datagrams, up to 64 per recvmmsg (with the local
 //     address each was sent to, IP_PKTINFO), drops and counts empty or
-//     oversize ones, and hands each buffer to the dispatcher, taking a fresh
-//     one in its place. It never parses, never answers, never blocks. With
-//     --readers N there are N sockets in an SO_REUSEPORT group, one reader
-//     each; the kernel keeps each sender on one socket.
-//  2. The dispatcher appends the datagram to its sender's lane. A full queue
-//     (all senders, or this sender) drops and counts it. A lane is run by at
-//     most one worker at a time, so each sender's requests are handled in
-//     the order they arrived, while different senders run in parallel.
+//     oversize ones, and hands the read batch to the dispatcher in one step,
+//     taking fresh buffers in their place. It never parses, never answers,
+//     never blocks. On Linux the socket is out of Go's poller (udpio.NewOpts)
+//     and the reader, locked to its thread, sleeps in the kernel (ppoll)
+//     when the socket is empty. With --readers N there are N sockets in an
+//     SO_REUSEPORT group, one reader each; the kernel keeps each sender on
+//     one socket.
+//  2. The dispatcher appends each datagram to its sender's lane. A full
+//     queue (all senders, or this sender) drops and counts it. A lane is run
+//     by at most one worker at a time, so each sender's requests are handled
+//     in the order they arrived. A worker is started when no running worker
+//     takes lanes (they are all flushing): a read batch wakes one worker, not
+//     one per sender. Where handlers may wait on the network (a store behind
+//     NATS), each ready lane may have a worker of its own.
 //  3. A worker (an Executor task) takes a lane's backlog, handles each
 //     datagram in order, and moves on to the next ready lane; it exits when
 //     none is left. One pool task thus serves many datagrams. Handler
@@ -27,7 +33,7 @@
 //  5. A broadcast is sequenced and encoded once by its room's log
 //     (RoomLog.Append), then queued, in sequence order (room.deliver), with
 //     the room's snapshot of members (one atomic load, no lock), in each
-//     shard's outbox (fanout.go; one shard per CPU, each member in the
+//     shard's outbox (fanout.go; four shards per CPU, each member in the
 //     shard its address picks). A worker flushes when no lane waits (at low
 //     load: after each datagram) or after 64 datagrams: a shard nobody is
 //     sending gets it as its sender until it is empty, so at low load the
@@ -35,8 +41,9 @@
 //     together, packed for v2 members into datagrams up to the send budget
 //     (larger to loopback) and 64 frames. A reply to a member queues behind what was
 //     queued before it. Every datagram of a flush, whatever its room, goes
-//     through one udpio.Batch: sendmmsg with MSG_DONTWAIT, up to 64
-//     datagrams per call, so many small rooms fill each call; a failing or
+//     through the shard's udpio.Batch: sendmmsg with MSG_DONTWAIT on the
+//     shard's own descriptor, up to 1,024 datagrams per call, so many small
+//     rooms fill each call; a failing or
 //     full recipient is counted and skipped, and no send can block a worker.
 //
 // # The seam
