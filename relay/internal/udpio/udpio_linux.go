@@ -154,7 +154,10 @@ func (c *Conn) control(f func(fd uintptr)) error {
 }
 
 // write is control for a send job (RawConn.Write's contract: fn returns
-// true when done, which sendJob.run always does).
+// true when done, which sendJob.run always does). It repeats control's
+// body rather than wrapping fn in a closure for it: the closure would
+// escape (control hands f to RawConn.Control) and cost an allocation per
+// send.
 func (c *Conn) write(fn func(fd uintptr) bool) error {
 	if !c.own {
 		return c.raw.Write(fn)
