@@ -4,7 +4,6 @@ package udpio
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -13,11 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrQueuedErrors is returned by Read when the socket reports an error
-// queued (IP_RECVERR) and no datagram: the caller drains the queue
-// (DrainErrors) and reads again.
-var ErrQueuedErrors = errors.New("udpio: errors queued on the socket")
 
 // rawReader is a Reader's own path on Linux: recvmmsg called directly
 // (unix.Syscall6) on the Reader's own duplicate of the socket, with a

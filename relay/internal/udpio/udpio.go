@@ -9,9 +9,15 @@
 package udpio
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 )
+
+// ErrQueuedErrors is returned by Read when the socket reports an error
+// queued (IP_RECVERR) and no datagram: the caller drains the queue
+// (DrainErrors) and reads again. Only Linux returns it.
+var ErrQueuedErrors = errors.New("udpio: errors queued on the socket")
 
 // OOBSize is the control-message buffer a Read needs for the packet info.
 const OOBSize = 128
