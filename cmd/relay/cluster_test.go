@@ -28,7 +28,7 @@ import (
 // ends, and returns its client URL.
 func startNATS(t *testing.T) *server.Server {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{
+	return runNATS(t, &server.Options{
 		ServerName: "test-nats",
 		Host:       "127.0.0.1",
 		Port:       -1, // a free port
@@ -37,12 +37,19 @@ func startNATS(t *testing.T) *server.Server {
 		NoLog:      true,
 		NoSigs:     true,
 	})
+}
+
+// runNATS starts a nats-server with opts, waits until it takes clients and
+// shuts it down when the test ends (if the test did not already).
+func runNATS(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
+		t.Fatalf("nats-server %s not ready", opts.ServerName)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	return ns
@@ -220,14 +227,7 @@ func TestClusterOneNameOneOK(t *testing.T) {
 func TestClusterNATSUnreachable(t *testing.T) {
 	dir := t.TempDir()
 	opts := &server.Options{ServerName: "test-nats", Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	ns := runNATS(t, opts)
 	port := ns.Addr().(*net.TCPAddr).Port
 	nodes := startNodes(t, ns.ClientURL(), 1, nil)
 	d := nodes[0]
@@ -285,15 +285,7 @@ func TestClusterNATSUnreachable(t *testing.T) {
 
 	// NATS back on the same port and store: the relay recovers by itself.
 	opts.Port = port
-	ns2, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns2.Start()
-	t.Cleanup(func() { ns2.Shutdown(); ns2.WaitForShutdown() })
-	if !ns2.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready again")
-	}
+	runNATS(t, opts)
 	waitFor("/healthz to answer 200 again", func() bool { code, _ := get("/healthz"); return code == http.StatusOK })
 	waitFor("bob's login to succeed", func() bool {
 		bm.send("L bob")

@@ -87,15 +87,7 @@ func startNATSCluster(t *testing.T, n int) *natsCluster {
 // start (or starts again) server i with its options.
 func (c *natsCluster) start(i int) {
 	c.t.Helper()
-	ns, err := server.NewServer(c.opts[i])
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("%s not ready", c.opts[i].ServerName)
-	}
-	c.t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := runNATS(c.t, c.opts[i])
 	c.servers[i] = ns
 	// Started again: on the same client port, which the relays know.
 	c.opts[i].Port = ns.Addr().(*net.TCPAddr).Port

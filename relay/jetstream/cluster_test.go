@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatrelay/chatrelay/relay"
@@ -38,7 +37,7 @@ func startCluster(t *testing.T) []*server.Server {
 	}
 	servers := make([]*server.Server, n)
 	for i := range n {
-		ns, err := server.NewServer(&server.Options{
+		servers[i] = runServer(t, &server.Options{
 			ServerName: fmt.Sprintf("nats-%d", i+1),
 			Host:       "127.0.0.1",
 			Port:       -1,
@@ -49,15 +48,6 @@ func startCluster(t *testing.T) []*server.Server {
 			NoLog:      true,
 			NoSigs:     true,
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ns.Start()
-		if !ns.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats-server not ready")
-		}
-		t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-		servers[i] = ns
 	}
 	js := dial(t, servers[0])
 	deadline := time.Now().Add(30 * time.Second)
@@ -79,16 +69,7 @@ func startCluster(t *testing.T) []*server.Server {
 // dial connects to ns alone until the test ends.
 func dial(t *testing.T, ns *server.Server) natsjs.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return jsOver(t, ns.ClientURL())
 }
 
 // consumersOn returns the consumers of stream that server i hosts.

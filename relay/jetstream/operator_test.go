@@ -17,7 +17,14 @@ import (
 // the test ends (before the server).
 func connect(t *testing.T, e *jetstream.Embedded) natsjs.JetStream {
 	t.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(e.Server))
+	return jsOver(t, "", nats.InProcessServer(e.Server))
+}
+
+// jsOver connects to url with opts, closed when the test ends, and returns
+// JetStream over it.
+func jsOver(t *testing.T, url string, opts ...nats.Option) natsjs.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
