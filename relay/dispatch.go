@@ -274,13 +274,10 @@ func (d *dispatcher) run() {
 		// would go unanswered). While this worker flushes it takes no
 		// lanes: a lane ready meanwhile gets a worker of its own if no
 		// other worker takes lanes.
-		starts := 0
 		if flush {
 			d.takers--
-			starts = d.startsLocked()
-		} else if d.perLane {
-			starts = d.startsLocked()
 		}
+		starts := d.startsLocked() // none while this worker takes lanes, unless perLane
 		d.mu.Unlock()
 		for range starts {
 			d.startWorker()
