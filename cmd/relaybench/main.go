@@ -68,6 +68,7 @@ type config struct {
 	storeDir    string
 	relayLogs   bool
 	stopAfter   int
+	bisect      int // steps between a ladder's best pass and first failure, each halving the gap
 	timeLimit   time.Duration
 	storm       stormConfig // --scenario joinstorm
 	rooms       roomsConfig // --scenario rooms1000
@@ -93,6 +94,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all); or rooms1000 (relay CPU per delivery in 1,000 rooms of 10 v2 members against one room of 100, on one ladder of offered deliveries/s, the steps alternating: see --rooms-*; not part of all); or nodes2 (a room on two relays sharing one NATS JetStream server against one relay on it, in memory and --data-dir: p99 at 20 x 200 chats/s, then the room100 ladder, the relays' steps alternating: see --nodes-*; not part of all)")
 	fs.StringVar(&c.plotDir, "plot", "", "write SVG and PNG charts against room size into `dir` (room scenarios)")
 	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
+	fs.IntVar(&c.bisect, "bisect", 2, "on a room ladder, steps between a relay's best sustained rate and its first failure, each at the geometric mean of the two (1: to about x1.22; 2: x1.11; 3: x1.05)")
 	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of tables")
 	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON report to `path` (tables still print)")
@@ -180,6 +182,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--budget: 512 to 65507")
 	case c.stopAfter < -1:
 		return c, errors.New("--stop-after: 0 or more")
+	case c.bisect < 0 || c.bisect > 5:
+		return c, errors.New("--bisect: 0 to 5")
 	case c.timeLimit < 0:
 		return c, errors.New("--time-limit: 0 or more")
 	}

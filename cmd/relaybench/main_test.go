@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -376,6 +377,8 @@ func TestParseFlags(t *testing.T) {
 		{"--budget", "100"},
 		{"--rates", "1,x"},
 		{"--members", "1"},
+		{"--bisect", "-1"},
+		{"--bisect", "9"},
 		{"extra"},
 	}
 	for _, args := range bad {
@@ -388,8 +391,8 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("--proto both: %v %v", c.relays, err)
 	}
 	c, err = parse([]string{"--scenario", "all"}, &bytes.Buffer{})
-	if err != nil || c.stopAfter != 1 || c.timeLimit == 0 {
-		t.Errorf("--scenario all: stop-after %d, time limit %v, %v", c.stopAfter, c.timeLimit, err)
+	if err != nil || c.stopAfter != 1 || c.timeLimit == 0 || c.bisect != 2 {
+		t.Errorf("--scenario all: stop-after %d, time limit %v, bisect %d, %v", c.stopAfter, c.timeLimit, c.bisect, err)
 	}
 	ps, _ := presets("all")
 	var names []string
@@ -401,6 +404,50 @@ func TestParseFlags(t *testing.T) {
 	}
 	if l := ladderFor(1000); l[0] != 50 || !slices.IsSorted(l) {
 		t.Errorf("ladder for 1000 members: %v", l)
+	}
+}
+
+// TestBisect: between a ladder's best pass and first failure, each step
+// halves the gap, so a relay's sustained rate is known to x1.11 after two
+// steps; it stops at the first error, and runs nothing without a pass or
+// a failure to bisect.
+func TestBisect(t *testing.T) {
+	capacity := 70_000 // the rate a relay sustains, unknown to the ladder
+	for _, tc := range []struct {
+		pass, fail, n int
+		want          []int // the rates stepped
+		best          int   // the best sustained rate after the steps
+	}{
+		{63_333, 94_444, 1, []int{77_339}, 63_333},
+		{63_333, 94_444, 2, []int{77_339, 69_986}, 69_986},
+		{63_333, 94_444, 3, []int{77_339, 69_986, 73_570}, 69_986},
+		{63_333, 94_444, 0, nil, 63_333},
+		{0, 50, 2, nil, 0},          // nothing sustained: no pass to bisect from
+		{94_444, 0, 2, nil, 94_444}, // no failure: the top of the ladder passed
+		{10, 11, 2, nil, 10},        // adjacent: no rate in between
+	} {
+		var stepped []int
+		best := tc.pass
+		err := bisect(tc.pass, tc.fail, tc.n, func(rate int) (bool, error) {
+			stepped = append(stepped, rate)
+			if rate <= capacity {
+				best = max(best, rate)
+				return true, nil
+			}
+			return false, nil
+		})
+		if err != nil || !slices.Equal(stepped, tc.want) || best != tc.best {
+			t.Errorf("bisect(%d, %d, %d): stepped %v, best %d, %v; want %v, best %d", tc.pass, tc.fail, tc.n, stepped, best, err, tc.want, tc.best)
+		}
+	}
+	if got := float64(capacity) / 69_986; got > 1.11 {
+		t.Errorf("two steps leave the capacity x%.3f above the best pass", got)
+	}
+	boom := errors.New("relay exited")
+	calls := 0
+	err := bisect(63_333, 94_444, 3, func(int) (bool, error) { calls++; return false, boom })
+	if !errors.Is(err, boom) || calls != 1 {
+		t.Errorf("bisect after an error: %d calls, %v", calls, err)
 	}
 }
 
