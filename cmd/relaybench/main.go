@@ -69,6 +69,7 @@ type config struct {
 	relayLogs   bool
 	stopAfter   int
 	bisect      int // steps between a ladder's best pass and first failure, each halving the gap
+	alternate   bool
 	timeLimit   time.Duration
 	storm       stormConfig // --scenario joinstorm
 	rooms       roomsConfig // --scenario rooms1000
@@ -95,6 +96,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.plotDir, "plot", "", "write SVG and PNG charts against room size into `dir` (room scenarios)")
 	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
 	fs.IntVar(&c.bisect, "bisect", 2, "on a room ladder, steps between a relay's best sustained rate and its first failure, each at the geometric mean of the two (1: to about x1.22; 2: x1.11; 3: x1.05)")
+	fs.BoolVar(&c.alternate, "alternate", true, "on a room ladder, start every relay at once and let them take turns at each rate (false: one relay's whole ladder after another's)")
 	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of tables")
 	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON report to `path` (tables still print)")

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -558,5 +559,54 @@ func TestRunSurvivesAFailingRelay(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "FAILED") {
 		t.Errorf("stderr does not say what failed: %s", errb.String())
+	}
+}
+
+// TestTurns: on a ladder the relays are all started and logged in at once
+// and take turns at each rate, the order reversed at every rate; a relay
+// that cannot start is reported and the others still climb; rows come out
+// grouped by relay, in the ladder's order.
+func TestTurns(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	var errb bytes.Buffer
+	c := config{relayBin: "/bin/false", stopAfter: 1, bisect: 1, alternate: true,
+		sc: Scenario{Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget, V2Rev: wire.Rev, RefSenders: 2}}
+	e := &env{c: c, tmp: t.TempDir(), self: self, relayBin: c.relayBin, logs: devnull, stderr: &errb, start: time.Now()}
+	p := preset{name: "turns", members: 10, senders: 2, rates: []int{200, 400}, ladder: true,
+		duration: 250 * time.Millisecond, relays: []string{refNaive, relayClassic, refBatch}}
+	var sr ScenarioReport
+	e.runPreset(p, &sr)
+
+	var order []string
+	for _, line := range strings.Split(errb.String(), "\n") {
+		var name string
+		var rate int
+		if _, err := fmt.Sscanf(line, "relaybench: turns: %s %d chats/s", &name, &rate); err == nil {
+			order = append(order, fmt.Sprintf("%s%d", strings.TrimSuffix(name, ","), rate))
+		}
+	}
+	if want := []string{"naive200", "batch200", "batch400", "naive400"}; !slices.Equal(order, want) {
+		t.Errorf("steps ran in the order %v, want %v\n%s", order, want, errb.String())
+	}
+	var got []string
+	for _, r := range sr.Results {
+		got = append(got, fmt.Sprintf("%s%d", r.Relay, r.OfferedRate))
+		if !r.Sustained || r.Delivered != r.Expected || r.Expected == 0 {
+			t.Errorf("%s at %d: delivered %d of %d", r.Relay, r.OfferedRate, r.Delivered, r.Expected)
+		}
+	}
+	if want := []string{"naive200", "naive400", "batch200", "batch400"}; !slices.Equal(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	if len(e.failures) != 1 || !strings.Contains(e.failures[0], relayClassic) || !strings.Contains(errb.String(), "FAILED") {
+		t.Errorf("failures %q", e.failures)
 	}
 }
