@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -68,15 +67,7 @@ func TestV2Room100Revisions(t *testing.T) {
 		t.Fatal(ps, err)
 	}
 	p := ps[0]
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	self, devnull := selfAndDevNull(t)
 	e := &env{tmp: t.TempDir(), self: self, logs: devnull, stderr: devnull, start: time.Now(), relayBin: relayBin(t)}
 	for _, tc := range []struct {
 		args []string

@@ -272,15 +272,7 @@ func relayBin(t *testing.T) string {
 // order, nothing of the first step leaks into the second, and a v2 sender
 // sees its own chats echoed. It asserts correctness only, no timing.
 func TestSmoke(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
+	self, devnull := selfAndDevNull(t)
 	e := &env{tmp: t.TempDir(), self: self, logs: devnull, stderr: devnull, start: time.Now()}
 	for _, name := range allRelays {
 		t.Run(name, func(t *testing.T) {
@@ -295,6 +287,22 @@ func TestSmoke(t *testing.T) {
 			smokeSteps(t, p, addr, proto)
 		})
 	}
+}
+
+// selfAndDevNull is the test binary (it serves the references: TestMain)
+// and /dev/null for the relays' logs, closed when t ends.
+func selfAndDevNull(t *testing.T) (string, *os.File) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { devnull.Close() })
+	return self, devnull
 }
 
 // smokeSteps logs 10 members in to the relay p serves on addr and runs two
@@ -567,15 +575,7 @@ func TestRunSurvivesAFailingRelay(t *testing.T) {
 // that cannot start is reported and the others still climb; rows come out
 // grouped by relay, in the ladder's order.
 func TestTurns(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer devnull.Close()
+	self, devnull := selfAndDevNull(t)
 	var errb bytes.Buffer
 	c := config{relayBin: "/bin/false", stopAfter: 1, bisect: 1, alternate: true,
 		sc: Scenario{Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget, V2Rev: wire.Rev, RefSenders: 2}}
