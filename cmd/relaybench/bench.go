@@ -3,13 +3,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/netip"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -232,285 +230,37 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// runPreset runs each relay of p as a fresh process, logs the room in once
-// and runs p's rates against it, appending the steps to sr.
+// runPreset runs p's relays, each a fresh process with p's room logged
+// in once: on a room ladder (--alternate) all at once, taking turns at
+// each rate; else one after another. Their steps are appended to sr.
 func (e *env) runPreset(p preset, sr *ScenarioReport) {
 	sc := e.c.sc
 	sc.Members, sc.Senders, sc.Duration = p.members, p.senders, p.duration
 	if p.ladder && e.c.alternate && len(p.relays) > 1 {
-		if err := raiseFDLimit(uint64(len(p.relays)*sc.Members) + 256); err == nil {
-			e.runTurns(p, sc, sr)
+		err := raiseFDLimit(uint64(len(p.relays)*sc.Members) + 256)
+		if err == nil {
+			e.runTurns(p, p.relays, sc, sr)
 			return
-		} else {
-			sr.Notes = append(sr.Notes, fmt.Sprintf("relays run one after another, not in turns: %v", err))
 		}
+		sr.Notes = append(sr.Notes, fmt.Sprintf("relays run one after another, not in turns: %v", err))
 	}
 	for _, name := range p.relays {
 		if e.overTime() {
 			sr.Notes = append(sr.Notes, fmt.Sprintf("%s: skipped, past --time-limit %v", name, e.c.timeLimit))
 			continue
 		}
-		rows, notes, err := e.runRelay(p, name, sc)
-		sr.Results = append(sr.Results, rows...)
-		sr.Notes = append(sr.Notes, notes...)
-		if err != nil {
-			// One relay failing (a crash, a refused login) must not throw
-			// away the others' numbers of a ten-minute run.
-			msg := fmt.Sprintf("%s: %s: FAILED: %v", p.name, name, err)
-			fmt.Fprintln(e.stderr, "relaybench:", msg)
-			sr.Notes = append(sr.Notes, msg)
-			e.failures = append(e.failures, msg)
-		}
+		e.runTurns(p, []string{name}, sc, sr)
 	}
-}
-
-// runRelay starts one relay, logs the room in and climbs p's rates; the
-// rows measured before an error are returned with it.
-func (e *env) runRelay(p preset, name string, sc Scenario) ([]Result, []string, error) {
-	pr, addr, proto, err := e.startRelay(name, sc.Budget)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer pr.stop()
-	t0 := time.Now()
-	sess, err := dial(proto, addr, sc)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer sess.close() // before pr.stop: deferred calls run last-in first-out
-	fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, relayRev(name, sess.rev), sc.Members, proto, time.Since(t0).Seconds())
-	return e.climb(p, name, sess, pr)
 }
 
 func (e *env) overTime() bool {
 	return e.c.timeLimit > 0 && time.Since(e.start) > e.c.timeLimit
 }
 
-// climb runs the rates of p on one relay. On a ladder it stops after
-// --stop-after failing steps (or a step the tool could not offer or
-// measure), then bisects between the best pass and the first failure
-// (--bisect steps).
-func (e *env) climb(p preset, name string, sess *session, pr *proc) ([]Result, []string, error) {
-	var rows []Result
-	var notes []string
-	one := func(rate int) (Result, error) {
-		fmt.Fprintf(e.stderr, "relaybench: %s: %s, %d chats/s for %v ...\n", p.name, name, rate, sess.sc.Duration)
-		r, err := sess.step(rate, pr.cpu)
-		if err == nil && pr.exited() {
-			err = fmt.Errorf("the relay exited (%v)", pr.err)
-		}
-		if err != nil {
-			return r, fmt.Errorf("%s: %s at %d chats/s: %w", p.name, name, rate, err)
-		}
-		r.Scenario, r.Relay = p.name, name
-		rows = append(rows, r)
-		return r, nil
-	}
-	lastPass, firstFail, fails := 0, 0, 0
-	for i, rate := range p.rates {
-		if e.overTime() {
-			notes = append(notes, fmt.Sprintf("%s: %d steps skipped, past --time-limit %v", name, len(p.rates)-i, e.c.timeLimit))
-			break
-		}
-		r, err := one(rate)
-		if err != nil {
-			return rows, notes, err
-		}
-		if r.Sustained {
-			lastPass = rate
-		} else {
-			fails++
-			if firstFail == 0 {
-				firstFail = rate
-			}
-		}
-		if p.ladder && (r.ToolLimited || r.ToolSaturated) {
-			notes = append(notes, fmt.Sprintf("%s: stopped climbing at %d chats/s: the load tool was the limit (%s)", name, rate, toolWhy(r)))
-			break
-		}
-		if e.c.stopAfter > 0 && fails >= e.c.stopAfter {
-			break
-		}
-	}
-	if p.ladder && !e.overTime() {
-		err := bisect(lastPass, firstFail, e.c.bisect, func(rate int) (bool, error) {
-			if e.overTime() {
-				return false, errStopBisect
-			}
-			r, err := one(rate)
-			return r.Sustained, err
-		})
-		if err != nil && err != errStopBisect {
-			return rows, notes, err
-		}
-	}
-	return rows, notes, nil
-}
-
-// turn is one relay of a ladder run in turns: its process, its logged-in
-// room, its rows and where its climb stands.
-type turn struct {
-	name           string
-	pr             *proc
-	sess           *session
-	rows           []Result
-	lastPass, fail int // best sustained rate; lowest rate not sustained
-	fails          int
-	done           bool // stopped climbing (or failed)
-	broken         bool // failed: takes no more steps
-	bisectsLeft    int
-}
-
-// runTurns runs a ladder with every relay of p started and logged in at
-// once, the relays taking turns at each rate (the order reversed at every
-// rate, so that none always goes first), then bisecting in turns: a
-// relay and its reference meet the machine's drift over minutes (this
-// shared VM's noise: one ladder step and more) at the same moments,
-// where one relay after another would meet it at different ones. Rows
-// come out grouped by relay, as runPreset's.
-func (e *env) runTurns(p preset, sc Scenario, sr *ScenarioReport) {
-	fail := func(t *turn, err error) {
-		msg := fmt.Sprintf("%s: %s: FAILED: %v", p.name, t.name, err)
-		fmt.Fprintln(e.stderr, "relaybench:", msg)
-		sr.Notes = append(sr.Notes, msg)
-		e.failures = append(e.failures, msg)
-		t.done, t.broken = true, true
-	}
-	var ts []*turn
-	defer func() {
-		for _, t := range ts {
-			if t.sess != nil {
-				t.sess.close() // before the relay stops, as in runRelay
-			}
-			if t.pr != nil {
-				t.pr.stop()
-			}
-		}
-	}()
-	for _, name := range p.relays {
-		t := &turn{name: name, bisectsLeft: e.c.bisect}
-		ts = append(ts, t)
-		pr, addr, proto, err := e.startRelay(name, sc.Budget)
-		if err != nil {
-			fail(t, err)
-			continue
-		}
-		t.pr = pr
-		t0 := time.Now()
-		if t.sess, err = dial(proto, addr, sc); err != nil {
-			fail(t, err)
-			continue
-		}
-		fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, relayRev(name, t.sess.rev), sc.Members, proto, time.Since(t0).Seconds())
-	}
-	step := func(t *turn, rate int) {
-		if e.overTime() {
-			sr.Notes = append(sr.Notes, fmt.Sprintf("%s: stopped at %d chats/s: past --time-limit %v", t.name, rate, e.c.timeLimit))
-			t.done = true
-			return
-		}
-		fmt.Fprintf(e.stderr, "relaybench: %s: %s, %d chats/s for %v ...\n", p.name, t.name, rate, sc.Duration)
-		r, err := t.sess.step(rate, t.pr.cpu)
-		if err == nil && t.pr.exited() {
-			err = fmt.Errorf("the relay exited (%v)", t.pr.err)
-		}
-		if err != nil {
-			fail(t, fmt.Errorf("at %d chats/s: %w", rate, err))
-			return
-		}
-		r.Scenario, r.Relay = p.name, t.name
-		t.rows = append(t.rows, r)
-		if r.Sustained {
-			t.lastPass = max(t.lastPass, rate)
-			return
-		}
-		t.fails++
-		if t.fail == 0 || rate < t.fail {
-			t.fail = rate
-		}
-	}
-	inTurn := func(i int) []*turn { // the order of round i
-		if i%2 == 0 {
-			return ts
-		}
-		r := slices.Clone(ts)
-		slices.Reverse(r)
-		return r
-	}
-	for i, rate := range p.rates {
-		for _, t := range inTurn(i) {
-			if t.done {
-				continue
-			}
-			step(t, rate)
-			switch r := last(t.rows); {
-			case t.done:
-			case r.ToolLimited || r.ToolSaturated:
-				sr.Notes = append(sr.Notes, fmt.Sprintf("%s: stopped climbing at %d chats/s: the load tool was the limit (%s)", t.name, rate, toolWhy(r)))
-				t.done = true
-			case e.c.stopAfter > 0 && t.fails >= e.c.stopAfter:
-				t.done = true
-			}
-		}
-	}
-	for i := 0; i < e.c.bisect; i++ {
-		for _, t := range inTurn(len(p.rates) + i) {
-			if t.broken || t.bisectsLeft == 0 {
-				continue
-			}
-			mid, ok := nextBisect(t.lastPass, t.fail)
-			if !ok {
-				continue
-			}
-			t.bisectsLeft--
-			t.done = false
-			step(t, mid)
-		}
-	}
-	for _, t := range ts {
-		sr.Results = append(sr.Results, t.rows...)
-	}
-}
-
-// last is the last of rs, or the zero Result.
-func last(rs []Result) Result {
-	if len(rs) == 0 {
-		return Result{}
-	}
-	return rs[len(rs)-1]
-}
-
-// errStopBisect ends a bisection early without an error (past --time-limit).
-var errStopBisect = errors.New("stop bisecting")
-
-// bisect runs up to n steps between a ladder's best sustained rate pass
-// and its first failure fail, each at the geometric mean of the two: a
-// step that is sustained raises pass, one that is not lowers fail, so
-// each step halves the gap (x1.5 per ladder step: about x1.22 after one,
-// x1.11 after two, x1.05 after three). It stops early when there is
-// nothing to bisect (no pass, no failure, or adjacent integers) and
-// returns step's first error.
-func bisect(pass, fail, n int, step func(rate int) (sustained bool, err error)) error {
-	for k := 0; k < n; k++ {
-		mid, ok := nextBisect(pass, fail)
-		if !ok {
-			return nil
-		}
-		ok, err := step(mid)
-		if err != nil {
-			return err
-		}
-		if ok {
-			pass = mid
-		} else {
-			fail = mid
-		}
-	}
-	return nil
-}
-
 // nextBisect is the rate between a best pass and a lowest failure that
-// halves the gap geometrically; false when there is nothing to bisect.
+// halves the gap geometrically (x1.5 per ladder step: about x1.22 after
+// one bisection, x1.11 after two, x1.05 after three); false when there is
+// nothing to bisect: no pass, no failure, or no integer between.
 func nextBisect(pass, fail int) (int, bool) {
 	if pass <= 0 || fail <= pass {
 		return 0, false

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -416,47 +417,63 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// TestBisect: between a ladder's best pass and first failure, each step
-// halves the gap, so a relay's sustained rate is known to x1.11 after two
-// steps; it stops at the first error, and runs nothing without a pass or
-// a failure to bisect.
+// TestBisect: on a ladder, between a relay's best pass and first failure,
+// each step halves the gap, so its sustained rate is known to x1.11 after
+// two steps; a relay whose step fails takes no more steps (the others go
+// on); nothing is bisected without a pass and a failure to bisect between.
+// It drives climbInTurns with relays that pass up to a known capacity.
 func TestBisect(t *testing.T) {
+	e := &env{c: config{stopAfter: 1}, stderr: io.Discard, start: time.Now()}
+	fake := func(name string, capacity int, stepped *[]int, fail error) *climber {
+		return &climber{name: name, gone: func() error { return nil }, run: func(rate int) (Result, error) {
+			*stepped = append(*stepped, rate)
+			if fail != nil && len(*stepped) > 2 {
+				return Result{}, fail
+			}
+			return Result{Sustained: rate <= capacity}, nil
+		}}
+	}
 	capacity := 70_000 // the rate a relay sustains, unknown to the ladder
 	for _, tc := range []struct {
-		pass, fail, n int
-		want          []int // the rates stepped
-		best          int   // the best sustained rate after the steps
+		rates    []int
+		capacity int
+		n        int
+		want     []int // the rates bisected, after the ladder's
+		best     int   // the best sustained rate after the steps
 	}{
-		{63_333, 94_444, 1, []int{77_339}, 63_333},
-		{63_333, 94_444, 2, []int{77_339, 69_986}, 69_986},
-		{63_333, 94_444, 3, []int{77_339, 69_986, 73_570}, 69_986},
-		{63_333, 94_444, 0, nil, 63_333},
-		{0, 50, 2, nil, 0},          // nothing sustained: no pass to bisect from
-		{94_444, 0, 2, nil, 94_444}, // no failure: the top of the ladder passed
-		{10, 11, 2, nil, 10},        // adjacent: no rate in between
+		{[]int{63_333, 94_444}, capacity, 1, []int{77_339}, 63_333},
+		{[]int{63_333, 94_444}, capacity, 2, []int{77_339, 69_986}, 69_986},
+		{[]int{63_333, 94_444}, capacity, 3, []int{77_339, 69_986, 73_570}, 69_986},
+		{[]int{63_333, 94_444}, capacity, 0, nil, 63_333},
+		{[]int{50}, 0, 2, nil, 0},                        // nothing sustained: no pass to bisect from
+		{[]int{63_333, 94_444}, 1 << 30, 2, nil, 94_444}, // no failure: the top of the ladder passed
+		{[]int{10, 11}, 10, 2, nil, 10},                  // adjacent: no rate in between
 	} {
 		var stepped []int
-		best := tc.pass
-		err := bisect(tc.pass, tc.fail, tc.n, func(rate int) (bool, error) {
-			stepped = append(stepped, rate)
-			if rate <= capacity {
-				best = max(best, rate)
-				return true, nil
-			}
-			return false, nil
-		})
-		if err != nil || !slices.Equal(stepped, tc.want) || best != tc.best {
-			t.Errorf("bisect(%d, %d, %d): stepped %v, best %d, %v; want %v, best %d", tc.pass, tc.fail, tc.n, stepped, best, err, tc.want, tc.best)
+		c := fake("relay", tc.capacity, &stepped, nil)
+		var notes []string
+		e.climbInTurns("t", time.Second, []*climber{c}, tc.rates, true, tc.n, &notes)
+		want := append(slices.Clone(tc.rates), tc.want...)
+		if !slices.Equal(stepped, want) || c.lastPass != tc.best || c.broken {
+			t.Errorf("%v, capacity %d, %d bisections: stepped %v, best %d; want %v, best %d", tc.rates, tc.capacity, tc.n, stepped, c.lastPass, want, tc.best)
 		}
 	}
 	if got := float64(capacity) / 69_986; got > 1.11 {
 		t.Errorf("two steps leave the capacity x%.3f above the best pass", got)
 	}
+
+	// Two relays in turns: the order reverses at every round, and the one
+	// whose third step fails stops there while the other bisects on.
+	var a, b []int
 	boom := errors.New("relay exited")
-	calls := 0
-	err := bisect(63_333, 94_444, 3, func(int) (bool, error) { calls++; return false, boom })
-	if !errors.Is(err, boom) || calls != 1 {
-		t.Errorf("bisect after an error: %d calls, %v", calls, err)
+	ca, cb := fake("a", capacity, &a, boom), fake("b", capacity, &b, nil)
+	var notes []string
+	e.climbInTurns("t", time.Second, []*climber{ca, cb}, []int{63_333, 94_444}, true, 3, &notes)
+	if !slices.Equal(a, []int{63_333, 94_444, 77_339}) || !ca.broken || len(e.failures) != 1 || !strings.Contains(e.failures[0], "a: FAILED") {
+		t.Errorf("after an error: a stepped %v (broken %v), failures %q", a, ca.broken, e.failures)
+	}
+	if !slices.Equal(b, []int{63_333, 94_444, 77_339, 69_986, 73_570}) || cb.lastPass != 69_986 {
+		t.Errorf("b stepped %v, best %d", b, cb.lastPass)
 	}
 }
 

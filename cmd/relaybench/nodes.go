@@ -221,13 +221,6 @@ type nodesSetup struct {
 	relays []*proc
 	broker *proc // nil without --nats
 	sess   *session
-
-	rows      []Result
-	steps     map[int]Result // by offered chats/s
-	fails     int
-	lastPass  int // offered chats/s
-	firstFail int
-	done      bool // stopped climbing
 }
 
 // cpu adds up the CPU seconds of the set-up's relays.
@@ -293,7 +286,7 @@ func (e *env) startBroker() (*proc, string, error) {
 // startSetup starts spec's processes and logs sc's members in on them.
 // On an error what was started is stopped again.
 func (e *env) startSetup(spec nodesSpec, sc Scenario) (*nodesSetup, error) {
-	su := &nodesSetup{spec: spec, steps: map[int]Result{}}
+	su := &nodesSetup{spec: spec}
 	url := ""
 	if spec.nats {
 		b, u, err := e.startBroker()
@@ -358,97 +351,49 @@ func (e *env) runNodes(nc nodesConfig, rep *Report) *NodesReport {
 }
 
 // nodesPhase starts every set-up with sc's members, runs rates on them in
-// turn (a ladder: each stops after --stop-after failing steps, then runs
-// one step between its best pass and first failure), stops them and
-// returns the phase's report, its rows grouped by set-up.
+// turns (climbInTurns; a ladder: each stops after --stop-after failing
+// steps, then runs one step between its best pass and first failure),
+// stops them and returns the phase's report, its rows grouped by set-up.
 func (e *env) nodesPhase(name string, sc Scenario, rates []int, ladder bool, specs []nodesSpec, out *NodesReport) ScenarioReport {
 	sr := ScenarioReport{Name: name, Members: sc.Members, Senders: sc.Senders, DurationS: sc.Duration.Seconds(), Budget: sc.Budget}
 	began := time.Now()
-	fail := func(relay string, err error) {
-		msg := fmt.Sprintf("%s: %s: FAILED: %v", name, relay, err)
-		fmt.Fprintln(e.stderr, "relaybench:", msg)
-		e.failures = append(e.failures, msg)
-		sr.Notes = append(sr.Notes, msg)
-	}
 	var sus []*nodesSetup
 	defer func() {
 		for _, su := range sus {
 			su.stop()
 		}
 	}()
-	for _, spec := range specs {
-		su, err := e.startSetup(spec, sc)
-		if err != nil {
-			fail(spec.relay, err)
-			continue
-		}
-		sus = append(sus, su)
-	}
-	step := func(su *nodesSetup, rate int) {
-		if e.overTime() {
-			sr.Notes = append(sr.Notes, fmt.Sprintf("%s: stopped at %d chats/s: past --time-limit %v", su.spec.relay, rate, e.c.timeLimit))
-			su.done = true
-			return
-		}
-		fmt.Fprintf(e.stderr, "relaybench: %s: %s, %d chats/s for %v ...\n", name, su.spec.relay, rate, sc.Duration)
-		r, err := su.sess.step(rate, su.cpu)
-		if err == nil {
-			err = su.gone()
-		}
-		if err != nil {
-			fail(su.spec.relay, fmt.Errorf("at %d chats/s: %w", rate, err))
-			su.done = true
-			return
-		}
-		r.Scenario, r.Relay = name, su.spec.relay
-		su.rows = append(su.rows, r)
-		su.steps[rate] = r
-		if r.Sustained {
-			su.lastPass = max(su.lastPass, rate)
-		} else {
-			su.fails++
-			if su.firstFail == 0 || rate < su.firstFail {
-				su.firstFail = rate
-			}
-		}
-		switch {
-		case ladder && (r.ToolLimited || r.ToolSaturated):
-			sr.Notes = append(sr.Notes, fmt.Sprintf("%s: stopped climbing at %d chats/s: the load tool was the limit (%s)", su.spec.relay, rate, toolWhy(r)))
-			su.done = true
-		case ladder && e.c.stopAfter > 0 && su.fails >= e.c.stopAfter:
-			su.done = true
-		}
-	}
-	for _, rate := range rates {
-		for _, su := range sus {
-			if !su.done {
-				step(su, rate)
-			}
-		}
-	}
-	if ladder {
-		for _, su := range sus {
-			if su.lastPass == 0 || su.firstFail <= su.lastPass || su.gone() != nil || e.overTime() {
-				continue
-			}
-			if mid := int(math.Sqrt(float64(su.lastPass) * float64(su.firstFail))); mid > su.lastPass && mid < su.firstFail {
-				step(su, mid)
-			}
-		}
-	}
+	var cs []*climber
 	var order []string
 	for _, spec := range specs {
 		order = append(order, spec.relay)
-		for _, su := range sus {
-			if su.spec.relay == spec.relay {
-				sr.Results = append(sr.Results, su.rows...)
-			}
+		su, err := e.startSetup(spec, sc)
+		if err != nil {
+			e.failed(&sr.Notes, name, spec.relay, err)
+			continue
 		}
+		sus = append(sus, su)
+		cs = append(cs, &climber{name: spec.relay, gone: su.gone, run: func(rate int) (Result, error) {
+			r, err := su.sess.step(rate, su.cpu)
+			if err == nil {
+				err = su.gone()
+			}
+			return r, err
+		}})
+	}
+	e.climbInTurns(name, sc.Duration, cs, rates, ladder, nodesBisect, &sr.Notes)
+	for _, c := range cs {
+		sr.Results = append(sr.Results, c.rows...)
 	}
 	sr.Summary = summarize(sr.Results, order)
 	sr.elapsed = time.Since(began)
 	return sr
 }
+
+// nodesBisect is how many steps nodes2's ladder takes between a set-up's
+// best pass and first failure: one, as its verdict (compareNodes, at the
+// rates both one node and two ran) was written for.
+const nodesBisect = 1
 
 // compareNodes fills out from the two phases: each set-up's figures, the
 // ladder's rates both one node and two ran, and the verdict.

@@ -109,6 +109,14 @@ func (p *proc) exited() bool {
 	}
 }
 
+// gone says that the process has ended, and how, if it has.
+func (p *proc) gone() error {
+	if p.exited() {
+		return fmt.Errorf("the relay exited (%v)", p.err)
+	}
+	return nil
+}
+
 // stop sends SIGTERM, waits up to 6 s, then SIGKILL.
 func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// climber is one set-up on a ladder (a relay, or nodes2's relays sharing
+// a room): how a step runs on it, and where its climb stands.
+type climber struct {
+	name string
+	run  func(rate int) (Result, error) // one step at rate chats/s, and whether the set-up lived through it
+	gone func() error                   // which of its processes has ended, if one has
+
+	rows      []Result
+	lastPass  int // best sustained offered chats/s
+	firstFail int // lowest offered chats/s not sustained
+	fails     int
+	done      bool // stopped climbing
+	broken    bool // a step failed: it takes no more
+}
+
+// failed reports that relay failed in scenario: on stderr, in notes and
+// in the run's failures. One relay failing (a crash, a refused login) must
+// not throw away the others' numbers of a ten-minute run.
+func (e *env) failed(notes *[]string, scenario, relay string, err error) {
+	msg := fmt.Sprintf("%s: %s: FAILED: %v", scenario, relay, err)
+	fmt.Fprintln(e.stderr, "relaybench:", msg)
+	*notes = append(*notes, msg)
+	e.failures = append(e.failures, msg)
+}
+
+// climbInTurns runs rates on cs, steps of dur, the set-ups taking turns at
+// each rate with the order reversed at every rate, so that none always
+// goes first and all meet the machine's drift at the same minutes. On a
+// ladder a set-up stops climbing after --stop-after steps not sustained,
+// or at a step the load tool could not offer or measure; then, in turns
+// again, up to bisects steps each between its best pass and its first
+// failure (nextBisect). A set-up whose step fails takes no more steps;
+// the others go on.
+func (e *env) climbInTurns(scenario string, dur time.Duration, cs []*climber, rates []int, ladder bool, bisects int, notes *[]string) {
+	step := func(c *climber, rate int) {
+		if e.overTime() {
+			*notes = append(*notes, fmt.Sprintf("%s: stopped at %d chats/s: past --time-limit %v", c.name, rate, e.c.timeLimit))
+			c.done = true
+			return
+		}
+		fmt.Fprintf(e.stderr, "relaybench: %s: %s, %d chats/s for %v ...\n", scenario, c.name, rate, dur)
+		r, err := c.run(rate)
+		if err != nil {
+			e.failed(notes, scenario, c.name, fmt.Errorf("at %d chats/s: %w", rate, err))
+			c.done, c.broken = true, true
+			return
+		}
+		r.Scenario, r.Relay = scenario, c.name
+		c.rows = append(c.rows, r)
+		if r.Sustained {
+			c.lastPass = max(c.lastPass, rate)
+		} else if c.fails++; c.firstFail == 0 || rate < c.firstFail {
+			c.firstFail = rate
+		}
+		switch {
+		case !ladder:
+		case r.ToolLimited || r.ToolSaturated:
+			*notes = append(*notes, fmt.Sprintf("%s: stopped climbing at %d chats/s: the load tool was the limit (%s)", c.name, rate, toolWhy(r)))
+			c.done = true
+		case e.c.stopAfter > 0 && c.fails >= e.c.stopAfter:
+			c.done = true
+		}
+	}
+	reversed := slices.Clone(cs)
+	slices.Reverse(reversed)
+	inTurn := func(round int) []*climber {
+		if round%2 == 0 {
+			return cs
+		}
+		return reversed
+	}
+	for i, rate := range rates {
+		for _, c := range inTurn(i) {
+			if !c.done {
+				step(c, rate)
+			}
+		}
+	}
+	for i := 0; ladder && i < bisects; i++ {
+		for _, c := range inTurn(len(rates) + i) {
+			if c.broken || c.gone() != nil {
+				continue
+			}
+			if mid, ok := nextBisect(c.lastPass, c.firstFail); ok {
+				step(c, mid)
+			}
+		}
+	}
+}
+
+// runTurns starts the relays names, logs p's room in on each, climbs p's
+// rates on them in turns (climbInTurns, --bisect steps) and stops them;
+// their rows are appended to sr grouped by relay, in names' order. A relay
+// that cannot start is reported and the others still climb.
+func (e *env) runTurns(p preset, names []string, sc Scenario, sr *ScenarioReport) {
+	var cs []*climber
+	var stops []func()
+	defer func() {
+		for _, stop := range slices.Backward(stops) { // the members close before their relay stops
+			stop()
+		}
+	}()
+	for _, name := range names {
+		pr, addr, proto, err := e.startRelay(name, sc.Budget)
+		if err != nil {
+			e.failed(&sr.Notes, p.name, name, err)
+			continue
+		}
+		stops = append(stops, pr.stop)
+		t0 := time.Now()
+		sess, err := dial(proto, addr, sc)
+		if err != nil {
+			e.failed(&sr.Notes, p.name, name, err)
+			continue
+		}
+		stops = append(stops, sess.close)
+		fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d %s members logged in in %.1f s\n", p.name, relayRev(name, sess.rev), sc.Members, proto, time.Since(t0).Seconds())
+		cs = append(cs, &climber{name: name, gone: pr.gone, run: func(rate int) (Result, error) {
+			r, err := sess.step(rate, pr.cpu)
+			if err == nil {
+				err = pr.gone()
+			}
+			return r, err
+		}})
+	}
+	e.climbInTurns(p.name, sc.Duration, cs, p.rates, p.ladder, e.c.bisect, &sr.Notes)
+	for _, c := range cs {
+		sr.Results = append(sr.Results, c.rows...)
+	}
+}
