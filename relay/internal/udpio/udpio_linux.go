@@ -153,22 +153,14 @@ func (c *Conn) control(f func(fd uintptr)) error {
 	return nil
 }
 
-// write is control for a send job (RawConn.Write's contract: fn returns
-// true when done, which sendJob.run always does). It repeats control's
-// body rather than wrapping fn in a closure for it: the closure would
-// escape (control hands f to RawConn.Control) and cost an allocation per
-// send.
-func (c *Conn) write(fn func(fd uintptr) bool) error {
+// write runs send job j on the socket: as RawConn.Write's callback, or,
+// for a socket taken over (own), as control's. Both callbacks are j's
+// method values, bound once, so a send allocates nothing.
+func (c *Conn) write(j *sendJob) error {
 	if !c.own {
-		return c.raw.Write(fn)
+		return c.raw.Write(j.fn)
 	}
-	c.fdMu.RLock()
-	defer c.fdMu.RUnlock()
-	if c.fd < 0 {
-		return net.ErrClosed
-	}
-	fn(uintptr(c.fd))
-	return nil
+	return c.control(j.do)
 }
 
 // Batching reports whether c reads and writes many datagrams per call.
@@ -276,7 +268,7 @@ func (c *Conn) Send(b []byte, d *Dest) error {
 	j := sendJobs.Get().(*sendJob)
 	j.b, j.one[0] = b, d
 	j.dests = j.one[:]
-	err := c.write(j.fn)
+	err := c.write(j)
 	if err == nil {
 		err = j.lastErr
 	}
@@ -302,7 +294,7 @@ func (c *Conn) SendAll(b []byte, dests []*Dest) (failed int) {
 	for len(dests) > 0 {
 		n := min(len(dests), sendChunk)
 		j.dests = dests[:n]
-		if err := c.write(j.fn); err != nil {
+		if err := c.write(j); err != nil {
 			j.failed += n // the socket is closed
 		}
 		dests = dests[n:]
@@ -545,12 +537,13 @@ type sendJob struct {
 	one     [1]*Dest
 	failed  int
 	lastErr error
-	fn      func(fd uintptr) bool
+	fn      func(fd uintptr) bool // j.run, for RawConn.Write
+	do      func(fd uintptr)      // j.send, for control
 }
 
 var sendJobs = sync.Pool{New: func() any {
 	j := &sendJob{}
-	j.fn = j.run
+	j.fn, j.do = j.run, j.send
 	return j
 }}
 
@@ -558,8 +551,14 @@ func (j *sendJob) reset() {
 	j.b, j.dests, j.one[0], j.failed, j.lastErr = nil, nil, nil, 0, nil
 }
 
-// run sends to every destination of the job on fd; it always returns true
-// (never wait for writability).
+// run is send for RawConn.Write: it always returns true (never wait for
+// writability).
+func (j *sendJob) run(fd uintptr) bool {
+	j.send(fd)
+	return true
+}
+
+// send sends to every destination of the job on fd.
 //
 // With IP_RECVERR on, every ICMP error about any peer becomes the socket's
 // pending error and is returned by whatever call comes next, a send to
@@ -568,7 +567,7 @@ func (j *sendJob) reset() {
 // one, so a send is tried again, a bounded number of times: with several
 // peers gone, their errors can arrive one after another (on another CPU)
 // while a fan-out is under way.
-func (j *sendJob) run(fd uintptr) bool {
+func (j *sendJob) send(fd uintptr) {
 	for _, d := range j.dests {
 		var err error
 		for try := 0; try < sendTries; try++ {
@@ -582,7 +581,6 @@ func (j *sendJob) run(fd uintptr) bool {
 		}
 		j.lastErr = err
 	}
-	return true
 }
 
 // sendTries bounds the attempts of one send through pending ICMP errors.
