@@ -39,6 +39,18 @@ func (e *refusingExec) Invoke(task func()) error {
 	return nil
 }
 
+// closeDrained closes d, failing t unless its queue drains within 5 s,
+// then waits for the executor's tasks (wg) to return.
+func closeDrained(t *testing.T, d *dispatcher, wg *sync.WaitGroup) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+}
+
 func newTestDispatcher(exec Executor, obs Observer, handled *[]int, mu *sync.Mutex, released *int) *dispatcher {
 	return newDispatcher(exec, 100, 10, 4, false, obs,
 		func(g *datagram) { mu.Lock(); *handled = append(*handled, g.n); *released++; mu.Unlock() },
@@ -74,12 +86,7 @@ func TestDispatcherRetriesABrieflyFullPool(t *testing.T) {
 	d := newTestDispatcher(exec, obs, &handled, &mu, &released)
 	from := netip.MustParseAddrPort("127.0.0.1:1000")
 	d.enqueue(datagram{n: 7, from: from})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	exec.wg.Wait()
+	closeDrained(t, d, &exec.wg)
 	if len(handled) != 1 || handled[0] != 7 || len(obs.drops) != 0 {
 		t.Fatalf("handled %v drops %v", handled, obs.drops)
 	}
@@ -103,12 +110,7 @@ func TestDispatcherBoundsAndOrder(t *testing.T) {
 		t.Fatalf("sender_queue drops %d, want 5", obs.drops[DropSenderQueue])
 	}
 	close(gate)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	exec.wg.Wait()
+	closeDrained(t, d, &exec.wg)
 	for i, n := range handled {
 		if n != i {
 			t.Fatalf("handled out of order: %v", handled)
@@ -188,12 +190,7 @@ func TestDispatcherWorkersForAReadBatch(t *testing.T) {
 			t.Errorf("perLane=%v: %d workers started for one batch from %d senders, want %d", perLane, invokes, len(senders), want)
 		}
 		close(exec.gate)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := d.close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
-		exec.wg.Wait()
+		closeDrained(t, d, &exec.wg)
 		for _, from := range senders {
 			if got := handled[from]; len(got) != 3 || got[0] != 0 || got[1] != 1 || got[2] != 2 {
 				t.Errorf("perLane=%v: %v handled %v, want [0 1 2]", perLane, from, got)
@@ -227,10 +224,5 @@ func TestDispatcherPerLaneWaitDoesNotHoldOthers(t *testing.T) {
 		t.Fatal("sender b's datagram waited for sender a's handler")
 	}
 	close(release)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	exec.wg.Wait()
+	closeDrained(t, d, &exec.wg)
 }
