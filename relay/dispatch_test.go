@@ -226,3 +226,33 @@ func TestDispatcherPerLaneWaitDoesNotHoldOthers(t *testing.T) {
 	close(release)
 	closeDrained(t, d, &exec.wg)
 }
+
+// remoteNames is a NameDirectory that does not say it is InProcess, as a
+// directory behind the network would not.
+type remoteNames struct{ *memDirectory }
+
+func (remoteNames) InProcess() bool { return false }
+
+// TestWorkersPerLaneWhereHandlersMayWait: a relay on the memory stores
+// wakes one worker per read batch; one whose names, room logs, sessions or
+// cluster may wait on the network gives every sender's lane a worker.
+func TestWorkersPerLaneWhereHandlersMayWait(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want bool
+	}{
+		{"memory", Config{}, false},
+		{"names behind the network", Config{Names: remoteNames{newMemDirectory()}}, true},
+		{"names that do not say", Config{Names: struct{ NameDirectory }{newMemDirectory()}}, true},
+		{"room logs that do not say", Config{Logs: struct{ RoomLogs }{NewMemoryLogs(64)}}, true},
+	} {
+		s, err := New(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.disp.perLane != tc.want {
+			t.Errorf("%s: a worker per lane %v, want %v", tc.name, s.disp.perLane, tc.want)
+		}
+	}
+}

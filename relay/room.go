@@ -185,6 +185,9 @@ type memLogs struct{ ring int }
 
 func (l memLogs) Open(string) (RoomLog, error) { return newMemLog(l.ring), nil }
 
+// InProcess reports true: memory rooms never wait (InProcess).
+func (memLogs) InProcess() bool { return true }
+
 // memRingStart is the ring a memLog allocates with its first event: it
 // doubles as events come, up to its limit, so that 10,000 quiet rooms (or
 // 100,000 inboxes that never get a message) cost little.
@@ -311,6 +314,9 @@ type memDirectory struct {
 }
 
 func newMemDirectory() *memDirectory { return &memDirectory{owners: make(map[string]string)} }
+
+// InProcess reports true: memory names never wait (InProcess).
+func (*memDirectory) InProcess() bool { return true }
 
 func (d *memDirectory) Claim(key, owner string) error {
 	d.mu.Lock()

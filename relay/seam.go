@@ -191,6 +191,22 @@ type OnceAppender interface {
 	AppendOnce(f wire.Frame, id string) (seq uint64, line []byte, dup bool, err error)
 }
 
+// InProcess is implemented by a NameDirectory or RoomLogs whose calls
+// never wait on anything outside this process (the memory stores). Where
+// the names and room logs are InProcess and there is no SessionStore or
+// Cluster, a handler never waits, and the relay wakes one worker per read
+// batch; else every sender's lane may have a worker of its own, so that
+// one sender's wait never holds up another's datagrams.
+type InProcess interface {
+	InProcess() bool
+}
+
+// inProcess reports whether store says it is InProcess.
+func inProcess(store any) bool {
+	p, ok := store.(InProcess)
+	return ok && p.InProcess()
+}
+
 // SessionRecord is what a relay needs to carry a session on that another
 // process began: after a restart (--data-dir), or on another node when
 // the one that held it died (--nats).

@@ -327,10 +327,8 @@ func New(cfg Config) (*Server, error) {
 	s.bufs.New = func() any { b := make([]byte, size); return &b }
 	// Handlers wait on the network where a store outside this process
 	// keeps the rooms, names or sessions: then every sender's lane may have
-	// a worker of its own.
-	_, memNames := cfg.Names.(*memDirectory)
-	_, memLogs := cfg.Logs.(memLogs)
-	mayWait := !memNames || !memLogs || cfg.Sessions != nil || cfg.Cluster != nil
+	// a worker of its own (InProcess).
+	mayWait := !inProcess(cfg.Names) || !inProcess(cfg.Logs) || cfg.Sessions != nil || cfg.Cluster != nil
 	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, mayWait, s.obs, s.handle, s.release, s.flushBatch)
 	return s, nil
 }
