@@ -73,7 +73,7 @@ func (r *Reader) newRaw(n int) bool {
 	return true
 }
 
-// close closes rr's descriptors, once; c.dupMu must be held.
+// closeLocked closes rr's descriptors, once; c.dupMu must be held.
 func (rr *rawReader) closeLocked() {
 	if rr.fd >= 0 {
 		unix.Close(rr.fd)
@@ -234,11 +234,9 @@ func rawAddrPort(sa *unix.RawSockaddrInet6, n uint32) netip.AddrPort {
 // Read, and wakes those in one (they close their own as they leave).
 // c.dupMu must be held.
 func (c *Conn) closeReadersLocked() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
 	for _, rr := range c.raws {
 		if rr.active {
-			_, _ = unix.Write(rr.wake, one[:])
+			rr.poke()
 		} else {
 			rr.closeLocked()
 		}
@@ -248,13 +246,19 @@ func (c *Conn) closeReadersLocked() {
 
 // wakeReaders wakes every raw Reader in a Read, to look at the deadline.
 func (c *Conn) wakeReaders() {
-	var one [8]byte
-	binary.NativeEndian.PutUint64(one[:], 1)
 	c.dupMu.Lock()
 	defer c.dupMu.Unlock()
 	for _, rr := range c.raws {
 		if rr.active {
-			_, _ = unix.Write(rr.wake, one[:])
+			rr.poke()
 		}
 	}
+}
+
+// poke wakes rr's Read from its wait (an eventfd write); c.dupMu must be
+// held, so that the eventfd is open.
+func (rr *rawReader) poke() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(rr.wake, one[:])
 }

@@ -104,7 +104,7 @@ func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 	}
 	c.fd, c.laddr = -1, uc.LocalAddr()
 	if o.Batch {
-		if fd, ok := takeOver(raw); ok {
+		if fd, ok := dupFD(raw.Control); ok {
 			// Go's poller registers every socket (edge-triggered, reads
 			// and writes): each datagram received and each one sent (its
 			// buffer freed on loopback) then wakes the poller, and the
@@ -125,9 +125,6 @@ func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 	}
 	return c, nil
 }
-
-// takeOver duplicates raw's descriptor.
-func takeOver(raw syscall.RawConn) (int, bool) { return dupFD(raw.Control) }
 
 // dupFD duplicates (close-on-exec) the descriptor that control hands over.
 func dupFD(control func(func(fd uintptr)) error) (int, bool) {
