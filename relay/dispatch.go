@@ -98,13 +98,6 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLa
 	return d
 }
 
-// enqueue takes ownership of g. It never blocks. When g is refused, the
-// buffer is released and the drop is counted.
-func (d *dispatcher) enqueue(g datagram) {
-	gs := [1]datagram{g}
-	d.enqueueAll(gs[:], nil)
-}
-
 // enqueueAll takes ownership of every datagram in gs (a read batch), under
 // one lock, and starts the workers they need. It never blocks. A refused
 // datagram's buffer is released and the drop counted; refused is scratch

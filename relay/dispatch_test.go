@@ -39,6 +39,12 @@ func (e *refusingExec) Invoke(task func()) error {
 	return nil
 }
 
+// enqueue hands d one datagram, as a read batch of one (enqueueAll).
+func (d *dispatcher) enqueue(g datagram) {
+	gs := [1]datagram{g}
+	d.enqueueAll(gs[:], nil)
+}
+
 // closeDrained closes d, failing t unless its queue drains within 5 s,
 // then waits for the executor's tasks (wg) to return.
 func closeDrained(t *testing.T, d *dispatcher, wg *sync.WaitGroup) {
