@@ -22,7 +22,8 @@
 //     in the order they arrived. A worker is started when no running worker
 //     takes lanes (they are all flushing): a read batch wakes one worker, not
 //     one per sender. Where handlers may wait on the network (a store behind
-//     NATS), each ready lane may have a worker of its own.
+//     NATS, or any name directory or room log that is not InProcess), each
+//     ready lane may have a worker of its own.
 //  3. A worker (an Executor task) takes a lane's backlog, handles each
 //     datagram in order, and moves on to the next ready lane; it exits when
 //     none is left. One pool task thus serves many datagrams. Handler
