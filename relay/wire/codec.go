@@ -22,8 +22,9 @@ const maxJSONNesting = 10000
 // decodeV2 is DecodeV2. With alias set, the frames' strings point into b
 // itself (no copy; the caller guarantees b is neither modified nor reused
 // while they are in use); otherwise they share one private copy of b.
-// Strings with escapes are always freshly allocated.
-func decodeV2(dst []Frame, b []byte, alias bool) ([]Frame, error) {
+// Strings with escapes are always freshly allocated. With rows set, a line
+// that is a JSON array is a chat row of revision 3 (decodeRow).
+func decodeV2(dst []Frame, b []byte, alias, rows bool) ([]Frame, error) {
 	if !IsV2(b) {
 		return dst, ErrUnknownVerb
 	}
@@ -53,12 +54,14 @@ func decodeV2(dst []Frame, b []byte, alias bool) ([]Frame, error) {
 			clear(dst[start:])
 			return dst[:start], ErrV2TooManyFrames
 		}
-		if line[0] != '{' {
-			clear(dst[start:])
-			return dst[:start], ErrV2BadFrame
-		}
 		var f Frame
-		if !decodeFrame(line, &f) || f.T == "" {
+		switch {
+		case rows && line[0] == '[':
+			if !decodeRow(line, &f) {
+				clear(dst[start:])
+				return dst[:start], ErrV2BadFrame
+			}
+		case line[0] != '{' || !decodeFrame(line, &f) || f.T == "":
 			clear(dst[start:])
 			return dst[:start], ErrV2BadFrame
 		}
@@ -322,9 +325,6 @@ func (d *frameDec) object(f *Frame) bool {
 		return true
 	}
 	for {
-		if d.peek() != '"' {
-			return false
-		}
 		key, ok := d.str()
 		if !ok {
 			return false
@@ -434,9 +434,6 @@ func (d *frameDec) field(f *Frame, k int) bool {
 		if d.literal("null") {
 			return true
 		}
-		if d.peek() != '"' {
-			return false
-		}
 		v, ok := d.str()
 		if ok {
 			*sp = v
@@ -446,16 +443,11 @@ func (d *frameDec) field(f *Frame, k int) bool {
 		if d.literal("null") {
 			return true
 		}
-		tok, ok := d.number()
-		if !ok {
-			return false
+		n, ok := d.uint()
+		if ok {
+			*up = n
 		}
-		n, err := strconv.ParseUint(tok, 10, 64)
-		if err != nil {
-			return false
-		}
-		*up = n
-		return true
+		return ok
 	default:
 		switch {
 		case d.literal("null"):
@@ -495,9 +487,6 @@ func (d *frameDec) names(f *Frame) bool {
 				v = v[:i+1]
 			}
 			if !d.literal("null") {
-				if d.peek() != '"' {
-					return false
-				}
 				s, ok := d.str()
 				if !ok {
 					return false
@@ -532,6 +521,17 @@ func (d *frameDec) literal(lit string) bool {
 		return true
 	}
 	return false
+}
+
+// uint consumes a JSON number and returns it, if it is a uint64 (as
+// encoding/json decodes one: no fraction, no exponent, no sign).
+func (d *frameDec) uint() (uint64, bool) {
+	tok, ok := d.number()
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(tok, 10, 64)
+	return n, err == nil
 }
 
 // number consumes a JSON number and returns its text.
@@ -576,11 +576,13 @@ func (d *frameDec) number() (string, bool) {
 	return s[start:i], true
 }
 
-// str consumes a JSON string (d.i at its opening quote) and returns its
-// value: a substring of the line when it has no escapes, else a new
-// string, unescaped as encoding/json does (a lone surrogate becomes
-// U+FFFD).
+// str consumes a JSON string, which must be next, and returns its value:
+// a substring of the line when it has no escapes, else a new string,
+// unescaped as encoding/json does (a lone surrogate becomes U+FFFD).
 func (d *frameDec) str() (string, bool) {
+	if d.peek() != '"' {
+		return "", false
+	}
 	s := d.s
 	i := d.i + 1
 	start := i

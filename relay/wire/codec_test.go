@@ -73,7 +73,7 @@ func checkDecodeAgrees(t *testing.T, b []byte) {
 	want, wantErr := decodeV2Reference(nil, b)
 	for _, alias := range []bool{false, true} {
 		in := bytes.Clone(b)
-		got, err := decodeV2(nil, in, alias)
+		got, err := decodeV2(nil, in, alias, false)
 		if !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
 			t.Fatalf("decode(alias=%v) of %q: error %v, encoding/json says %v", alias, b, err, wantErr)
 		}
@@ -190,11 +190,16 @@ type goldenVector struct {
 }
 
 func goldenVectors(tb testing.TB) []goldenVector {
-	raw, err := os.ReadFile("../../testdata/v2/vectors.json")
+	return readVectors[goldenVector](tb, "vectors.json")
+}
+
+// readVectors reads the golden vectors in testdata/v2/name.
+func readVectors[V any](tb testing.TB, name string) []V {
+	raw, err := os.ReadFile("../../testdata/v2/" + name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var vs []goldenVector
+	var vs []V
 	if err := json.Unmarshal(raw, &vs); err != nil {
 		tb.Fatal(err)
 	}

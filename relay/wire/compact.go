@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bytes"
-	"math"
 )
 
 // Revision 2: compact datagrams (docs/PROTOCOL.md, "v2 revision 2").
@@ -70,13 +69,14 @@ func ApplyContext(frames []Frame) []Frame {
 	return out
 }
 
-// DecodeV2Compact is DecodeV2 for a receiver of revision 2: the context
+// DecodeV2Compact is DecodeV2 for a receiver of revision 2 or 3: a line
+// that is a JSON array is a chat row (revision 3: rows.go), and the context
 // lines are applied (ApplyContext), so the frames are whole. A datagram of
 // context lines alone has no frame (ErrV2NoFrames). The lines, context
 // lines included, are at most MaxFramesPerDatagram.
 func DecodeV2Compact(dst []Frame, b []byte) ([]Frame, error) {
 	start := len(dst)
-	dst, err := DecodeV2(dst, b)
+	dst, err := decodeV2(dst, b, false, true)
 	if err != nil {
 		return dst, err
 	}
@@ -97,6 +97,12 @@ type EventCut struct {
 	seqEnd   int32 // end of the seq's digits
 	epochEnd int32 // end of the epoch's JSON string: the rest (,"from"… or }) follows
 	seq      uint64
+
+	// A chat that can be written as a row (revision 3): ends of its from
+	// string, its id's digits (0: no id) and its text string; fromEnd 0:
+	// not a row.
+	fromEnd, idEnd, textEnd int32
+	noID                    bool // the row leaves out the id (WithoutID)
 }
 
 const (
@@ -128,18 +134,8 @@ func CutEvent(line []byte) EventCut {
 	if !bytes.HasPrefix(line[i:], []byte(keySeq)) {
 		return EventCut{}
 	}
-	i += len(keySeq)
-	d := i
-	var seq uint64
-	for d < len(line) && line[d] >= '0' && line[d] <= '9' {
-		v := uint64(line[d] - '0')
-		if seq > (math.MaxUint64-v)/10 {
-			return EventCut{} // not a uint64
-		}
-		seq = seq*10 + v
-		d++
-	}
-	if d == i || line[i] == '0' { // seq 0 is never written, nor a leading zero
+	d, seq, ok := cutUint(line, i+len(keySeq))
+	if !ok { // seq 0 is never written, nor a leading zero
 		return EventCut{}
 	}
 	c.seqEnd, c.seq = int32(d), seq
@@ -153,6 +149,7 @@ func CutEvent(line []byte) EventCut {
 		return EventCut{}
 	}
 	c.epochEnd = int32(i)
+	c.cutRow(line)
 	return c
 }
 
@@ -201,6 +198,8 @@ func (c EventCut) epoch(line []byte) []byte {
 // zero Compactor is ready for a datagram; it keeps slices of the lines it
 // was given until Reset.
 type Compactor struct {
+	Rows bool // revision 3: a chat the context gives room, epoch and seq goes as a row
+
 	room, epoch []byte // the context in force, as JSON strings; room nil: none
 	next        uint64 // the seq an event without one takes; 0: none
 	lines       int    // lines written, context lines included
@@ -209,7 +208,7 @@ type Compactor struct {
 }
 
 // Reset makes c ready for the next datagram.
-func (c *Compactor) Reset() { *c = Compactor{} }
+func (c *Compactor) Reset() { *c = Compactor{Rows: c.Rows} }
 
 // Lines returns the lines written since Reset, context lines included: a
 // receiver refuses a datagram of more than MaxFramesPerDatagram.
@@ -245,6 +244,11 @@ func (c *Compactor) Append(dst, line []byte, cut EventCut) []byte {
 		dst = append(dst, '}', '\n')
 		c.lines++
 		c.room, c.epoch, c.next = room, epoch, cut.seq
+	}
+	if c.Rows && cut.row() && c.next != 0 && cut.seq == c.next {
+		c.next = cut.seq + 1
+		c.lines++
+		return cut.appendRow(dst, line)
 	}
 	dst = append(dst, line[:cut.tEnd]...)
 	if c.next == 0 || cut.seq != c.next {
@@ -291,6 +295,7 @@ func EncodeV2Compact(frames ...*Frame) []byte {
 type Packer struct {
 	Budget  int  // the largest datagram, in bytes
 	Compact bool // revision 2: context lines and compact events
+	Rows    bool // revision 3 (with Compact): chats as rows
 
 	buf    []byte
 	open   bool // a datagram is open: it begins at buf[start]
@@ -340,6 +345,7 @@ func (p *Packer) Add(line []byte, cut EventCut) (done []byte, events int) {
 // begin opens a datagram.
 func (p *Packer) begin() {
 	p.open, p.start, p.events = true, len(p.buf), 0
+	p.c.Rows = p.Rows
 	p.buf = AppendV2Header(p.buf)
 }
 

@@ -2,11 +2,10 @@ package wire
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"math"
-	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -20,15 +19,12 @@ type compactVector struct {
 }
 
 func compactVectors(tb testing.TB) []compactVector {
-	raw, err := os.ReadFile("../../testdata/v2/compact.json")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var vs []compactVector
-	if err := json.Unmarshal(raw, &vs); err != nil {
-		tb.Fatal(err)
-	}
-	return vs
+	return readVectors[compactVector](tb, "compact.json")
+}
+
+// rowsVectors are revision 3's (testdata/v2/rows.json).
+func rowsVectors(tb testing.TB) []compactVector {
+	return readVectors[compactVector](tb, "rows.json")
 }
 
 func framePtrs(fs []Frame) []*Frame {
@@ -39,39 +35,48 @@ func framePtrs(fs []Frame) []*Frame {
 	return ptrs
 }
 
-// TestCompactGoldenVectors checks testdata/v2/compact.json both ways: each
-// datagram decodes, context applied, to its frames, and the frames encode
-// to the datagram byte for byte (but for the decode-only ones). Every one
-// is a v2 datagram any decoder reads line by line.
+// TestCompactGoldenVectors checks testdata/v2/compact.json (revision 2)
+// and rows.json (revision 3) both ways: each datagram decodes, rows read
+// and context applied, to its frames, and the frames encode to the
+// datagram byte for byte (but for the decode-only ones), and read the same
+// in full form. A datagram without a row is a v2 datagram any decoder reads
+// line by line; one with a row is refused whole by a decoder of revision 2
+// or less, which the relay never sends one to.
 func TestCompactGoldenVectors(t *testing.T) {
-	vs := compactVectors(t)
-	if len(vs) < 10 {
-		t.Fatalf("only %d vectors", len(vs))
-	}
-	for _, v := range vs {
-		t.Run(v.Name, func(t *testing.T) {
-			got, err := DecodeV2Compact(nil, []byte(v.Datagram))
-			if err != nil {
-				t.Fatalf("decode: %v", err)
-			}
-			if !reflect.DeepEqual(got, v.Frames) {
-				t.Fatalf("decode:\n got %+v\nwant %+v", got, v.Frames)
-			}
-			if _, err := DecodeV2(nil, []byte(v.Datagram)); err != nil {
-				t.Fatalf("not a v2 datagram to a revision-1 decoder: %v", err)
-			}
-			if v.DecodeOnly {
-				return
-			}
-			if enc := EncodeV2Compact(framePtrs(v.Frames)...); string(enc) != v.Datagram {
-				t.Fatalf("encode:\n got %q\nwant %q", enc, v.Datagram)
-			}
-			// A revision-2 decoder reads the full form as well.
-			full, err := DecodeV2Compact(nil, EncodeV2(framePtrs(v.Frames)...))
-			if err != nil || !reflect.DeepEqual(full, v.Frames) {
-				t.Fatalf("full form: %v\n got %+v\nwant %+v", err, full, v.Frames)
-			}
-		})
+	for _, set := range []struct {
+		name    string
+		vectors []compactVector
+		encode  func(...*Frame) []byte
+	}{{"compact", compactVectors(t), EncodeV2Compact}, {"rows", rowsVectors(t), EncodeV2Rows}} {
+		if len(set.vectors) < 10 {
+			t.Fatalf("%s: only %d vectors", set.name, len(set.vectors))
+		}
+		for _, v := range set.vectors {
+			t.Run(set.name+"/"+v.Name, func(t *testing.T) {
+				got, err := DecodeV2Compact(nil, []byte(v.Datagram))
+				if err != nil {
+					t.Fatalf("decode: %v", err)
+				}
+				if !reflect.DeepEqual(got, v.Frames) {
+					t.Fatalf("decode:\n got %+v\nwant %+v", got, v.Frames)
+				}
+				_, err = DecodeV2(nil, []byte(v.Datagram))
+				if hasRow := strings.Contains(v.Datagram, "\n["); hasRow != errors.Is(err, ErrV2BadFrame) || (!hasRow && err != nil) {
+					t.Fatalf("a row in it: %v; a revision-1 decoder: %v", hasRow, err)
+				}
+				if v.DecodeOnly {
+					return
+				}
+				if enc := set.encode(framePtrs(v.Frames)...); string(enc) != v.Datagram {
+					t.Fatalf("encode:\n got %q\nwant %q", enc, v.Datagram)
+				}
+				// A receiver of revision 2 or 3 reads the full form as well.
+				full, err := DecodeV2Compact(nil, EncodeV2(framePtrs(v.Frames)...))
+				if err != nil || !reflect.DeepEqual(full, v.Frames) {
+					t.Fatalf("full form: %v\n got %+v\nwant %+v", err, full, v.Frames)
+				}
+			})
+		}
 	}
 }
 
@@ -235,7 +240,8 @@ func TestPackerBudgetAndLines(t *testing.T) {
 }
 
 // decodeLines decodes a datagram line by line with no bound on the lines,
-// then applies the context: what EncodeV2Compact wrote, however long.
+// then applies the context: what EncodeV2Compact or EncodeV2Rows wrote,
+// however long.
 func decodeLines(t *testing.T, b []byte) []Frame {
 	t.Helper()
 	if !IsV2(b) {
@@ -247,7 +253,13 @@ func decodeLines(t *testing.T, b []byte) []Frame {
 			continue
 		}
 		var f Frame
-		if !DecodeFrameInPlace([]byte(l), &f) {
+		ok := false
+		if l[0] == '[' {
+			ok = decodeRow(strings.TrimSuffix(l, "\n"), &f) // a row (revision 3)
+		} else {
+			ok = DecodeFrameInPlace([]byte(l), &f)
+		}
+		if !ok {
 			t.Fatalf("line %q does not decode", l)
 		}
 		if len(f.Names) == 0 {
@@ -285,14 +297,20 @@ func applyContextReference(in []Frame) []Frame {
 	return out
 }
 
-// FuzzDecodeV2Compact: a datagram decodes at revision 2 exactly when it
-// decodes at revision 1 and holds a frame besides its context lines, to
-// the frames the rule gives; and the frames, written compact again, read
-// back the same.
+// FuzzDecodeV2Compact: a datagram decodes at revision 2 or 3 exactly when
+// it decodes at revision 1 with its rows (revision 3) read by encoding/json
+// and written as objects (rowsToObjects), and holds a frame besides its
+// context lines, to the frames the rule gives; and the frames, written
+// compact again, and as rows, read back the same.
 func FuzzDecodeV2Compact(f *testing.F) {
 	for _, v := range compactVectors(f) {
 		f.Add([]byte(v.Datagram))
 	}
+	for _, v := range rowsVectors(f) {
+		f.Add([]byte(v.Datagram))
+	}
+	f.Add([]byte("CR2\n[\"a\",\"b\"]\n{\"t\":\"ctx\",\"seq\":3}\n[\"c\",\"d\",1]\r\n\n[\"e\",\"f\"]"))
+	f.Add([]byte("CR2\n" + strings.Repeat("[\"a\",\"b\"]\n", MaxFramesPerDatagram) + "[1]\n"))
 	for _, v := range goldenVectors(f) {
 		f.Add([]byte(v.Datagram))
 	}
@@ -302,7 +320,7 @@ func FuzzDecodeV2Compact(f *testing.F) {
 	f.Add([]byte("CR2\n{\"t\":\"ctx\"}\n"))
 	f.Add([]byte("CR2\n{\"t\":\"ctx\",\"seq\":1}\n{\"t\":\"ack\",\"id\":1}\n{\"t\":\"ctx\",\"text\":\"\\ud83d\"}\n{\"t\":\"pong\",\"room\":\"\\u0000\"}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		plain, perr := DecodeV2(nil, b)
+		plain, perr := DecodeV2(nil, rowsToObjects(b))
 		got, err := DecodeV2Compact(nil, b)
 		want := applyContextReference(plain)
 		switch {
@@ -330,13 +348,17 @@ func FuzzDecodeV2Compact(f *testing.F) {
 		if again := decodeLines(t, EncodeV2Compact(framePtrs(got)...)); !reflect.DeepEqual(again, got) {
 			t.Fatalf("written compact again:\n got %+v\nwant %+v", again, got)
 		}
+		if again := decodeLines(t, EncodeV2Rows(framePtrs(got)...)); !reflect.DeepEqual(again, got) {
+			t.Fatalf("written as rows:\n got %+v\nwant %+v", again, got)
+		}
 	})
 }
 
 // FuzzCompactPacker packs events of varying rooms, epochs and seqs (gaps,
-// repeats, the largest seq, frames without some of the three) compact: the
-// datagrams read back as the events in order, each within the budget (but
-// one of a single event) and MaxFramesPerDatagram lines.
+// repeats, the largest seq, frames without some of the three) compact, and
+// as rows: the datagrams read back as the events in order (a row may have
+// dropped an id it was told to), each within the budget (but one of a
+// single event) and MaxFramesPerDatagram lines.
 func FuzzCompactPacker(f *testing.F) {
 	f.Add("main,dev", []byte{1, 2, 3, 0x41, 5, 0x86, 7}, "hi", uint16(300))
 	f.Add("main", []byte{0xff, 0xfe, 0x7f, 0x3f, 0x3f, 0x3f}, "", uint16(0))
@@ -370,31 +392,45 @@ func FuzzCompactPacker(f *testing.F) {
 			seq++
 			events = append(events, fr)
 		}
-		p := Packer{Budget: int(budget), Compact: true}
-		var got []Frame
-		take := func(d []byte, n int) {
-			if d == nil {
-				return
-			}
-			if n > 1 && len(d) > int(budget) {
-				t.Fatalf("%d bytes, budget %d", len(d), budget)
-			}
-			fs, err := DecodeV2Compact(nil, d)
-			if err != nil || len(fs) != n {
-				t.Fatalf("%q: %v, %d frames, want %d", d, err, len(fs), n)
-			}
-			got = append(got, fs...)
-		}
-		for i := range events {
-			l := AppendFrame(nil, &events[i])
-			take(p.Add(l, CutEvent(l)))
-		}
-		take(p.Flush())
 		if len(events) == 0 {
 			events = nil
 		}
-		if !reflect.DeepEqual(got, events) {
-			t.Fatalf("packed:\n got %+v\nwant %+v", got, events)
+		// Compact (revision 2), then as rows (revision 3) with the ids of
+		// the events at odd indexes dropped where a row carries them.
+		for _, rows := range []bool{false, true} {
+			p := Packer{Budget: int(budget), Compact: true, Rows: rows}
+			var got []Frame
+			take := func(d []byte, n int) {
+				if d == nil {
+					return
+				}
+				if n > 1 && len(d) > int(budget) {
+					t.Fatalf("%d bytes, budget %d", len(d), budget)
+				}
+				fs, err := DecodeV2Compact(nil, d)
+				if err != nil || len(fs) != n {
+					t.Fatalf("%q: %v, %d frames, want %d", d, err, len(fs), n)
+				}
+				got = append(got, fs...)
+			}
+			for i := range events {
+				l := AppendFrame(nil, &events[i])
+				cut := CutEvent(l)
+				if rows && i%2 == 1 {
+					cut = cut.WithoutID()
+				}
+				take(p.Add(l, cut))
+			}
+			take(p.Flush())
+			want := slices.Clone(events)
+			for i := range got {
+				if rows && i%2 == 1 && i < len(want) && got[i].ID == 0 {
+					want[i].ID = 0
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("packed (rows %v):\n got %+v\nwant %+v", rows, got, want)
+			}
 		}
 		if len(events) > 0 {
 			if again := decodeLines(t, EncodeV2Compact(framePtrs(events)...)); !reflect.DeepEqual(again, events) {

@@ -171,12 +171,12 @@ var (
 // Each line is decoded exactly as encoding/json would decode it into a
 // Frame (see v2codec.go). The frames do not alias b: b may be reused at
 // once.
-func DecodeV2(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, false) }
+func DecodeV2(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, false, false) }
 
 // DecodeV2InPlace is DecodeV2 without the copies: the frames' strings
 // alias b, so they are valid only while b is neither modified nor reused.
 // Whatever outlives that must be copied. It allocates only to grow dst.
-func DecodeV2InPlace(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, true) }
+func DecodeV2InPlace(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, true, false) }
 
 // DecodeFrameInPlace decodes one frame line (a JSON object, with or
 // without its "\n") into f, whose strings then alias line. It reports
