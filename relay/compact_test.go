@@ -114,3 +114,70 @@ func TestRevisionsSideBySide(t *testing.T) {
 	check("two's repair", two, true)
 	carol.sync("carol") // and nothing more for the classic member
 }
+
+// TestRevision3Rows: five chats that leave together reach a member of
+// revision 3 as one datagram of rows ([from, text]: no id, nobody else's
+// acknowledgement), their revision-3 sender as rows that keep its ids (its
+// echo, its acknowledgement), and a revision-2 member compact as before.
+// A repair for revision 3 is rows with their ids.
+func TestRevision3Rows(t *testing.T) {
+	r := relaytest.Start(t, func(c *relay.Config) { c.Flood = relay.FloodOff() })
+	two := dialV2(t, r)
+	w, _ := two.loginRev("two", 2)
+	three := dialV2(t, r)
+	three.loginRev("three", 3)
+	two.expectT(wire.FrameJoin)
+	snd := dialV2(t, r)
+	snd.loginRev("snd", 3)
+	first := two.expectT(wire.FrameJoin).Seq + 1
+	if j := three.expectT(wire.FrameJoin); j.From != "snd" || j.Seq != first-1 {
+		t.Fatalf("join %+v", j)
+	}
+
+	var chats []*wire.Frame
+	var want, noIDs []wire.Frame
+	for i := range 5 {
+		text := fmt.Sprintf("chat %d <&> \"中文\"", i)
+		chats = append(chats, &wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: uint64(i + 1), Text: text})
+		f := wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, Seq: first + uint64(i), Epoch: w.Epoch, From: "snd", ID: uint64(i + 1), Text: text}
+		want = append(want, f)
+		f.ID = 0
+		noIDs = append(noIDs, f)
+	}
+	snd.sendFrames(chats...) // one datagram: its five events are queued before the flush
+
+	check := func(who string, c *v2c, want []wire.Frame, encode func(...*wire.Frame) []byte) {
+		t.Helper()
+		datagrams, got := c.recvEvents(len(want))
+		if len(datagrams) != 1 {
+			t.Fatalf("%s: %d datagrams for five events queued together, want one", who, len(datagrams))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: events\n%+v\nwant\n%+v", who, got, want)
+		}
+		ptrs := make([]*wire.Frame, len(want))
+		for i := range want {
+			ptrs[i] = &want[i]
+		}
+		if enc := string(encode(ptrs...)); datagrams[0] != enc {
+			t.Fatalf("%s: datagram\n%s\nwant\n%s", who, datagrams[0], enc)
+		}
+	}
+	check("three (revision 3)", three, noIDs, wire.EncodeV2Rows)
+	check("snd (revision 3, its echo)", snd, want, wire.EncodeV2Rows)
+	check("two (revision 2)", two, want, wire.EncodeV2Compact)
+	if d := wire.EncodeV2Rows(framePtrs(noIDs)...); !strings.Contains(string(d), "\n[\"snd\",\"chat 0 <&> \\\"中文\\\"\"]\n") {
+		t.Fatalf("not rows:\n%s", d)
+	}
+
+	three.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: wire.RoomMain, FromSeq: first, ToSeq: first + 4})
+	check("three's repair", three, want, wire.EncodeV2Rows)
+}
+
+func framePtrs(fs []wire.Frame) []*wire.Frame {
+	ptrs := make([]*wire.Frame, len(fs))
+	for i := range fs {
+		ptrs[i] = &fs[i]
+	}
+	return ptrs
+}

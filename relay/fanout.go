@@ -3,6 +3,7 @@ package relay
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,8 +33,11 @@ import (
 //     line after another, the same bytes for every v2 member, so several
 //     events cost one datagram per member; members of revision 2 get them
 //     compact (a context line states the events' room, epoch and first
-//     seq once), the same bytes for all of them: two packings per group of
-//     events, never one per member;
+//     seq once), the same bytes for all of them; members of revision 3
+//     get chats as rows without their ids, but a member that sent a chat
+//     of the group, whose copy keeps its ids (its acknowledgement): one
+//     packing per revision present and per such sender, never one per
+//     member;
 //   - classic members receive one line per datagram, as classic clients
 //     expect, each line encoded once for all of them.
 //
@@ -235,6 +239,10 @@ type outbox struct {
 	classic []*udpio.Dest
 	v2      []*udpio.Dest
 	v2c     []*udpio.Dest // the v2 members of revision 2: compact datagrams
+	v2r     []*udpio.Dest // the v2 members of revision 3 but own's: rows without ids
+	own     []*Member     // the members of revision 3 who sent a chat of the group: a packing each
+	senders []*Member     // rowSenders' result
+	one     [1]*udpio.Dest
 	v2lo    []*udpio.Dest // the v2 members on loopback
 	arena   []byte        // the packed v2 datagrams of one sendEvents, until the batch has sent them
 	batch   *udpio.Batch  // every datagram of one sendEvents, many per system call
@@ -396,15 +404,22 @@ func sameSnapshot(a, b []*Member) bool {
 // for those of them in o's shard. It returns the datagrams and the frames
 // (events times recipients) it queued.
 func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
-	o.classic, o.v2, o.v2c = o.classic[:0], o.v2[:0], o.v2c[:0]
+	o.classic, o.v2, o.v2c, o.v2r, o.own = o.classic[:0], o.v2[:0], o.v2c[:0], o.v2r[:0], o.own[:0]
+	senders := o.rowSenders(evs)
 	for _, m := range evs[0].members {
 		if o.of > 1 && f.shardOf(m.Addr()) != o {
 			continue
 		}
-		switch {
+		switch rev := m.rev.Load(); {
 		case m.Proto != ProtoV2:
 			o.classic = append(o.classic, m.Dest())
-		case m.rev.Load() >= 2:
+		case rev >= 3:
+			if slices.Contains(senders, m) {
+				o.own = append(o.own, m)
+			} else {
+				o.v2r = append(o.v2r, m.Dest())
+			}
+		case rev == 2:
 			o.v2c = append(o.v2c, m.Dest())
 		default:
 			o.v2 = append(o.v2, m.Dest())
@@ -429,17 +444,45 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
 			frames++
 		}
 	}
-	d, fr := f.packV2(o, evs, o.v2, false)
-	dc, frc := f.packV2(o, evs, o.v2c, true)
-	return datagrams + d + dc, frames + fr + frc
+	for _, pk := range []struct {
+		dests []*udpio.Dest
+		rev   uint32
+	}{{o.v2, 1}, {o.v2c, 2}, {o.v2r, 3}} {
+		d, fr := f.packV2(o, evs, pk.dests, pk.rev)
+		datagrams, frames = datagrams+d, frames+fr
+	}
+	// A sender of revision 3 gets its own packing: its chats' rows keep
+	// their ids (its acknowledgement), everyone else's leave them out.
+	for _, m := range o.own {
+		o.one[0] = m.Dest()
+		d, fr := f.pack(o, evs, o.one[:], f.budgetFor(o.one[0]), 3, m)
+		datagrams, frames = datagrams+d, frames+fr
+	}
+	o.one[0] = nil
+	clear(o.own)
+	return datagrams, frames
 }
 
-// packV2 queues in o's batch evs packed for the v2 members dests, in full
-// form or compact (revision 2): one packing for the remote members, one
-// for those on loopback (larger datagrams: LoopbackSendBudget), each
-// shared by all of them. It returns the datagrams and the frames (events
-// times recipients) it queued. dests is reordered.
-func (f *fanout) packV2(o *outbox, evs []outEvent, dests []*udpio.Dest, compact bool) (datagrams, frames int) {
+// rowSenders returns the v2 members of revision 3 who sent a chat of evs
+// that a row carries with its id: each needs a packing of its own. The
+// slice is o's, valid until the next call.
+func (o *outbox) rowSenders(evs []outEvent) []*Member {
+	o.senders = o.senders[:0]
+	for i := range evs {
+		m := evs[i].except
+		if m != nil && evs[i].cut.HasID() && m.Proto == ProtoV2 && m.rev.Load() >= 3 && !slices.Contains(o.senders, m) {
+			o.senders = append(o.senders, m)
+		}
+	}
+	return o.senders
+}
+
+// packV2 queues in o's batch evs packed for the v2 members dests of
+// revision rev (1: full form, 2: compact, 3: rows without ids): one packing
+// for the remote members, one for those on loopback (larger datagrams:
+// LoopbackSendBudget), each shared by all of them. It returns the datagrams
+// and the frames (events times recipients) it queued. dests is reordered.
+func (f *fanout) packV2(o *outbox, evs []outEvent, dests []*udpio.Dest, rev uint32) (datagrams, frames int) {
 	if len(dests) == 0 {
 		return 0, 0
 	}
@@ -452,32 +495,40 @@ func (f *fanout) packV2(o *outbox, evs []outEvent, dests []*udpio.Dest, compact 
 		}
 	}
 	o.v2lo = local
-	for _, part := range []struct {
-		dests  []*udpio.Dest
-		budget int
-	}{{remote, f.budget}, {local, f.loopBudget}} {
-		if len(part.dests) == 0 {
-			continue
-		}
-		p := wire.Packer{Budget: part.budget, Compact: compact}
-		p.Reset(o.arena)
-		send := func(d []byte, events int) {
-			if d == nil {
-				return
-			}
-			for _, to := range part.dests {
-				o.batch.Add(d, to, events)
-			}
-			datagrams += len(part.dests)
-			frames += events * len(part.dests)
-		}
-		for i := range evs {
-			send(p.Add(evs[i].v2, evs[i].cut)) // a receiver refuses a datagram of more than 64 lines whole
-		}
-		send(p.Flush())
-		o.arena = p.Buf() // the datagrams are never written again: later ones are appended after them
-	}
+	d, fr := f.pack(o, evs, remote, f.budget, rev, nil)
+	dl, frl := f.pack(o, evs, local, f.loopBudget, rev, nil)
 	clear(o.v2lo)
+	return d + dl, fr + frl
+}
+
+// pack queues in o's batch evs packed once for dests, in datagrams of at
+// most budget bytes, in the form of revision rev; at revision 3, only the
+// chats of own (nil: none) keep their ids.
+func (f *fanout) pack(o *outbox, evs []outEvent, dests []*udpio.Dest, budget int, rev uint32, own *Member) (datagrams, frames int) {
+	if len(dests) == 0 {
+		return 0, 0
+	}
+	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
+	p.Reset(o.arena)
+	send := func(d []byte, events int) {
+		if d == nil {
+			return
+		}
+		for _, to := range dests {
+			o.batch.Add(d, to, events)
+		}
+		datagrams += len(dests)
+		frames += events * len(dests)
+	}
+	for i := range evs {
+		cut := evs[i].cut
+		if p.Rows && (own == nil || evs[i].except != own) {
+			cut = cut.WithoutID()
+		}
+		send(p.Add(evs[i].v2, cut)) // a receiver refuses a datagram of more than 64 lines whole
+	}
+	send(p.Flush())
+	o.arena = p.Buf() // the datagrams are never written again: later ones are appended after them
 	return datagrams, frames
 }
 
@@ -513,13 +564,14 @@ func (f *fanout) Reply(to netip.AddrPort, local netip.Addr, b []byte) {
 
 // SendFrames sends encoded frame lines to the v2 member m, packed into as
 // few datagrams as its send budget allows (compact for a member of
-// revision 2), as Send does.
+// revision 2; rows, with their ids, for revision 3), as Send does.
 func (f *fanout) SendFrames(m *Member, lines [][]byte) {
 	if len(lines) == 0 {
 		return
 	}
 	budget := f.budgetFor(m.Dest())
-	p := wire.Packer{Budget: budget, Compact: m.rev.Load() >= 2}
+	rev := m.rev.Load()
+	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
 	p.Reset(make([]byte, 0, budget))
 	for _, l := range lines {
 		var cut wire.EventCut

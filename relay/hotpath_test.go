@@ -31,7 +31,8 @@ func TestHeapPerMember(t *testing.T) {
 // TestHotPathAllocations counts allocations (not time) on the hot path:
 // parsing, decoding, lookup and encoding allocate nothing, and a whole
 // received chat, classic or v2, handled into a fan-out to 100 loopback
-// members (classic, v2 and v2 of revision 2, compact), allocates less than
+// members (classic, v2, v2 of revision 2, compact, and of revision 3, rows,
+// the sender's own packing among them), allocates less than
 // once per datagram on average (the slabs the encoded lines are carved
 // from are the only allocations left).
 func TestHotPathAllocations(t *testing.T) {
@@ -58,10 +59,16 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Errorf("AppendFrame: %v allocations", n)
 	}
 	r := newBenchRoom(t, 100)
-	for i, m := range r.members { // a quarter of them revision 2: their packing is compact
-		if m.Proto == ProtoV2 && i%4 == 3 {
+	for i, m := range r.members { // a quarter of them revision 2 (compact), a quarter revision 3 (rows), the v2 sender among them
+		switch {
+		case m.Proto == ProtoV2 && i%4 == 3:
 			m.rev.Store(2)
+		case m.Proto == ProtoV2 && i%4 == 1:
+			m.rev.Store(3)
 		}
+	}
+	if r.members[1].Proto != ProtoV2 || r.members[1].rev.Load() != 3 {
+		t.Fatal("the v2 sender is not of revision 3")
 	}
 	if n := testing.AllocsPerRun(100, func() { r.s.reg.Lookup(r.members[7].Addr()) }); n != 0 {
 		t.Errorf("registry lookup: %v allocations", n)
@@ -82,7 +89,8 @@ func TestHotPathAllocations(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("v2 chat into 100 members: %v allocations per datagram", n)
 	}
-	// Two chats in one datagram leave packed: compact for revision 2.
+	// Two chats in one datagram leave packed: compact for revision 2, rows
+	// for revision 3 (the sender's with its ids).
 	if n := testing.AllocsPerRun(500, func() {
 		msg = append(strconv.AppendUint(append(msg[:0], wire.V2Magic+`{"t":"chat","room":"main","id":`...), id+1, 10), `,"text":"`+text+`"}`+"\n"...)
 		msg = append(strconv.AppendUint(append(msg, `{"t":"chat","room":"main","id":`...), id+2, 10), `,"text":"`+text+`"}`...)

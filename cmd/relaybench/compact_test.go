@@ -12,7 +12,8 @@ import (
 )
 
 // TestReceiverReadsCompactDatagrams: a receiver counts the chats of a
-// revision-2 datagram as those of the full form, and its context line as
+// revision-2 datagram, and the rows of a revision-3 one, as those of the
+// full form, and its context line as
 // nothing (neither a delivery nor another frame); a datagram of more than
 // wire.MaxFramesPerDatagram lines, context lines included, is refused whole
 // as a client refuses it.
@@ -33,11 +34,14 @@ func TestReceiverReadsCompactDatagrams(t *testing.T) {
 		}
 		return fs
 	}
-	full, compact := wire.EncodeV2(chats(0, 5)...), wire.EncodeV2Compact(chats(0, 5)...)
+	full, compact, rows := wire.EncodeV2(chats(0, 5)...), wire.EncodeV2Compact(chats(0, 5)...), wire.EncodeV2Rows(chats(0, 5)...)
 	if !bytes.Contains(compact, []byte(`{"t":"ctx"`)) || len(compact) >= len(full) {
 		t.Fatalf("not compact: %q", compact)
 	}
-	for _, d := range [][]byte{full, compact} {
+	if !bytes.Contains(rows, []byte("\n[\"m0001\",\"")) || len(rows) >= len(compact) {
+		t.Fatalf("no rows: %q", rows)
+	}
+	for _, d := range [][]byte{full, compact, rows} {
 		r := newReceiver()
 		r.datagram(0, d)
 		if r.st.delivered != 5 || r.st.other != 0 || r.st.dups != 0 || r.st.reord != 0 {
@@ -55,9 +59,9 @@ func TestReceiverReadsCompactDatagrams(t *testing.T) {
 // TestV2Room100Revisions: v2room100's members offer the newest revision
 // unless --v2-rev says otherwise, and a tiny run of the scenario's room
 // (100 members, its first offered rate, 300 ms) delivers every chat at
-// revision 2 as at revision 1, each relay answering the revision asked for.
+// revisions 3, 2 and 1 alike, each relay answering the revision asked for.
 func TestV2Room100Revisions(t *testing.T) {
-	for _, args := range [][]string{{"--v2-rev", "3"}, {"--v2-rev", "-1"}, {"--v2-rev", "x"}} {
+	for _, args := range [][]string{{"--v2-rev", "4"}, {"--v2-rev", "-1"}, {"--v2-rev", "x"}} {
 		if _, err := parse(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parse(%q): no error", args)
 		}
@@ -72,7 +76,7 @@ func TestV2Room100Revisions(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		rev  uint64
-	}{{[]string{"--scenario", "v2room100"}, wire.Rev}, {[]string{"--scenario", "v2room100", "--v2-rev", "1"}, 1}} {
+	}{{[]string{"--scenario", "v2room100"}, wire.Rev}, {[]string{"--scenario", "v2room100", "--v2-rev", "2"}, 2}, {[]string{"--scenario", "v2room100", "--v2-rev", "1"}, 1}} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			c, err := parse(tc.args, &bytes.Buffer{})
 			if err != nil || c.sc.V2Rev != tc.rev {

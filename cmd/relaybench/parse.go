@@ -80,12 +80,21 @@ func parseChat(p []byte) (s int, q, t int64, ok bool) {
 var (
 	v2ChatType = []byte(`"t":"chat"`)
 	v2TextKey  = []byte(`"text":"`)
+	rowTextSep = []byte(`","`) // a row's from, then its text
 )
 
-// v2ChatText returns the text of a v2 chat frame line (one JSON object), or
-// false for any other frame. It does not decode JSON: the load tool's texts
+// v2ChatText returns the text of a v2 chat frame line (one JSON object, or
+// a row of revision 3: ["from","text"] or ["from","text",id]), or false for
+// any other frame. It does not decode JSON: the load tool's names and texts
 // need no escaping, and a receiver must keep up with millions of frames/s.
 func v2ChatText(line []byte) ([]byte, bool) {
+	if len(line) > 0 && line[0] == '[' {
+		i := bytes.Index(line, rowTextSep)
+		if i < 0 {
+			return nil, false
+		}
+		return line[i+len(rowTextSep):], true
+	}
 	if bytes.Index(line, v2ChatType) < 0 {
 		return nil, false
 	}

@@ -341,8 +341,8 @@ func star(sustained bool) string {
 }
 
 // formRooms opens lay.members() UDP members (receive buffers of rcvbuf
-// bytes) to the relay at addr and logs them in as v2 sessions of revision
-// 2 (wire.Rev), starting rate a second: hello, the relay's retry with a cookie, hello
+// bytes) to the relay at addr and logs them in as v2 sessions of the newest
+// revision (wire.Rev), starting rate a second: hello, the relay's retry with a cookie, hello
 // again, welcome; then, when there is more than one room, a datagram with
 // join (its room) and part (main), answered by the room's welcome and
 // parted. A member that hears nothing
@@ -473,7 +473,7 @@ func (f *former) run(rate int, exited func() bool, progress io.Writer) error {
 				if err != nil {
 					break
 				}
-				if frames, err = wire.DecodeV2(frames[:0], buf[:c]); err == nil {
+				if frames, err = wire.DecodeV2Compact(frames[:0], buf[:c]); err == nil {
 					f.handle(i, frames, time.Now())
 				}
 			}

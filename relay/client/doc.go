@@ -12,8 +12,8 @@
 //
 // # Rooms and direct messages (revision 1)
 //
-// The hello says the client speaks revision 2 (wire.Rev); the welcome says
-// what the relay speaks (Rev). With revision 1 or 2 the session is in main and
+// The hello says the client speaks revision 3 (wire.Rev); the welcome says
+// what the relay speaks (Rev). With revision 1 or later the session is in main and
 // may Join and Part other rooms, SendTo a room, Msg a member, list the
 // relay's Rooms and ask WhoIn a room; with a revision-0 relay those calls
 // fail with ErrUnsupported and the session stays in main. Each room, and
@@ -32,6 +32,13 @@
 // dedupe and Events work on whole frames as with revision 1. A relay of
 // revision 0 or 1 never sends a context line, and its datagrams read as
 // before.
+//
+// # Chat rows (revision 3)
+//
+// A relay of revision 3 writes the chats of a packed datagram as rows,
+// ["from","text"], and keeps a chat's id only in its sender's copy: the
+// echo by which this client acknowledges its own chats (the id is there)
+// works as before, and a chat from someone else has ID 0.
 //
 // # Several relays: failover
 //

@@ -49,7 +49,7 @@ type Event struct {
 	To      string // dm: the recipient; error: the refused msg's recipient
 	Text    string // chat, notice, dm: the text, exactly as sent
 	Topic   string // joined: the room's topic; notice: the new topic, when it announces one
-	ID      uint64 // chat, dm: the sender's message id; error: the refused chat's or msg's id
+	ID      uint64 // chat, dm: the sender's message id (at revision 3, a chat of someone else's has none: 0); error: the refused chat's or msg's id
 	Self    bool   // chat, dm: our own message, echoed by the relay
 	History bool   // room events: backlog replayed on login or join
 

@@ -69,10 +69,11 @@ const (
 // published (one room); 1 adds rooms (join, part, rooms, topics), direct
 // messages (msg, dm, the inbox) and history (older events on request); 2
 // packs room events compactly (a ctx line states their room, epoch and
-// first seq once: compact.go). A client says which it speaks in its hello
+// first seq once: compact.go); 3 writes chats as rows, their ids only in
+// their senders' copies (rows.go). A client says which it speaks in its hello
 // ("rev"); the relay answers with the revision it will use in the welcome,
 // and never sends a client what its revision does not know.
-const Rev = 2
+const Rev = 3
 
 // Inbox is the room name of a session's own inbox, where its direct
 // messages arrive as sequenced events (each session has its own sequence).
