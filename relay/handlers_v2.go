@@ -22,7 +22,7 @@ import (
 //
 // It is sized lazily: a session that never chatted holds no map and no
 // ring (an idle member of a 100,000-member room must cost little), and
-// the ring of recent ids grows with use up to v2SeqMemory.
+// the ring of recent ids' seqs grows with use up to v2SeqMemory slots.
 type v2State struct {
 	mu    sync.Mutex          // protects the fields below
 	floor uint64              // every id <= floor was broadcast
@@ -32,16 +32,19 @@ type v2State struct {
 	// amortized O(1) (a scan of above per chat would let one missing id
 	// cost every later chat thousands of map steps).
 	arrived []uint64
-	seqs    map[uint64]uint64 // recent ids' seqs, for acks; nil before the first
-	order   []uint64          // ring of the ids in seqs, oldest evicted; grows to v2SeqMemory
-	pos     int               // next slot of order to reuse, once it is full
+	// recent holds recent ids' seqs, for acks: id at index id mod its
+	// length, a power of two that doubles with use up to v2SeqMemory
+	// (one slot per id, no hashing: it is on every chat's path); nil
+	// before the first.
+	recent []idSeq
+	kept   int // ids remembered, up to v2SeqMemory
 
 	base atomic.Uint64 // the room seq the session began at (its welcome's)
 }
 
 const (
-	// v2SeqMemory is how many recent ids' seqs a session remembers; an
-	// older duplicate is acknowledged without its seq.
+	// v2SeqMemory is how many recent ids' seqs a session remembers (a
+	// power of two); an older duplicate is acknowledged without its seq.
 	v2SeqMemory = 1024
 	// v2MaxAbove bounds the ids kept above the floor. A hole (an id that
 	// never arrived) keeps them from folding into the floor; a client
@@ -53,33 +56,38 @@ const (
 
 func newV2State() *v2State { return &v2State{} }
 
+// idSeq is one slot of v2State.recent.
+type idSeq struct{ id, seq uint64 }
+
 // seen reports whether id was broadcast, and as which seq if that is still
 // remembered (0 otherwise).
 func (v *v2State) seen(id uint64) (uint64, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	_, above := v.above[id]
-	if id > v.floor && !above {
-		return 0, false
+	if id > v.floor {
+		if _, above := v.above[id]; !above {
+			return 0, false
+		}
 	}
-	return v.seqs[id], true
+	if n := uint64(len(v.recent)); n > 0 {
+		if e := v.recent[id&(n-1)]; e.id == id {
+			return e.seq, true
+		}
+	}
+	return 0, true
 }
 
 // remember records that id was broadcast as seq.
 func (v *v2State) remember(id, seq uint64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.seqs == nil {
-		v.seqs = make(map[uint64]uint64)
+	if v.kept < v2SeqMemory {
+		v.kept++
+		if v.kept > len(v.recent) {
+			v.growRecent()
+		}
 	}
-	if len(v.order) < v2SeqMemory {
-		v.order = append(v.order, id)
-	} else {
-		delete(v.seqs, v.order[v.pos])
-		v.order[v.pos] = id
-		v.pos = (v.pos + 1) % v2SeqMemory
-	}
-	v.seqs[id] = seq
+	v.recent[id&uint64(len(v.recent)-1)] = idSeq{id, seq}
 	if id <= v.floor {
 		return
 	}
@@ -123,6 +131,18 @@ func (v *v2State) remember(id, seq uint64) {
 		}
 		v.arrived = kept
 	}
+}
+
+// growRecent doubles recent (16 slots at first), keeping what it holds.
+func (v *v2State) growRecent() {
+	grown := make([]idSeq, max(16, 2*len(v.recent)))
+	n := uint64(len(grown))
+	for _, e := range v.recent {
+		if e.id != 0 {
+			grown[e.id&(n-1)] = e
+		}
+	}
+	v.recent = grown
 }
 
 // minV2Request is the padding the spec asks clients for: a retry must not

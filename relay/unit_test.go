@@ -156,8 +156,10 @@ func TestV2IDMemory(t *testing.T) {
 			v.remember(id, id+100)
 		}
 	}
-	if seq, dup := v.seen(3 * v2SeqMemory); !dup || seq != 3*v2SeqMemory+100 {
-		t.Fatalf("recent id: seq %d dup %v", seq, dup)
+	for id := uint64(2*v2SeqMemory + 1); id <= 3*v2SeqMemory; id++ { // the last v2SeqMemory: their seqs kept
+		if seq, dup := v.seen(id); !dup || seq != id+100 {
+			t.Fatalf("recent id %d: seq %d dup %v", id, seq, dup)
+		}
 	}
 	if _, dup := v.seen(5); dup {
 		t.Fatal("the hole, arriving late, taken for a duplicate: it would be lost")
@@ -172,5 +174,19 @@ func TestV2IDMemory(t *testing.T) {
 	}
 	if _, dup := v.seen(3*v2SeqMemory + 1); dup {
 		t.Fatal("a new id taken for a duplicate")
+	}
+}
+
+// BenchmarkV2ChatIDs is a session's id memory per chat as it usually goes:
+// ids in order, each checked for a duplicate and then remembered.
+func BenchmarkV2ChatIDs(b *testing.B) {
+	v := newV2State()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		id := uint64(i + 1)
+		if _, dup := v.seen(id); dup {
+			b.Fatal("a new id taken for a duplicate")
+		}
+		v.remember(id, id)
 	}
 }
