@@ -247,6 +247,8 @@ func TestGarbageDroppedCountedNeverAnswered(t *testing.T) {
 		{"C", relay.DropMalformed},
 		{"Q", relay.DropMalformed},
 		{"Q ", relay.DropMalformed},
+		{"CR2\n[\"alice\",\"hi\"]\n", relay.DropMalformed}, // a chat row (v2 revision 3) goes only from the relay to clients
+		{"CR2\n{\"t\":\"ctx\",\"room\":\"main\",\"seq\":1,\"epoch\":\"e\"}\n[\"alice\",\"hi\",1]\n", relay.DropMalformed},
 		{strings.Repeat("x", wire.DefaultMaxDatagram+1), relay.DropOversize},
 		{"L " + strings.Repeat("y", 60000), relay.DropOversize},
 	}
