@@ -460,6 +460,7 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
 	}
 	o.one[0] = nil
 	clear(o.own)
+	clear(o.senders) // hold no member past the group
 	return datagrams, frames
 }
 
