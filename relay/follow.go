@@ -63,8 +63,8 @@ func (s *Server) unfollowAll() {
 
 // logEvent hands one event from r's log to this node's members, unless
 // this node delivered it already. The classic line is rendered from the
-// frame, in this node's wording; a classic member named as the event's
-// sender gets none, as in broadcast.
+// frame, in this node's wording; the member named as the event's sender is
+// its except, as in broadcast.
 func (s *Server) logEvent(r *room, seq uint64, line []byte, behind uint64) {
 	r.lag.Store(behind)
 	if !r.undelivered(seq) {
@@ -77,15 +77,20 @@ func (s *Server) logEvent(r *room, seq uint64, line []byte, behind uint64) {
 	}
 	members := r.Members()
 	var classic []byte
-	var except *Member
 	if r == s.main {
 		classic = s.classicFor(&f)
-		if f.From != "" {
-			for _, m := range members {
-				if m.Name == f.From {
-					except = m
-					break
-				}
+	}
+	// The member named as the event's sender, in any room: a classic one
+	// gets no classic line, as in broadcast, and a v2 one of revision 3
+	// gets its chats' rows with their ids, its acknowledgement (a shared
+	// log may hand this node its own member's chat before the handler that
+	// stored it delivers it).
+	var except *Member
+	if f.From != "" {
+		for _, m := range members {
+			if m.Name == f.From {
+				except = m
+				break
 			}
 		}
 	}

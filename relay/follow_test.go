@@ -1,0 +1,78 @@
+package relay
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatrelay/chatrelay/relay/internal/udpio"
+	"github.com/chatrelay/chatrelay/relay/wire"
+)
+
+// TestSharedLogRowsKeepTheSendersIDs: a chat that reaches this node from
+// its room's shared log (another node's, or this node's own before the
+// handler that stored it delivered it) names its sender by name only; the
+// member of that name, of revision 3, still gets its chats' rows with
+// their ids (its acknowledgement), and everyone else without.
+func TestSharedLogRowsKeepTheSendersIDs(t *testing.T) {
+	s, err := New(Config{Flood: FloodOff(), MaxPerIP: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	if s.conn, err = udpio.New(uc); err != nil {
+		t.Fatal(err)
+	}
+	s.fan.conn = s.conn
+	s.reg = NewRegistry(RegistryLimits{MaxMembers: 10}, nil, s.conn.Dest, nil)
+	r, err := s.openRoom("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	socks := map[string]*net.UDPConn{}
+	for _, name := range []string{"bob", "carol"} {
+		rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		socks[name] = rc
+		m, _, err := s.reg.Join(name, ProtoV2, newToken(), rc.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.rev.Store(3)
+		if _, ok := r.join(m); !ok {
+			t.Fatal("join")
+		}
+	}
+	r.feed.mu.Lock()
+	next := r.feed.next
+	r.feed.mu.Unlock()
+	for i, text := range []string{"one", "two"} {
+		line := wire.AppendFrame(nil, &wire.Frame{T: wire.FrameChat, Room: "dev", Seq: next + uint64(i), Epoch: "e", From: "bob", ID: uint64(7 + i), Text: text})
+		s.logEvent(r, next+uint64(i), line, uint64(1-i)) // the first with one more behind it: both leave together
+	}
+	want := map[string][]string{"bob": {`["bob","one",7]`, `["bob","two",8]`}, "carol": {`["bob","one"]`, `["bob","two"]`}}
+	for name, rows := range want {
+		rc := socks[name]
+		rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 2048)
+		n, err := rc.Read(buf)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got := string(buf[:n])
+		for _, row := range rows {
+			if !strings.Contains(got, "\n"+row+"\n") {
+				t.Errorf("%s got\n%s\nwithout the row %s", name, got, row)
+			}
+		}
+	}
+}
