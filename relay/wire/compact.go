@@ -98,11 +98,10 @@ type EventCut struct {
 	epochEnd int32 // end of the epoch's JSON string: the rest (,"from"… or }) follows
 	seq      uint64
 
-	// A chat that can be written as a row (revision 3): ends of its from
-	// string, its id's digits (0: no id) and its text string; fromEnd 0:
-	// not a row.
-	fromEnd, idEnd, textEnd int32
-	noID                    bool // the row leaves out the id (WithoutID)
+	// A chat that can be written as a row (revision 3): the end of its
+	// from string, of its id's digits (0: no id, or left out: WithoutID)
+	// and where its text string starts and ends; fromEnd 0: not a row.
+	fromEnd, idEnd, textStart, textEnd int32
 }
 
 const (
@@ -276,9 +275,12 @@ func (c *Compactor) Finish(dst []byte, start int) []byte {
 // EncodeV2Compact returns a whole datagram holding frames in revision 2's
 // compact form, as the relay packs room events for a revision-2 member.
 // No frame may be of type FrameCtx.
-func EncodeV2Compact(frames ...*Frame) []byte {
+func EncodeV2Compact(frames ...*Frame) []byte { return encodeCompacted(Compactor{}, frames) }
+
+// encodeCompacted writes frames, each encoded by AppendFrame and cut by
+// CutEvent, through c into one datagram.
+func encodeCompacted(c Compactor, frames []*Frame) []byte {
 	b := AppendV2Header(make([]byte, 0, 256))
-	var c Compactor
 	for _, f := range frames {
 		line := AppendFrame(nil, f)
 		b = c.Append(b, line, CutEvent(line))

@@ -111,7 +111,7 @@ func (c *EventCut) cutRow(line []byte) {
 	if rest := string(line[text:]); rest != "}\n" && rest != "}" {
 		return
 	}
-	c.fromEnd, c.idEnd, c.textEnd = int32(from), int32(idEnd), int32(text)
+	c.fromEnd, c.idEnd, c.textStart, c.textEnd = int32(from), int32(idEnd), int32(i+len(keyText)), int32(text)
 }
 
 // cutUint reads the digits of a positive uint64 at line[i:], as
@@ -143,7 +143,7 @@ func (c EventCut) HasID() bool { return c.idEnd != 0 }
 // WithoutID returns c for a row written without the chat's id: the copy
 // for every member but the chat's sender.
 func (c EventCut) WithoutID() EventCut {
-	c.noID = true
+	c.idEnd = 0
 	return c
 }
 
@@ -152,12 +152,8 @@ func (c EventCut) appendRow(dst, line []byte) []byte {
 	dst = append(dst, '[')
 	dst = append(dst, line[c.epochEnd+int32(len(keyFrom)):c.fromEnd]...)
 	dst = append(dst, ',')
-	textStart := c.fromEnd
+	dst = append(dst, line[c.textStart:c.textEnd]...)
 	if c.idEnd != 0 {
-		textStart = c.idEnd
-	}
-	dst = append(dst, line[textStart+int32(len(keyText)):c.textEnd]...)
-	if c.idEnd != 0 && !c.noID {
 		dst = append(dst, ',')
 		dst = append(dst, line[c.fromEnd+int32(len(keyID)):c.idEnd]...)
 	}
@@ -169,12 +165,4 @@ func (c EventCut) appendRow(dst, line []byte) []byte {
 // EncodeV2Compact, and every chat the context gives a room, epoch and seq
 // as a row, with its id if it has one (the relay leaves the id out of
 // every copy but the sender's). No frame may be of type FrameCtx.
-func EncodeV2Rows(frames ...*Frame) []byte {
-	b := AppendV2Header(make([]byte, 0, 256))
-	c := Compactor{Rows: true}
-	for _, f := range frames {
-		line := AppendFrame(nil, f)
-		b = c.Append(b, line, CutEvent(line))
-	}
-	return c.Finish(b, 0)
-}
+func EncodeV2Rows(frames ...*Frame) []byte { return encodeCompacted(Compactor{Rows: true}, frames) }
