@@ -165,10 +165,13 @@ func TestCutEvent(t *testing.T) {
 	}
 }
 
-// TestPackerBudgetAndLines packs many events for both forms: every
-// datagram keeps to the budget (but one of a single event) and to
-// MaxFramesPerDatagram lines, context lines included, carries the events
-// in order, and is byte for byte what the encoders write for its events.
+// TestPackerBudgetAndLines packs many events in every form (full,
+// compact, rows, and rows without the ids of every other event, the copy
+// for members who did not send them): every datagram keeps to the budget
+// (but one of a single event) and to MaxFramesPerDatagram lines, context
+// lines included, carries the events in order, and is byte for byte what
+// the encoders write for its events (rows without ids: the same events
+// back, an id dropped only where a row was written).
 func TestPackerBudgetAndLines(t *testing.T) {
 	var events []Frame
 	seq := uint64(100)
@@ -179,6 +182,8 @@ func TestPackerBudgetAndLines(t *testing.T) {
 			f.Room, f.Epoch = "dev", "77aa0e12" // another room
 		case i%31 == 30:
 			f.Seq += 3 // a gap
+		case i%17 == 16:
+			f.T, f.ID, f.From = FrameNotice, 0, "" // never a row
 		case i == 150:
 			f.Text = strings.Repeat("long ", 400) // more than a budget alone
 		}
@@ -189,37 +194,48 @@ func TestPackerBudgetAndLines(t *testing.T) {
 	for i := range events {
 		lines[i] = AppendFrame(nil, &events[i])
 	}
-	for _, compact := range []bool{false, true} {
+	for _, form := range []struct {
+		name                 string
+		compact, rows, strip bool
+		encode               func(...*Frame) []byte
+	}{
+		{"full", false, false, false, EncodeV2},
+		{"compact", true, false, false, EncodeV2Compact},
+		{"rows", true, true, false, EncodeV2Rows},
+		{"rows without ids", true, true, true, nil},
+	} {
 		for _, budget := range []int{512, 1200, 8192} {
-			p := Packer{Budget: budget, Compact: compact}
+			p := Packer{Budget: budget, Compact: form.compact, Rows: form.rows}
 			var got []Frame
-			next := 0
+			next, rows := 0, 0
 			check := func(d []byte, n int) {
 				t.Helper()
 				if d == nil {
 					return
 				}
 				if n > 1 && len(d) > budget {
-					t.Fatalf("compact %v budget %d: %d bytes", compact, budget, len(d))
+					t.Fatalf("%s budget %d: %d bytes", form.name, budget, len(d))
 				}
 				fs, err := DecodeV2Compact(nil, d)
 				if err != nil || len(fs) != n {
-					t.Fatalf("compact %v budget %d: %v, %d frames for %d events", compact, budget, err, len(fs), n)
+					t.Fatalf("%s budget %d: %v, %d frames for %d events", form.name, budget, err, len(fs), n)
 				}
-				want := EncodeV2(framePtrs(events[next : next+n])...)
-				if compact {
-					want = EncodeV2Compact(framePtrs(events[next : next+n])...)
+				if form.encode != nil {
+					if want := form.encode(framePtrs(events[next : next+n])...); !bytes.Equal(d, want) {
+						t.Fatalf("%s: packed\n%q\nwant\n%q", form.name, d, want)
+					}
 				}
-				if !bytes.Equal(d, want) {
-					t.Fatalf("compact %v: packed\n%q\nwant\n%q", compact, d, want)
-				}
+				rows += bytes.Count(d, []byte("\n["))
 				next += n
 				got = append(got, fs...)
 			}
-			for _, l := range lines {
+			for i, l := range lines {
 				var cut EventCut
-				if compact {
+				if form.compact {
 					cut = CutEvent(l)
+				}
+				if form.strip && i%2 == 0 {
+					cut = cut.WithoutID()
 				}
 				check(p.Add(l, cut))
 			}
@@ -227,8 +243,25 @@ func TestPackerBudgetAndLines(t *testing.T) {
 			if d, n := p.Flush(); d != nil || n != 0 {
 				t.Fatal("a second flush")
 			}
-			if !reflect.DeepEqual(got, events) {
-				t.Fatalf("compact %v budget %d: the events differ", compact, budget)
+			if len(got) != len(events) {
+				t.Fatalf("%s budget %d: %d events back of %d", form.name, budget, len(got), len(events))
+			}
+			dropped := 0
+			for i := range got {
+				w := events[i]
+				if form.strip && i%2 == 0 && got[i].ID == 0 && w.ID != 0 {
+					w.ID = 0
+					dropped++
+				}
+				if !reflect.DeepEqual(got[i], w) {
+					t.Fatalf("%s budget %d: event %d\n got %+v\nwant %+v", form.name, budget, i, got[i], events[i])
+				}
+			}
+			switch {
+			case form.rows && rows < 200, !form.rows && rows != 0:
+				t.Fatalf("%s budget %d: %d rows", form.name, budget, rows)
+			case form.strip && (dropped < 100 || dropped > rows):
+				t.Fatalf("%s budget %d: %d rows, %d ids dropped", form.name, budget, rows, dropped)
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -184,82 +183,4 @@ func FuzzDecodeRow(f *testing.F) {
 			t.Fatalf("%q: decodeRow %v %+v; encoding/json %v %+v", line, ok, got, wok, want)
 		}
 	})
-}
-
-// TestPackerRows packs events as rows, ids dropped from every other chat
-// (the copy for members who did not send them): every datagram keeps to
-// the budget and to MaxFramesPerDatagram lines, carries the events in
-// order, and drops an id only where it wrote a row; with the ids kept it
-// is what EncodeV2Rows writes.
-func TestPackerRows(t *testing.T) {
-	var events []Frame
-	seq := uint64(100)
-	for i := 0; i < 300; i++ {
-		f := Frame{T: FrameChat, Room: RoomMain, Seq: seq, Epoch: "5f3a9c01", From: "alice", ID: uint64(i + 1), Text: strings.Repeat("x", i%7+1)}
-		switch {
-		case i%50 == 49:
-			f.Room, f.Epoch = "dev", "77aa0e12"
-		case i%31 == 30:
-			f.Seq += 3
-		case i%17 == 16:
-			f.T, f.ID, f.From = FrameNotice, 0, ""
-		case i == 150:
-			f.Text = strings.Repeat("long ", 400)
-		}
-		seq = f.Seq + 1
-		events = append(events, f)
-	}
-	for _, budget := range []int{512, 1200, 8192} {
-		for _, strip := range []bool{false, true} {
-			p := Packer{Budget: budget, Compact: true, Rows: true}
-			var got []Frame
-			next, rows, dropped := 0, 0, 0
-			check := func(d []byte, n int) {
-				t.Helper()
-				if d == nil {
-					return
-				}
-				if n > 1 && len(d) > budget {
-					t.Fatalf("budget %d: %d bytes", budget, len(d))
-				}
-				fs, err := DecodeV2Compact(nil, d)
-				if err != nil || len(fs) != n {
-					t.Fatalf("budget %d: %v, %d frames for %d events", budget, err, len(fs), n)
-				}
-				if !strip {
-					if want := EncodeV2Rows(framePtrs(events[next : next+n])...); !bytes.Equal(d, want) {
-						t.Fatalf("packed\n%q\nwant\n%q", d, want)
-					}
-				}
-				rows += bytes.Count(d, []byte("\n["))
-				next += n
-				got = append(got, fs...)
-			}
-			for i := range events {
-				l := AppendFrame(nil, &events[i])
-				cut := CutEvent(l)
-				if strip && i%2 == 0 {
-					cut = cut.WithoutID()
-				}
-				check(p.Add(l, cut))
-			}
-			check(p.Flush())
-			if len(got) != len(events) {
-				t.Fatalf("%d events back of %d", len(got), len(events))
-			}
-			for i := range got {
-				w := events[i]
-				if strip && i%2 == 0 && got[i].ID == 0 && w.ID != 0 {
-					w.ID = 0
-					dropped++
-				}
-				if !reflect.DeepEqual(got[i], w) {
-					t.Fatalf("budget %d strip %v: event %d\n got %+v\nwant %+v", budget, strip, i, got[i], events[i])
-				}
-			}
-			if rows < 200 || (strip && (dropped < 100 || dropped > rows)) {
-				t.Fatalf("budget %d strip %v: %d rows, %d ids dropped", budget, strip, rows, dropped)
-			}
-		}
-	}
 }
