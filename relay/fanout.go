@@ -464,14 +464,13 @@ func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
 	return datagrams, frames
 }
 
-// rowSenders returns the v2 members of revision 3 who sent a chat of evs
-// that a row carries with its id: each needs a packing of its own. The
-// slice is o's, valid until the next call.
+// rowSenders returns the senders of the chats of evs that a row carries
+// with an id (only v2 chats have one); those of revision 3 get a packing
+// of their own (sendGroup). The slice is o's, valid until the next call.
 func (o *outbox) rowSenders(evs []outEvent) []*Member {
 	o.senders = o.senders[:0]
 	for i := range evs {
-		m := evs[i].except
-		if m != nil && evs[i].cut.HasID() && m.Proto == ProtoV2 && m.rev.Load() >= 3 && !slices.Contains(o.senders, m) {
+		if m := evs[i].except; m != nil && evs[i].cut.HasID() && !slices.Contains(o.senders, m) {
 			o.senders = append(o.senders, m)
 		}
 	}
