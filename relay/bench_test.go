@@ -101,21 +101,7 @@ func BenchmarkRegistryLookup(b *testing.B) {
 // each a real loopback socket drained by its own goroutine: one op is one
 // broadcast, 99 deliveries (no echo).
 func BenchmarkFanout100(b *testing.B) {
-	s, err := New(Config{Flood: FloodOff()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer uc.Close()
-	uc.SetWriteBuffer(4 << 20)
-	if s.conn, err = udpio.New(uc); err != nil {
-		b.Fatal(err)
-	}
-	s.fan.conn = s.conn
-	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, nil, s.conn.Dest, nil)
+	s := newWiredServer(b, Config{Flood: FloodOff()})
 	now := time.Now()
 	var members []*Member
 	for i := 0; i < 100; i++ {
@@ -171,27 +157,13 @@ func (r *benchRoom) receive(g *datagram, from *Member, msg []byte) {
 
 func newBenchRoom(b testing.TB, n int) *benchRoom {
 	b.Helper()
-	s, err := New(Config{Flood: FloodOff(), MaxPerIP: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	uc.SetWriteBuffer(4 << 20)
-	if s.conn, err = udpio.New(uc); err != nil {
-		b.Fatal(err)
-	}
-	s.fan.conn = s.conn
-	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, nil, s.conn.Dest, nil)
+	s := newWiredServer(b, Config{Flood: FloodOff(), MaxPerIP: -1})
 	var wg sync.WaitGroup
 	var socks []*net.UDPConn
-	b.Cleanup(func() {
+	b.Cleanup(func() { // before the relay's socket closes (newWiredServer's cleanup)
 		for _, rc := range socks {
 			rc.Close()
 		}
-		uc.Close()
 		wg.Wait()
 	})
 	r := &benchRoom{s: s}
@@ -279,4 +251,27 @@ func BenchmarkDatagram(b *testing.B) {
 			r.receive(g, sender, msg)
 		}
 	})
+}
+
+// newWiredServer is a Server made with cfg whose fan-out sends through a
+// real loopback socket (closed when tb ends) and whose registry holds up to
+// 1,000 members: enough to drive handlers and the fan-out without Serve.
+func newWiredServer(tb testing.TB, cfg Config) *Server {
+	tb.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { uc.Close() })
+	uc.SetWriteBuffer(4 << 20)
+	if s.conn, err = udpio.New(uc); err != nil {
+		tb.Fatal(err)
+	}
+	s.fan.conn = s.conn
+	s.reg = NewRegistry(RegistryLimits{MaxMembers: 1000}, nil, s.conn.Dest, nil)
+	return s
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
@@ -17,20 +16,7 @@ import (
 // member of that name, of revision 3, still gets its chats' rows with
 // their ids (its acknowledgement), and everyone else without.
 func TestSharedLogRowsKeepTheSendersIDs(t *testing.T) {
-	s, err := New(Config{Flood: FloodOff(), MaxPerIP: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer uc.Close()
-	if s.conn, err = udpio.New(uc); err != nil {
-		t.Fatal(err)
-	}
-	s.fan.conn = s.conn
-	s.reg = NewRegistry(RegistryLimits{MaxMembers: 10}, nil, s.conn.Dest, nil)
+	s := newWiredServer(t, Config{Flood: FloodOff(), MaxPerIP: -1})
 	r, err := s.openRoom("dev")
 	if err != nil {
 		t.Fatal(err)
