@@ -82,10 +82,10 @@
 // alone, as before.
 //
 // Sequencing is the log's: RoomLog.Append returns the event's seq, under no
-// lock of the relay's, and room.deliver hands events to the outboxes in seq
+// lock of the relay's, and room.deliver hands events to the fan-out in seq
 // order (an event whose predecessor is still on its way waits in the
 // room's feed), so a log that numbers events elsewhere feeds the local
-// outboxes in one order on every node.
+// fan-out in one order on every node.
 //
 // # Locks
 //
@@ -95,10 +95,13 @@
 //	knobs.mu         Reconfigure only (reload.go) -> Registry.mu
 //	dispatcher.mu    leaf: nothing else is taken under it; handlers run without it
 //	memLog.mu        leaf: Append returns before the event is delivered
-//	room.feed.mu     -> outbox.mu, each shard's in turn (a room's events are queued in seq order);
+//	room.feed.mu     -> fanout.mu (a room's events are published in seq order);
 //	                 -> room.mu (a classic login's OK is queued and the member added in one step)
+//	fanout.mu        -> outbox.mu (a direct datagram leaves at once only if its shard is idle);
+//	                 a producer may wait on it only while the journal is full and
+//	                 another goroutine is packing, which never blocks
 //	roomSet.mu       -> room.mu (a room is removed only while empty)
-//	outbox.mu        leaf; a producer may wait on it only while the outbox is
+//	outbox.mu        leaf; the packer may wait on it only while the outbox is
 //	                 full and another goroutine is sending, which never blocks
 //	room.mu          -> Member.mu (a member's list of rooms)
 //	Member.mu        leaf

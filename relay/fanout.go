@@ -17,32 +17,39 @@ import (
 
 // Fan-out: how the room's events leave.
 //
-// broadcast sequences an event and queues it in the outbox. A worker
-// flushes after each batch of datagrams it took from a sender's lane (the
-// dispatcher's afterBatch), the admin requests and the sweeper after their
-// own broadcast: whoever flushes while nobody is sending becomes the sender
-// and sends until the outbox is empty (flat combining, as nats-server
-// flushes the clients a read loop touched once per read). Nothing ever
-// waits for more: at low load a lane's batch is one datagram and its event
-// leaves at once, from the goroutine that made it, with no hand-off; under
-// load, the events of a lane's batch and those queued during a round leave
-// together:
+// broadcast sequences an event and publishes it to the journal, one queue
+// for the node. A worker flushes after each batch of datagrams it took
+// from a sender's lane (the dispatcher's afterBatch), the admin requests
+// and the sweeper after their own broadcast. A flush does two things, each
+// by whoever finds it not under way already (flat combining, as
+// nats-server flushes the clients a read loop touched once per read):
 //
-//   - v2 members receive them packed into datagrams of at most SendBudget
-//     bytes (LoopbackSendBudget for members on loopback): CR2 and one frame
-//     line after another, the same bytes for every v2 member, so several
-//     events cost one datagram per member; members of revision 2 get them
-//     compact (a context line states the events' room, epoch and first
-//     seq once), the same bytes for all of them; members of revision 3
-//     get chats as rows without their ids, but a member that sent a chat
-//     of the group, whose copy keeps its ids (its acknowledgement): one
-//     packing per revision present and per such sender, never one per
-//     member;
-//   - classic members receive one line per datagram, as classic clients
-//     expect, each line encoded once for all of them.
+//   - pack: one goroutine at a time takes the journal and turns it into
+//     jobs. A job holds every datagram its events make, built once for the
+//     whole node, and for each shard of the members which datagrams go to
+//     which of its members. v2 members receive the events packed into
+//     datagrams of at most SendBudget bytes (LoopbackSendBudget for
+//     members on loopback): CR2 and one frame line after another, the same
+//     bytes for every v2 member of a revision; revision 2 gets them
+//     compact (a context line states the events' room, epoch and first seq
+//     once), revision 3 gets chats as rows without their ids, but a member
+//     that sent a chat of the group, whose copy keeps its ids (its
+//     acknowledgement): one packing per revision present and per such
+//     sender, never one per member or per shard. Classic members receive
+//     one line per datagram, as classic clients expect, each line encoded
+//     once for all of them.
+//   - send: each shard's jobs are sent, in order, by whichever goroutine
+//     finds the shard without a sender, to that shard's members only, so
+//     that as many goroutines can be in sendmmsg at once as there are
+//     shards.
 //
-// Every datagram goes out through Conn.SendAll (sendmmsg on Linux, up to 64
-// destinations per system call, never waiting). A datagram the kernel
+// Nothing ever waits for more: at low load a lane's batch is one datagram
+// and its event leaves at once, from the goroutine that made it, with no
+// hand-off; under load, the events published during a round leave
+// together. Every datagram goes out through a udpio.Batch (sendmmsg on
+// Linux, many destinations per system call, never waiting). A datagram
+// the kernel refuses is counted as a send error; a v2 member repairs what
+// it carried.
 // refuses is counted as a send error; a v2 member repairs what it carried.
 
 // broadcast sequences ev as room r's next event and queues it for r's
@@ -151,7 +158,7 @@ func (s *Server) flushBatch() {
 	s.out.Flush()
 }
 
-// outEvent is one queued broadcast, or one datagram for one address
+// outEvent is one published broadcast, or one datagram for one address
 // (direct != nil): a reply queued behind the broadcasts before it.
 type outEvent struct {
 	members []*Member   // the snapshot it goes to
@@ -165,19 +172,30 @@ type outEvent struct {
 	cut wire.EventCut
 }
 
-// outboxLimit bounds the queued events while a goroutine is sending: a
-// producer that finds this many waits for the sender to take them
+// journalLimit bounds the events published while a goroutine is packing:
+// a producer that finds this many waits for the packer to take them
 // (backpressure reaches the dispatcher's bounded queue, where excess is
-// dropped and counted). With nobody sending, what waits for the next flush
+// dropped and counted). With nobody packing, what waits for the next flush
 // is bounded by the lane batches being handled (workers × sender queue).
-const outboxLimit = 4096
+const journalLimit = 4096
 
-// fanout is the room's outboxes: one per shard of the members, so that as
-// many goroutines can send at once, each to its own members (a member's
-// shard is fixed by its address, so its events stay in order). Every event
-// is queued in every shard.
-//
-// fanout is the node's Delivery: the only code that sends to members.
+// jobsInFlight bounds the jobs posted and not yet sent by every shard they
+// go to. While that many are in flight, what is published waits in the
+// journal, and the sender that finishes the last of a job packs it all
+// into the next: under load the events of a whole round leave together,
+// in as few datagrams as the budget allows, as they did when each shard
+// packed its own backlog; at low load nothing is in flight and an event
+// is packed and sent at once.
+const jobsInFlight = 1
+
+// maxArena bounds the packed v2 bytes of one job: the packer posts a job
+// once it holds this much and goes on with a new one.
+const maxArena = 256 << 10
+
+// fanout is the node's Delivery: the only code that sends to members. Its
+// journal holds what was published and not yet packed; its outboxes, one
+// per shard of the members (a member's shard is fixed by its address, so
+// its datagrams stay in order), the jobs waiting to be sent.
 type fanout struct {
 	shards []*outbox
 	next   atomic.Uint32 // rotates the shard a flush starts with
@@ -186,104 +204,487 @@ type fanout struct {
 	log                *zap.Logger
 	budget, loopBudget int         // SendBudget, LoopbackSendBudget
 	conn               *udpio.Conn // set by Serve before the first datagram is read
+
+	mu       sync.Mutex // protects journal, packing and inflight; taken under feed.mu, before an outbox's mu
+	journal  []outEvent // published, in order, not yet packed
+	packing  bool       // a goroutine is in pack's loop
+	inflight int        // jobs posted and not yet released by every shard
+	changed  sync.Cond  // on mu: the journal was taken, packing ended, or a job was released
+
+	// Owned by the goroutine that set packing.
+	taken   []outEvent
+	senders []*Member     // rowSenders' result
+	tos     []*udpio.Dest // a group's members' destinations, by member
+	keys    []int32       // a group's members' shard and kind (shard*kinds+kind), or -1: their own packing
+	counts  []int32       // members of a group by shard*kinds+kind
+	offs    []int32       // where each shard*kinds+kind starts in the job's dests
+	own     []*Member     // the members of revision 3 who sent a chat of the group
+	postTo  []int         // post's list of shards
+
+	freeMu sync.Mutex // protects free
+	free   []*job     // jobs every shard has sent, for reuse
 }
+
+// A member's kind says which datagrams of a group it gets.
+const (
+	kindClassic   = iota // one line per event
+	kindFull             // v2 revisions 0 and 1: full frame lines
+	kindFullLo           // the same, on loopback (LoopbackSendBudget)
+	kindCompact          // revision 2
+	kindCompactLo        //
+	kindRows             // revision 3, rows without ids
+	kindRowsLo           //
+	kinds
+)
 
 func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int) *fanout {
 	f := &fanout{shards: make([]*outbox, max(shards, 1)), obs: obs, log: log, budget: budget, loopBudget: loopBudget}
 	for i := range f.shards {
-		f.shards[i] = newOutbox(i, len(f.shards))
+		f.shards[i] = newOutbox(i)
 	}
+	f.changed.L = &f.mu
+	f.counts = make([]int32, len(f.shards)*kinds)
+	f.offs = make([]int32, len(f.shards)*kinds)
 	return f
 }
 
-// shardOf is the shard that sends to addr.
-func (f *fanout) shardOf(addr netip.AddrPort) *outbox {
+// shardOf is the index of the shard that sends to addr.
+func (f *fanout) shardOf(addr netip.AddrPort) int {
 	if len(f.shards) == 1 {
-		return f.shards[0]
+		return 0
 	}
 	a := addr.Addr().As16()
 	h := uint32(addr.Port()) ^ uint32(a[15])<<8 ^ uint32(a[14])<<16
-	return f.shards[h%uint32(len(f.shards))]
+	return int(h % uint32(len(f.shards)))
 }
 
-// Publish queues e in every shard. Callers publish a room's events in
-// sequence order (room.feed sees to it), and the outboxes keep that order.
-// The event's compact form (revision 2) is found here, once for every
-// shard and member.
+// Publish queues e in the journal. Callers publish a room's events in
+// sequence order (room.feed sees to it), and the journal keeps that order.
+// The event's compact form (revision 2) is found here, once for the node.
 func (f *fanout) Publish(e Event) {
 	ev := outEvent{members: e.Members, v2: e.V2, cut: wire.CutEvent(e.V2), classic: e.Classic, except: e.Except}
-	for _, o := range f.shards {
-		o.push(ev)
+	f.mu.Lock()
+	for len(f.journal) >= journalLimit && (f.packing || f.inflight >= jobsInFlight) {
+		f.changed.Wait()
 	}
+	f.journal = append(f.journal, ev)
+	f.mu.Unlock()
 }
 
-// waitIdle returns once no shard has anything queued or is sending.
+// Queue queues b, one datagram, for m behind what is queued for it; the
+// next Flush sends it. It never sends and never waits, so it may be called
+// under a room's feed lock.
+func (f *fanout) Queue(m *Member, b []byte) {
+	f.mu.Lock()
+	f.journal = append(f.journal, outEvent{classic: b, direct: m.Dest()})
+	f.mu.Unlock()
+}
+
+// queueDirect queues datagram b for d unless nothing is queued for d's
+// shard (the journal is empty, nobody packs, the shard has no job and no
+// sender), in which case every datagram queued for d before has been sent
+// and b may go at once: it reports whether it queued b.
+func (f *fanout) queueDirect(b []byte, d *udpio.Dest) bool {
+	o := f.shards[f.shardOf(d.Addr)]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.packing && len(f.journal) == 0 && o.idle() {
+		return false
+	}
+	f.journal = append(f.journal, outEvent{classic: b, direct: d})
+	return true
+}
+
+// waitIdle returns once nothing is queued, packed or being sent.
 func (f *fanout) waitIdle() {
+	f.mu.Lock()
+	for f.packing || f.inflight > 0 || len(f.journal) > 0 {
+		if !f.packing && f.inflight == 0 {
+			f.mu.Unlock()
+			f.Flush() // published, and nobody to pack it but the caller
+			f.mu.Lock()
+			continue
+		}
+		f.changed.Wait()
+	}
+	f.mu.Unlock()
 	for _, o := range f.shards {
 		o.waitIdle()
 	}
 }
 
-// outbox holds the broadcasts waiting to be sent to one shard of the
-// members, in sequence order.
-type outbox struct {
-	index, of int // this is shard index of of
+// Flush packs the journal unless another goroutine is packing (that one
+// packs what is there now too) or a job is in flight (its last sender
+// will), then sends the jobs of every shard that no other goroutine is
+// sending already (that one sends them too), starting with a different
+// shard each time, so that two goroutines flushing at once take one shard
+// each. It returns once every shard was empty or had a sender.
+func (f *fanout) Flush() {
+	for {
+		f.pack()
+		start := int(f.next.Add(1))
+		for i := range f.shards {
+			f.flushShard(f.shards[(start+i)%len(f.shards)])
+		}
+		// A sender may have packed meanwhile, for a shard visited before.
+		if !f.unsent() {
+			return
+		}
+	}
+}
 
-	mu      sync.Mutex // protects pending and sending; taken under feed.mu
-	pending []outEvent
-	sending bool      // a goroutine is in flush's loop
+// unsent reports whether a shard has jobs and no sender.
+func (f *fanout) unsent() bool {
+	for _, o := range f.shards {
+		if o.orphaned() {
+			return true
+		}
+	}
+	return false
+}
+
+// pack turns the journal into jobs and posts them, until the journal is
+// empty or jobsInFlight are in flight, unless another goroutine is packing
+// already. Every job it made is posted before it lets go of packing, so a
+// goroutine that finds nobody packing finds their jobs in the outboxes.
+func (f *fanout) pack() {
+	f.mu.Lock()
+	if f.packing || len(f.journal) == 0 || f.inflight >= jobsInFlight {
+		f.mu.Unlock()
+		return
+	}
+	f.packing = true
+	held := true
+	defer func() {
+		// Also on a panic in packEvents (recovered by the handler): the
+		// next flush must find packing free, or the node goes silent.
+		if !held {
+			f.mu.Lock()
+		}
+		f.packing = false
+		f.changed.Broadcast()
+		f.mu.Unlock()
+	}()
+	for len(f.journal) > 0 && f.inflight < jobsInFlight {
+		f.taken, f.journal = f.journal, f.taken[:0]
+		f.changed.Broadcast()
+		f.mu.Unlock()
+		held = false
+		f.packEvents(f.taken)
+		clear(f.taken)
+		f.mu.Lock()
+		held = true
+	}
+}
+
+// packEvents packs evs, in order, into jobs and posts them. Consecutive
+// events for the same snapshot of members form a group, whose datagrams
+// are built once.
+func (f *fanout) packEvents(evs []outEvent) {
+	j := f.newJob()
+	for len(evs) > 0 {
+		if d := evs[0].direct; d != nil {
+			to := int32(len(j.dests))
+			j.dests = append(j.dests, d)
+			j.dgs = append(j.dgs, dgram{b: evs[0].classic})
+			j.addSend(f.shardOf(d.Addr), len(j.dgs)-1, to, to+1)
+			evs = evs[1:]
+			continue
+		}
+		n := 1
+		for n < len(evs) && evs[n].direct == nil && sameSnapshot(evs[n].members, evs[0].members) {
+			n++
+		}
+		f.packGroup(j, evs[:n])
+		evs = evs[n:]
+		if len(j.arena) > maxArena {
+			f.post(j)
+			j = f.newJob()
+		}
+	}
+	f.post(j)
+}
+
+func sameSnapshot(a, b []*Member) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// packGroup adds to j the datagrams of evs, which all go to
+// evs[0].members, and for each shard who of its members gets which.
+func (f *fanout) packGroup(j *job, evs []outEvent) {
+	members := evs[0].members
+	senders := f.rowSenders(evs)
+	// Each member's shard and kind, counted, then the members' destinations
+	// laid out in j.dests shard by shard, kind by kind.
+	clear(f.counts)
+	f.tos, f.keys = f.tos[:0], f.keys[:0]
+	for _, m := range members {
+		d := m.Dest()
+		kind := kindClassic
+		switch rev := m.rev.Load(); {
+		case m.Proto != ProtoV2:
+		case rev >= 3:
+			if slices.Contains(senders, m) {
+				f.own = append(f.own, m)
+				f.tos, f.keys = append(f.tos, d), append(f.keys, -1)
+				continue
+			}
+			kind = kindRows
+		case rev == 2:
+			kind = kindCompact
+		default:
+			kind = kindFull
+		}
+		if kind != kindClassic && d.Addr.Addr().IsLoopback() {
+			kind++
+		}
+		key := int32(f.shardOf(d.Addr)*kinds + kind)
+		f.tos, f.keys = append(f.tos, d), append(f.keys, key)
+		f.counts[key]++
+	}
+	at := int32(len(j.dests))
+	for key, c := range f.counts {
+		f.offs[key] = at
+		at += c
+	}
+	j.dests = slices.Grow(j.dests, int(at)-len(j.dests))[:at]
+	for i, key := range f.keys {
+		if key >= 0 {
+			j.dests[f.offs[key]] = f.tos[i]
+			f.offs[key]++ // now where key's destinations end
+		}
+	}
+	// The datagrams of each kind present, and where each shard sends them.
+	for kind := kindClassic; kind < kinds; kind++ {
+		total := int32(0)
+		for s := range f.shards {
+			total += f.counts[s*kinds+kind]
+		}
+		if total == 0 {
+			continue
+		}
+		dg0 := len(j.dgs)
+		if kind == kindClassic {
+			for i := range evs {
+				// Every classic member but the except one (a classic
+				// chat's sender) gets the event's line.
+				var skip *udpio.Dest
+				if ex := evs[i].except; ex != nil && ex.Proto == ProtoClassic {
+					skip = ex.Dest()
+				}
+				j.dgs = append(j.dgs, dgram{b: evs[i].classic, events: 1, skip: skip})
+			}
+		} else {
+			budget := f.budget
+			if (kind-kindFull)%2 == 1 {
+				budget = f.loopBudget
+			}
+			f.packInto(j, evs, budget, uint32(kind-kindFull)/2+1, nil)
+		}
+		for s := range f.shards {
+			key := s*kinds + kind
+			if c := f.counts[key]; c > 0 {
+				j.addSend(s, dg0, f.offs[key]-c, f.offs[key])
+			}
+		}
+	}
+	// A sender of revision 3 gets its own packing: its chats' rows keep
+	// their ids (its acknowledgement), everyone else's leave them out.
+	for _, m := range f.own {
+		d := m.Dest()
+		dg0 := len(j.dgs)
+		f.packInto(j, evs, f.budgetFor(d), 3, m)
+		to := int32(len(j.dests))
+		j.dests = append(j.dests, d)
+		j.addSend(f.shardOf(d.Addr), dg0, to, to+1)
+	}
+	clear(f.own)
+	f.own = f.own[:0]
+	clear(f.tos)
+	clear(f.senders) // hold no member past the group
+}
+
+// rowSenders returns the senders of the chats of evs that a row carries
+// with an id (only v2 chats have one); those of revision 3 get a packing
+// of their own (packGroup). The slice is f's, valid until the next call.
+func (f *fanout) rowSenders(evs []outEvent) []*Member {
+	f.senders = f.senders[:0]
+	for i := range evs {
+		if m := evs[i].except; m != nil && evs[i].cut.HasID() && !slices.Contains(f.senders, m) {
+			f.senders = append(f.senders, m)
+		}
+	}
+	return f.senders
+}
+
+// packInto adds to j evs packed once, in datagrams of at most budget
+// bytes, in the form of revision rev; at revision 3, only the chats of own
+// (nil: none) keep their ids.
+func (f *fanout) packInto(j *job, evs []outEvent, budget int, rev uint32, own *Member) {
+	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
+	p.Reset(j.arena)
+	for i := range evs {
+		cut := evs[i].cut
+		if p.Rows && (own == nil || evs[i].except != own) {
+			cut = cut.WithoutID()
+		}
+		// A receiver refuses a datagram of more than 64 lines whole.
+		if d, n := p.Add(evs[i].v2, cut); d != nil {
+			j.dgs = append(j.dgs, dgram{b: d, events: n})
+		}
+	}
+	if d, n := p.Flush(); d != nil {
+		j.dgs = append(j.dgs, dgram{b: d, events: n})
+	}
+	j.arena = p.Buf() // the datagrams are never written again: later ones are appended after them
+}
+
+// budgetFor is the largest v2 datagram the relay packs for d.
+func (f *fanout) budgetFor(d *udpio.Dest) int {
+	if d.Addr.Addr().IsLoopback() {
+		return f.loopBudget
+	}
+	return f.budget
+}
+
+// job is what one packing round made: its datagrams, built once, and for
+// each shard which of them go to whom, in order. The shards' senders share
+// it read-only; the last to have sent its part frees it.
+type job struct {
+	refs  atomic.Int32  // shards that have yet to send their part
+	arena []byte        // the packed v2 datagrams
+	dgs   []dgram       // every datagram, packed or not
+	dests []*udpio.Dest // the destinations, shard by shard and kind by kind within a group
+	sends [][]sendRef   // by shard: what it sends, in order
+}
+
+// dgram is one datagram of a job.
+type dgram struct {
+	b      []byte
+	events int         // the frames it carries (a classic line: 1; a direct datagram: 0)
+	skip   *udpio.Dest // gets no copy (the sender of a classic chat), or nil
+}
+
+// sendRef says that the datagrams dgs[dg0:dg1] go, in order, to each of
+// dests[to0:to1].
+type sendRef struct{ dg0, dg1, to0, to1 int32 }
+
+// addSend adds to shard s's part the datagrams j.dgs[dg0:] for the
+// destinations j.dests[to0:to1].
+func (j *job) addSend(s, dg0 int, to0, to1 int32) {
+	if dg0 == len(j.dgs) {
+		return
+	}
+	j.sends[s] = append(j.sends[s], sendRef{dg0: int32(dg0), dg1: int32(len(j.dgs)), to0: to0, to1: to1})
+}
+
+// newJob returns an empty job with a part for every shard.
+func (f *fanout) newJob() *job {
+	f.freeMu.Lock()
+	var j *job
+	if n := len(f.free); n > 0 {
+		j, f.free[n-1] = f.free[n-1], nil
+		f.free = f.free[:n-1]
+	}
+	f.freeMu.Unlock()
+	if j == nil {
+		j = &job{sends: make([][]sendRef, len(f.shards))}
+	}
+	return j
+}
+
+// post hands j to the shards it sends to, or frees it if it sends nothing.
+// The shards are listed before the first is handed j: from then on j is
+// the shards' (the last to send frees it).
+func (f *fanout) post(j *job) {
+	f.postTo = f.postTo[:0]
+	for s, p := range j.sends {
+		if len(p) > 0 {
+			f.postTo = append(f.postTo, s)
+		}
+	}
+	if len(f.postTo) == 0 {
+		f.recycle(j)
+		return
+	}
+	j.refs.Store(int32(len(f.postTo)))
+	f.mu.Lock()
+	f.inflight++
+	f.mu.Unlock()
+	for _, s := range f.postTo {
+		f.shards[s].push(j)
+	}
+}
+
+// release drops one of j's references; the last ends its flight and frees
+// it for reuse. Its caller MUST pack afterwards (flushShard does): what
+// waited for the flight to end may be nobody else's to pack.
+func (f *fanout) release(j *job) {
+	if j.refs.Add(-1) > 0 {
+		return
+	}
+	f.mu.Lock()
+	f.inflight--
+	f.changed.Broadcast()
+	f.mu.Unlock()
+	f.recycle(j)
+}
+
+// recycle empties j and keeps it for reuse.
+func (f *fanout) recycle(j *job) {
+	clear(j.dgs) // hold no datagram or destination past the job
+	clear(j.dests)
+	j.arena, j.dgs, j.dests = j.arena[:0], j.dgs[:0], j.dests[:0]
+	for s := range j.sends {
+		j.sends[s] = j.sends[s][:0]
+	}
+	f.freeMu.Lock()
+	if len(f.free) < len(f.shards)+2 {
+		f.free = append(f.free, j)
+	}
+	f.freeMu.Unlock()
+}
+
+// outbox holds the jobs waiting to be sent to one shard of the members,
+// in order.
+type outbox struct {
+	index int // this is shard index
+
+	mu      sync.Mutex // protects pending and sending; taken under fanout.mu
+	pending []*job
+	sending bool      // a goroutine is in flushShard's loop
 	changed sync.Cond // on mu: pending was taken, or sending ended
 
 	// Owned by the goroutine that set sending.
-	taken   []outEvent
-	classic []*udpio.Dest
-	v2      []*udpio.Dest
-	v2c     []*udpio.Dest // the v2 members of revision 2: compact datagrams
-	v2r     []*udpio.Dest // the v2 members of revision 3 but own's: rows without ids
-	own     []*Member     // the members of revision 3 who sent a chat of the group: a packing each
-	senders []*Member     // rowSenders' result
-	one     [1]*udpio.Dest
-	v2lo    []*udpio.Dest // the v2 members on loopback
-	arena   []byte        // the packed v2 datagrams of one sendEvents, until the batch has sent them
-	batch   *udpio.Batch  // every datagram of one sendEvents, many per system call
+	taken []*job
+	batch *udpio.Batch // the datagrams of one sendJobs, many per system call
 }
 
-func newOutbox(index, of int) *outbox {
-	o := &outbox{index: index, of: of}
+func newOutbox(index int) *outbox {
+	o := &outbox{index: index}
 	o.changed.L = &o.mu
 	return o
 }
 
-// push queues ev. It is called under the room's feed.mu, so a room's
-// events are queued in sequence order. It waits only while the outbox is full and someone else
-// is sending (which never blocks), never for I/O.
-func (o *outbox) push(ev outEvent) {
+// push queues j (at most jobsInFlight wait: push never waits).
+func (o *outbox) push(j *job) {
 	o.mu.Lock()
-	for len(o.pending) >= outboxLimit && o.sending {
-		o.changed.Wait()
-	}
-	o.pending = append(o.pending, ev)
+	o.pending = append(o.pending, j)
 	o.mu.Unlock()
 }
 
-// pushDirect queues datagram b for d unless the outbox is idle (nothing
-// queued, nobody sending), in which case every event queued before has
-// been sent and b may go at once: it reports whether it queued b.
-func (o *outbox) pushDirect(b []byte, d *udpio.Dest) bool {
+// orphaned reports whether o has jobs and no sender.
+func (o *outbox) orphaned() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.sending && len(o.pending) == 0 {
-		return false
-	}
-	o.pending = append(o.pending, outEvent{classic: b, direct: d})
-	return true
+	return !o.sending && len(o.pending) > 0
 }
 
-// pushQueued queues datagram b for d, whatever the outbox is doing.
-func (o *outbox) pushQueued(b []byte, d *udpio.Dest) {
+// idle reports whether o has no job and no sender.
+func (o *outbox) idle() bool {
 	o.mu.Lock()
-	o.pending = append(o.pending, outEvent{classic: b, direct: d})
-	o.mu.Unlock()
+	defer o.mu.Unlock()
+	return !o.sending && len(o.pending) == 0
 }
 
 // waitIdle returns once nothing is queued and nobody is sending.
@@ -299,29 +700,18 @@ func (o *outbox) waitIdle() {
 	o.mu.Unlock()
 }
 
-// Flush sends the queued events of every shard that no other goroutine is
-// sending already (that one sends them too), starting with a different
-// shard each time, so that two goroutines flushing at once take one shard
-// each. It returns once every shard was empty or had a sender.
-func (f *fanout) Flush() {
-	start := int(f.next.Add(1))
-	for i := range f.shards {
-		f.flushShard(f.shards[(start+i)%len(f.shards)])
-	}
-}
-
-// flushShard sends o's queued events unless another goroutine already is.
+// flushShard sends o's jobs unless another goroutine already is.
 func (f *fanout) flushShard(o *outbox) {
 	o.mu.Lock()
-	if o.sending {
+	if o.sending || len(o.pending) == 0 {
 		o.mu.Unlock()
 		return
 	}
 	o.sending = true
 	held := true
 	defer func() {
-		// Also on a panic in sendEvents (recovered by the handler): the
-		// next broadcast must find the job free, or the room goes silent.
+		// Also on a panic in sendJobs (recovered by the handler): the
+		// next flush must find the shard free, or its members go deaf.
 		if !held {
 			o.mu.Lock()
 		}
@@ -334,47 +724,48 @@ func (f *fanout) flushShard(o *outbox) {
 		o.changed.Broadcast()
 		o.mu.Unlock()
 		held = false
-		f.sendEvents(o, o.taken)
+		f.sendJobs(o, o.taken)
 		clear(o.taken)
+		f.pack() // the jobs it released may be what held the journal back
 		o.mu.Lock()
 		held = true
 	}
 }
 
-// sendEvents sends evs, in order. Consecutive events for the same snapshot
-// of members share the destination lists and, for v2, datagrams; every
-// datagram of the call, whatever its group, goes through one Batch, so a
-// flush of many small rooms' events fills each sendmmsg (up to 64) instead
-// of making one per room.
-func (f *fanout) sendEvents(o *outbox, evs []outEvent) {
+// sendJobs sends o's part of jobs, in order, through one Batch: a flush of
+// many small rooms' events fills each sendmmsg (up to 1,024) instead of
+// making one per room. Then it releases the jobs, also if it panics (a
+// bug, recovered by the handler): a job never released would hold the
+// journal back for good.
+func (f *fanout) sendJobs(o *outbox, jobs []*job) {
 	if o.batch == nil {
 		o.batch = f.conn.NewBatch()
 	}
+	defer func() {
+		o.batch.Discard() // a panic's leftovers: nothing may point into a released job
+		for _, j := range jobs {
+			f.release(j)
+		}
+	}()
 	datagrams, frames := 0, 0
-	for len(evs) > 0 {
-		if evs[0].direct != nil {
-			o.batch.Add(evs[0].classic, evs[0].direct, 0)
-			datagrams++
-			evs = evs[1:]
-			continue
-		}
-		n := 1
-		for n < len(evs) && evs[n].direct == nil && sameSnapshot(evs[n].members, evs[0].members) {
-			n++
-		}
-		d, fr := f.sendGroup(o, evs[:n])
-		datagrams, frames = datagrams+d, frames+fr
-		evs = evs[n:]
-		if len(o.arena) > maxArena { // bound what one flush keeps
-			f.flushBatch(o, &datagrams, &frames)
+	for _, j := range jobs {
+		for _, r := range j.sends[o.index] {
+			tos := j.dests[r.to0:r.to1]
+			for i := range j.dgs[r.dg0:r.dg1] {
+				dg := &j.dgs[int(r.dg0)+i]
+				for _, to := range tos {
+					if to == dg.skip {
+						continue
+					}
+					o.batch.Add(dg.b, to, dg.events)
+					datagrams++
+					frames += dg.events
+				}
+			}
 		}
 	}
 	f.flushBatch(o, &datagrams, &frames)
 }
-
-// maxArena bounds the packed v2 bytes one sendEvents keeps before it sends
-// what it has gathered.
-const maxArena = 256 << 10
 
 // flushBatch sends o's batch and counts what it carried: datagrams and
 // frames (events, one per member per event) handed to the kernel, less
@@ -383,7 +774,6 @@ func (f *fanout) flushBatch(o *outbox, datagrams, frames *int) {
 	o.batch.Flush()
 	failed, lost := o.batch.Failed, o.batch.Lost
 	o.batch.Reset()
-	o.arena = o.arena[:0]
 	for i := 0; i < failed; i++ {
 		f.obs.SendError()
 	}
@@ -396,164 +786,12 @@ func (f *fanout) flushBatch(o *outbox, datagrams, frames *int) {
 	*datagrams, *frames = 0, 0
 }
 
-func sameSnapshot(a, b []*Member) bool {
-	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
-}
-
-// sendGroup queues in o's batch the events that all go to evs[0].members,
-// for those of them in o's shard. It returns the datagrams and the frames
-// (events times recipients) it queued.
-func (f *fanout) sendGroup(o *outbox, evs []outEvent) (datagrams, frames int) {
-	o.classic, o.v2, o.v2c, o.v2r, o.own = o.classic[:0], o.v2[:0], o.v2c[:0], o.v2r[:0], o.own[:0]
-	senders := o.rowSenders(evs)
-	for _, m := range evs[0].members {
-		if o.of > 1 && f.shardOf(m.Addr()) != o {
-			continue
-		}
-		switch rev := m.rev.Load(); {
-		case m.Proto != ProtoV2:
-			o.classic = append(o.classic, m.Dest())
-		case rev >= 3:
-			if slices.Contains(senders, m) {
-				o.own = append(o.own, m)
-			} else {
-				o.v2r = append(o.v2r, m.Dest())
-			}
-		case rev == 2:
-			o.v2c = append(o.v2c, m.Dest())
-		default:
-			o.v2 = append(o.v2, m.Dest())
-		}
-	}
-	for i := range evs {
-		if len(o.classic) == 0 {
-			break
-		}
-		// Every classic member but the except one (a classic chat's
-		// sender) gets the event's line.
-		var skip *udpio.Dest
-		if ex := evs[i].except; ex != nil && ex.Proto == ProtoClassic {
-			skip = ex.Dest()
-		}
-		for _, d := range o.classic {
-			if d == skip {
-				continue
-			}
-			o.batch.Add(evs[i].classic, d, 1)
-			datagrams++
-			frames++
-		}
-	}
-	for _, pk := range []struct {
-		dests []*udpio.Dest
-		rev   uint32
-	}{{o.v2, 1}, {o.v2c, 2}, {o.v2r, 3}} {
-		d, fr := f.packV2(o, evs, pk.dests, pk.rev)
-		datagrams, frames = datagrams+d, frames+fr
-	}
-	// A sender of revision 3 gets its own packing: its chats' rows keep
-	// their ids (its acknowledgement), everyone else's leave them out.
-	for _, m := range o.own {
-		o.one[0] = m.Dest()
-		d, fr := f.pack(o, evs, o.one[:], f.budgetFor(o.one[0]), 3, m)
-		datagrams, frames = datagrams+d, frames+fr
-	}
-	o.one[0] = nil
-	clear(o.own)
-	clear(o.senders) // hold no member past the group
-	return datagrams, frames
-}
-
-// rowSenders returns the senders of the chats of evs that a row carries
-// with an id (only v2 chats have one); those of revision 3 get a packing
-// of their own (sendGroup). The slice is o's, valid until the next call.
-func (o *outbox) rowSenders(evs []outEvent) []*Member {
-	o.senders = o.senders[:0]
-	for i := range evs {
-		if m := evs[i].except; m != nil && evs[i].cut.HasID() && !slices.Contains(o.senders, m) {
-			o.senders = append(o.senders, m)
-		}
-	}
-	return o.senders
-}
-
-// packV2 queues in o's batch evs packed for the v2 members dests of
-// revision rev (1: full form, 2: compact, 3: rows without ids): one packing
-// for the remote members, one for those on loopback (larger datagrams:
-// LoopbackSendBudget), each shared by all of them. It returns the datagrams
-// and the frames (events times recipients) it queued. dests is reordered.
-func (f *fanout) packV2(o *outbox, evs []outEvent, dests []*udpio.Dest, rev uint32) (datagrams, frames int) {
-	if len(dests) == 0 {
-		return 0, 0
-	}
-	remote, local := dests[:0], o.v2lo[:0]
-	for _, d := range dests {
-		if d.Addr.Addr().IsLoopback() {
-			local = append(local, d)
-		} else {
-			remote = append(remote, d)
-		}
-	}
-	o.v2lo = local
-	d, fr := f.pack(o, evs, remote, f.budget, rev, nil)
-	dl, frl := f.pack(o, evs, local, f.loopBudget, rev, nil)
-	clear(o.v2lo)
-	return d + dl, fr + frl
-}
-
-// pack queues in o's batch evs packed once for dests, in datagrams of at
-// most budget bytes, in the form of revision rev; at revision 3, only the
-// chats of own (nil: none) keep their ids.
-func (f *fanout) pack(o *outbox, evs []outEvent, dests []*udpio.Dest, budget int, rev uint32, own *Member) (datagrams, frames int) {
-	if len(dests) == 0 {
-		return 0, 0
-	}
-	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
-	p.Reset(o.arena)
-	send := func(d []byte, events int) {
-		if d == nil {
-			return
-		}
-		for _, to := range dests {
-			o.batch.Add(d, to, events)
-		}
-		datagrams += len(dests)
-		frames += events * len(dests)
-	}
-	for i := range evs {
-		cut := evs[i].cut
-		if p.Rows && (own == nil || evs[i].except != own) {
-			cut = cut.WithoutID()
-		}
-		send(p.Add(evs[i].v2, cut)) // a receiver refuses a datagram of more than 64 lines whole
-	}
-	send(p.Flush())
-	o.arena = p.Buf() // the datagrams are never written again: later ones are appended after them
-	return datagrams, frames
-}
-
-// budgetFor is the largest v2 datagram the relay packs for d.
-func (f *fanout) budgetFor(d *udpio.Dest) int {
-	if d.Addr.Addr().IsLoopback() {
-		return f.loopBudget
-	}
-	return f.budget
-}
-
 // Send sends b, one datagram, to m, after the room events already queued
 // for m: a reply never overtakes the fan-out of what its sender sent
 // before it (a throttled notice, an ack, a pong after the echo of an
-// earlier chat). With m's outbox idle it sends at once; else it queues b
-// behind the events and flushes. b MUST NOT change afterwards.
+// earlier chat). With nothing queued for m's shard it sends at once; else
+// it queues b behind the events and flushes. b MUST NOT change afterwards.
 func (f *fanout) Send(m *Member, b []byte) { f.sendTo(b, m.Dest()) }
-
-// Queue queues b, one datagram, for m behind what is queued for it; the
-// next Flush sends it. It never sends, so it may be called under a room's
-// feed lock.
-func (f *fanout) Queue(m *Member, b []byte) {
-	d := m.Dest()
-	f.shardOf(d.Addr).pushQueued(b, d)
-}
 
 // Reply sends b to an address that holds no session (a refusal, a cookie
 // retry, a repeated EXIT), as Send does.
@@ -589,8 +827,8 @@ func (f *fanout) SendFrames(m *Member, lines [][]byte) {
 
 // sendTo is Send to a prepared destination.
 func (f *fanout) sendTo(b []byte, d *udpio.Dest) {
-	if o := f.shardOf(d.Addr); o.pushDirect(b, d) {
-		f.flushShard(o)
+	if f.queueDirect(b, d) {
+		f.Flush()
 		return
 	}
 	f.sendNow(b, d)

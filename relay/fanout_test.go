@@ -43,6 +43,16 @@ func (g *gate) open() {
 	}
 }
 
+// held returns once the armed sender is held.
+func (g *gate) held(t *testing.T) {
+	t.Helper()
+	select {
+	case <-g.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first chat was never sent")
+	}
+}
+
 func (g *gate) EventsDelivered(n int) { g.mu.Lock(); g.events += n; g.mu.Unlock() }
 
 func (g *gate) counts() (datagrams, events int) {
@@ -111,11 +121,7 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 			sent0, events0 := g.counts()
 			g.arm()
 			classic.send("C classic first")
-			select {
-			case <-g.reached:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the first chat was never sent")
-			}
+			g.held(t)
 			texts := make([]string, tc.chats)
 			for i := range texts {
 				texts[i] = fmt.Sprintf("%03d%s", i, strings.Repeat("x", tc.textLen))
@@ -172,5 +178,71 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 				return sent-sent0 == wantSent && events-events0 == wantEvents
 			})
 		})
+	}
+}
+
+// While one round of the fan-out is still being sent, the events that come
+// meanwhile wait and leave together, packed, for the members of every
+// shard, not only for those whose sender is still busy: chats handled one
+// after another, each with a flush of its own, reach every v2 member in one
+// datagram, and the classic member still line by line.
+func TestEventsBehindARoundLeaveTogetherInEveryShard(t *testing.T) {
+	g := newGate()
+	r := relaytest.Start(t, func(c *relay.Config) {
+		c.Observer, c.Workers, c.FanoutShards = g, 4, 4
+	})
+	t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
+
+	classic := dial(t, r).login("classic")
+	classic.sync("classic")
+	rcvs := make([]*v2c, 8) // on random ports: spread over the 4 shards
+	for i := range rcvs {
+		rcvs[i] = dialV2(t, r)
+		rcvs[i].login(fmt.Sprintf("rcv%d", i))
+		rcvs[i].settle()
+	}
+	snd := dialV2(t, r)
+	snd.login("snd")
+	snd.settle()
+	relay.WaitFanoutIdle(r.Server)
+	for i := range rcvs {
+		classic.expect(fmt.Sprintf("rcv%d joined the chat room", i))
+	}
+	classic.expect("snd joined the chat room")
+	for _, c := range rcvs { // the joins after each one's own, snd's last
+		for f := c.next(); f.T != wire.FrameJoin || f.From != "snd"; f = c.next() {
+		}
+	}
+
+	g.arm()
+	classic.send("C classic first")
+	g.held(t)
+	const chats = 10
+	for i := range chats {
+		snd.sendFrames(&wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: uint64(i + 1), Text: fmt.Sprintf("chat %d", i)})
+		// Handled, broadcast and flushed before the next is sent.
+		eventually(t, "chat handled", func() bool { return g.chats() == i+2 })
+	}
+	g.open()
+
+	for n, c := range rcvs {
+		if f := c.expectT(wire.FrameChat); f.From != "classic" || f.Text != "first" {
+			t.Fatalf("rcv%d: first event %+v", n, f)
+		}
+		fs, err := wire.DecodeV2(nil, []byte(c.recv()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(fs) != chats {
+			t.Fatalf("rcv%d: a datagram of %d chats after the held round, want all %d", n, len(fs), chats)
+		}
+		for i, f := range fs {
+			if f.T != wire.FrameChat || f.Text != fmt.Sprintf("chat %d", i) {
+				t.Fatalf("rcv%d: frame %d is %+v", n, i, f)
+			}
+		}
+	}
+	for i := range chats {
+		classic.expect(fmt.Sprintf("snd says: chat %d", i))
 	}
 }

@@ -123,7 +123,7 @@ func (s *Server) flushFollowed() {
 }
 
 // followFlushEvery bounds the events of a log's backlog handed to the
-// outboxes before they are sent.
+// fan-out before they are sent.
 const followFlushEvery = 64
 
 // classicFor renders a room event as the classic line this node would have

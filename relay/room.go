@@ -11,7 +11,7 @@ import (
 )
 
 // room is one room on this node: its log (shared, behind RoomLog), the
-// order in which its events reach the local outboxes (feed), and which of
+// order in which its events reach the local fan-out (feed), and which of
 // this node's members are in it.
 type room struct {
 	name string // as displayed
@@ -19,8 +19,8 @@ type room struct {
 	log  RoomLog
 
 	feed struct {
-		mu    sync.Mutex       // protects next and early; taken before outbox.mu
-		next  uint64           // the seq the outboxes take next
+		mu    sync.Mutex       // protects next and early; taken before fanout.mu
+		next  uint64           // the seq the fan-out takes next
 		early map[uint64]Event // events sequenced while an earlier one was still on its way
 	}
 
@@ -134,11 +134,11 @@ func (r *room) leave(m *Member) (before []*Member, ok bool) {
 	return before, true
 }
 
-// deliver hands the event sequenced as seq to the local outboxes, in
+// deliver hands the event sequenced as seq to the local fan-out, in
 // sequence order: an event whose predecessor is still between the log and
 // here waits in early until it has gone. The log is never asked under
-// feed.mu, and the outboxes are fed only under it (lock order: feed.mu ->
-// outbox.mu).
+// feed.mu, and the fan-out is fed only under it (lock order: feed.mu ->
+// fanout.mu).
 func (r *room) deliver(seq uint64, e Event, to Delivery) {
 	r.feed.mu.Lock()
 	defer r.feed.mu.Unlock()

@@ -57,6 +57,14 @@ func (b *Batch) Flush() {
 	b.n = 0
 }
 
+// Discard forgets the queued datagrams without sending them (after a
+// panic, when their bytes may no longer be valid).
+func (b *Batch) Discard() {
+	clear(b.bufs[:b.n])
+	clear(b.dests[:b.n])
+	b.n = 0
+}
+
 // fail records that datagram i of the batch was not sent.
 func (b *Batch) fail(i int) {
 	b.Failed++
