@@ -6,8 +6,11 @@ import (
 	"github.com/chatrelay/chatrelay/relay/internal/udpio"
 )
 
-// Listen opens the relay's UDP sockets on addr for ServeGroup: one socket,
-// or with readers > 1 an SO_REUSEPORT group of that many (Linux only), each
+// Listen opens the relay's UDP sockets on addr for ServeGroup: one socket
+// (on Linux a reuseport group of one that steers every datagram to it, so
+// that each fan-out sender can send from a socket of its own bound to the
+// same address), or with readers > 1 an SO_REUSEPORT group of that many
+// (Linux only, whose senders share their reader's socket), each
 // with a receive and a send buffer of bufBytes (forced beyond the system's
 // maximum where the process may, else capped by it; 0 leaves the kernel's
 // default).

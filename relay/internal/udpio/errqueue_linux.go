@@ -4,6 +4,7 @@ package udpio
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"syscall"
 	"unsafe"
@@ -35,21 +36,33 @@ import (
 // errors, which are never seen.
 func (c *Conn) EnableRecvErr() error {
 	var serr error
-	err := c.control(func(fd uintptr) {
-		// IPv4 errors are queued by IP_RECVERR, also for the IPv4-mapped
-		// peers of a dual-stack socket.
-		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1); serr != nil {
-			return
-		}
-		if c.family == unix.AF_INET6 {
-			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
-		}
-	})
+	err := c.control(func(fd uintptr) { serr = enableRecvErr(int(fd), c.family) })
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
 		return fmt.Errorf("udpio: enable IP_RECVERR: %w", err)
+	}
+	c.dupMu.Lock()
+	defer c.dupMu.Unlock()
+	c.recvErr = true
+	for _, fd := range c.senders {
+		if err := enableRecvErr(fd, c.family); err != nil {
+			return fmt.Errorf("udpio: enable IP_RECVERR: %w", err)
+		}
+	}
+	return nil
+}
+
+// enableRecvErr is EnableRecvErr on the socket fd of family.
+func enableRecvErr(fd, family int) error {
+	// IPv4 errors are queued by IP_RECVERR, also for the IPv4-mapped
+	// peers of a dual-stack socket.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVERR, 1); err != nil {
+		return err
+	}
+	if family == unix.AF_INET6 {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
 	}
 	return nil
 }
@@ -58,7 +71,8 @@ func (c *Conn) EnableRecvErr() error {
 // sock_extended_err followed by the offender's sockaddr_in6.
 const errQueueOOB = 128
 
-// DrainErrors reads the socket's error queue until it is empty and calls fn
+// DrainErrors reads the error queues of the socket and of its senders' own
+// sockets (if any) until they are empty and calls fn
 // for each error with the destination of the datagram that failed (IPv4
 // unmapped) and its errno. An ICMP or ICMPv6 port unreachable gives
 // ECONNREFUSED; host or network unreachable give EHOSTUNREACH or
@@ -67,6 +81,32 @@ const errQueueOOB = 128
 // read. It never blocks, needs EnableRecvErr to find anything, and may be
 // called from any goroutine, also while another one is in Read.
 func (c *Conn) DrainErrors(fn func(dst netip.AddrPort, errno syscall.Errno)) int {
+	// Control, not Read: Read would wait for the lock that a Read blocked
+	// in another goroutine holds.
+	count := drainQueue(c.control, fn)
+	// Then each sender's own socket (senderSocket), held open meanwhile
+	// by dupMu; fn runs without it (it may send, and a send may open one).
+	c.dupMu.Lock()
+	n := len(c.senders)
+	c.dupMu.Unlock()
+	for i := range n {
+		count += drainQueue(func(f func(fd uintptr)) error {
+			c.dupMu.Lock()
+			defer c.dupMu.Unlock()
+			if c.closed || i >= len(c.senders) {
+				return net.ErrClosed
+			}
+			f(uintptr(c.senders[i]))
+			return nil
+		}, fn)
+	}
+	return count
+}
+
+// drainQueue reads the error queue of the socket that control hands over
+// until it is empty, calling fn for each error, and returns how many it
+// read.
+func drainQueue(control func(func(fd uintptr)) error, fn func(dst netip.AddrPort, errno syscall.Errno)) int {
 	var (
 		payload [1]byte // the failed datagram's contents are not needed
 		oob     [errQueueOOB]byte
@@ -78,9 +118,8 @@ func (c *Conn) DrainErrors(fn func(dst netip.AddrPort, errno syscall.Errno)) int
 			from unix.Sockaddr
 			rerr error
 		)
-		// Control, not Read: Read would wait for the lock that a Read
-		// blocked in another goroutine holds. MSG_DONTWAIT never waits.
-		err := c.control(func(fd uintptr) {
+		// MSG_DONTWAIT never waits.
+		err := control(func(fd uintptr) {
 			for {
 				_, oobn, _, from, rerr = unix.Recvmsg(int(fd), payload[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 				if rerr != unix.EINTR {

@@ -14,3 +14,17 @@ func PeekErrQueue(c *Conn) bool {
 	})
 	return pending
 }
+
+// SenderQueued reports how many of c's senders' own sockets (and how many
+// there are) have a datagram waiting to be read. For tests.
+func SenderQueued(c *Conn) (queued, senders int) {
+	c.dupMu.Lock()
+	defer c.dupMu.Unlock()
+	for _, fd := range c.senders {
+		n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+		if err == nil && n > 0 {
+			queued++
+		}
+	}
+	return queued, len(c.senders)
+}

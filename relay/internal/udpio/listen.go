@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 )
 
 // Listen opens n UDP sockets bound to addr ("host:port"; port 0 picks one
@@ -17,6 +18,10 @@ import (
 // traffic. Listen therefore first binds addr WITHOUT SO_REUSEPORT: if the
 // port is taken, by a reuseport group or anything else, that fails with
 // EADDRINUSE exactly as a single socket would, and nothing is opened.
+//
+// With n == 1 the socket is, on Linux, a reuseport group of one with a
+// program that steers every datagram to it (listenOne), so that a Conn can
+// send from sockets of its own in the group.
 func Listen(addr string, n int) ([]*net.UDPConn, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("udpio: %d sockets: want at least 1", n)
@@ -30,7 +35,7 @@ func Listen(addr string, n int) ([]*net.UDPConn, error) {
 		return nil, err // the port is taken: say so, as one socket would
 	}
 	if n == 1 {
-		return []*net.UDPConn{probe}, nil
+		return listenOne(probe, ua)
 	}
 	// The probe proved the port free; the group takes it over. With port 0
 	// the group binds the port the probe was given.
@@ -52,6 +57,42 @@ func Listen(addr string, n int) ([]*net.UDPConn, error) {
 		conns = append(conns, pc.(*net.UDPConn))
 	}
 	return conns, nil
+}
+
+// steered holds the sockets listenOne made a group of one, steered: a Conn
+// made from one (NewOpts) gives each of its senders a socket of its own in
+// the group.
+var steered sync.Map // *net.UDPConn -> struct{}
+
+// listenOne returns Listen's one socket. Where it can, that is a reuseport
+// group of one whose datagrams a program steers all to it (steerToFirst),
+// so that a Conn made from it can give each sender a socket of its own,
+// bound to the same address (replies leave from the address members send
+// to) without taking any datagram: the kernel then counts each sender's
+// memory on its own socket instead of making every sender update one
+// counter (docs/BENCHMARKS.md, issue 11 round six). Else it is the probe.
+func listenOne(probe *net.UDPConn, ua *net.UDPAddr) ([]*net.UDPConn, error) {
+	if !canSteer {
+		return []*net.UDPConn{probe}, nil
+	}
+	ua.Port = probe.LocalAddr().(*net.UDPAddr).Port
+	if err := probe.Close(); err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{Control: setReusePort}
+	if pc, err := lc.ListenPacket(context.Background(), "udp", ua.String()); err == nil {
+		uc := pc.(*net.UDPConn)
+		if steerToFirst(uc) == nil {
+			steered.Store(uc, struct{}{})
+			return []*net.UDPConn{uc}, nil
+		}
+		uc.Close() // unsteered, a sender's socket would take a share of the datagrams
+	}
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	return []*net.UDPConn{uc}, nil
 }
 
 // errNoReusePort is returned by Listen for n > 1 where SO_REUSEPORT is not

@@ -5,6 +5,7 @@ package udpio_test
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"syscall"
 	"testing"
 	"time"
@@ -82,5 +83,76 @@ func TestListenRefusesTakenPort(t *testing.T) {
 	defer taken.Close()
 	if _, err := udpio.Listen(taken.LocalAddr().String(), 2); !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("err %v, want EADDRINUSE", err)
+	}
+}
+
+// With one socket (the default) each batch sends on a socket of its own in
+// the relay's reuseport group: what it sends leaves from the relay's
+// address, every datagram sent to that address still reaches the relay's
+// socket and none a sender's, and the port is still refused to anyone else.
+func TestOneSocketsSendersReceiveNothing(t *testing.T) {
+	ucs, err := udpio.Listen("127.0.0.1:0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ucs[0].LocalAddr().String()
+	c, err := udpio.New(ucs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	d := c.Dest(peer.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{})
+	const batches = 3
+	for i := range batches {
+		b := c.NewBatch()
+		b.Add([]byte("from a sender"), &d, 0)
+		b.Flush()
+		if b.Failed != 0 {
+			t.Fatalf("batch %d: %d failed", i, b.Failed)
+		}
+		buf := make([]byte, 32)
+		peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := peer.ReadFromUDPAddrPort(buf)
+		if err != nil || string(buf[:n]) != "from a sender" || from.String() != addr {
+			t.Fatalf("batch %d: got %q from %v (%v), want it from %s", i, buf[:n], from, err, addr)
+		}
+	}
+	if _, senders := udpio.SenderQueued(c); senders != batches {
+		t.Fatalf("%d sender sockets, want one per batch (%d)", senders, batches)
+	}
+
+	const clients = 64 // each its own port: the kernel would hash them over the group
+	for range clients {
+		cl, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Write([]byte("to the relay")); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+	}
+	buf, oob := make([]byte, 32), make([]byte, udpio.OOBSize)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range clients {
+		if n, _, _, err := c.Read(buf, oob); err != nil || string(buf[:n]) != "to the relay" {
+			t.Fatalf("datagram %d of %d: %q, %v", i+1, clients, buf[:n], err)
+		}
+	}
+	if queued, _ := udpio.SenderQueued(c); queued != 0 {
+		t.Fatalf("%d sender sockets received datagrams, want none", queued)
+	}
+
+	if again, err := udpio.Listen(addr, 1); !errors.Is(err, syscall.EADDRINUSE) {
+		for _, uc := range again {
+			uc.Close()
+		}
+		t.Fatalf("Listen(%s, 1) on a live relay: err %v, want EADDRINUSE", addr, err)
 	}
 }

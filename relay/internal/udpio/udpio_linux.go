@@ -44,10 +44,17 @@ type Conn struct {
 	deadline  atomic.Int64 // the read deadline in Unix nanoseconds for raw Readers; 0: none
 	closedNow atomic.Bool  // closed, for raw Readers to see without the lock
 
-	dupMu  sync.Mutex   // protects dups, raws and closed
-	dups   []int        // descriptors duplicated for batches (Batch.plat.fd), closed with c
-	raws   []*rawReader // the raw Readers, whose descriptors c closes (or wakes them to)
-	closed bool
+	// steered: the socket is a reuseport group of one that steers every
+	// datagram to it (Listen): each batch sends on a socket of its own in
+	// the group (senderSocket), else on a duplicate of this one.
+	steered bool
+
+	dupMu   sync.Mutex   // protects dups, senders, recvErr, raws and closed
+	dups    []int        // descriptors for batches (Batch.plat.fd): duplicates or senders, closed with c
+	senders []int        // those of dups that are sockets of their own (senderSocket)
+	recvErr bool         // EnableRecvErr was called: senders queue their errors too
+	raws    []*rawReader // the raw Readers, whose descriptors c closes (or wakes them to)
+	closed  bool
 }
 
 // batchConn is what Conn needs of x/net's ipv4.PacketConn and
@@ -77,6 +84,7 @@ func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{uc: uc, raw: raw, pktinfo: isWildcard(uc)}
+	_, c.steered = steered.LoadAndDelete(uc)
 	var serr error
 	err = raw.Control(func(fd uintptr) {
 		c.family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
@@ -402,12 +410,61 @@ func (c *Conn) dup() (int, bool) {
 	if c.closed {
 		return -1, false
 	}
+	if c.steered {
+		if nfd, ok := c.senderSocket(); ok {
+			c.dups, c.senders = append(c.dups, nfd), append(c.senders, nfd)
+			return nfd, true
+		}
+	}
 	nfd, ok := dupFD(c.control)
 	if !ok {
 		return -1, false
 	}
 	c.dups = append(c.dups, nfd)
 	return nfd, true
+}
+
+// senderSocket opens a socket for one batch's sends in c's steered
+// reuseport group: bound to c's address, so that what it sends leaves from
+// there, with c's send buffer and, after EnableRecvErr, its own error
+// queue (DrainErrors reads it). It receives nothing (steerToFirst). c.dupMu
+// is held.
+func (c *Conn) senderSocket() (int, bool) {
+	var (
+		sa             unix.Sockaddr
+		sndbuf, v6only int
+		gerr           error
+	)
+	if err := c.control(func(fd uintptr) {
+		if sa, gerr = unix.Getsockname(int(fd)); gerr != nil {
+			return
+		}
+		if sndbuf, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF); gerr != nil {
+			return
+		}
+		if c.family == unix.AF_INET6 {
+			v6only, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		}
+	}); err != nil || gerr != nil {
+		return -1, false
+	}
+	fd, err := unix.Socket(c.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return -1, false
+	}
+	ok := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) == nil &&
+		(c.family != unix.AF_INET6 || unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v6only) == nil) &&
+		(!c.recvErr || enableRecvErr(fd, c.family) == nil) &&
+		unix.Bind(fd, sa) == nil
+	if !ok {
+		unix.Close(fd)
+		return -1, false
+	}
+	// The kernel reports twice the size asked for (its bookkeeping).
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndbuf/2) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf/2)
+	}
+	return fd, true
 }
 
 // send sends the batch: one sendmmsg for all (on the batch's own
@@ -611,7 +668,7 @@ func (c *Conn) Close() error {
 	for _, fd := range c.dups {
 		unix.Close(fd)
 	}
-	c.dups = nil
+	c.dups, c.senders = nil, nil
 	c.dupMu.Unlock()
 	if c.own {
 		c.fdMu.Lock()
