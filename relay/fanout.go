@@ -214,8 +214,8 @@ type fanout struct {
 	// Owned by the goroutine that set packing.
 	taken   []outEvent
 	senders []*Member     // rowSenders' result
-	tos     []*udpio.Dest // a group's members' destinations, by member
-	keys    []int32       // a group's members' shard and kind (shard*kinds+kind), or -1: their own packing
+	tos     []*udpio.Dest // a group's members' destinations, but f.own's
+	keys    []int32       // their shard and kind (shard*kinds+kind), by f.tos's index
 	counts  []int32       // members of a group by shard*kinds+kind
 	offs    []int32       // where each shard*kinds+kind starts in the job's dests
 	own     []*Member     // the members of revision 3 who sent a chat of the group
@@ -299,11 +299,15 @@ func (f *fanout) queueDirect(b []byte, d *udpio.Dest) bool {
 func (f *fanout) waitIdle() {
 	f.mu.Lock()
 	for f.packing || f.inflight > 0 || len(f.journal) > 0 {
-		if !f.packing && f.inflight == 0 {
+		if !f.packing {
+			// Pack what nobody else will and send what has no sender
+			// (after a panic, say); then every job in flight has one.
 			f.mu.Unlock()
-			f.Flush() // published, and nobody to pack it but the caller
+			f.Flush()
 			f.mu.Lock()
-			continue
+			if !f.packing && f.inflight == 0 {
+				continue
+			}
 		}
 		f.changed.Wait()
 	}
@@ -425,8 +429,7 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 		case m.Proto != ProtoV2:
 		case rev >= 3:
 			if slices.Contains(senders, m) {
-				f.own = append(f.own, m)
-				f.tos, f.keys = append(f.tos, d), append(f.keys, -1)
+				f.own = append(f.own, m) // a packing of its own, below
 				continue
 			}
 			kind = kindRows
@@ -449,10 +452,8 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 	}
 	j.dests = slices.Grow(j.dests, int(at)-len(j.dests))[:at]
 	for i, key := range f.keys {
-		if key >= 0 {
-			j.dests[f.offs[key]] = f.tos[i]
-			f.offs[key]++ // now where key's destinations end
-		}
+		j.dests[f.offs[key]] = f.tos[i]
+		f.offs[key]++ // now where key's destinations end
 	}
 	// The datagrams of each kind present, and where each shard sends them.
 	for kind := kindClassic; kind < kinds; kind++ {
