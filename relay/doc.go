@@ -99,10 +99,9 @@
 //	                 -> room.mu (a classic login's OK is queued and the member added in one step)
 //	fanout.mu        -> outbox.mu (a direct datagram leaves at once only if its shard is idle);
 //	                 a producer may wait on it only while the journal is full and
-//	                 another goroutine is packing, which never blocks
+//	                 another goroutine is packing or a job is being sent, neither of which blocks
 //	roomSet.mu       -> room.mu (a room is removed only while empty)
-//	outbox.mu        leaf; the packer may wait on it only while the outbox is
-//	                 full and another goroutine is sending, which never blocks
+//	outbox.mu        leaf: nobody waits on it but waitIdle
 //	room.mu          -> Member.mu (a member's list of rooms)
 //	Member.mu        leaf
 //	room.batch.mu    leaf: a big room's gathered joins and leaves

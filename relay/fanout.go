@@ -237,6 +237,16 @@ const (
 	kinds
 )
 
+// kindPacking is the form (revision) and budget of each v2 kind's packing.
+var kindPacking = [kinds]struct {
+	rev      uint32
+	loopback bool // LoopbackSendBudget, else SendBudget
+}{
+	kindFull: {1, false}, kindFullLo: {1, true},
+	kindCompact: {2, false}, kindCompactLo: {2, true},
+	kindRows: {3, false}, kindRowsLo: {3, true},
+}
+
 func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int) *fanout {
 	f := &fanout{shards: make([]*outbox, max(shards, 1)), obs: obs, log: log, budget: budget, loopBudget: loopBudget}
 	for i := range f.shards {
@@ -352,31 +362,45 @@ func (f *fanout) unsent() bool {
 // already. Every job it made is posted before it lets go of packing, so a
 // goroutine that finds nobody packing finds their jobs in the outboxes.
 func (f *fanout) pack() {
-	f.mu.Lock()
-	if f.packing || len(f.journal) == 0 || f.inflight >= jobsInFlight {
-		f.mu.Unlock()
+	takeTurn(&f.mu, &f.changed, &f.packing,
+		func() bool { return len(f.journal) > 0 && f.inflight < jobsInFlight },
+		func() { f.taken, f.journal = f.journal, f.taken[:0] },
+		func() {
+			f.packEvents(f.taken)
+			clear(f.taken)
+		})
+}
+
+// takeTurn is flat combining's turn at a queue that others fill: unless
+// busy is set already (that goroutine's turn takes what is queued now
+// too), it sets busy and, while more reports work, takes it (take, under
+// mu; changed is broadcast) and does it (do, without mu); then it clears
+// busy and broadcasts changed, also when do panics (recovered by the
+// handler), or the queue would never be served again. mu is not held on
+// entry or return.
+func takeTurn(mu *sync.Mutex, changed *sync.Cond, busy *bool, more func() bool, take, do func()) {
+	mu.Lock()
+	if *busy || !more() {
+		mu.Unlock()
 		return
 	}
-	f.packing = true
+	*busy = true
 	held := true
 	defer func() {
-		// Also on a panic in packEvents (recovered by the handler): the
-		// next flush must find packing free, or the node goes silent.
 		if !held {
-			f.mu.Lock()
+			mu.Lock()
 		}
-		f.packing = false
-		f.changed.Broadcast()
-		f.mu.Unlock()
+		*busy = false
+		changed.Broadcast()
+		mu.Unlock()
 	}()
-	for len(f.journal) > 0 && f.inflight < jobsInFlight {
-		f.taken, f.journal = f.journal, f.taken[:0]
-		f.changed.Broadcast()
-		f.mu.Unlock()
+	for more() {
+		take()
+		changed.Broadcast()
+		mu.Unlock()
 		held = false
-		f.packEvents(f.taken)
-		clear(f.taken)
-		f.mu.Lock()
+		do()
+		mu.Lock()
 		held = true
 	}
 }
@@ -476,11 +500,11 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 				j.dgs = append(j.dgs, dgram{b: evs[i].classic, events: 1, skip: skip})
 			}
 		} else {
-			budget := f.budget
-			if (kind-kindFull)%2 == 1 {
+			pk, budget := kindPacking[kind], f.budget
+			if pk.loopback {
 				budget = f.loopBudget
 			}
-			f.packInto(j, evs, budget, uint32(kind-kindFull)/2+1, nil)
+			f.packInto(j, evs, budget, pk.rev, nil)
 		}
 		for s := range f.shards {
 			key := s*kinds + kind
@@ -703,34 +727,14 @@ func (o *outbox) waitIdle() {
 
 // flushShard sends o's jobs unless another goroutine already is.
 func (f *fanout) flushShard(o *outbox) {
-	o.mu.Lock()
-	if o.sending || len(o.pending) == 0 {
-		o.mu.Unlock()
-		return
-	}
-	o.sending = true
-	held := true
-	defer func() {
-		// Also on a panic in sendJobs (recovered by the handler): the
-		// next flush must find the shard free, or its members go deaf.
-		if !held {
-			o.mu.Lock()
-		}
-		o.sending = false
-		o.changed.Broadcast()
-		o.mu.Unlock()
-	}()
-	for len(o.pending) > 0 {
-		o.taken, o.pending = o.pending, o.taken[:0]
-		o.changed.Broadcast()
-		o.mu.Unlock()
-		held = false
-		f.sendJobs(o, o.taken)
-		clear(o.taken)
-		f.pack() // the jobs it released may be what held the journal back
-		o.mu.Lock()
-		held = true
-	}
+	takeTurn(&o.mu, &o.changed, &o.sending,
+		func() bool { return len(o.pending) > 0 },
+		func() { o.taken, o.pending = o.pending, o.taken[:0] },
+		func() {
+			f.sendJobs(o, o.taken)
+			clear(o.taken)
+			f.pack() // the jobs it released may be what held the journal back
+		})
 }
 
 // sendJobs sends o's part of jobs, in order, through one Batch: a flush of

@@ -20,7 +20,7 @@ import (
 // EADDRINUSE exactly as a single socket would, and nothing is opened.
 //
 // With n == 1 the socket is, on Linux, a reuseport group of one with a
-// program that steers every datagram to it (listenOne), so that a Conn can
+// program that steers every datagram to it, so that a Conn can
 // send from sockets of its own in the group.
 func Listen(addr string, n int) ([]*net.UDPConn, error) {
 	if n < 1 {
@@ -34,8 +34,8 @@ func Listen(addr string, n int) ([]*net.UDPConn, error) {
 	if err != nil {
 		return nil, err // the port is taken: say so, as one socket would
 	}
-	if n == 1 {
-		return listenOne(probe, ua)
+	if n == 1 && !canSteer {
+		return []*net.UDPConn{probe}, nil
 	}
 	// The probe proved the port free; the group takes it over. With port 0
 	// the group binds the port the probe was given.
@@ -56,44 +56,31 @@ func Listen(addr string, n int) ([]*net.UDPConn, error) {
 		}
 		conns = append(conns, pc.(*net.UDPConn))
 	}
-	return conns, nil
-}
-
-// steered holds the sockets listenOne made a group of one, steered: a Conn
-// made from one (NewOpts) gives each of its senders a socket of its own in
-// the group.
-var steered sync.Map // *net.UDPConn -> struct{}
-
-// listenOne returns Listen's one socket. Where it can, that is a reuseport
-// group of one whose datagrams a program steers all to it (steerToFirst),
-// so that a Conn made from it can give each sender a socket of its own,
-// bound to the same address (replies leave from the address members send
-// to) without taking any datagram: the kernel then counts each sender's
-// memory on its own socket instead of making every sender update one
-// counter (docs/BENCHMARKS.md, issue 11 round six). Else it is the probe.
-func listenOne(probe *net.UDPConn, ua *net.UDPAddr) ([]*net.UDPConn, error) {
-	if !canSteer {
-		return []*net.UDPConn{probe}, nil
+	if n > 1 {
+		return conns, nil
 	}
-	ua.Port = probe.LocalAddr().(*net.UDPAddr).Port
-	if err := probe.Close(); err != nil {
-		return nil, err
+	// One socket: a group of one whose datagrams a program steers all to
+	// it, so that a Conn made from it can give each sender a socket of
+	// its own, bound to the same address (replies leave from the address
+	// members send to) without taking any datagram: the kernel then counts
+	// each sender's memory on its own socket instead of making every
+	// sender update one counter (docs/BENCHMARKS.md, issue 11 round six).
+	if steerToFirst(conns[0]) == nil {
+		steered.Store(conns[0], struct{}{})
+		return conns, nil
 	}
-	lc := net.ListenConfig{Control: setReusePort}
-	if pc, err := lc.ListenPacket(context.Background(), "udp", ua.String()); err == nil {
-		uc := pc.(*net.UDPConn)
-		if steerToFirst(uc) == nil {
-			steered.Store(uc, struct{}{})
-			return []*net.UDPConn{uc}, nil
-		}
-		uc.Close() // unsteered, a sender's socket would take a share of the datagrams
-	}
+	conns[0].Close() // unsteered, a sender's socket would take a share of the datagrams
 	uc, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return nil, err
 	}
 	return []*net.UDPConn{uc}, nil
 }
+
+// steered holds the sockets Listen made a steered group of one: a Conn
+// made from one (NewOpts) gives each of its senders a socket of its own in
+// the group.
+var steered sync.Map // *net.UDPConn -> struct{}
 
 // errNoReusePort is returned by Listen for n > 1 where SO_REUSEPORT is not
 // available.

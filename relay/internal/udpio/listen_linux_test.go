@@ -47,16 +47,7 @@ func TestListenGroup(t *testing.T) {
 	// 32 senders: the kernel hashes each to one socket; both get some
 	// (all on one has probability 2^-31).
 	const senders = 32
-	for i := 0; i < senders; i++ {
-		c, err := net.Dial("udp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Write([]byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-	}
+	writeFromNewPorts(t, addr, senders, "x")
 	got := make([]int, len(group))
 	total := 0
 	deadline := time.Now().Add(5 * time.Second)
@@ -128,16 +119,7 @@ func TestOneSocketsSendersReceiveNothing(t *testing.T) {
 	}
 
 	const clients = 64 // each its own port: the kernel would hash them over the group
-	for range clients {
-		cl, err := net.Dial("udp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cl.Write([]byte("to the relay")); err != nil {
-			t.Fatal(err)
-		}
-		cl.Close()
-	}
+	writeFromNewPorts(t, addr, clients, "to the relay")
 	buf, oob := make([]byte, 32), make([]byte, udpio.OOBSize)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for i := range clients {
@@ -154,5 +136,21 @@ func TestOneSocketsSendersReceiveNothing(t *testing.T) {
 			uc.Close()
 		}
 		t.Fatalf("Listen(%s, 1) on a live relay: err %v, want EADDRINUSE", addr, err)
+	}
+}
+
+// writeFromNewPorts sends payload to addr n times, each from a new socket
+// (a port of its own, which a reuseport group hashes on its own).
+func writeFromNewPorts(t *testing.T, addr string, n int, payload string) {
+	t.Helper()
+	for range n {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
 	}
 }
