@@ -180,13 +180,22 @@ type outEvent struct {
 const journalLimit = 4096
 
 // jobsInFlight bounds the jobs posted and not yet sent by every shard they
-// go to. While that many are in flight, what is published waits in the
-// journal, and the sender that finishes the last of a job packs it all
-// into the next: under load the events of a whole round leave together,
-// in as few datagrams as the budget allows, as they did when each shard
-// packed its own backlog; at low load nothing is in flight and an event
-// is packed and sent at once.
+// go to, while one of them packed frames for v2 members. While that many
+// are in flight, what is published waits in the journal, and the sender
+// that finishes the last of a job packs it all into the next: under load
+// the events of a whole round leave together, in as few datagrams as the
+// budget allows, as they did when each shard packed its own backlog; at
+// low load nothing is in flight and an event is packed and sent at once.
 const jobsInFlight = 1
+
+// linesInFlight is jobsInFlight while the jobs in flight packed nothing
+// (their rooms' members were classic: one line per event and member).
+// Waiting would coalesce nothing for them, only hold the next round behind
+// the slowest shard's part of this one: in room100 at 6,500 chats/s, the
+// median delivery took 4 ms with one such job in flight and 2.7 ms with
+// four, for the same CPU (docs/BENCHMARKS.md). Each shard still sends its
+// jobs in order, so a member's datagrams keep theirs.
+const linesInFlight = 4
 
 // maxArena bounds the packed v2 bytes of one job: the packer posts a job
 // once it holds this much and goes on with a new one.
@@ -205,10 +214,11 @@ type fanout struct {
 	budget, loopBudget int         // SendBudget, LoopbackSendBudget
 	conn               *udpio.Conn // set by Serve before the first datagram is read
 
-	mu       sync.Mutex // protects journal, packing and inflight; taken under feed.mu, before an outbox's mu
+	mu       sync.Mutex // protects journal, packing, inflight and packedIn; taken under feed.mu, before an outbox's mu
 	journal  []outEvent // published, in order, not yet packed
 	packing  bool       // a goroutine is in pack's loop
 	inflight int        // jobs posted and not yet released by every shard
+	packedIn int        // those of them that packed frames for v2 members
 	changed  sync.Cond  // on mu: the journal was taken, packing ended, or a job was released
 
 	// Owned by the goroutine that set packing.
@@ -274,7 +284,7 @@ func (f *fanout) shardOf(addr netip.AddrPort) int {
 func (f *fanout) Publish(e Event) {
 	ev := outEvent{members: e.Members, v2: e.V2, cut: wire.CutEvent(e.V2), classic: e.Classic, except: e.Except}
 	f.mu.Lock()
-	for len(f.journal) >= journalLimit && (f.packing || f.inflight >= jobsInFlight) {
+	for len(f.journal) >= journalLimit && (f.packing || !f.mayPostLocked()) {
 		f.changed.Wait()
 	}
 	f.journal = append(f.journal, ev)
@@ -328,8 +338,8 @@ func (f *fanout) waitIdle() {
 }
 
 // Flush packs the journal unless another goroutine is packing (that one
-// packs what is there now too) or a job is in flight (its last sender
-// will), then sends the jobs of every shard that no other goroutine is
+// packs what is there now too) or enough jobs are in flight (the sender
+// that releases one will), then sends the jobs of every shard that no other goroutine is
 // sending already (that one sends them too), starting with a different
 // shard each time, so that two goroutines flushing at once take one shard
 // each. It returns once every shard was empty or had a sender.
@@ -358,17 +368,27 @@ func (f *fanout) unsent() bool {
 }
 
 // pack turns the journal into jobs and posts them, until the journal is
-// empty or jobsInFlight are in flight, unless another goroutine is packing
-// already. Every job it made is posted before it lets go of packing, so a
+// empty or enough are in flight (mayPostLocked), unless another goroutine
+// is packing already. Every job it made is posted before it lets go of packing, so a
 // goroutine that finds nobody packing finds their jobs in the outboxes.
 func (f *fanout) pack() {
 	takeTurn(&f.mu, &f.changed, &f.packing,
-		func() bool { return len(f.journal) > 0 && f.inflight < jobsInFlight },
+		func() bool { return len(f.journal) > 0 && f.mayPostLocked() },
 		func() { f.taken, f.journal = f.journal, f.taken[:0] },
 		func() {
 			f.packEvents(f.taken)
 			clear(f.taken)
 		})
+}
+
+// mayPostLocked reports whether another job may be posted now: fewer than
+// jobsInFlight are in flight, or linesInFlight if none of them packed.
+// f.mu must be held.
+func (f *fanout) mayPostLocked() bool {
+	if f.packedIn > 0 {
+		return f.inflight < jobsInFlight
+	}
+	return f.inflight < linesInFlight
 }
 
 // takeTurn is flat combining's turn at a queue that others fill: unless
@@ -546,6 +566,7 @@ func (f *fanout) rowSenders(evs []outEvent) []*Member {
 // bytes, in the form of revision rev; at revision 3, only the chats of own
 // (nil: none) keep their ids.
 func (f *fanout) packInto(j *job, evs []outEvent, budget int, rev uint32, own *Member) {
+	j.packed = true
 	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
 	p.Reset(j.arena)
 	for i := range evs {
@@ -576,11 +597,12 @@ func (f *fanout) budgetFor(d *udpio.Dest) int {
 // each shard which of them go to whom, in order. The shards' senders share
 // it read-only; the last to have sent its part frees it.
 type job struct {
-	refs  atomic.Int32  // shards that have yet to send their part
-	arena []byte        // the packed v2 datagrams
-	dgs   []dgram       // every datagram, packed or not
-	dests []*udpio.Dest // the destinations, shard by shard and kind by kind within a group
-	sends [][]sendRef   // by shard: what it sends, in order
+	refs   atomic.Int32  // shards that have yet to send their part
+	packed bool          // it holds frames packed for v2 members (set before it is posted)
+	arena  []byte        // the packed v2 datagrams
+	dgs    []dgram       // every datagram, packed or not
+	dests  []*udpio.Dest // the destinations, shard by shard and kind by kind within a group
+	sends  [][]sendRef   // by shard: what it sends, in order
 }
 
 // dgram is one datagram of a job.
@@ -635,6 +657,9 @@ func (f *fanout) post(j *job) {
 	j.refs.Store(int32(len(f.postTo)))
 	f.mu.Lock()
 	f.inflight++
+	if j.packed {
+		f.packedIn++
+	}
 	f.mu.Unlock()
 	for _, s := range f.postTo {
 		f.shards[s].push(j)
@@ -650,6 +675,9 @@ func (f *fanout) release(j *job) {
 	}
 	f.mu.Lock()
 	f.inflight--
+	if j.packed {
+		f.packedIn--
+	}
 	f.changed.Broadcast()
 	f.mu.Unlock()
 	f.recycle(j)
@@ -660,6 +688,7 @@ func (f *fanout) recycle(j *job) {
 	clear(j.dgs) // hold no datagram or destination past the job
 	clear(j.dests)
 	j.arena, j.dgs, j.dests = j.arena[:0], j.dgs[:0], j.dests[:0]
+	j.packed = false
 	for s := range j.sends {
 		j.sends[s] = j.sends[s][:0]
 	}
@@ -691,7 +720,7 @@ func newOutbox(index int) *outbox {
 	return o
 }
 
-// push queues j (at most jobsInFlight wait: push never waits).
+// push queues j (at most linesInFlight wait: push never waits).
 func (o *outbox) push(j *job) {
 	o.mu.Lock()
 	o.pending = append(o.pending, j)

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -244,5 +245,60 @@ func TestEventsBehindARoundLeaveTogetherInEveryShard(t *testing.T) {
 	}
 	for i := range chats {
 		classic.expect(fmt.Sprintf("snd says: chat %d", i))
+	}
+}
+
+// A round of classic lines in flight does not hold the next one back: with
+// nothing to pack (one line per event and member), what is published while
+// one shard's sender is stuck leaves at once for the members of the other
+// shards, and the stuck shard's members get it after, in order.
+func TestClassicRoundsDoNotWaitForASlowShard(t *testing.T) {
+	g := newGate()
+	r := relaytest.Start(t, func(c *relay.Config) {
+		c.Observer, c.Workers, c.FanoutShards = g, 4, 4
+	})
+	t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
+
+	rcvs := make([]*client, 12) // on random ports: spread over the 4 shards
+	for i := range rcvs {
+		rcvs[i] = dial(t, r).login(fmt.Sprintf("rcv%d", i))
+	}
+	snd := dial(t, r).login("snd")
+	relay.WaitFanoutIdle(r.Server)
+	for i, c := range rcvs { // the later members' joins
+		for j := i + 1; j < len(rcvs); j++ {
+			c.expect(fmt.Sprintf("rcv%d joined the chat room", j))
+		}
+		c.expect("snd joined the chat room")
+	}
+
+	g.arm()
+	snd.send("C snd one")
+	g.held(t) // one shard's sender is stuck after its part of the first round
+	snd.send("C snd two")
+	got := make([][]string, len(rcvs))
+	sawTwo := func() bool {
+		for i, c := range rcvs {
+			c.conn.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+			if n, err := c.conn.Read(c.buf); err == nil {
+				got[i] = append(got[i], string(c.buf[:n]))
+			}
+		}
+		for i := range got {
+			if slices.Contains(got[i], "snd says: two") {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, "the second chat reaching a member while a shard is stuck", sawTwo)
+	g.open()
+	for i, c := range rcvs {
+		for len(got[i]) < 2 {
+			got[i] = append(got[i], c.recv())
+		}
+		if want := []string{"snd says: one", "snd says: two"}; !slices.Equal(got[i], want) {
+			t.Errorf("rcv%d got %q, want %q", i, got[i], want)
+		}
 	}
 }
