@@ -67,11 +67,16 @@ type Config struct {
 	// fragments. Default 8192; -1 means SendBudget.
 	LoopbackSendBudget int
 	// FanoutShards is how many goroutines may send the room's fan-out at
-	// once, each to its share of the members. Default: four per CPU the Go
-	// runtime uses (GOMAXPROCS), at most 16. A shard's sender spends nearly
-	// all its time in sendmmsg, where the kernel also delivers on loopback
-	// and wakes the receivers, and is preempted there: with more senders
-	// than CPUs the CPUs stay busy (docs/BENCHMARKS.md, issue 11).
+	// once, each to its share of the members. Default: sixteen per CPU the
+	// Go runtime uses (GOMAXPROCS), at most 64. A shard's sender spends
+	// nearly all its time in sendmmsg, where the kernel also delivers on
+	// loopback and wakes the receivers, and is preempted there: with more
+	// senders than CPUs the CPUs stay busy. A shard is also the unit that
+	// one goroutine sends at a time, and members fall into shards by
+	// address: in a small room a few shards hold two or three members and
+	// the round waits for them; finer shards even that out (room10, 32
+	// shards against 8: about 7% more deliveries/s at the limit;
+	// docs/BENCHMARKS.md, issue 11).
 	FanoutShards int
 	// NoBatch reads and sends one datagram per system call instead of many
 	// (recvmmsg and sendmmsg on Linux); for comparisons. Default false.
@@ -173,7 +178,7 @@ func (c *Config) setDefaults() error {
 		c.LoopbackSendBudget = c.SendBudget
 	}
 	if c.FanoutShards == 0 {
-		c.FanoutShards = min(4*runtime.GOMAXPROCS(0), 16)
+		c.FanoutShards = min(16*runtime.GOMAXPROCS(0), 64)
 	}
 	if c.SweepEvery == 0 {
 		c.SweepEvery = time.Second

@@ -54,7 +54,7 @@ type Options struct {
 	LimitExempt    string        // comma-separated prefixes exempt from login bans
 	Readers        int           // UDP sockets on --listen (SO_REUSEPORT), one reader each
 	Batch          string        // on or off: many datagrams per system call
-	FanoutShards   int           // goroutines that may send the fan-out at once (0: four per CPU, at most 16)
+	FanoutShards   int           // goroutines that may send the fan-out at once (0: sixteen per CPU, at most 64)
 	DataDir        string        // "" keeps rooms in memory; else an embedded JetStream stores them here
 	History        int           // with DataDir: events each room keeps
 	HistoryAge     time.Duration // with DataDir or NATS: events older are dropped (0: never)
@@ -194,7 +194,7 @@ func defineFlags(fs *flag.FlagSet, o *Options) {
 	fs.IntVar(&o.NATSReplicas, "nats-replicas", o.NATSReplicas, "with --nats: replicas of each room's stream and of the names (3 on a three-server cluster)")
 	fs.StringVar(&o.Node, "node", o.Node, "this relay's `name` in the cluster (logs, NATS connection name; empty: the host's name)")
 	fs.DurationVar(&o.NameLease, "name-lease", o.NameLease, "with --nats: a relay that dies frees its members' names after this")
-	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: four per CPU, at most 16)")
+	fs.IntVar(&o.FanoutShards, "fanout-shards", o.FanoutShards, "goroutines that may send the room's fan-out at once, each to its share of the members (0: sixteen per CPU, at most 64)")
 }
 
 // setUsage makes fs print the daemon's usage on w.
@@ -322,7 +322,7 @@ func (o Options) validate() error {
 		return bad("readers", "%d: must be between 1 and 64", o.Readers)
 	}
 	if o.FanoutShards < 0 || o.FanoutShards > 64 {
-		return bad("fanout-shards", "%d: must be between 0 (four per CPU) and 64", o.FanoutShards)
+		return bad("fanout-shards", "%d: must be between 0 (sixteen per CPU) and 64", o.FanoutShards)
 	}
 	if o.Batch != "on" && o.Batch != "off" {
 		return bad("batch", "%q: want on or off", o.Batch)
