@@ -102,7 +102,8 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLa
 // one lock, and starts the workers they need. It never blocks. A refused
 // datagram's buffer is released and the drop counted; refused is scratch
 // space for them (it may be nil) and is returned for reuse. gs is cleared.
-func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) []refusal {
+// fromIdle reports that no worker was running and it started one.
+func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) (_ []refusal, fromIdle bool) {
 	refused = refused[:0]
 	d.mu.Lock()
 	for i := range gs {
@@ -131,6 +132,7 @@ func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) []refusal {
 		}
 	}
 	starts := d.startsLocked()
+	fromIdle = starts > 0 && d.workers == starts
 	d.obs.Queued(d.queued) // under mu, so the gauge's updates are in order
 	d.mu.Unlock()
 	clear(gs)
@@ -144,7 +146,7 @@ func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) []refusal {
 		d.drop(&refused[i].g, refused[i].reason)
 	}
 	clear(refused)
-	return refused
+	return refused, fromIdle
 }
 
 // refusal is a datagram enqueueAll refused, and why.

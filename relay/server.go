@@ -411,6 +411,14 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	return err
 }
 
+// quietBatch is the largest read batch after which the reader, having
+// woken the only worker, yields its thread to it (readLoop). At the
+// latency step (20 members, 200 chats/s) that cut the median delivery by
+// 40-130 µs and the relay's CPU per delivery by a third; under load read
+// batches are larger and workers are running, and the reader never yields
+// (docs/BENCHMARKS.md, issue 11 round seven).
+const quietBatch = 4
+
 // readLoop only reads, checks size and hands off without blocking; it never
 // parses or answers (miekg/dns serveUDP, wireguard-go RoutineReceiveIncoming).
 // Each datagram's buffer is handed off with it, and the reader takes a
@@ -487,8 +495,19 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 			p.Buf = *bufs[i]
 		}
 		if len(gs) > 0 { // the whole batch in one step: one lock, one worker woken
-			refused = s.disp.enqueueAll(gs, refused)
+			quiet := len(gs) <= quietBatch
+			var fromIdle bool
+			refused, fromIdle = s.disp.enqueueAll(gs, refused)
 			gs = gs[:0]
+			if quiet && fromIdle {
+				// A quiet relay: let the worker just started run here,
+				// now, on this CPU where the datagram is warm, instead
+				// of waiting for an idle thread to wake and steal it.
+				// The reader's thread is its own again at its next turn.
+				runtime.UnlockOSThread()
+				runtime.Gosched()
+				runtime.LockOSThread()
+			}
 		}
 	}
 }
