@@ -39,7 +39,11 @@ type Config struct {
 	QueueLimit int
 	// SenderQueueLimit bounds the datagrams waiting from one sender;
 	// beyond it that sender's datagrams are dropped (sender_queue).
-	// Default 1024.
+	// Default 2048: a quarter of the default QueueLimit, so that a sender
+	// near the relay's limit rides out a stall of some tens of
+	// milliseconds (at 1,024, room10 steps near the limit dropped a few
+	// hundred chats there and nowhere else; docs/BENCHMARKS.md, issue 11
+	// round seven) while the node's queue stays bounded by QueueLimit.
 	SenderQueueLimit int
 	// Lang selects the wording of notices and refusals. Default LangEN.
 	Lang wire.Lang
@@ -148,7 +152,7 @@ func (c *Config) setDefaults() error {
 		c.QueueLimit = 8192
 	}
 	if c.SenderQueueLimit == 0 {
-		c.SenderQueueLimit = 1024
+		c.SenderQueueLimit = 2048
 	}
 	if c.Lang == "" {
 		c.Lang = wire.LangEN

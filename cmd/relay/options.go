@@ -91,7 +91,7 @@ func defaultOptions() Options {
 		AdminSocket:    defaultAdminSocket(),
 		Workers:        16,
 		Queue:          8192,
-		SenderQueue:    1024,
+		SenderQueue:    2048,
 		MaxDatagram:    wire.DefaultMaxDatagram,
 		MaxMembers:     10000,
 		MaxRooms:       10000,
