@@ -339,10 +339,11 @@ func (f *fanout) waitIdle() {
 
 // Flush packs the journal unless another goroutine is packing (that one
 // packs what is there now too) or enough jobs are in flight (the sender
-// that releases one will), then sends the jobs of every shard that no other goroutine is
-// sending already (that one sends them too), starting with a different
-// shard each time, so that two goroutines flushing at once take one shard
-// each. It returns once every shard was empty or had a sender.
+// that releases one will), then sends the jobs of every shard that no
+// other goroutine is sending already (that one sends them too), starting
+// with a different shard each time, so that two goroutines flushing at
+// once take one shard each. It returns once every shard was empty or had
+// a sender.
 func (f *fanout) Flush() {
 	for {
 		f.pack()
@@ -369,8 +370,9 @@ func (f *fanout) unsent() bool {
 
 // pack turns the journal into jobs and posts them, until the journal is
 // empty or enough are in flight (mayPostLocked), unless another goroutine
-// is packing already. Every job it made is posted before it lets go of packing, so a
-// goroutine that finds nobody packing finds their jobs in the outboxes.
+// is packing already. Every job it made is posted before it lets go of
+// packing, so a goroutine that finds nobody packing finds their jobs in
+// the outboxes.
 func (f *fanout) pack() {
 	takeTurn(&f.mu, &f.changed, &f.packing,
 		func() bool { return len(f.journal) > 0 && f.mayPostLocked() },

@@ -72,9 +72,9 @@ func enableRecvErr(fd, family int) error {
 const errQueueOOB = 128
 
 // DrainErrors reads the error queues of the socket and of its senders' own
-// sockets (if any) until they are empty and calls fn
-// for each error with the destination of the datagram that failed (IPv4
-// unmapped) and its errno. An ICMP or ICMPv6 port unreachable gives
+// sockets (if any) until they are empty and calls fn for each error with
+// the destination of the datagram that failed (IPv4 unmapped) and its
+// errno. An ICMP or ICMPv6 port unreachable gives
 // ECONNREFUSED; host or network unreachable give EHOSTUNREACH or
 // ENETUNREACH; local errors (e.g. EMSGSIZE) also appear. dst is the invalid
 // AddrPort if the kernel gave no address. It returns how many errors it

@@ -461,9 +461,7 @@ func (c *Conn) senderSocket() (int, bool) {
 		return -1, false
 	}
 	// The kernel reports twice the size asked for (its bookkeeping).
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndbuf/2) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf/2)
-	}
+	setBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndbuf/2)
 	return fd, true
 }
 
@@ -775,10 +773,15 @@ func SetBuffers(uc *net.UDPConn, n int) {
 		return
 	}
 	_ = raw.Control(func(fd uintptr) {
-		for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[0], n) != nil {
-				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o[1], n)
-			}
-		}
+		setBuffer(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, n)
+		setBuffer(int(fd), unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, n)
 	})
+}
+
+// setBuffer sets one of fd's buffers to n bytes with force (beyond the
+// system's maximum; needs CAP_NET_ADMIN), else with plain (capped by it).
+func setBuffer(fd, force, plain, n int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, n) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, n)
+	}
 }
