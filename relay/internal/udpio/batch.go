@@ -31,7 +31,19 @@ const batchSize = 1024
 // descriptor of its own: see batchPlat).
 func (c *Conn) NewBatch() *Batch {
 	b := &Batch{c: c}
-	b.plat.init()
+	b.plat.init(-1)
+	return b
+}
+
+// NewBatchOn returns an empty batch that sends on c through its slot-th
+// sender descriptor (slot >= 0), which every batch of that slot shares: a
+// destination that only batches of one slot send to gets its datagrams
+// through one socket, in the order they were sent, whichever of those
+// batches sent them; batches of different slots send at once without
+// contending. A Batch itself is still not safe for concurrent use.
+func (c *Conn) NewBatchOn(slot int) *Batch {
+	b := &Batch{c: c}
+	b.plat.init(max(slot, 0))
 	return b
 }
 

@@ -4,6 +4,7 @@ package udpio_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
@@ -82,23 +83,7 @@ func TestListenRefusesTakenPort(t *testing.T) {
 // address, every datagram sent to that address still reaches the relay's
 // socket and none a sender's, and the port is still refused to anyone else.
 func TestOneSocketsSendersReceiveNothing(t *testing.T) {
-	ucs, err := udpio.Listen("127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ucs[0].LocalAddr().String()
-	c, err := udpio.New(ucs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	d := c.Dest(peer.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{})
+	c, addr, peer, d := groupOfOne(t)
 	const batches = 3
 	for i := range batches {
 		b := c.NewBatch()
@@ -137,6 +122,53 @@ func TestOneSocketsSendersReceiveNothing(t *testing.T) {
 		}
 		t.Fatalf("Listen(%s, 1) on a live relay: err %v, want EADDRINUSE", addr, err)
 	}
+}
+
+// Batches of one slot (NewBatchOn) send from one socket of the relay's
+// group, from the relay's address, in the order they send; another slot,
+// or a batch of its own (NewBatch), gets a socket of its own.
+func TestBatchesOfOneSlotShareASocket(t *testing.T) {
+	c, addr, peer, d := groupOfOne(t)
+	batches := []*udpio.Batch{c.NewBatchOn(0), c.NewBatchOn(1), c.NewBatchOn(0), c.NewBatch(), c.NewBatchOn(1)}
+	for i, b := range batches {
+		b.Add([]byte(fmt.Sprint("datagram ", i)), &d, 0)
+		b.Flush()
+		if b.Failed != 0 {
+			t.Fatalf("batch %d: %d failed", i, b.Failed)
+		}
+	}
+	buf := make([]byte, 32)
+	for i := range batches {
+		peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := peer.ReadFromUDPAddrPort(buf)
+		if want := fmt.Sprint("datagram ", i); err != nil || string(buf[:n]) != want || from.String() != addr {
+			t.Fatalf("got %q from %v (%v), want %q from %s", buf[:n], from, err, want, addr)
+		}
+	}
+	if _, senders := udpio.SenderQueued(c); senders != 3 {
+		t.Fatalf("%d sender sockets, want 3: slot 0, slot 1 and the batch of its own", senders)
+	}
+}
+
+// groupOfOne is a relay's socket as Listen makes it with one reader (a
+// reuseport group of one), its address, a peer on loopback and the peer
+// as the relay's destination; all closed when t ends.
+func groupOfOne(t *testing.T) (c *udpio.Conn, addr string, peer *net.UDPConn, d udpio.Dest) {
+	t.Helper()
+	ucs, err := udpio.Listen("127.0.0.1:0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ucs[0].LocalAddr().String()
+	if c, err = udpio.New(ucs[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if peer, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return c, addr, peer, c.Dest(peer.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{})
 }
 
 // writeFromNewPorts sends payload to addr n times, each from a new socket

@@ -49,9 +49,10 @@ type Conn struct {
 	// the group (senderSocket), else on a duplicate of this one.
 	steered bool
 
-	dupMu   sync.Mutex   // protects dups, senders, recvErr, raws and closed
+	dupMu   sync.Mutex   // protects dups, senders, slots, recvErr, raws and closed
 	dups    []int        // descriptors for batches (Batch.plat.fd): duplicates or senders, closed with c
 	senders []int        // those of dups that are sockets of their own (senderSocket)
+	slots   map[int]int  // NewBatchOn's shared descriptors by slot, among dups
 	recvErr bool         // EnableRecvErr was called: senders queue their errors too
 	raws    []*rawReader // the raw Readers, whose descriptors c closes (or wakes them to)
 	closed  bool
@@ -394,19 +395,43 @@ func (c *Conn) writeBatchFn(ms []ipv4.Message, fail func(i int)) (failed int) {
 // WriteBatch takes too; each fan-out shard has its own Batch, and with its
 // own descriptor its sendmmsg runs while another shard's does.
 type batchPlat struct {
-	fd   int // -1 until the first send; then the batch's own descriptor, or -2 if dup failed
+	fd   int // -1 until the first send; then the batch's descriptor (its own or its slot's), or -2 if dup failed
+	slot int // NewBatchOn's slot, or -1: a descriptor of its own
 	hdrs [batchSize]unix.Mmsghdr
 	iovs [batchSize]unix.Iovec
 	ms   []ipv4.Message // the x/net path, if dup failed
 	fail func(i int)    // b.fail, bound once so that a send does not allocate
 }
 
-func (p *batchPlat) init() { p.fd = -1 }
+func (p *batchPlat) init(slot int) { p.fd, p.slot = -1, slot }
+
+// slotFD returns the descriptor of sender slot slot, made by dup the first
+// time a batch of the slot sends.
+func (c *Conn) slotFD(slot int) (int, bool) {
+	c.dupMu.Lock()
+	defer c.dupMu.Unlock()
+	if fd, ok := c.slots[slot]; ok {
+		return fd, true
+	}
+	fd, ok := c.dupLocked()
+	if ok {
+		if c.slots == nil {
+			c.slots = make(map[int]int)
+		}
+		c.slots[slot] = fd
+	}
+	return fd, ok
+}
 
 // dup returns a duplicate of c's descriptor that c closes when it closes.
 func (c *Conn) dup() (int, bool) {
 	c.dupMu.Lock()
 	defer c.dupMu.Unlock()
+	return c.dupLocked()
+}
+
+// dupLocked is dup with c.dupMu held.
+func (c *Conn) dupLocked() (int, bool) {
 	if c.closed {
 		return -1, false
 	}
@@ -476,9 +501,14 @@ func (b *Batch) send() {
 		b.plat.fail = b.fail
 	}
 	if b.plat.fd == -1 {
-		if fd, ok := b.c.dup(); ok {
-			b.plat.fd = fd
+		fd, ok := -2, false
+		if b.plat.slot >= 0 {
+			fd, ok = b.c.slotFD(b.plat.slot)
 		} else {
+			fd, ok = b.c.dup()
+		}
+		b.plat.fd = fd
+		if !ok {
 			b.plat.fd = -2
 		}
 	}
@@ -666,7 +696,7 @@ func (c *Conn) Close() error {
 	for _, fd := range c.dups {
 		unix.Close(fd)
 	}
-	c.dups, c.senders = nil, nil
+	c.dups, c.senders, c.slots = nil, nil, nil
 	c.dupMu.Unlock()
 	if c.own {
 		c.fdMu.Lock()

@@ -89,7 +89,7 @@ func (r *Reader) Read(pkts []Packet) (int, error) {
 
 type batchPlat struct{}
 
-func (p *batchPlat) init() {}
+func (p *batchPlat) init(int) {}
 
 // send sends the batch one datagram at a time.
 func (b *Batch) send() {
