@@ -59,6 +59,7 @@ type dispatcher struct {
 	handle       func(*datagram) // handles one datagram and releases its buffer
 	release      func(*datagram) // releases a dropped datagram's buffer
 	afterBatch   func()          // runs after each lane batch, without mu (the fan-out's flush)
+	afterQuiet   func()          // afterBatch in a batch the reader handles itself (drain(true))
 	obs          Observer
 	maxQueued    int
 	maxPerSender int
@@ -83,6 +84,7 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLa
 	}
 	d := &dispatcher{
 		afterBatch:   afterBatch,
+		afterQuiet:   afterBatch,
 		exec:         exec,
 		handle:       handle,
 		release:      release,
@@ -98,12 +100,23 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLa
 	return d
 }
 
+// handoff is what enqueueAll left to its caller.
+type handoff int
+
+const (
+	handedOff  handoff = iota // workers that were running, or that it started, handle the batch
+	wokeIdle                  // no worker was running: it started one
+	handleHere                // no worker was running and the batch is quiet: the caller MUST drain(true)
+)
+
 // enqueueAll takes ownership of every datagram in gs (a read batch), under
 // one lock, and starts the workers they need. It never blocks. A refused
 // datagram's buffer is released and the drop counted; refused is scratch
 // space for them (it may be nil) and is returned for reuse. gs is cleared.
-// fromIdle reports that no worker was running and it started one.
-func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) (_ []refusal, fromIdle bool) {
+// If quiet, no worker is running and handlers never wait (not perLane), it
+// starts none: the caller, counted as the worker, handles the batch itself
+// (handleHere).
+func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal, quiet bool) (_ []refusal, h handoff) {
 	refused = refused[:0]
 	d.mu.Lock()
 	for i := range gs {
@@ -132,7 +145,12 @@ func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) (_ []refusal, 
 		}
 	}
 	starts := d.startsLocked()
-	fromIdle = starts > 0 && d.workers == starts
+	if starts > 0 && d.workers == starts {
+		h = wokeIdle
+		if quiet && starts == 1 && !d.perLane {
+			h, starts = handleHere, 0
+		}
+	}
 	d.obs.Queued(d.queued) // under mu, so the gauge's updates are in order
 	d.mu.Unlock()
 	clear(gs)
@@ -146,7 +164,7 @@ func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) (_ []refusal, 
 		d.drop(&refused[i].g, refused[i].reason)
 	}
 	clear(refused)
-	return refused, fromIdle
+	return refused, h
 }
 
 // refusal is a datagram enqueueAll refused, and why.
@@ -225,10 +243,21 @@ func (d *dispatcher) invokeFailed() {
 // waiting, before it flushes the fan-out.
 const flushEvery = 64
 
-func (d *dispatcher) run() {
+func (d *dispatcher) run() { d.drain(false) }
+
+// drain is run; inline, for the reader after handleHere: it handles the
+// lanes ready when it starts, flushes with afterQuiet, and leaves any lane
+// ready since to a worker it starts.
+func (d *dispatcher) drain(inline bool) {
 	unflushed := 0 // datagrams handled since this worker last flushed
-	d.mu.Lock()    // startsLocked counted this worker among the takers
-	for len(d.ready) > 0 {
+	after := d.afterBatch
+	d.mu.Lock() // startsLocked counted this worker among the takers
+	lanes := -1
+	if inline {
+		lanes, after = len(d.ready), d.afterQuiet
+	}
+	for len(d.ready) > 0 && lanes != 0 {
+		lanes--
 		l := d.ready[0]
 		d.ready[0] = nil
 		d.ready = d.ready[1:]
@@ -278,7 +307,7 @@ func (d *dispatcher) run() {
 			d.startWorker()
 		}
 		if flush {
-			d.afterBatch()
+			after()
 			unflushed = 0
 		}
 		d.mu.Lock()
@@ -293,15 +322,19 @@ func (d *dispatcher) run() {
 		for range starts {
 			d.startWorker()
 		}
-		d.afterBatch()
+		after()
 		d.mu.Lock()
 	}
 	if len(d.ready) == 0 && cap(d.ready) > 4*d.maxWorkers+64 {
 		d.ready = nil // let a burst's backing array go
 	}
 	d.workers--
+	starts := d.startsLocked()
 	d.signalIdleLocked()
 	d.mu.Unlock()
+	for range starts {
+		d.startWorker()
+	}
 }
 
 // signalIdleLocked closes idle once the dispatcher is closed and no worker

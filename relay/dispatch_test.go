@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ func (e *refusingExec) Invoke(task func()) error {
 // enqueue hands d one datagram, as a read batch of one (enqueueAll).
 func (d *dispatcher) enqueue(g datagram) {
 	gs := [1]datagram{g}
-	d.enqueueAll(gs[:], nil)
+	d.enqueueAll(gs[:], nil, false)
 }
 
 // closeDrained closes d, failing t unless its queue drains within 5 s,
@@ -184,7 +185,7 @@ func TestDispatcherWorkersForAReadBatch(t *testing.T) {
 				batch = append(batch, datagram{n: i, from: from})
 			}
 		}
-		d.enqueueAll(batch, nil)
+		d.enqueueAll(batch, nil, false)
 		exec.mu.Lock()
 		invokes := exec.invokes
 		exec.mu.Unlock()
@@ -259,6 +260,89 @@ func TestWorkersPerLaneWhereHandlersMayWait(t *testing.T) {
 		}
 		if s.disp.perLane != tc.want {
 			t.Errorf("%s: a worker per lane %v, want %v", tc.name, s.disp.perLane, tc.want)
+		}
+	}
+}
+
+func (e *countingExec) count() int { e.mu.Lock(); defer e.mu.Unlock(); return e.invokes }
+
+// A quiet batch at an idle dispatcher is its caller's to handle (the
+// reader's): no task is started, and drain(true) handles every datagram, in
+// order, and flushes with afterQuiet. A batch that is not quiet, or one
+// for handlers that may wait (perLane), goes to a worker as before, and so
+// does a quiet one while a worker runs.
+func TestDispatcherQuietBatchIsTheReadersToHandle(t *testing.T) {
+	var (
+		mu              sync.Mutex
+		handled         []int
+		released        int
+		batches, quiets int
+		hold, held      = make(chan struct{}), make(chan struct{})
+	)
+	exec := &countingExec{gate: make(chan struct{})}
+	close(exec.gate)
+	handle := func(g *datagram) {
+		if g.n == 99 { // the worker of the last case: held while a quiet batch arrives
+			close(held)
+			<-hold
+		}
+		mu.Lock()
+		handled, released = append(handled, g.n), released+1
+		mu.Unlock()
+	}
+	d := newDispatcher(exec, 100, 10, 4, false, NopObserver{}, handle,
+		func(*datagram) { mu.Lock(); released++; mu.Unlock() },
+		func() { mu.Lock(); batches++; mu.Unlock() })
+	d.afterQuiet = func() { mu.Lock(); quiets++; mu.Unlock() }
+	a, b := netip.MustParseAddrPort("127.0.0.1:1"), netip.MustParseAddrPort("127.0.0.1:2")
+
+	gs := []datagram{{n: 1, from: a}, {n: 2, from: b}, {n: 3, from: a}}
+	if _, h := d.enqueueAll(gs, nil, true); h != handleHere {
+		t.Fatalf("quiet batch at an idle dispatcher: handoff %d, want handleHere", h)
+	}
+	if n := exec.count(); n != 0 {
+		t.Fatalf("%d tasks started for a batch the reader handles", n)
+	}
+	d.drain(true)
+	mu.Lock()
+	if want := []int{1, 3, 2}; fmt.Sprint(handled) != fmt.Sprint(want) || quiets != 1 || batches != 0 {
+		t.Errorf("drained %v with %d quiet and %d worker flushes, want %v, 1 and 0", handled, quiets, batches, want)
+	}
+	handled = nil
+	mu.Unlock()
+	if d.workers != 0 || d.takers != 0 {
+		t.Fatalf("after drain: %d workers, %d takers", d.workers, d.takers)
+	}
+
+	if _, h := d.enqueueAll([]datagram{{n: 4, from: a}}, nil, false); h != wokeIdle || exec.count() != 1 {
+		t.Errorf("batch not quiet: handoff %d and %d tasks, want wokeIdle and 1", h, exec.count())
+	}
+	until(t, "the worker to finish", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 1 && batches == 1 })
+
+	// While a worker runs, a quiet batch is that worker's.
+	d.enqueue(datagram{n: 99, from: a})
+	<-held
+	if _, h := d.enqueueAll([]datagram{{n: 5, from: b}}, nil, true); h != handedOff {
+		t.Errorf("quiet batch while a worker runs: handoff %d, want handedOff", h)
+	}
+	close(hold)
+	until(t, "the held worker to finish", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 3 })
+	closeDrained(t, d, &exec.wg)
+
+	// Handlers that may wait: never on the reader.
+	p := newDispatcher(exec, 100, 10, 4, true, NopObserver{}, handle, func(*datagram) {}, nil)
+	if _, h := p.enqueueAll([]datagram{{n: 6, from: a}}, nil, true); h != wokeIdle {
+		t.Errorf("perLane: handoff %d, want wokeIdle", h)
+	}
+	closeDrained(t, p, &exec.wg)
+}
+
+// until polls cond every millisecond until it holds, failing t after 5 s.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }

@@ -15,7 +15,13 @@
 //     and the reader, locked to its thread, sleeps in the kernel (ppoll)
 //     when the socket is empty. With --readers N there are N sockets in an
 //     SO_REUSEPORT group, one reader each; the kernel keeps each sender on
-//     one socket.
+//     one socket. One exception, for latency: a read batch of at most 4
+//     datagrams that finds no worker running, where handlers never wait
+//     (nothing behind the network), is handled by the reader itself, as a
+//     one-goroutine loop would (steps 3-5, no task, no thread to wake), and
+//     its fan-out leaves in one sendmmsg per sender socket
+//     (fanout.FlushQuiet). Under load batches are larger or workers run,
+//     and the reader only reads.
 //  2. The dispatcher appends each datagram to its sender's lane. A full
 //     queue (all senders, or this sender) drops and counts it. A lane is run
 //     by at most one worker at a time, so each sender's requests are handled
@@ -34,7 +40,7 @@
 //  5. A broadcast is sequenced and encoded once by its room's log
 //     (RoomLog.Append), then queued, in sequence order (room.deliver), with
 //     the room's snapshot of members (one atomic load, no lock), in each
-//     shard's outbox (fanout.go; four shards per CPU, each member in the
+//     shard's outbox (fanout.go; sixteen shards per CPU, each member in the
 //     shard its address picks). A worker flushes when no lane waits (at low
 //     load: after each datagram) or after 64 datagrams: a shard nobody is
 //     sending gets it as its sender until it is empty, so at low load the
@@ -43,7 +49,9 @@
 //     (larger to loopback) and 64 frames. A reply to a member queues behind what was
 //     queued before it. Every datagram of a flush, whatever its room, goes
 //     through the shard's udpio.Batch: sendmmsg with MSG_DONTWAIT on the
-//     shard's own descriptor, up to 1,024 datagrams per call, so many small
+//     shard's sender socket (at most 8, shared by the shards: a member's
+//     datagrams always leave through the same one), up to 1,024 datagrams
+//     per call, so many small
 //     rooms fill each call; a failing or
 //     full recipient is counted and skipped, and no send can block a worker.
 //

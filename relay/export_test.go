@@ -10,6 +10,11 @@ import (
 // test knows every count of the broadcasts before has been made.
 func WaitFanoutIdle(s *Server) { s.fan.waitIdle() }
 
+// HandOffAlways makes the relay of c hand every datagram to its Executor,
+// also a quiet one that its reader would handle itself: for tests that
+// hold the executor or the sender, and mean a worker.
+func HandOffAlways(c *Config) { c.handOff = true }
+
 // AdmitWired says whether the core calls admit on login (handlers.go's
 // join). Until it does, the tests that log in to see a ban or a lockdown
 // refuse skip; the tests that call Admit directly run either way. Set it

@@ -41,7 +41,9 @@ import (
 //   - send: each shard's jobs are sent, in order, by whichever goroutine
 //     finds the shard without a sender, to that shard's members only, so
 //     that as many goroutines can be in sendmmsg at once as there are
-//     shards.
+//     shards. The shards share at most 8 sender sockets; a quiet relay's
+//     reader sends the jobs of all the idle shards of a socket together
+//     (FlushQuiet), one system call per socket.
 //
 // Nothing ever waits for more: at low load a lane's batch is one datagram
 // and its event leaves at once, from the goroutine that made it, with no
@@ -50,7 +52,6 @@ import (
 // Linux, many destinations per system call, never waiting). A datagram
 // the kernel refuses is counted as a send error; a v2 member repairs what
 // it carried.
-// refuses is counted as a send error; a v2 member repairs what it carried.
 
 // broadcast sequences ev as room r's next event and queues it for r's
 // members on this node: v2 members get the frame (the sender too: its echo
@@ -149,13 +150,23 @@ func (s *Server) enter(r *room, m *Member, reply []byte) ([]*Member, bool) {
 // is recovered and counted here, as a handler's is, so that the worker's
 // accounting in the dispatcher stays right.
 func (s *Server) flushBatch() {
-	defer func() {
-		if v := recover(); v != nil {
-			s.obs.Panic()
-			s.log.Error("fan-out panic recovered", zap.Any("panic", v), zap.StackSkip("stack", 1))
-		}
-	}()
+	defer s.recoverFanout()
 	s.out.Flush()
+}
+
+// flushQuiet is flushBatch for a batch the reader handled itself: one
+// sendmmsg per sender socket (FlushQuiet).
+func (s *Server) flushQuiet() {
+	defer s.recoverFanout()
+	s.fan.FlushQuiet()
+}
+
+// recoverFanout, deferred, recovers and counts a panic while sending.
+func (s *Server) recoverFanout() {
+	if v := recover(); v != nil {
+		s.obs.Panic()
+		s.log.Error("fan-out panic recovered", zap.Any("panic", v), zap.StackSkip("stack", 1))
+	}
 }
 
 // outEvent is one published broadcast, or one datagram for one address
@@ -214,6 +225,11 @@ type fanout struct {
 	budget, loopBudget int         // SendBudget, LoopbackSendBudget
 	conn               *udpio.Conn // set by Serve before the first datagram is read
 
+	// The shards share sender sockets: shard s sends on slot slotOf(s),
+	// so that a quiet flush sends all of a socket's shards in one system
+	// call (FlushQuiet). quiet[g] is slot g's.
+	quiet []*quietSlot
+
 	mu       sync.Mutex // protects journal, packing, inflight and packedIn; taken under feed.mu, before an outbox's mu
 	journal  []outEvent // published, in order, not yet packed
 	packing  bool       // a goroutine is in pack's loop
@@ -261,6 +277,10 @@ func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int
 	f := &fanout{shards: make([]*outbox, max(shards, 1)), obs: obs, log: log, budget: budget, loopBudget: loopBudget}
 	for i := range f.shards {
 		f.shards[i] = newOutbox(i)
+	}
+	f.quiet = make([]*quietSlot, min(len(f.shards), senderSockets))
+	for i := range f.quiet {
+		f.quiet[i] = &quietSlot{}
 	}
 	f.changed.L = &f.mu
 	f.counts = make([]int32, len(f.shards)*kinds)
@@ -779,7 +799,7 @@ func (f *fanout) flushShard(o *outbox) {
 // handler): a job never released would hold the journal back for good.
 func (f *fanout) sendJobs(o *outbox, jobs []*job) {
 	if o.batch == nil {
-		o.batch = f.conn.NewBatch()
+		o.batch = f.conn.NewBatchOn(f.slotOf(o.index))
 	}
 	defer func() {
 		o.batch.Discard() // a panic's leftovers: nothing may point into a released job
@@ -788,8 +808,15 @@ func (f *fanout) sendJobs(o *outbox, jobs []*job) {
 		}
 	}()
 	datagrams, frames := 0, 0
+	addParts(o.batch, o.index, jobs, &datagrams, &frames)
+	f.flushBatch(o.batch, &datagrams, &frames)
+}
+
+// addParts adds shard s's part of jobs to b, in order, member by member
+// within a job, and counts the datagrams and frames it added.
+func addParts(b *udpio.Batch, s int, jobs []*job, datagrams, frames *int) {
 	for _, j := range jobs {
-		for _, r := range j.sends[o.index] {
+		for _, r := range j.sends[s] {
 			tos := j.dests[r.to0:r.to1]
 			dgs := j.dgs[r.dg0:r.dg1]
 			for _, to := range tos {
@@ -798,23 +825,22 @@ func (f *fanout) sendJobs(o *outbox, jobs []*job) {
 					if to == dg.skip {
 						continue
 					}
-					o.batch.Add(dg.b, to, dg.events)
-					datagrams++
-					frames += dg.events
+					b.Add(dg.b, to, dg.events)
+					*datagrams++
+					*frames += dg.events
 				}
 			}
 		}
 	}
-	f.flushBatch(o, &datagrams, &frames)
 }
 
-// flushBatch sends o's batch and counts what it carried: datagrams and
+// flushBatch sends batch b and counts what it carried: datagrams and
 // frames (events, one per member per event) handed to the kernel, less
 // those it refused.
-func (f *fanout) flushBatch(o *outbox, datagrams, frames *int) {
-	o.batch.Flush()
-	failed, lost := o.batch.Failed, o.batch.Lost
-	o.batch.Reset()
+func (f *fanout) flushBatch(b *udpio.Batch, datagrams, frames *int) {
+	b.Flush()
+	failed, lost := b.Failed, b.Lost
+	b.Reset()
 	for i := 0; i < failed; i++ {
 		f.obs.SendError()
 	}
@@ -825,6 +851,83 @@ func (f *fanout) flushBatch(o *outbox, datagrams, frames *int) {
 		f.obs.EventsDelivered(*frames - lost)
 	}
 	*datagrams, *frames = 0, 0
+}
+
+// senderSockets is how many sender sockets the shards share at most. 32
+// shards on 8 sockets send as fast as on 32 (room10 at and beyond its
+// limit); on 2, 2-8% slower at room10's limit (docs/BENCHMARKS.md).
+const senderSockets = 8
+
+// slotOf is the sender socket (udpio.Conn.NewBatchOn's slot) of shard s.
+func (f *fanout) slotOf(s int) int { return s % len(f.quiet) }
+
+// quietSlot is what FlushQuiet needs to send a slot's shards together.
+type quietSlot struct {
+	mu    sync.Mutex // held (TryLock) by the goroutine sending the slot's shards together
+	batch *udpio.Batch
+	taken []*outbox // the shards it took
+}
+
+// FlushQuiet is Flush for a relay with nothing else under way: the reader
+// handling a small read batch itself. The shards of a sender socket that
+// have jobs and no sender are sent together, one system call per socket
+// instead of one per shard: a chat to a room of 20 leaves in 8 sendmmsg
+// calls at most, not 19, and its last member has it sooner. Each member's
+// datagrams still leave through its shard's socket, in order. Then it
+// flushes as Flush does, for whatever came meanwhile.
+func (f *fanout) FlushQuiet() {
+	f.pack()
+	for g := range f.quiet {
+		f.sendSlot(g)
+	}
+	f.Flush()
+}
+
+// sendSlot sends together the jobs of slot g's shards that have no sender,
+// unless another goroutine is doing so (Flush then sends them shard by
+// shard).
+func (f *fanout) sendSlot(g int) {
+	q := f.quiet[g]
+	if !q.mu.TryLock() {
+		return
+	}
+	defer q.mu.Unlock()
+	for s := g; s < len(f.shards); s += len(f.quiet) {
+		o := f.shards[s]
+		o.mu.Lock()
+		if !o.sending && len(o.pending) > 0 {
+			o.sending = true
+			o.taken, o.pending = o.pending, o.taken[:0]
+			q.taken = append(q.taken, o)
+		}
+		o.mu.Unlock()
+	}
+	if len(q.taken) == 0 {
+		return
+	}
+	if q.batch == nil {
+		q.batch = f.conn.NewBatchOn(g)
+	}
+	defer func() {
+		q.batch.Discard() // as sendJobs
+		for _, o := range q.taken {
+			for _, j := range o.taken {
+				f.release(j)
+			}
+			clear(o.taken)
+			o.mu.Lock()
+			o.sending = false
+			o.changed.Broadcast()
+			o.mu.Unlock()
+		}
+		clear(q.taken)
+		q.taken = q.taken[:0]
+	}()
+	datagrams, frames := 0, 0
+	for _, o := range q.taken {
+		addParts(q.batch, o.index, o.taken, &datagrams, &frames)
+	}
+	f.flushBatch(q.batch, &datagrams, &frames)
 }
 
 // Send sends b, one datagram, to m, after the room events already queued

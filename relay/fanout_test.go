@@ -101,6 +101,7 @@ func TestPendingEventsAreCoalescedForV2(t *testing.T) {
 			// One shard: the test holds its one sender.
 			r := relaytest.Start(t, func(c *relay.Config) {
 				c.Observer, c.Workers, c.FanoutShards, c.LoopbackSendBudget = g, 4, 1, tc.loopback
+				relay.HandOffAlways(c) // the gate holds a worker, not the reader
 			})
 			t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
 			budget := tc.budget
@@ -191,6 +192,7 @@ func TestEventsBehindARoundLeaveTogetherInEveryShard(t *testing.T) {
 	g := newGate()
 	r := relaytest.Start(t, func(c *relay.Config) {
 		c.Observer, c.Workers, c.FanoutShards = g, 4, 4
+		relay.HandOffAlways(c) // the gate holds a worker, not the reader
 	})
 	t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
 
@@ -256,6 +258,7 @@ func TestClassicRoundsDoNotWaitForASlowShard(t *testing.T) {
 	g := newGate()
 	r := relaytest.Start(t, func(c *relay.Config) {
 		c.Observer, c.Workers, c.FanoutShards = g, 4, 4
+		relay.HandOffAlways(c) // the gate holds a worker, not the reader
 	})
 	t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
 
@@ -299,6 +302,56 @@ func TestClassicRoundsDoNotWaitForASlowShard(t *testing.T) {
 		}
 		if want := []string{"snd says: one", "snd says: two"}; !slices.Equal(got[i], want) {
 			t.Errorf("rcv%d got %q, want %q", i, got[i], want)
+		}
+	}
+}
+
+// sendCalls is a recorder that counts the fan-out's sends: one Delivered
+// per system call's worth of datagrams handed to the kernel (a Batch's
+// flush), and the datagrams.
+type sendCalls struct {
+	*recorder
+	mu              sync.Mutex
+	calls, datagram int
+}
+
+func (s *sendCalls) Delivered(n int) { s.mu.Lock(); s.calls++; s.datagram += n; s.mu.Unlock() }
+
+func (s *sendCalls) reset() (calls, datagrams int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	calls, datagrams = s.calls, s.datagram
+	s.calls, s.datagram = 0, 0
+	return calls, datagrams
+}
+
+// A chat at a quiet relay leaves in one sendmmsg per sender socket, not one
+// per fan-out shard: with 32 shards on 8 sockets, a room of 20 gets it in
+// at most 8 calls (shard by shard it took 14 to 19), every member once.
+func TestQuietChatLeavesInOneCallPerSocket(t *testing.T) {
+	obs := &sendCalls{recorder: newRecorder()}
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer, c.FanoutShards = obs, 32 })
+	members := make([]*client, 20) // on random ports: spread over the shards
+	for i := range members {
+		members[i] = dial(t, r).login(fmt.Sprintf("m%d", i))
+	}
+	for i, c := range members {
+		for j := i + 1; j < len(members); j++ {
+			c.expect(fmt.Sprintf("m%d joined the chat room", j))
+		}
+	}
+	relay.WaitFanoutIdle(r.Server)
+	obs.reset()
+
+	for round := range 3 {
+		members[0].send(fmt.Sprintf("C m0 hello %d", round))
+		for _, c := range members[1:] {
+			c.expect(fmt.Sprintf("m0 says: hello %d", round))
+		}
+		relay.WaitFanoutIdle(r.Server)
+		calls, datagrams := obs.reset()
+		if datagrams != len(members)-1 || calls > 8 {
+			t.Errorf("chat %d: %d datagrams in %d sends, want %d in at most 8", round, datagrams, calls, len(members)-1)
 		}
 	}
 }

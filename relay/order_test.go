@@ -635,6 +635,7 @@ func TestPoolSaturationDropsWithoutBlocking(t *testing.T) {
 		c.SenderQueueLimit = senderLimit
 		c.Executor = exec
 		c.Observer = obs
+		relay.HandOffAlways(c) // every datagram waits for the gated worker
 	})
 	t.Cleanup(exec.open) // before the relay's shutdown, which waits for the queue
 

@@ -133,6 +133,11 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// handOff: the reader hands every datagram to the Executor and never
+	// handles a quiet batch itself (set by tests that hold the executor
+	// or the fan-out's sender, which the reader would otherwise be).
+	handOff bool
 }
 
 func (c *Config) setDefaults() error {
@@ -339,6 +344,7 @@ func New(cfg Config) (*Server, error) {
 	// a worker of its own (InProcess).
 	mayWait := !inProcess(cfg.Names) || !inProcess(cfg.Logs) || cfg.Sessions != nil || cfg.Cluster != nil
 	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, mayWait, s.obs, s.handle, s.release, s.flushBatch)
+	s.disp.afterQuiet = s.flushQuiet
 	return s, nil
 }
 
@@ -415,13 +421,26 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	return err
 }
 
-// quietBatch is the largest read batch after which the reader, having
-// woken the only worker, yields its thread to it (readLoop). At the
-// latency step (20 members, 200 chats/s) that cut the median delivery by
-// 40-130 µs and the relay's CPU per delivery by a third; under load read
-// batches are larger and workers are running, and the reader never yields
-// (docs/BENCHMARKS.md, issue 11 round seven).
+// quietBatch is the largest read batch that the reader, finding no worker
+// running, handles itself (handleHere) or, where handlers may wait, yields
+// its thread to the one worker it woke (readLoop). At the latency step (20
+// members, 200 chats/s) handing a chat to a worker cost 40-80 µs of median
+// delivery against a one-goroutine loop; handled here it costs none with
+// one delivery per chat (docs/BENCHMARKS.md, issue 11 round eight). Under
+// load read batches are larger and workers are running: the reader only
+// reads and hands off.
 const quietBatch = 4
+
+// yieldThread lets the reader's goroutine be rescheduled, on any thread:
+// one that runs or sits in system calls for 10 ms without that is
+// preempted by the runtime's sysmon, which then takes its P and polls
+// every 20 µs for a while (at the latency step, 5,473 sysmon sleeps in 3 s
+// against 277). The reader's thread is its own again before it reads.
+func yieldThread() {
+	runtime.UnlockOSThread()
+	runtime.Gosched()
+	runtime.LockOSThread()
+}
 
 // readLoop only reads, checks size and hands off without blocking; it never
 // parses or answers (miekg/dns serveUDP, wireguard-go RoutineReceiveIncoming).
@@ -500,19 +519,26 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 		}
 		if len(gs) > 0 { // the whole batch in one step: one lock, one worker woken
 			quiet := len(gs) <= quietBatch
-			var fromIdle bool
-			refused, fromIdle = s.disp.enqueueAll(gs, refused)
+			var h handoff
+			refused, h = s.disp.enqueueAll(gs, refused, quiet && !s.cfg.handOff)
 			gs = gs[:0]
-			if quiet && fromIdle {
-				// A quiet relay: let the worker just started run here,
-				// now, on this CPU where the datagram is warm, instead
-				// of waiting for an idle thread to wake and steal it.
-				// The reader's thread is its own again at its next turn.
-				runtime.UnlockOSThread()
-				runtime.Gosched()
-				runtime.LockOSThread()
+			switch {
+			case h == handleHere:
+				// A quiet relay whose handlers never wait: the reader
+				// handles the batch itself, as a one-goroutine loop would,
+				// with no worker to wake (the handlers and the fan-out
+				// never block: sends do not wait).
+				s.disp.drain(true)
+				yieldThread()
+			case h == wokeIdle && quiet:
+				// Handlers may wait (a store behind the network), so a
+				// worker handles the batch: let it run here, now, on this
+				// CPU where the datagram is warm, instead of waiting for
+				// an idle thread to wake and steal it.
+				yieldThread()
 			}
 		}
+
 	}
 }
 

@@ -23,6 +23,7 @@ func TestSaturatedRelayShedsNewestAndStaysResponsive(t *testing.T) {
 		c.Workers = 2
 		c.QueueLimit = 16
 		c.SenderQueueLimit = 8
+		relay.HandOffAlways(c) // every datagram waits for a gated worker
 	})
 	t.Cleanup(exec.open) // runs first, even if the test fails while gated
 	alice := dial(t, r).login("alice")
