@@ -15,6 +15,10 @@ func WaitFanoutIdle(s *Server) { s.fan.waitIdle() }
 // hold the executor or the sender, and mean a worker.
 func HandOffAlways(c *Config) { c.handOff = true }
 
+// QuietGap is how long a relay must have read nothing before its reader
+// handles a small batch itself.
+const QuietGap = quietGap
+
 // AdmitWired says whether the core calls admit on login (handlers.go's
 // join). Until it does, the tests that log in to see a ban or a lockdown
 // refuse skip; the tests that call Admit directly run either way. Set it

@@ -344,6 +344,7 @@ func TestQuietChatLeavesInOneCallPerSocket(t *testing.T) {
 	obs.reset()
 
 	for round := range 3 {
+		time.Sleep(relay.QuietGap) // a quiet relay: nothing read for that long
 		members[0].send(fmt.Sprintf("C m0 hello %d", round))
 		for _, c := range members[1:] {
 			c.expect(fmt.Sprintf("m0 says: hello %d", round))

@@ -422,14 +422,21 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 }
 
 // quietBatch is the largest read batch that the reader, finding no worker
-// running, handles itself (handleHere) or, where handlers may wait, yields
-// its thread to the one worker it woke (readLoop). At the latency step (20
-// members, 200 chats/s) handing a chat to a worker cost 40-80 µs of median
-// delivery against a one-goroutine loop; handled here it costs none with
-// one delivery per chat (docs/BENCHMARKS.md, issue 11 round eight). Under
-// load read batches are larger and workers are running: the reader only
-// reads and hands off.
+// running, handles itself (handleHere) if it came after quietGap without
+// datagrams, or, where handlers may wait, yields its thread to the one
+// worker it woke (readLoop). At the latency step (20 members, 200 chats/s)
+// handing a chat to a worker cost 40-80 µs of median delivery against a
+// one-goroutine loop; handled here it costs none with one delivery per
+// chat (docs/BENCHMARKS.md, issue 11 round eight). Under load read batches
+// are larger, workers are running and datagrams keep coming: the reader
+// only reads and hands off.
 const quietBatch = 4
+
+// quietGap is how long the reader must have had nothing to read before it
+// handles a batch itself: at room10's limit a small batch with no worker
+// running came 13-29 times in 3 s, and the reader, handling it and sending
+// what the workers had queued, read nothing meanwhile.
+const quietGap = 500 * time.Microsecond
 
 // yieldThread lets the reader's goroutine be rescheduled, on any thread:
 // one that runs or sits in system calls for 10 ms without that is
@@ -468,6 +475,7 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 	var rxDrops uint32                   // the kernel's drop count already reported
 	gs := make([]datagram, 0, len(pkts)) // the batch for the dispatcher
 	var refused []refusal
+	var lastRead time.Time // when the last Read returned datagrams
 	for {
 		n, err := r.Read(pkts)
 		if err != nil {
@@ -490,6 +498,9 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 			continue
 		}
 		failures = 0
+		now := time.Now() // monotonic
+		idle := now.Sub(lastRead) >= quietGap
+		lastRead = now
 		if d := conn.RxDrops(); d != rxDrops {
 			// The kernel dropped datagrams at our socket (receive buffer
 			// full): they are lost before we ever saw them, but counted.
@@ -520,7 +531,7 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 		if len(gs) > 0 { // the whole batch in one step: one lock, one worker woken
 			quiet := len(gs) <= quietBatch
 			var h handoff
-			refused, h = s.disp.enqueueAll(gs, refused, quiet && !s.cfg.handOff)
+			refused, h = s.disp.enqueueAll(gs, refused, quiet && idle && !s.cfg.handOff)
 			gs = gs[:0]
 			switch {
 			case h == handleHere:
