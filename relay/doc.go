@@ -110,6 +110,8 @@
 //	                 another goroutine is packing or a job is being sent, neither of which blocks
 //	roomSet.mu       -> room.mu (a room is removed only while empty)
 //	outbox.mu        leaf: nobody waits on it but waitIdle
+//	quietSlot.mu     -> outbox.mu, fanout.mu (FlushQuiet takes a socket's idle shards
+//	                 and releases their jobs); only ever TryLock'ed: it never waits
 //	room.mu          -> Member.mu (a member's list of rooms)
 //	Member.mu        leaf
 //	room.batch.mu    leaf: a big room's gathered joins and leaves
