@@ -251,12 +251,12 @@ func (d *dispatcher) run() { d.drain(false) }
 func (d *dispatcher) drain(inline bool) {
 	unflushed := 0 // datagrams handled since this worker last flushed
 	after := d.afterBatch
-	d.mu.Lock() // startsLocked counted this worker among the takers
-	lanes := -1
+	d.mu.Lock()           // startsLocked counted this worker among the takers
+	lanes := len(d.ready) // inline: how many lanes it may still take
 	if inline {
-		lanes, after = len(d.ready), d.afterQuiet
+		after = d.afterQuiet
 	}
-	for len(d.ready) > 0 && lanes != 0 {
+	for len(d.ready) > 0 && (!inline || lanes > 0) {
 		lanes--
 		l := d.ready[0]
 		d.ready[0] = nil

@@ -733,7 +733,7 @@ type outbox struct {
 
 	// Owned by the goroutine that set sending.
 	taken []*job
-	batch *udpio.Batch // the datagrams of one sendJobs, many per system call
+	batch *udpio.Batch // the datagrams of one sendTaken, many per system call
 }
 
 func newOutbox(index int) *outbox {
@@ -782,34 +782,41 @@ func (f *fanout) flushShard(o *outbox) {
 		func() bool { return len(o.pending) > 0 },
 		func() { o.taken, o.pending = o.pending, o.taken[:0] },
 		func() {
-			f.sendJobs(o, o.taken)
-			clear(o.taken)
+			if o.batch == nil {
+				o.batch = f.conn.NewBatchOn(f.slotOf(o.index))
+			}
+			f.sendTaken(o.batch, o)
 			f.pack() // the jobs it released may be what held the journal back
 		})
 }
 
-// sendJobs sends o's part of jobs, in order, through one Batch: a flush of
-// many small rooms' events fills each sendmmsg (up to 1,024) instead of
-// making one per room. A member's datagrams of a job leave back to back
-// (member by member, not event by event): the kernel enqueues them on the
-// member's socket in a row, cache-warm, and its reader wakes once for them;
-// in room10 at the limit that is 10-15% more deliveries/s for the same
-// CPU (docs/BENCHMARKS.md). Each member's datagrams keep their order.
-// Then it releases the jobs, also if it panics (a bug, recovered by the
-// handler): a job never released would hold the journal back for good.
-func (f *fanout) sendJobs(o *outbox, jobs []*job) {
-	if o.batch == nil {
-		o.batch = f.conn.NewBatchOn(f.slotOf(o.index))
-	}
+// sendTaken sends the part of each of shards' taken jobs (o.taken, held by
+// the caller, which has each shard's turn) for that shard, in order,
+// through b: a flush of many small rooms' events fills each sendmmsg (up
+// to 1,024) instead of making one per room, and a quiet flush sends the
+// shards of one socket together (FlushQuiet). A member's datagrams of a
+// job leave back to back (member by member, not event by event): the
+// kernel enqueues them on the member's socket in a row, cache-warm, and
+// its reader wakes once for them; in room10 at the limit that is 10-15%
+// more deliveries/s for the same CPU (docs/BENCHMARKS.md). Each member's
+// datagrams keep their order. Then it releases the jobs and empties
+// o.taken, also if it panics (a bug, recovered by the handler): a job
+// never released would hold the journal back for good.
+func (f *fanout) sendTaken(b *udpio.Batch, shards ...*outbox) {
 	defer func() {
-		o.batch.Discard() // a panic's leftovers: nothing may point into a released job
-		for _, j := range jobs {
-			f.release(j)
+		b.Discard() // a panic's leftovers: nothing may point into a released job
+		for _, o := range shards {
+			for _, j := range o.taken {
+				f.release(j)
+			}
+			clear(o.taken)
 		}
 	}()
 	datagrams, frames := 0, 0
-	addParts(o.batch, o.index, jobs, &datagrams, &frames)
-	f.flushBatch(o.batch, &datagrams, &frames)
+	for _, o := range shards {
+		addParts(b, o.index, o.taken, &datagrams, &frames)
+	}
+	f.flushBatch(b, &datagrams, &frames)
 }
 
 // addParts adds shard s's part of jobs to b, in order, member by member
@@ -908,13 +915,8 @@ func (f *fanout) sendSlot(g int) {
 	if q.batch == nil {
 		q.batch = f.conn.NewBatchOn(g)
 	}
-	defer func() {
-		q.batch.Discard() // as sendJobs
+	defer func() { // the shards' turns end, also after a panic (as takeTurn's)
 		for _, o := range q.taken {
-			for _, j := range o.taken {
-				f.release(j)
-			}
-			clear(o.taken)
 			o.mu.Lock()
 			o.sending = false
 			o.changed.Broadcast()
@@ -923,11 +925,7 @@ func (f *fanout) sendSlot(g int) {
 		clear(q.taken)
 		q.taken = q.taken[:0]
 	}()
-	datagrams, frames := 0, 0
-	for _, o := range q.taken {
-		addParts(q.batch, o.index, o.taken, &datagrams, &frames)
-	}
-	f.flushBatch(q.batch, &datagrams, &frames)
+	f.sendTaken(q.batch, q.taken...)
 }
 
 // Send sends b, one datagram, to m, after the room events already queued

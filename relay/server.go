@@ -550,7 +550,6 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 				yieldThread()
 			}
 		}
-
 	}
 }
 

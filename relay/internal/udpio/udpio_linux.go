@@ -52,7 +52,7 @@ type Conn struct {
 	dupMu   sync.Mutex   // protects dups, senders, slots, recvErr, raws and closed
 	dups    []int        // descriptors for batches (Batch.plat.fd): duplicates or senders, closed with c
 	senders []int        // those of dups that are sockets of their own (senderSocket)
-	slots   map[int]int  // NewBatchOn's shared descriptors by slot, among dups
+	slots   map[int]int  // NewBatchOn's shared descriptors by slot, among dups (batchFD)
 	recvErr bool         // EnableRecvErr was called: senders queue their errors too
 	raws    []*rawReader // the raw Readers, whose descriptors c closes (or wakes them to)
 	closed  bool
@@ -405,16 +405,17 @@ type batchPlat struct {
 
 func (p *batchPlat) init(slot int) { p.fd, p.slot = -1, slot }
 
-// slotFD returns the descriptor of sender slot slot, made by dup the first
-// time a batch of the slot sends.
-func (c *Conn) slotFD(slot int) (int, bool) {
+// batchFD returns the descriptor a batch of slot sends on: for slot >= 0
+// the slot's, made by dup the first time a batch of the slot sends; for a
+// negative slot one of the batch's own.
+func (c *Conn) batchFD(slot int) (int, bool) {
 	c.dupMu.Lock()
 	defer c.dupMu.Unlock()
 	if fd, ok := c.slots[slot]; ok {
 		return fd, true
 	}
-	fd, ok := c.dupLocked()
-	if ok {
+	fd, ok := c.dup()
+	if ok && slot >= 0 {
 		if c.slots == nil {
 			c.slots = make(map[int]int)
 		}
@@ -423,15 +424,9 @@ func (c *Conn) slotFD(slot int) (int, bool) {
 	return fd, ok
 }
 
-// dup returns a duplicate of c's descriptor that c closes when it closes.
+// dup returns a duplicate of c's descriptor (a socket of its own in a
+// steered group) that c closes when it closes. c.dupMu is held.
 func (c *Conn) dup() (int, bool) {
-	c.dupMu.Lock()
-	defer c.dupMu.Unlock()
-	return c.dupLocked()
-}
-
-// dupLocked is dup with c.dupMu held.
-func (c *Conn) dupLocked() (int, bool) {
 	if c.closed {
 		return -1, false
 	}
@@ -501,15 +496,9 @@ func (b *Batch) send() {
 		b.plat.fail = b.fail
 	}
 	if b.plat.fd == -1 {
-		fd, ok := -2, false
-		if b.plat.slot >= 0 {
-			fd, ok = b.c.slotFD(b.plat.slot)
-		} else {
-			fd, ok = b.c.dup()
-		}
-		b.plat.fd = fd
-		if !ok {
-			b.plat.fd = -2
+		b.plat.fd = -2
+		if fd, ok := b.c.batchFD(b.plat.slot); ok {
+			b.plat.fd = fd
 		}
 	}
 	if b.plat.fd < 0 {
