@@ -179,8 +179,19 @@ type outEvent struct {
 	direct  *udpio.Dest // where a direct datagram goes
 
 	// cut is where v2 holds its room, seq and epoch: its compact line for
-	// members of revision 2, found once per event.
-	cut wire.EventCut
+	// members of revision 2 and 3, found by cutOf the first time a packing
+	// needs it (a room of classic members never does).
+	cut    wire.EventCut
+	hasCut bool
+}
+
+// cutOf returns e's cut, finding it the first time. Only the goroutine
+// packing e calls it.
+func (e *outEvent) cutOf() wire.EventCut {
+	if !e.hasCut {
+		e.cut, e.hasCut = wire.CutEvent(e.v2), true
+	}
+	return e.cut
 }
 
 // journalLimit bounds the events published while a goroutine is packing:
@@ -278,7 +289,7 @@ func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int
 	for i := range f.shards {
 		f.shards[i] = newOutbox(i)
 	}
-	f.quiet = make([]*quietSlot, min(len(f.shards), senderSockets))
+	f.quiet = make([]*quietSlot, min(len(f.shards), SenderSockets))
 	for i := range f.quiet {
 		f.quiet[i] = &quietSlot{}
 	}
@@ -300,9 +311,8 @@ func (f *fanout) shardOf(addr netip.AddrPort) int {
 
 // Publish queues e in the journal. Callers publish a room's events in
 // sequence order (room.feed sees to it), and the journal keeps that order.
-// The event's compact form (revision 2) is found here, once for the node.
 func (f *fanout) Publish(e Event) {
-	ev := outEvent{members: e.Members, v2: e.V2, cut: wire.CutEvent(e.V2), classic: e.Classic, except: e.Except}
+	ev := outEvent{members: e.Members, v2: e.V2, classic: e.Classic, except: e.Except}
 	f.mu.Lock()
 	for len(f.journal) >= journalLimit && (f.packing || !f.mayPostLocked()) {
 		f.changed.Wait()
@@ -483,7 +493,8 @@ func sameSnapshot(a, b []*Member) bool {
 // evs[0].members, and for each shard who of its members gets which.
 func (f *fanout) packGroup(j *job, evs []outEvent) {
 	members := evs[0].members
-	senders := f.rowSenders(evs)
+	var senders []*Member // rowSenders', once a member of revision 3 needs them
+	hasSenders := false
 	// Each member's shard and kind, counted, then the members' destinations
 	// laid out in j.dests shard by shard, kind by kind.
 	clear(f.counts)
@@ -494,6 +505,9 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 		switch rev := m.rev.Load(); {
 		case m.Proto != ProtoV2:
 		case rev >= 3:
+			if !hasSenders {
+				senders, hasSenders = f.rowSenders(evs), true
+			}
 			if slices.Contains(senders, m) {
 				f.own = append(f.own, m) // a packing of its own, below
 				continue
@@ -577,7 +591,7 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 func (f *fanout) rowSenders(evs []outEvent) []*Member {
 	f.senders = f.senders[:0]
 	for i := range evs {
-		if m := evs[i].except; m != nil && evs[i].cut.HasID() && !slices.Contains(f.senders, m) {
+		if m := evs[i].except; m != nil && evs[i].cutOf().HasID() && !slices.Contains(f.senders, m) {
 			f.senders = append(f.senders, m)
 		}
 	}
@@ -592,7 +606,7 @@ func (f *fanout) packInto(j *job, evs []outEvent, budget int, rev uint32, own *M
 	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
 	p.Reset(j.arena)
 	for i := range evs {
-		cut := evs[i].cut
+		cut := evs[i].cutOf()
 		if p.Rows && (own == nil || evs[i].except != own) {
 			cut = cut.WithoutID()
 		}
@@ -860,10 +874,11 @@ func (f *fanout) flushBatch(b *udpio.Batch, datagrams, frames *int) {
 	*datagrams, *frames = 0, 0
 }
 
-// senderSockets is how many sender sockets the shards share at most. 32
-// shards on 8 sockets send as fast as on 32 (room10 at and beyond its
-// limit); on 2, 2-8% slower at room10's limit (docs/BENCHMARKS.md).
-const senderSockets = 8
+// SenderSockets is how many sender sockets the fan-out's shards share at
+// most, so at most how many of its sendmmsg calls run at once. 32 shards
+// on 8 sockets send as fast as on 32 (room10 at and beyond its limit); on
+// 2, 2-8% slower at room10's limit (docs/BENCHMARKS.md).
+const SenderSockets = 8
 
 // slotOf is the sender socket (udpio.Conn.NewBatchOn's slot) of shard s.
 func (f *fanout) slotOf(s int) int { return s % len(f.quiet) }

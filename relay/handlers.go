@@ -24,17 +24,20 @@ type opSpec struct {
 	noMember func(s *Server, g *datagram, now time.Time) bool
 }
 
-var classicOps = map[byte]opSpec{
+// classicOps is the classic handler table, indexed by verb: an array, not
+// a map, since every datagram looks its verb up (the parser refuses verbs
+// without a row).
+var classicOps = [256]opSpec{
 	wire.VerbLogin: {handle: (*Server).handleLogin},
 	wire.VerbChat:  {handle: (*Server).handleChat, needsMember: true, ownName: true},
 	wire.VerbQuit:  {handle: (*Server).handleQuit, needsMember: true, ownName: true, noMember: (*Server).repeatQuit},
 }
 
-// dispatch parses one datagram and runs its handler. Garbage is counted,
-// never answered.
-func (s *Server) dispatch(g *datagram) {
+// dispatch parses one datagram and runs its handler at now. Garbage is
+// counted, never answered.
+func (s *Server) dispatch(g *datagram, now time.Time) {
 	if wire.IsV2((*g.buf)[:g.n]) {
-		s.dispatchV2(g)
+		s.dispatchV2(g, now)
 		return
 	}
 	if s.cfg.DisableClassic {
@@ -49,7 +52,6 @@ func (s *Server) dispatch(g *datagram) {
 		return
 	}
 	op := classicOps[req.Verb]
-	now := s.cfg.Now()
 	var m *Member
 	if op.needsMember {
 		if m = s.reg.Lookup(g.from); m == nil || m.Proto != ProtoClassic {

@@ -184,7 +184,7 @@ var v2Ops = map[string]v2Op{
 
 // dispatchV2 handles every frame of a v2 datagram in order. Garbage, and
 // frames from addresses without a session, are counted and never answered.
-func (s *Server) dispatchV2(g *datagram) {
+func (s *Server) dispatchV2(g *datagram, now time.Time) {
 	// The frames' strings alias the buffer, which lives until the handler
 	// returns: whatever is kept is copied (Registry.Join, room.append,
 	// chatLine). The frames themselves are pooled.
@@ -195,7 +195,6 @@ func (s *Server) dispatchV2(g *datagram) {
 		s.obs.DatagramDropped(dropReason(err))
 		return
 	}
-	now := s.cfg.Now()
 	g.repairBudget = maxRepairPerDatagram
 	for i := range frames {
 		f := &frames[i]

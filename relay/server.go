@@ -261,11 +261,12 @@ func (goExecutor) Invoke(task func()) error { go task(); return nil }
 // Server is the relay. Create it with New, run it with Serve, stop it with
 // Shutdown.
 type Server struct {
-	cfg   Config
-	knobs liveState // the settings Reconfigure changes while serving (reload.go)
-	obs   *counting
-	log   *zap.Logger
-	bufs  sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
+	cfg       Config
+	wallClock bool      // cfg.Now is time.Now: handle's own reading serves as the handler's clock
+	knobs     liveState // the settings Reconfigure changes while serving (reload.go)
+	obs       *counting
+	log       *zap.Logger
+	bufs      sync.Pool // *[]byte of cfg.MaxDatagram+1 bytes
 
 	moderation *moderation // the operator's bans, mutes and lockdown (moderation.go)
 	ops        *opState    // the operator's state in Config.Operator (operator.go)
@@ -298,6 +299,7 @@ type Server struct {
 
 // New checks cfg and returns a Server ready to Serve.
 func New(cfg Config) (*Server, error) {
+	wallClock := cfg.Now == nil
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -308,6 +310,7 @@ func New(cfg Config) (*Server, error) {
 	obs := &counting{next: cfg.Observer}
 	s := &Server{
 		cfg:       cfg,
+		wallClock: wallClock,
 		obs:       obs,
 		log:       cfg.Logger,
 		ready:     make(chan struct{}),
@@ -648,6 +651,10 @@ func (s *Server) release(g *datagram) {
 // so that one bad datagram cannot stop the relay or its sender's lane.
 func (s *Server) handle(g *datagram) {
 	start := time.Now()
+	now := start // one reading of the clock per datagram where the clock is the wall clock
+	if !s.wallClock {
+		now = s.cfg.Now()
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			s.obs.Panic()
@@ -658,7 +665,7 @@ func (s *Server) handle(g *datagram) {
 		s.release(g)
 		s.obs.HandlerDone(time.Since(start).Seconds())
 	}()
-	s.dispatch(g)
+	s.dispatch(g, now)
 }
 
 // sweeper evicts v2 sessions silent for longer than V2Timeout and classic
