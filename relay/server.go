@@ -72,7 +72,8 @@ type Config struct {
 	LoopbackSendBudget int
 	// FanoutShards is how many goroutines may send the room's fan-out at
 	// once, each to its share of the members. Default: sixteen per CPU the
-	// Go runtime uses (GOMAXPROCS), at most 64. A shard's sender spends
+	// Go runtime may use (GOMAXPROCS, but no more than the machine's CPUs:
+	// a daemon may run more Ps than CPUs), at most 64. A shard's sender spends
 	// nearly all its time in sendmmsg, where the kernel also delivers on
 	// loopback and wakes the receivers, and is preempted there: with more
 	// senders than CPUs the CPUs stay busy. A shard is also the unit that
@@ -187,7 +188,7 @@ func (c *Config) setDefaults() error {
 		c.LoopbackSendBudget = c.SendBudget
 	}
 	if c.FanoutShards == 0 {
-		c.FanoutShards = min(16*runtime.GOMAXPROCS(0), 64)
+		c.FanoutShards = min(16*min(runtime.GOMAXPROCS(0), runtime.NumCPU()), 64)
 	}
 	if c.SweepEvery == 0 {
 		c.SweepEvery = time.Second

@@ -45,6 +45,10 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 	}
 	log, level := newLeveledLogger(c.opts, zapcore.AddSync(stderr))
 	defer log.Sync()
+	if tuneProcs {
+		procs, adjusted := adjustProcs(c.opts.Readers, os.LookupEnv)
+		log.Info("go runtime", zap.Int("gomaxprocs", procs), zap.Int("cpus", runtime.NumCPU()), zap.Bool("from_environment", !adjusted))
+	}
 	if c.file != "" {
 		log.Info("config file read", zap.String("file", c.file))
 	}
