@@ -69,7 +69,9 @@ type dispatcher struct {
 
 	mu      sync.Mutex // protects the fields below and every lane's items, spare, inflight and scheduled
 	lanes   map[netip.AddrPort]*lane
-	ready   []*lane // FIFO of lanes waiting for a worker
+	ready   []*lane // ready[head:] is the FIFO of lanes waiting for a worker
+	head    int
+	free    []*lane // lanes no sender holds, kept for reuse (at most freeLanes)
 	queued  int     // datagrams in lanes, not yet handled
 	workers int     // running tasks
 	takers  int     // running tasks that take lanes (not flushing): they will see new ready lanes
@@ -131,7 +133,7 @@ func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal, quiet bool) (_
 		}
 		l := d.lanes[g.from]
 		if l == nil {
-			l = &lane{from: g.from}
+			l = d.newLaneLocked(g.from)
 			d.lanes[g.from] = l
 		} else if len(l.items)+l.inflight >= d.maxPerSender {
 			refused = append(refused, refusal{*g, DropSenderQueue})
@@ -180,14 +182,78 @@ type refusal struct {
 func (d *dispatcher) startsLocked() int {
 	n := 0
 	if d.perLane {
-		n = len(d.ready) - d.takers
-	} else if d.takers == 0 && len(d.ready) > 0 {
+		n = d.readyLen() - d.takers
+	} else if d.takers == 0 && d.readyLen() > 0 {
 		n = 1
 	}
 	n = max(min(n, d.maxWorkers-d.workers), 0)
 	d.workers += n
 	d.takers += n
 	return n
+}
+
+// readyLen is how many lanes wait in the ready queue. d.mu must be held.
+func (d *dispatcher) readyLen() int { return len(d.ready) - d.head }
+
+// popReadyLocked takes the lane at the head of the ready queue, which must
+// not be empty. The queue's array is reused: emptied, it starts again at
+// its front; once its taken head is more than half of it, the waiting
+// lanes move to the front. d.mu must be held.
+func (d *dispatcher) popReadyLocked() *lane {
+	l := d.ready[d.head]
+	d.ready[d.head] = nil
+	d.head++
+	switch {
+	case d.head == len(d.ready):
+		d.ready, d.head = d.ready[:0], 0
+	case d.head > len(d.ready)/2 && d.head >= 64:
+		n := copy(d.ready, d.ready[d.head:])
+		clear(d.ready[n:])
+		d.ready, d.head = d.ready[:n], 0
+	}
+	return l
+}
+
+// freeLanes bounds the lanes kept for reuse, and laneArrayMax the
+// datagrams a kept lane's arrays may hold. A lane goes when its sender has
+// nothing queued; under load the same senders' lanes go and come back with
+// every read batch, and each new one was an allocation of the lane and of
+// its arrays as they grew again.
+const (
+	freeLanes    = 64
+	laneArrayMax = 128
+)
+
+// newLaneLocked returns an empty lane for from, reused if one is free.
+// d.mu must be held.
+func (d *dispatcher) newLaneLocked(from netip.AddrPort) *lane {
+	n := len(d.free)
+	if n == 0 {
+		return &lane{from: from}
+	}
+	l := d.free[n-1]
+	d.free[n-1] = nil
+	d.free = d.free[:n-1]
+	l.from = from
+	return l
+}
+
+// recycleLocked keeps l, which no sender holds any more and whose arrays
+// hold no datagram, for newLaneLocked: with its arrays unless a burst grew
+// them beyond laneArrayMax. d.mu must be held.
+func (d *dispatcher) recycleLocked(l *lane) {
+	if len(d.free) >= freeLanes {
+		return
+	}
+	items, spare := l.items[:0], l.spare[:0]
+	if cap(items) > laneArrayMax {
+		items = nil
+	}
+	if cap(spare) > laneArrayMax {
+		spare = nil
+	}
+	*l = lane{items: items, spare: spare}
+	d.free = append(d.free, l)
 }
 
 // invokeRetries bounds how often startWorker retries a refused Invoke. A
@@ -220,14 +286,15 @@ func (d *dispatcher) invokeFailed() {
 	d.takers--
 	var orphans []datagram
 	if d.workers == 0 {
-		for _, l := range d.ready {
+		for _, l := range d.ready[d.head:] {
 			orphans = append(orphans, l.items...)
 			d.queued -= len(l.items)
 			l.items = nil
 			l.scheduled = false
 			delete(d.lanes, l.from)
 		}
-		d.ready = d.ready[:0]
+		clear(d.ready)
+		d.ready, d.head = d.ready[:0], 0
 	}
 	d.signalIdleLocked()
 	d.obs.Queued(d.queued)
@@ -252,15 +319,13 @@ func (d *dispatcher) drain(inline bool) {
 	unflushed := 0 // datagrams handled since this worker last flushed
 	after := d.afterBatch
 	d.mu.Lock()           // startsLocked counted this worker among the takers
-	lanes := len(d.ready) // inline: how many lanes it may still take
+	lanes := d.readyLen() // inline: how many lanes it may still take
 	if inline {
 		after = d.afterQuiet
 	}
-	for len(d.ready) > 0 && (!inline || lanes > 0) {
+	for d.readyLen() > 0 && (!inline || lanes > 0) {
 		lanes--
-		l := d.ready[0]
-		d.ready[0] = nil
-		d.ready = d.ready[1:]
+		l := d.popReadyLocked()
 		batch := l.items
 		l.items = l.spare[:0]
 		l.inflight = len(batch)
@@ -285,13 +350,14 @@ func (d *dispatcher) drain(inline bool) {
 		} else {
 			l.scheduled = false
 			delete(d.lanes, l.from)
+			d.recycleLocked(l)
 		}
 		d.obs.Queued(d.queued)
 		// Flush when no lane waits (at low load: at once, after each
 		// datagram), else after flushEvery datagrams: under load the events
 		// of many lanes leave together, many per system call.
 		unflushed += len(batch)
-		flush := len(d.ready) == 0 || unflushed >= flushEvery
+		flush := d.readyLen() == 0 || unflushed >= flushEvery
 		// The flush comes after the lane is given back: under steady load
 		// the goroutine that sends may send for long, and the sender whose
 		// batch it handled must not wait for that (its pings and repairs
@@ -325,8 +391,8 @@ func (d *dispatcher) drain(inline bool) {
 		after()
 		d.mu.Lock()
 	}
-	if len(d.ready) == 0 && cap(d.ready) > 4*d.maxWorkers+64 {
-		d.ready = nil // let a burst's backing array go
+	if d.readyLen() == 0 && cap(d.ready) > 4*d.maxWorkers+64 {
+		d.ready, d.head = nil, 0 // let a burst's backing array go
 	}
 	d.workers--
 	starts := d.startsLocked()

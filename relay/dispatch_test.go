@@ -346,3 +346,74 @@ func until(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// A sender whose lane empties and fills again, as under load the same few
+// senders' lanes do with every read batch, costs no allocation: lanes and
+// the ready queue's array are reused. Each datagram is still handled once,
+// in order.
+func TestDispatcherReusesLanes(t *testing.T) {
+	var handled []int
+	d := newDispatcher(refusingExecForever{}, 100, 10, 4, false, NopObserver{},
+		func(g *datagram) { handled = append(handled, g.n) }, func(*datagram) {}, nil)
+	senders := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:4000"), netip.MustParseAddrPort("127.0.0.1:4001")}
+	gs := make([]datagram, 0, len(senders))
+	handled = make([]int, 0, 1024)
+	n := 0
+	cycle := func() {
+		gs = gs[:0]
+		for _, from := range senders {
+			n++
+			gs = append(gs, datagram{n: n, from: from})
+		}
+		// A quiet batch with no worker running is the caller's to drain.
+		if _, h := d.enqueueAll(gs, nil, true); h != handleHere {
+			t.Fatalf("batch %d: handoff %v, want handleHere", n, h)
+		}
+		d.drain(true)
+	}
+	cycle() // the first lanes are new
+	if allocs := testing.AllocsPerRun(200, cycle); allocs != 0 {
+		t.Errorf("a lane that empties and fills again: %v allocations per read batch, want 0", allocs)
+	}
+	if len(handled) != n {
+		t.Fatalf("%d datagrams handled, want %d", len(handled), n)
+	}
+	for i, got := range handled {
+		if got != i+1 {
+			t.Fatalf("datagram %d handled as %d: order lost", i+1, got)
+		}
+	}
+}
+
+// refusingExecForever refuses every task: a test that drains by itself
+// must never start a worker.
+type refusingExecForever struct{}
+
+func (refusingExecForever) Invoke(func()) error { return errors.New("no workers here") }
+
+// The ready queue stays a FIFO while lanes keep coming and never all
+// leave, and its array does not grow with the lanes that went through it.
+func TestDispatcherReadyQueueStaysSmall(t *testing.T) {
+	d := newDispatcher(refusingExecForever{}, 100, 10, 4, false, NopObserver{}, func(*datagram) {}, func(*datagram) {}, nil)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	lo := netip.MustParseAddr("127.0.0.1")
+	pushed, popped := 0, 0
+	push := func() { d.ready = append(d.ready, &lane{from: netip.AddrPortFrom(lo, uint16(pushed))}); pushed++ }
+	for range 100 {
+		push()
+	}
+	for range 20000 {
+		push()
+		if l := d.popReadyLocked(); l.from.Port() != uint16(popped) {
+			t.Fatalf("lane %d came out as lane %d", popped, l.from.Port())
+		}
+		popped++
+	}
+	if d.readyLen() != 100 {
+		t.Fatalf("%d lanes wait, want 100", d.readyLen())
+	}
+	if c := cap(d.ready); c > 400 {
+		t.Fatalf("the ready queue's array holds %d lanes for 100 waiting, after 20,100 went through", c)
+	}
+}
