@@ -742,7 +742,7 @@ type outbox struct {
 
 	mu      sync.Mutex // protects pending and sending; taken under fanout.mu
 	pending []*job
-	sending bool      // a goroutine is in flushShard's loop
+	sending bool      // a goroutine has the shard's turn (flushShard's loop, or claim until endTurn)
 	changed sync.Cond // on mu: pending was taken, or sending ended
 
 	// Owned by the goroutine that set sending.
@@ -767,7 +767,31 @@ func (o *outbox) push(j *job) {
 func (o *outbox) orphaned() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return !o.sending && len(o.pending) > 0
+	return o.orphanedLocked()
+}
+
+func (o *outbox) orphanedLocked() bool { return !o.sending && len(o.pending) > 0 }
+
+// claim takes o's turn and its pending jobs into o.taken if o has jobs and
+// no sender, and reports whether it did; the caller sends o.taken and
+// then MUST endTurn, also if it panics.
+func (o *outbox) claim() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.orphanedLocked() {
+		return false
+	}
+	o.sending = true
+	o.taken, o.pending = o.pending, o.taken[:0]
+	return true
+}
+
+// endTurn ends the turn claim took; whoever waits for o sees it.
+func (o *outbox) endTurn() {
+	o.mu.Lock()
+	o.sending = false
+	o.changed.Broadcast()
+	o.mu.Unlock()
 }
 
 // idle reports whether o has no job and no sender.
@@ -915,14 +939,9 @@ func (f *fanout) sendSlot(g int) {
 	}
 	defer q.mu.Unlock()
 	for s := g; s < len(f.shards); s += len(f.quiet) {
-		o := f.shards[s]
-		o.mu.Lock()
-		if !o.sending && len(o.pending) > 0 {
-			o.sending = true
-			o.taken, o.pending = o.pending, o.taken[:0]
+		if o := f.shards[s]; o.claim() {
 			q.taken = append(q.taken, o)
 		}
-		o.mu.Unlock()
 	}
 	if len(q.taken) == 0 {
 		return
@@ -932,10 +951,7 @@ func (f *fanout) sendSlot(g int) {
 	}
 	defer func() { // the shards' turns end, also after a panic (as takeTurn's)
 		for _, o := range q.taken {
-			o.mu.Lock()
-			o.sending = false
-			o.changed.Broadcast()
-			o.mu.Unlock()
+			o.endTurn()
 		}
 		clear(q.taken)
 		q.taken = q.taken[:0]
