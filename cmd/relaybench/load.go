@@ -250,7 +250,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	}
 
 	var before, after cpuMark
-	before.self, _ = procCPU("/proc/self/stat")
+	before.self, _ = selfCPU()
 	before.threads = rv.threadCPU()
 	before.broker = relayCPU(s.brokerCPU)
 	before.relay = relayCPU(cpu)
@@ -265,7 +265,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	after.relay = relayCPU(cpu)
 	after.broker = relayCPU(s.brokerCPU)
 	after.threads = rv.threadCPU()
-	after.self, _ = procCPU("/proc/self/stat")
+	after.self, _ = selfCPU()
 	rv.halt()
 
 	s.tally(&res, rv.rs, start, sendEnd, before, after)
@@ -330,11 +330,11 @@ func (rv *stepReceivers) halt() {
 }
 
 // threadCPU reads the CPU seconds of each receiver's thread so far, in the
-// order of rv.rs; one procCPU cannot read counts as 0.
+// order of rv.rs; one threadCPU cannot read counts as 0.
 func (rv *stepReceivers) threadCPU() []float64 {
 	out := make([]float64, len(rv.rs))
 	for i, rc := range rv.rs {
-		out[i], _ = procCPU(fmt.Sprintf("/proc/self/task/%d/stat", rc.tid))
+		out[i], _ = threadCPU(rc.tid)
 	}
 	return out
 }

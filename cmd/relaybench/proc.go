@@ -10,38 +10,45 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// clockTick is USER_HZ, 100 on every Linux this runs on.
-const clockTick = 100.0
+// CPU-time clock ids the kernel makes from a pid or tid
+// (MAKE_PROCESS_CPUCLOCK and MAKE_THREAD_CPUCLOCK in linux/posix-timers.h):
+// CPUCLOCK_SCHED counts the time on a CPU, user and system.
+const (
+	cpuclockSched     = 2
+	cpuclockPerThread = 4
+)
 
-// procCPU returns utime+stime in seconds from a /proc/.../stat file.
-func procCPU(path string) (float64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+// processCPU returns the CPU seconds, user and system, that process pid has
+// used so far, threads that have ended included. It reads the kernel's
+// CPU-time clock, to the nanosecond: /proc's stat counts 10 ms ticks, which
+// reads a short step's 6 ms as 0 (or as 10).
+func processCPU(pid int) (float64, error) {
+	return cpuClock(int32(^uint32(pid)<<3) | cpuclockSched)
+}
+
+// threadCPU returns the CPU seconds thread tid of this process has used so
+// far, to the nanosecond.
+func threadCPU(tid int) (float64, error) {
+	return cpuClock(int32(^uint32(tid)<<3) | cpuclockSched | cpuclockPerThread)
+}
+
+// selfCPU returns the CPU seconds this process has used so far.
+func selfCPU() (float64, error) {
+	return cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
+}
+
+func cpuClock(id int32) (float64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(id, &ts); err != nil {
 		return 0, err
 	}
-	// Fields after the ")" that ends comm: state is field 3, utime 14, stime 15.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, errors.New("bad stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("bad stat")
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	s, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("bad stat")
-	}
-	return float64(u+s) / clockTick, nil
+	return float64(ts.Nano()) / 1e9, nil
 }
 
 // freeUDPPort picks a free loopback UDP port (bind :0, close).
@@ -96,7 +103,7 @@ func startProc(path string, args []string, addr netip.AddrPort, stderr *os.File,
 }
 
 func (p *proc) cpu() (float64, error) {
-	return procCPU(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	return processCPU(p.cmd.Process.Pid)
 }
 
 // exited reports whether the relay process has ended (p.err says how).

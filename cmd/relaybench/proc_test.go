@@ -5,9 +5,13 @@ package main
 import (
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestWaitLoginSlow: a relay whose login takes longer than the probe's
@@ -64,5 +68,36 @@ func TestWaitLoginSlow(t *testing.T) {
 	o := <-done
 	if len(o.logins) != 1 || !o.quit || o.taken != 0 {
 		t.Errorf("logged in from %v, quit %v, refused as taken %d times: want one address that quit, never refused", o.logins, o.quit, o.taken)
+	}
+}
+
+// TestCPUReadingsResolveAShortStep: the tool's CPU readings see a
+// millisecond of work as a millisecond, not as 0 or a 10 ms tick, so a short
+// step's relay CPU per delivery is never reported as 0. A thread spins until
+// its own clock says it has run 1 ms; the reading then is 1 ms and a little,
+// and the process's clock, read as the tool reads a relay's, moved at least
+// as much.
+func TestCPUReadingsResolveAShortStep(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tid := unix.Gettid()
+	proc0, err1 := processCPU(os.Getpid())
+	self0, err2 := selfCPU()
+	t0, err3 := threadCPU(tid)
+	if err1 != nil || err2 != nil || err3 != nil {
+		t.Fatalf("reading the CPU clocks: %v, %v, %v", err1, err2, err3)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	t1 := t0
+	for t1-t0 < 0.001 && time.Now().Before(deadline) {
+		t1, _ = threadCPU(tid)
+	}
+	proc1, _ := processCPU(os.Getpid())
+	self1, _ := selfCPU()
+	if d := t1 - t0; d < 0.001 || d >= 0.005 {
+		t.Errorf("a 1 ms spin read as %.6f s of the thread's CPU", d)
+	}
+	if proc1-proc0 < t1-t0 || self1-self0 < t1-t0 {
+		t.Errorf("the process's CPU moved %.6f s (self %.6f s), less than its thread's %.6f s", proc1-proc0, self1-self0, t1-t0)
 	}
 }

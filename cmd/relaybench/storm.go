@@ -299,7 +299,7 @@ func stormRun(addr netip.AddrPort, sc stormConfig, cpu func() (float64, error), 
 			relay0 = v
 		}
 	}
-	self0, _ := procCPU("/proc/self/stat")
+	self0, _ := selfCPU()
 	start := time.Now().Add(20 * time.Millisecond) // member 0's first L
 	deadline := start.Add(sc.Deadline)
 
@@ -381,7 +381,7 @@ func stormRun(addr netip.AddrPort, sc stormConfig, cpu func() (float64, error), 
 			relay1 = v
 		}
 	}
-	self1, _ := procCPU("/proc/self/stat")
+	self1, _ := selfCPU()
 	memberDrops, relayDrops1, dropsErr1 := udpDrops(addr)
 	took := time.Since(start).Seconds()
 	stopReceivers()
