@@ -18,6 +18,23 @@ import (
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
+// The queue in front of the workers. The reader moves datagrams out of
+// the kernel's receive buffer as fast as they come, so under a burst it is
+// this queue, not the socket's buffer, that decides between a late chat
+// and a dropped one. DefaultQueueLimit holds about what the daemon's
+// buffer would (16 MiB, which the kernel doubles; a small datagram costs
+// it about 1 KiB): with
+// 8,192 the relay dropped at the input where a loop that leaves its
+// backlog in the kernel delivered every chat, at the same CPU per delivery
+// (docs/BENCHMARKS.md, issue 11 round ten). Each waiting datagram holds a
+// buffer of MaxDatagram+1 bytes, so the default costs at most about 33 MiB,
+// only while the relay is behind. DefaultSenderQueueLimit is a quarter of
+// it, so that one sender cannot fill it.
+const (
+	DefaultQueueLimit       = 32768
+	DefaultSenderQueueLimit = 8192
+)
+
 // Config configures a Server. The zero value of every field means its
 // default, filled in by New.
 type Config struct {
@@ -35,15 +52,12 @@ type Config struct {
 	// the Executor's capacity. Default 16.
 	Workers int
 	// QueueLimit bounds the datagrams waiting for a worker, over all
-	// senders; beyond it datagrams are dropped (queue_full). Default 8192.
+	// senders; beyond it datagrams are dropped (queue_full). Default
+	// DefaultQueueLimit.
 	QueueLimit int
 	// SenderQueueLimit bounds the datagrams waiting from one sender;
 	// beyond it that sender's datagrams are dropped (sender_queue).
-	// Default 2048: a quarter of the default QueueLimit, so that a sender
-	// near the relay's limit rides out a stall of some tens of
-	// milliseconds (at 1,024, room10 steps near the limit dropped a few
-	// hundred chats there and nowhere else; docs/BENCHMARKS.md, issue 11
-	// round seven) while the node's queue stays bounded by QueueLimit.
+	// Default DefaultSenderQueueLimit.
 	SenderQueueLimit int
 	// Lang selects the wording of notices and refusals. Default LangEN.
 	Lang wire.Lang
@@ -155,10 +169,10 @@ func (c *Config) setDefaults() error {
 		c.Workers = 16
 	}
 	if c.QueueLimit == 0 {
-		c.QueueLimit = 8192
+		c.QueueLimit = DefaultQueueLimit
 	}
 	if c.SenderQueueLimit == 0 {
-		c.SenderQueueLimit = 2048
+		c.SenderQueueLimit = DefaultSenderQueueLimit
 	}
 	if c.Lang == "" {
 		c.Lang = wire.LangEN
