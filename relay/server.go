@@ -23,13 +23,13 @@ import (
 // this queue, not the socket's buffer, that decides between a late chat
 // and a dropped one. DefaultQueueLimit holds about what the daemon's
 // buffer would (16 MiB, which the kernel doubles; a small datagram costs
-// it about 1 KiB): with
-// 8,192 the relay dropped at the input where a loop that leaves its
-// backlog in the kernel delivered every chat, at the same CPU per delivery
-// (docs/BENCHMARKS.md, issue 11 round ten). Each waiting datagram holds a
-// buffer of MaxDatagram+1 bytes, so the default costs at most about 33 MiB,
-// only while the relay is behind. DefaultSenderQueueLimit is a quarter of
-// it, so that one sender cannot fill it.
+// it about 1 KiB): with 8,192 the relay dropped at the input where a loop
+// that leaves its backlog in the kernel delivered every chat, at the same
+// CPU per delivery (docs/BENCHMARKS.md, issue 11 round ten). Each waiting
+// datagram holds a buffer of MaxDatagram+1 bytes, so the default costs at
+// most about 33 MiB, only while the relay is behind.
+// DefaultSenderQueueLimit is a quarter of it, so that one sender cannot
+// fill it.
 const (
 	DefaultQueueLimit       = 32768
 	DefaultSenderQueueLimit = 8192

@@ -12,9 +12,11 @@ import (
 	"github.com/chatrelay/chatrelay/relay/relaytest"
 )
 
-// With every worker stuck, the relay sheds the newest datagrams (counted),
-// and both the listener and the admin socket keep answering.
-func TestSaturatedRelayShedsNewestAndStaysResponsive(t *testing.T) {
+// startGated starts a relay with two workers whose tasks wait while
+// exec.gating is set, every datagram handed to them (HandOffAlways), and
+// a recorder; more sets the rest of its configuration.
+func startGated(t *testing.T, more func(*relay.Config)) (*relaytest.Relay, *recorder, *gateExec) {
+	t.Helper()
 	rec := newRecorder()
 	exec := &gateExec{release: make(chan struct{})}
 	t.Cleanup(func() { exec.wg.Wait() }) // runs last: after the relay stopped
@@ -22,11 +24,20 @@ func TestSaturatedRelayShedsNewestAndStaysResponsive(t *testing.T) {
 		c.Observer = rec
 		c.Executor = exec
 		c.Workers = 2
-		c.QueueLimit = 16
-		c.SenderQueueLimit = 8
+		more(c)
 		relay.HandOffAlways(c) // every datagram waits for a gated worker
 	})
 	t.Cleanup(exec.open) // runs first, even if the test fails while gated
+	return r, rec, exec
+}
+
+// With every worker stuck, the relay sheds the newest datagrams (counted),
+// and both the listener and the admin socket keep answering.
+func TestSaturatedRelayShedsNewestAndStaysResponsive(t *testing.T) {
+	r, rec, exec := startGated(t, func(c *relay.Config) {
+		c.QueueLimit = 16
+		c.SenderQueueLimit = 8
+	})
 	alice := dial(t, r).login("alice")
 	bob := dial(t, r).login("bob")
 	alice.expect("bob joined the chat room")
@@ -79,16 +90,7 @@ func TestSaturatedRelayShedsNewestAndStaysResponsive(t *testing.T) {
 func TestDefaultQueueAbsorbsABurst(t *testing.T) {
 	const senders, burst = 4, 32768
 	const perSender = burst / senders
-	rec := newRecorder()
-	exec := &gateExec{release: make(chan struct{})}
-	t.Cleanup(func() { exec.wg.Wait() })
-	r := relaytest.Start(t, func(c *relay.Config) {
-		c.Observer = rec
-		c.Executor = exec
-		c.Workers = 2
-		relay.HandOffAlways(c)
-	})
-	t.Cleanup(exec.open)
+	r, rec, exec := startGated(t, func(*relay.Config) {})
 	var cs []*client
 	var names []string
 	for i := 0; i < senders; i++ {

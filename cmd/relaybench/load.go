@@ -330,11 +330,11 @@ func (rv *stepReceivers) halt() {
 }
 
 // threadCPU reads the CPU seconds of each receiver's thread so far, in the
-// order of rv.rs; one threadCPU cannot read counts as 0.
+// order of rv.rs; one tidCPU cannot read counts as 0.
 func (rv *stepReceivers) threadCPU() []float64 {
 	out := make([]float64, len(rv.rs))
 	for i, rc := range rv.rs {
-		out[i], _ = threadCPU(rc.tid)
+		out[i], _ = tidCPU(rc.tid)
 	}
 	return out
 }

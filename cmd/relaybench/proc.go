@@ -32,9 +32,9 @@ func processCPU(pid int) (float64, error) {
 	return cpuClock(int32(^uint32(pid)<<3) | cpuclockSched)
 }
 
-// threadCPU returns the CPU seconds thread tid of this process has used so
+// tidCPU returns the CPU seconds thread tid of this process has used so
 // far, to the nanosecond.
-func threadCPU(tid int) (float64, error) {
+func tidCPU(tid int) (float64, error) {
 	return cpuClock(int32(^uint32(tid)<<3) | cpuclockSched | cpuclockPerThread)
 }
 
@@ -43,6 +43,7 @@ func selfCPU() (float64, error) {
 	return cpuClock(unix.CLOCK_PROCESS_CPUTIME_ID)
 }
 
+// cpuClock reads the CPU-time clock id in seconds.
 func cpuClock(id int32) (float64, error) {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(id, &ts); err != nil {

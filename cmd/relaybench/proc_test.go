@@ -83,14 +83,14 @@ func TestCPUReadingsResolveAShortStep(t *testing.T) {
 	tid := unix.Gettid()
 	proc0, err1 := processCPU(os.Getpid())
 	self0, err2 := selfCPU()
-	t0, err3 := threadCPU(tid)
+	t0, err3 := tidCPU(tid)
 	if err1 != nil || err2 != nil || err3 != nil {
 		t.Fatalf("reading the CPU clocks: %v, %v, %v", err1, err2, err3)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	t1 := t0
 	for t1-t0 < 0.001 && time.Now().Before(deadline) {
-		t1, _ = threadCPU(tid)
+		t1, _ = tidCPU(tid)
 	}
 	proc1, _ := processCPU(os.Getpid())
 	self1, _ := selfCPU()
