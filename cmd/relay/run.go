@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/chatrelay/chatrelay/relay/sched"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -47,7 +48,12 @@ func runEnv(ctx context.Context, args []string, stdout, stderr io.Writer, env en
 	defer log.Sync()
 	if tuneProcs {
 		procs, adjusted := adjustProcs(c.opts.Readers, os.LookupEnv)
-		log.Info("go runtime", zap.Int("gomaxprocs", procs), zap.Int("cpus", runtime.NumCPU()), zap.Bool("from_environment", !adjusted))
+		log.Info("go runtime", zap.Int("gomaxprocs", procs), zap.Int("cpus", runtime.NumCPU()), zap.Bool("from_environment", !adjusted), zap.String("sched", c.opts.Sched))
+		if _, err := sched.Set(c.opts.Sched); err != nil {
+			// Not fatal: the relay works in any policy (a container's
+			// seccomp profile may refuse sched_setattr).
+			log.Warn("scheduling policy not set on every thread", zap.String("sched", c.opts.Sched), zap.Error(err))
+		}
 	}
 	if c.file != "" {
 		log.Info("config file read", zap.String("file", c.file))

@@ -41,6 +41,9 @@ import (
 //   - the reader hands a batch to a sleeping sender with an eventfd, a
 //     direct kernel wake-up instead of the Go scheduler's hand-off to a
 //     locked thread.
+//   - every thread in SCHED_BATCH (serveRef, relay/sched), as the relay
+//     daemon runs by default: a woken thread does not preempt a sender
+//     in sendmmsg, 4-5% less CPU per room10 delivery here.
 
 const (
 	fastBatch = 1024     // messages per recvmmsg and per sendmmsg

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/chatrelay/chatrelay/relay/sched"
 )
 
 func main() {
@@ -286,6 +288,13 @@ func serveRef(kind, listen, storeDir string, budget, senders int, stderr io.Writ
 		// The locked threads (reader, senders) block in syscalls: with a P for each, one
 		// that wakes never waits for sysmon to take a P back.
 		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), fastShards+2))
+		// SCHED_BATCH, as the relay daemon runs by default: on this
+		// 2-core machine 4-5% less CPU per room10 delivery for the loops
+		// (docs/BENCHMARKS.md, issue 11 round eleven). The naive loop, the
+		// latency step's reference, keeps the system's policy.
+		if _, err := sched.Set(sched.Batch); err != nil {
+			fmt.Fprintln(stderr, "relaybench: reference loop:", err)
+		}
 		f, err := startFastRef(listen, kind == refCoalesce, budget)
 		if err != nil {
 			fmt.Fprintln(stderr, "relaybench:", err)
