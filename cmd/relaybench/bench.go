@@ -489,6 +489,9 @@ func printSteps(w io.Writer, rs []Result) {
 		if r.ToolLimited {
 			tool += " LATE"
 		}
+		if r.SockDrops > 0 {
+			tool += fmt.Sprintf(" SOCKDROPS %d", r.SockDrops)
+		}
 		ratio := fmt.Sprintf("%.4f", r.Ratio)
 		if !r.Sustained {
 			ratio += "*"
@@ -501,7 +504,7 @@ func printSteps(w io.Writer, rs []Result) {
 	tw.Flush()
 	fmt.Fprintln(w, "ratio* = not sustained (below 99.9% delivered, or the last delivery came late); rx/deliv = datagrams (UDP) or reads (TCP) per delivery;")
 	fmt.Fprintln(w, "B/deliv = bytes received (payload) per delivery; chatrelay-v2 rN = v2 members of revision N (2: compact datagrams);")
-	fmt.Fprintln(w, "tool = load tool CPU in cores (whole process / busiest receiver thread), LATE = its senders could not keep the schedule")
+	fmt.Fprintln(w, "tool = load tool CPU in cores (whole process / busiest receiver thread), LATE = its senders could not keep the schedule,\n  SOCKDROPS n = datagrams the kernel dropped in its own member sockets (receive buffers full; missing from the ratio)")
 }
 
 func printSummary(w io.Writer, ss []Summary) {

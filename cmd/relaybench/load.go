@@ -77,12 +77,18 @@ type Result struct {
 	RecvThreadMax float64   `json:"receiver_thread_cpu_max"` // busiest receiver thread, in cores
 	ToolSaturated bool      `json:"tool_saturated"`
 	ToolLimited   bool      `json:"tool_limited"` // UDP senders could not keep the schedule
-	KeptUp        bool      `json:"kept_up"`      // the last delivery came soon after the schedule's end
-	Sustained     bool      `json:"sustained"`    // ratio >= 0.999 and kept up
-	VsNaive       float64   `json:"deliveries_vs_naive,omitempty"`
-	VsBatch       float64   `json:"deliveries_vs_batch,omitempty"`
-	VsCoalesce    float64   `json:"deliveries_vs_coalesce,omitempty"`
-	VsNATS        float64   `json:"deliveries_vs_nats,omitempty"`
+	// SockDrops counts the datagrams the kernel dropped in the load tool's
+	// own member sockets during the step, their receive buffers full
+	// (/proc/net/udp; IPv4 UDP members; -1: unknown). They were sent by the
+	// relay and never read: missing from Delivered like any other loss, and
+	// shown apart so that a step lost there is told from one lost in the relay.
+	SockDrops  int64   `json:"member_socket_drops"`
+	KeptUp     bool    `json:"kept_up"`   // the last delivery came soon after the schedule's end
+	Sustained  bool    `json:"sustained"` // ratio >= 0.999 and kept up
+	VsNaive    float64 `json:"deliveries_vs_naive,omitempty"`
+	VsBatch    float64 `json:"deliveries_vs_batch,omitempty"`
+	VsCoalesce float64 `json:"deliveries_vs_coalesce,omitempty"`
+	VsNATS     float64 `json:"deliveries_vs_nats,omitempty"`
 }
 
 // session is the logged-in members of one relay (or of several sharing
@@ -92,7 +98,8 @@ type session struct {
 	sc      Scenario
 	lay     layout
 	members []*member
-	rev     uint64 // v2: the lowest revision the relay's welcomes answered
+	rev     uint64           // v2: the lowest revision the relay's welcomes answered
+	addrs   []netip.AddrPort // the relays the members log in on
 
 	// brokerCPU reads the CPU seconds of the NATS server the relays
 	// share (nil: there is none); a step reports its share beside the
@@ -160,7 +167,7 @@ func dialNodes(proto Proto, addrs []netip.AddrPort, sc Scenario) (*session, erro
 	if err := raiseFDLimit(uint64(sc.Members) + 256); err != nil {
 		return nil, err
 	}
-	s := &session{proto: proto, sc: sc, lay: oneRoom(sc)}
+	s := &session{proto: proto, sc: sc, lay: oneRoom(sc), addrs: addrs}
 	s.lay.nodes = len(addrs)
 	buf := make([]byte, 65536)
 	for i := 0; i < sc.Members; i++ {
@@ -254,6 +261,7 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	before.threads = rv.threadCPU()
 	before.broker = relayCPU(s.brokerCPU)
 	before.relay = relayCPU(cpu)
+	drops0 := s.memberDrops()
 	start := time.Now()
 
 	sent, sendErr := s.sendChats(rate, perSender, start)
@@ -269,7 +277,32 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 	rv.halt()
 
 	s.tally(&res, rv.rs, start, sendEnd, before, after)
+	res.SockDrops = -1
+	if drops1 := s.memberDrops(); drops0 >= 0 && drops1 >= 0 {
+		res.SockDrops = drops1 - drops0
+	}
 	return res, nil
+}
+
+// memberDrops sums the drops of the members' sockets, those connected to
+// the session's relays (udpDrops); -1 when they cannot be read: NATS
+// members (TCP), a relay on IPv6, no /proc.
+func (s *session) memberDrops() int64 {
+	if s.proto == ProtoNATS || len(s.addrs) == 0 {
+		return -1
+	}
+	var sum int64
+	for _, a := range s.addrs {
+		if !a.Addr().Is4() {
+			return -1
+		}
+		d, _, err := udpDrops(a)
+		if err != nil {
+			return -1
+		}
+		sum += d
+	}
+	return sum
 }
 
 // stepReceivers are the receiver goroutines of one step and the flag that

@@ -205,7 +205,7 @@ func (e *env) runRooms(rc roomsConfig, rep *Report) *RoomsReport {
 			fail(sh, err)
 			return out
 		}
-		sh.sess = &session{proto: ProtoV2, sc: sc, lay: sh.lay, members: ms}
+		sh.sess = &session{proto: ProtoV2, sc: sc, lay: sh.lay, members: ms, addrs: []netip.AddrPort{addr}}
 		fmt.Fprintf(e.stderr, "relaybench: %s: %s: %d v2 members in %d rooms of %d in %.1f s\n",
 			roomsScenario, sh.name, fr.Members, sh.lay.rooms, sh.lay.size, fr.TookS)
 	}
