@@ -91,7 +91,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	rates := fs.String("rates", "", "comma-separated offered rates, stepped (overrides --rate)")
 	fs.DurationVar(&c.sc.Duration, "duration", 3*time.Second, "sending time per step (scenarios choose their own unless given)")
 	fs.IntVar(&c.sc.Receivers, "receivers", 2, "receiver goroutines, each with its own epoll over its share of sockets")
-	fs.IntVar(&c.sc.RcvBuf, "rcvbuf", 4<<20, "receive buffer `bytes` per UDP member socket (SO_RCVBUFFORCE, else SO_RCVBUF)")
+	fs.IntVar(&c.sc.RcvBuf, "rcvbuf", 16<<20, "receive buffer `bytes` per UDP member socket (SO_RCVBUFFORCE, else SO_RCVBUF; the kernel doubles it)")
 	fs.DurationVar(&c.sc.Drain, "drain", 2*time.Second, "longest wait for late deliveries after the last send")
 	fs.IntVar(&c.sc.Budget, "budget", defaultBudget, "largest datagram in `bytes` when frames are packed: chatrelay-v2's --send-budget and the coalesce reference's")
 	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all); or rooms1000 (relay CPU per delivery in 1,000 rooms of 10 v2 members against one room of 100, on one ladder of offered deliveries/s, the steps alternating: see --rooms-*; not part of all); or nodes2 (a room on two relays sharing one NATS JetStream server against one relay on it, in memory and --data-dir: p99 at 20 x 200 chats/s, then the room100 ladder, the relays' steps alternating: see --nodes-*; not part of all)")
