@@ -15,6 +15,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/chatrelay/chatrelay/relay"
+	"github.com/chatrelay/chatrelay/relay/sched"
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
@@ -118,7 +119,7 @@ func defaultOptions() Options {
 		LimitExempt:    "127.0.0.0/8,::1/128",
 		Readers:        1,
 		Batch:          "on",
-		Sched:          "batch",
+		Sched:          sched.Batch,
 		History:        defaultHistory,
 		NATSReplicas:   1,
 		NameLease:      30 * time.Second,
@@ -330,8 +331,8 @@ func (o Options) validate() error {
 	if o.Batch != "on" && o.Batch != "off" {
 		return bad("batch", "%q: want on or off", o.Batch)
 	}
-	if o.Sched != "batch" && o.Sched != "normal" {
-		return bad("sched", "%q: want batch or normal", o.Sched)
+	if err := sched.Check(o.Sched); err != nil {
+		return bad("sched", "%v", err)
 	}
 	if err := checkAddr("listen", "udp", o.Listen); err != nil {
 		return err

@@ -256,12 +256,12 @@ func (s *session) step(rate int, cpu func() (float64, error)) (Result, error) {
 		return res, err
 	}
 
+	drops0 := s.memberDrops() // read before the tool's own CPU is, so as not to count as its work
 	var before, after cpuMark
 	before.self, _ = selfCPU()
 	before.threads = rv.threadCPU()
 	before.broker = relayCPU(s.brokerCPU)
 	before.relay = relayCPU(cpu)
-	drops0 := s.memberDrops()
 	start := time.Now()
 
 	sent, sendErr := s.sendChats(rate, perSender, start)

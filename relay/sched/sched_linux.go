@@ -9,8 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var policies = map[string]uint32{Batch: unix.SCHED_BATCH, Normal: unix.SCHED_NORMAL}
-
 // Set puts every thread of the process in policy (Batch or Normal), each
 // keeping its nice value, and returns how many threads it set. A thread
 // started later inherits the policy of the thread that starts it, so once
@@ -20,21 +18,23 @@ var policies = map[string]uint32{Batch: unix.SCHED_BATCH, Normal: unix.SCHED_NOR
 // real-time or idle policy (chrt) keep it. The first error other than a
 // thread having ended is returned, after the other threads were set.
 func Set(policy string) (int, error) {
-	want, ok := policies[policy]
-	if !ok {
-		return 0, fmt.Errorf("sched: unknown policy %q (want %s or %s)", policy, Batch, Normal)
+	if err := Check(policy); err != nil {
+		return 0, fmt.Errorf("sched: %w", err)
+	}
+	want := uint32(unix.SCHED_NORMAL)
+	if policy == Batch {
+		want = unix.SCHED_BATCH
 	}
 	done := map[int]bool{}
 	var first error
 	for pass := 0; pass < 5; pass++ {
-		tasks, err := os.ReadDir("/proc/self/task")
+		ts, err := tids(os.Getpid())
 		if err != nil {
 			return len(done), err
 		}
 		found := false
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
-			if err != nil || done[tid] {
+		for _, tid := range ts {
+			if done[tid] {
 				continue
 			}
 			found, done[tid] = true, true
@@ -47,6 +47,43 @@ func Set(policy string) (int, error) {
 		}
 	}
 	return len(done), first
+}
+
+// Policies returns the scheduling policy of each thread of process pid,
+// by thread id (unix.SCHED_NORMAL, unix.SCHED_BATCH, ...), as chrt -p
+// shows them; a thread that ended while they were read is left out.
+func Policies(pid int) (map[int]uint32, error) {
+	ts, err := tids(pid)
+	if err != nil {
+		return nil, err
+	}
+	got := make(map[int]uint32, len(ts))
+	for _, tid := range ts {
+		attr, err := unix.SchedGetAttr(tid, 0)
+		if errors.Is(err, unix.ESRCH) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sched: thread %d: %w", tid, err)
+		}
+		got[tid] = attr.Policy
+	}
+	return got, nil
+}
+
+// tids lists the threads of process pid (/proc/<pid>/task).
+func tids(pid int) ([]int, error) {
+	es, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil, err
+	}
+	ts := make([]int, 0, len(es))
+	for _, e := range es {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			ts = append(ts, tid)
+		}
+	}
+	return ts, nil
 }
 
 // setThread puts thread tid in policy want unless it is in a real-time or

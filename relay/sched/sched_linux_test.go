@@ -3,7 +3,6 @@ package sched_test
 import (
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -15,61 +14,43 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// policyOf reads thread tid's scheduling policy as ps and chrt see it
-// (/proc/<tid>/stat, field 41): 0 SCHED_OTHER, 3 SCHED_BATCH; -1 if the
-// thread has ended.
-func policyOf(t *testing.T, tid int) int {
+// threadPolicies returns the policy of every thread of this process.
+func threadPolicies(t *testing.T) map[int]uint32 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/task/" + strconv.Itoa(tid) + "/stat")
-	if os.IsNotExist(err) {
-		return -1
-	}
+	got, err := sched.Policies(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // field 3 onwards
-	p, err := strconv.Atoi(fields[41-3])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// threadPolicies returns the policy of every thread of the process.
-func threadPolicies(t *testing.T) map[int]int {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[int]int{}
-	for _, e := range tasks {
-		tid, _ := strconv.Atoi(e.Name())
-		if p := policyOf(t, tid); p >= 0 {
-			got[tid] = p
-		}
 	}
 	return got
+}
+
+// policyOf returns the calling thread's policy.
+func policyOf(t *testing.T) uint32 {
+	attr, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	return attr.Policy
 }
 
 // newThreadPolicies starts n goroutines locked to threads of their own,
 // more than there are threads now, so that the runtime must start new
 // ones, and returns the policy each thread reports; the threads end
 // with their goroutines.
-func newThreadPolicies(t *testing.T, n int) []int {
+func newThreadPolicies(t *testing.T, n int) []uint32 {
 	t.Helper()
-	got := make(chan int)
+	got := make(chan uint32)
 	release := make(chan struct{})
 	for range n {
 		go func() {
 			// Locked when it returns: the thread ends with the goroutine.
 			runtime.LockOSThread()
-			got <- policyOf(t, unix.Gettid())
+			got <- policyOf(t)
 			<-release
 		}()
 	}
-	var ps []int
+	var ps []uint32
 	for range n {
 		ps = append(ps, <-got)
 	}

@@ -14,8 +14,20 @@
 // wait for up to a slice (a few milliseconds) before it runs.
 package sched
 
+import "fmt"
+
 // The policies Set accepts.
 const (
 	Batch  = "batch"  // SCHED_BATCH
 	Normal = "normal" // SCHED_OTHER, the system's default
 )
+
+// Check reports an error unless policy is one Set accepts (Batch or
+// Normal), on every platform: a configuration that names another is wrong
+// everywhere, even where Set does nothing.
+func Check(policy string) error {
+	if policy != Batch && policy != Normal {
+		return fmt.Errorf("%q: want %s or %s", policy, Batch, Normal)
+	}
+	return nil
+}
