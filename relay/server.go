@@ -588,7 +588,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Unblock the readers without closing the sockets: the first is still
 	// needed to drain and to say goodbye.
 	for _, c := range s.conns {
-		_ = c.SetReadDeadline(time.Unix(1, 0))
+		c.StopReading()
 	}
 	<-s.readDone
 	s.unfollowAll()

@@ -15,9 +15,15 @@ import (
 
 // rawReader is a Reader's own path on Linux: recvmmsg called directly
 // (unix.Syscall6) on the Reader's own duplicate of the socket, with a
-// prebuilt array of mmsghdr, never through Go's poller. When the socket is
-// empty the reader waits in ppoll on the socket and on its own eventfd,
-// which SetReadDeadline (a deadline in the past) and Close write to wake it.
+// prebuilt array of mmsghdr, never through Go's poller. On a socket the
+// Conn made blocking (blockingSocket) a Read without a deadline waits in
+// recvmmsg itself (MSG_WAITFORONE), as a minimal recvmmsg loop does: one
+// system call per batch, where a non-blocking read of an empty socket and
+// a poll would make three. StopReading and Close wake it (shutdown); a new
+// deadline is seen within readTick. With a deadline, or on a socket left
+// non-blocking, the reader waits in ppoll on the socket and on its own
+// eventfd, which SetReadDeadline (a deadline in the past) and Close write
+// to wake it.
 // The goroutine that reads is meant to be locked to its OS thread: it then
 // sleeps and wakes in the kernel, as a minimal recvmmsg loop does, instead
 // of parking in the Go scheduler and being woken through the netpoller
@@ -133,12 +139,22 @@ func (r *Reader) readRaw(pkts []Packet) (int, error) {
 		if err := r.stopped(); err != nil {
 			return 0, err
 		}
-		got, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(rr.fd), uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		// Without a deadline, on a blocking socket, recvmmsg itself waits
+		// for the first datagram; else it never waits and ppoll does.
+		block := r.c.blocking && r.c.deadline.Load() == 0
+		flags := uintptr(unix.MSG_DONTWAIT)
+		if block {
+			flags = unix.MSG_WAITFORONE
+		}
+		got, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(rr.fd), uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(n), flags, 0, 0)
 		switch {
 		case errno == 0:
-			return r.fill(pkts, int(got)), nil
-		case errno == unix.EINTR:
-			continue
+			if got := received(rr.hdrs[:got]); got > 0 {
+				return r.fill(pkts, got), nil
+			}
+			continue // shut down for reading: stopped says why
+		case errno == unix.EINTR, errno == unix.EAGAIN && block:
+			continue // a signal, or readTick passed: look at the deadline
 		case errno != unix.EAGAIN:
 			return 0, errno
 		}
@@ -150,11 +166,26 @@ func (r *Reader) readRaw(pkts []Packet) (int, error) {
 	}
 }
 
-// stopped returns the error a Read returns once the Conn is closed or its
-// read deadline has passed, else nil.
+// received counts the leading messages a recvmmsg filled with datagrams. A
+// socket shut down for reading hands out empty messages without a source
+// address, at once and forever: they are not datagrams.
+func received(hdrs []unix.Mmsghdr) int {
+	for i := range hdrs {
+		if hdrs[i].Hdr.Namelen == 0 {
+			return i
+		}
+	}
+	return len(hdrs)
+}
+
+// stopped returns the error a Read returns once the Conn is closed, its
+// reading stopped, or its read deadline has passed, else nil.
 func (r *Reader) stopped() error {
 	if r.c.closedNow.Load() {
 		return net.ErrClosed
+	}
+	if r.c.readStopped.Load() {
+		return os.ErrDeadlineExceeded
 	}
 	if d := r.c.deadline.Load(); d != 0 && time.Now().UnixNano() >= d {
 		return os.ErrDeadlineExceeded
@@ -237,6 +268,9 @@ func (c *Conn) closeReadersLocked() {
 	for _, rr := range c.raws {
 		if rr.active {
 			rr.poke()
+			if c.blocking {
+				_ = unix.Shutdown(rr.fd, unix.SHUT_RD) // it may wait in recvmmsg
+			}
 		} else {
 			rr.closeLocked()
 		}
@@ -261,4 +295,48 @@ func (rr *rawReader) poke() {
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
 	_, _ = unix.Write(rr.wake, one[:])
+}
+
+// readTick is the receive timeout (SO_RCVTIMEO) of a socket the Conn made
+// blocking: a Read waiting in recvmmsg looks at the deadline at least this
+// often. SetReadDeadline does not wake it sooner; StopReading and Close do.
+// Idle, a reader wakes 4 times a second.
+const readTick = 250 * time.Millisecond
+
+// blockingSocket makes the socket behind fd block, with a receive timeout
+// of readTick, for raw Readers to wait in recvmmsg itself. O_NONBLOCK is a
+// flag of the open socket, shared by every duplicate of fd: each other
+// call on it (sendmmsg, sendmsg, the error queue's recvmsg) says
+// MSG_DONTWAIT. It reports false, the socket left non-blocking, if either
+// step failed; fd must be out of Go's poller.
+func blockingSocket(fd int) bool {
+	tv := unix.NsecToTimeval(readTick.Nanoseconds())
+	if unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) != nil {
+		return false
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return false
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	return err == nil
+}
+
+// StopReading ends reading for good: a Read under way returns
+// os.ErrDeadlineExceeded at once, and so does every later one. The socket
+// still sends. Unlike a deadline it cannot be undone: where a Reader waits
+// in recvmmsg itself the socket is shut down for reading to wake it.
+func (c *Conn) StopReading() {
+	c.readStopped.Store(true)
+	_ = c.SetReadDeadline(time.Unix(1, 0)) // wakes a Reader in ppoll, and one reading through uc
+	c.dupMu.Lock()
+	defer c.dupMu.Unlock()
+	if !c.blocking || c.closed {
+		return
+	}
+	c.fdMu.RLock()
+	defer c.fdMu.RUnlock()
+	if c.fd >= 0 {
+		_ = unix.Shutdown(c.fd, unix.SHUT_RD)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -242,5 +243,128 @@ func TestReaderReportsQueuedErrors(t *testing.T) {
 			t.Fatalf("Read: %v", err)
 		}
 		c.DrainErrors(func(netip.AddrPort, syscall.Errno) {})
+	}
+}
+
+// readInThread starts r.Read(pkts) on a goroutine locked to its thread and
+// returns that thread's id and the Read's result.
+func readInThread(r *udpio.Reader, pkts []udpio.Packet) (tid int, done <-chan error) {
+	tids, errc := make(chan int, 1), make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- unix.Gettid()
+		_, err := r.Read(pkts)
+		errc <- err
+	}()
+	return <-tids, errc
+}
+
+// waitSyscall polls until thread tid of this process sleeps in system call
+// nr (/proc/self/task/<tid>/syscall), or fails the test after 5 s.
+func waitSyscall(t *testing.T, tid int, nr uintptr) {
+	t.Helper()
+	path := filepath.Join("/proc/self/task", strconv.Itoa(tid), "syscall")
+	want := strconv.FormatUint(uint64(nr), 10)
+	var last string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Skip("no /proc/self/task/<tid>/syscall:", err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if last = f[0]; last == want {
+				return
+			}
+		}
+	}
+	t.Fatalf("thread %d sleeps in system call %s, want %s", tid, last, want)
+}
+
+// A Read without a deadline waits in recvmmsg itself, one system call per
+// batch as a minimal loop makes (no poll before it), and returns the
+// datagram that wakes it; an ICMP error wakes it too.
+func TestReaderWaitsInRecvmmsg(t *testing.T) {
+	c := listen(t, "udp4", "127.0.0.1:0")
+	if err := c.EnableRecvErr(); err != nil {
+		t.Fatal(err)
+	}
+	r := c.NewReader()
+	pkts := []udpio.Packet{{Buf: make([]byte, 64)}}
+	tid, done := readInThread(r, pkts)
+	waitSyscall(t, tid, unix.SYS_RECVMMSG)
+
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.WriteToUDPAddrPort([]byte("wake"), c.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || pkts[0].From != peer.LocalAddr().(*net.UDPAddr).AddrPort() || string(pkts[0].Buf[:pkts[0].N]) != "wake" {
+			t.Fatalf("Read = %v, %q from %v; want wake from the peer", err, pkts[0].Buf[:pkts[0].N], pkts[0].From)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a datagram did not wake the Read")
+	}
+
+	tid, done = readInThread(r, pkts)
+	waitSyscall(t, tid, unix.SYS_RECVMMSG)
+	send(t, c, []byte("x"), deadPort(t, "127.0.0.1"))
+	select {
+	case err := <-done:
+		if !errors.Is(err, udpio.ErrQueuedErrors) && !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("Read after an ICMP error: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an ICMP error did not wake the Read")
+	}
+}
+
+// StopReading wakes a Read waiting in recvmmsg, and reading stays stopped
+// (a cleared deadline does not restart it, and datagrams that come later
+// are not handed out, not even as empty ones), while the socket still
+// sends.
+func TestStopReadingWakesTheReaderForGood(t *testing.T) {
+	c := listen(t, "udp4", "127.0.0.1:0")
+	r := c.NewReader()
+	pkts := []udpio.Packet{{Buf: make([]byte, 64)}, {Buf: make([]byte, 64)}}
+	tid, done := readInThread(r, pkts)
+	waitSyscall(t, tid, unix.SYS_RECVMMSG)
+	c.StopReading()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read after StopReading: %v, want os.ErrDeadlineExceeded", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("StopReading did not wake the Read")
+	}
+
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	addr := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	if _, err := peer.WriteToUDPAddrPort([]byte("late"), addr); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Time{})
+	if n, err := r.Read(pkts); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read after StopReading and a cleared deadline = %d, %v; want 0, os.ErrDeadlineExceeded", n, err)
+	}
+
+	d := c.Dest(peer.LocalAddr().(*net.UDPAddr).AddrPort(), netip.Addr{})
+	if err := c.Send([]byte("still sends"), &d); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, from, err := peer.ReadFromUDPAddrPort(buf); err != nil || from != addr || string(buf[:n]) != "still sends" {
+		t.Fatalf("peer read %q from %v, %v; want \"still sends\" from %v", buf[:n], from, err, addr)
 	}
 }

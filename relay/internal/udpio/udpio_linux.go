@@ -41,8 +41,13 @@ type Conn struct {
 	readMu sync.Mutex // serialises Read in own mode
 	reader *Reader    // Read's, in own mode; guarded by readMu
 
-	deadline  atomic.Int64 // the read deadline in Unix nanoseconds for raw Readers; 0: none
-	closedNow atomic.Bool  // closed, for raw Readers to see without the lock
+	deadline    atomic.Int64 // the read deadline in Unix nanoseconds for raw Readers; 0: none
+	closedNow   atomic.Bool  // closed, for raw Readers to see without the lock
+	readStopped atomic.Bool  // StopReading was called
+
+	// blocking: the own socket blocks (blockingSocket), so that a raw
+	// Reader without a deadline waits in recvmmsg; set before any Reader.
+	blocking bool
 
 	// steered: the socket is a reuseport group of one that steers every
 	// datagram to it (Listen): each batch sends on a socket of its own in
@@ -124,6 +129,7 @@ func NewOpts(uc *net.UDPConn, o Options) (*Conn, error) {
 			// system calls (batchPlat, rawReader).
 			c.fd, c.own = fd, true
 			_ = uc.Close()
+			c.blocking = blockingSocket(fd)
 			return c, nil
 		}
 		if c.family == unix.AF_INET {

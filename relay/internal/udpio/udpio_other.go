@@ -58,6 +58,10 @@ func (c *Conn) LocalAddr() net.Addr { return c.uc.LocalAddr() }
 // SetReadDeadline unblocks or bounds Read, as net.Conn's.
 func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
 
+// StopReading ends reading: a Read under way, and every later one, returns
+// os.ErrDeadlineExceeded (a deadline in the past). The socket still sends.
+func (c *Conn) StopReading() { _ = c.uc.SetReadDeadline(time.Unix(1, 0)) }
+
 // Close closes the socket.
 func (c *Conn) Close() error { return c.uc.Close() }
 
