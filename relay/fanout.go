@@ -215,9 +215,11 @@ const jobsInFlight = 1
 // Waiting would coalesce nothing for them, only hold the next round behind
 // the slowest shard's part of this one: in room100 at 6,500 chats/s, the
 // median delivery took 4 ms with one such job in flight and 2.7 ms with
-// four, for the same CPU (docs/BENCHMARKS.md). Each shard still sends its
-// jobs in order, so a member's datagrams keep theirs.
-const linesInFlight = 4
+// four, for the same CPU; in room10 at 42,222 chats/s, 26-58 ms with
+// sixteen (and flushEvery 16) against 84-187 ms with four, and less CPU
+// per delivery (docs/BENCHMARKS.md). Each shard still sends its jobs in
+// order, so a member's datagrams keep theirs.
+const linesInFlight = 16
 
 // maxArena bounds the packed v2 bytes of one job: the packer posts a job
 // once it holds this much and goes on with a new one.
