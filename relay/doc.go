@@ -12,8 +12,9 @@
 //     oversize ones, and hands the read batch to the dispatcher in one step,
 //     taking fresh buffers in their place. It never parses, never answers,
 //     never blocks. On Linux the socket is out of Go's poller (udpio.NewOpts)
-//     and the reader, locked to its thread, sleeps in the kernel (ppoll)
-//     when the socket is empty. With --readers N there are N sockets in an
+//     and the reader, locked to its thread, sleeps in recvmmsg itself
+//     (MSG_WAITFORONE on the socket the relay made blocking) when the socket
+//     is empty: one system call per batch. With --readers N there are N sockets in an
 //     SO_REUSEPORT group, one reader each; the kernel keeps each sender on
 //     one socket. One exception, for latency: a read batch of at most 4
 //     datagrams that finds no worker running, where handlers never wait
@@ -42,7 +43,7 @@
 //     the room's snapshot of members (one atomic load, no lock), in each
 //     shard's outbox (fanout.go; sixteen shards per CPU, each member in the
 //     shard its address picks). A worker flushes when no lane waits (at low
-//     load: after each datagram) or after 64 datagrams: a shard nobody is
+//     load: after each datagram) or after 16 datagrams: a shard nobody is
 //     sending gets it as its sender until it is empty, so at low load the
 //     event leaves at once and under load the events of many lanes leave
 //     together, packed for v2 members into datagrams up to the send budget
