@@ -291,18 +291,16 @@ func (s *session) memberDrops() int64 {
 	if s.proto == ProtoNATS || len(s.addrs) == 0 {
 		return -1
 	}
-	var sum int64
 	for _, a := range s.addrs {
 		if !a.Addr().Is4() {
 			return -1
 		}
-		d, _, err := udpDrops(a)
-		if err != nil {
-			return -1
-		}
-		sum += d
 	}
-	return sum
+	d, _, err := udpDrops(s.addrs...)
+	if err != nil {
+		return -1
+	}
+	return d
 }
 
 // stepReceivers are the receiver goroutines of one step and the flag that

@@ -601,15 +601,19 @@ func (s *storm) datagram(rc *stormRecv, gi int, p []byte, now int64) {
 }
 
 // udpDrops sums the drops column of /proc/net/udp (datagrams the kernel
-// dropped because a socket's receive buffer was full) over the sockets
-// connected to relay (the members) and those bound to it (the relay's own).
-func udpDrops(relay netip.AddrPort) (members, relaySock int64, err error) {
+// dropped because a socket's receive buffer was full), read once, over the
+// sockets connected to the relays (IPv4; the members) and those bound to
+// them (the relays' own).
+func udpDrops(relays ...netip.AddrPort) (members, relaySock int64, err error) {
 	b, err := os.ReadFile("/proc/net/udp")
 	if err != nil {
 		return 0, 0, err
 	}
-	a := relay.Addr().As4()
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], relay.Port())
+	want := make(map[string]bool, len(relays))
+	for _, r := range relays {
+		a := r.Addr().As4()
+		want[fmt.Sprintf("%02X%02X%02X%02X:%04X", a[3], a[2], a[1], a[0], r.Port())] = true
+	}
 	lines := strings.Split(string(b), "\n")
 	for _, line := range lines[1:] {
 		f := strings.Fields(line)
@@ -621,9 +625,9 @@ func udpDrops(relay netip.AddrPort) (members, relaySock int64, err error) {
 			continue
 		}
 		switch {
-		case f[2] == want:
+		case want[f[2]]:
 			members += d
-		case f[1] == want:
+		case want[f[1]]:
 			relaySock += d
 		}
 	}

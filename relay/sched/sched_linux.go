@@ -59,16 +59,28 @@ func Policies(pid int) (map[int]uint32, error) {
 	}
 	got := make(map[int]uint32, len(ts))
 	for _, tid := range ts {
-		attr, err := unix.SchedGetAttr(tid, 0)
-		if errors.Is(err, unix.ESRCH) {
-			continue
-		}
+		attr, err := threadAttr(tid)
 		if err != nil {
-			return nil, fmt.Errorf("sched: thread %d: %w", tid, err)
+			return nil, err
 		}
-		got[tid] = attr.Policy
+		if attr != nil {
+			got[tid] = attr.Policy
+		}
 	}
 	return got, nil
+}
+
+// threadAttr returns thread tid's scheduling attributes, nil if the thread
+// has ended.
+func threadAttr(tid int) (*unix.SchedAttr, error) {
+	attr, err := unix.SchedGetAttr(tid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sched: thread %d: %w", tid, err)
+	}
+	return attr, nil
 }
 
 // tids lists the threads of process pid (/proc/<pid>/task).
@@ -89,12 +101,9 @@ func tids(pid int) ([]int, error) {
 // setThread puts thread tid in policy want unless it is in a real-time or
 // idle policy; a thread that has ended meanwhile is no error.
 func setThread(tid int, want uint32) error {
-	attr, err := unix.SchedGetAttr(tid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("sched: thread %d: %w", tid, err)
+	attr, err := threadAttr(tid)
+	if attr == nil || err != nil {
+		return err
 	}
 	if attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH {
 		return nil

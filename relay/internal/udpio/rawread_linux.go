@@ -149,8 +149,8 @@ func (r *Reader) readRaw(pkts []Packet) (int, error) {
 		got, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(rr.fd), uintptr(unsafe.Pointer(&rr.hdrs[0])), uintptr(n), flags, 0, 0)
 		switch {
 		case errno == 0:
-			if got := received(rr.hdrs[:got]); got > 0 {
-				return r.fill(pkts, got), nil
+			if got := r.fill(pkts, int(got)); got > 0 {
+				return got, nil
 			}
 			continue // shut down for reading: stopped says why
 		case errno == unix.EINTR, errno == unix.EAGAIN && block:
@@ -164,18 +164,6 @@ func (r *Reader) readRaw(pkts []Packet) (int, error) {
 			return 0, err
 		}
 	}
-}
-
-// received counts the leading messages a recvmmsg filled with datagrams. A
-// socket shut down for reading hands out empty messages without a source
-// address, at once and forever: they are not datagrams.
-func received(hdrs []unix.Mmsghdr) int {
-	for i := range hdrs {
-		if hdrs[i].Hdr.Namelen == 0 {
-			return i
-		}
-	}
-	return len(hdrs)
 }
 
 // stopped returns the error a Read returns once the Conn is closed, its
@@ -233,11 +221,17 @@ func (r *Reader) wait() error {
 	}
 }
 
-// fill converts the first n messages the kernel filled into pkts.
+// fill converts the first n messages the kernel filled into pkts and
+// returns how many held datagrams: it stops at a message without a source
+// address, as a socket shut down for reading hands out, at once and
+// forever (they are not datagrams).
 func (r *Reader) fill(pkts []Packet, n int) int {
 	rr := r.raw
 	for i := range n {
 		p, h := &pkts[i], &rr.hdrs[i]
+		if h.Hdr.Namelen == 0 {
+			return i
+		}
 		p.N, p.Local = int(h.Len), netip.Addr{}
 		p.From = rawAddrPort(&rr.names[i], h.Hdr.Namelen)
 		if cl := int(h.Hdr.Controllen); cl > 0 {
