@@ -67,9 +67,25 @@ func (s *Server) unfollowAll() {
 // its except, as in broadcast.
 func (s *Server) logEvent(r *room, seq uint64, line []byte, behind uint64) {
 	r.lag.Store(behind)
-	if !r.undelivered(seq) {
-		return
+	if r.undelivered(seq) {
+		s.handOver(r, seq, line)
+		r.unflushed.Add(1)
 	}
+	// While the log holds more events behind this one they come at once:
+	// queue them, and send them together (several to a v2 datagram) with
+	// the last, or every followFlushEvery events. The last may be one this
+	// node delivered already (its own, stored after one from another node
+	// that was still on its way: it waited for that one, and left with it
+	// while the log said one more was behind): what waits goes now all the
+	// same.
+	if n := r.unflushed.Load(); n > 0 && (behind == 0 || n >= followFlushEvery) {
+		r.unflushed.Store(0)
+		s.out.Flush()
+	}
+}
+
+// handOver hands the event seq of r's log, line, to this node's members.
+func (s *Server) handOver(r *room, seq uint64, line []byte) {
 	var f wire.Frame
 	if !wire.DecodeFrameInPlace(line, &f) {
 		s.log.Warn("a room's log holds an event that is not a frame", zap.String("room", r.name), zap.Uint64("seq", seq))
@@ -95,13 +111,6 @@ func (s *Server) logEvent(r *room, seq uint64, line []byte, behind uint64) {
 		}
 	}
 	r.deliver(seq, Event{Members: members, V2: line, Classic: classic, Except: except}, s.out)
-	// While the log holds more events behind this one they come at once:
-	// queue them, and send them together (several to a v2 datagram) with
-	// the last, or every followFlushEvery events.
-	if n := r.unflushed.Add(1); behind == 0 || n >= followFlushEvery {
-		r.unflushed.Store(0)
-		s.out.Flush()
-	}
 }
 
 // flushFollowed sends what a follower queued while its log said more was
