@@ -9,32 +9,36 @@
 //
 //  1. Server.readLoop reads datagrams, up to 64 per recvmmsg (with the local
 //     address each was sent to, IP_PKTINFO), drops and counts empty or
-//     oversize ones, and hands the read batch to the dispatcher in one step,
-//     taking fresh buffers in their place. It never parses, never answers,
-//     never blocks. On Linux the socket is out of Go's poller (udpio.NewOpts)
-//     and the reader, locked to its thread, sleeps in recvmmsg itself
-//     (MSG_WAITFORONE on the socket the relay made blocking) when the socket
-//     is empty: one system call per batch. With --readers N there are N sockets in an
-//     SO_REUSEPORT group, one reader each; the kernel keeps each sender on
-//     one socket. One exception, for latency: a read batch of at most 4
-//     datagrams that finds no worker running, where handlers never wait
-//     (nothing behind the network), is handled by the reader itself, as a
-//     one-goroutine loop would (steps 3-5, no task, no thread to wake), and
-//     its fan-out leaves in one sendmmsg per sender socket
-//     (fanout.FlushQuiet). Under load batches are larger or workers run,
-//     and the reader only reads.
-//  2. The dispatcher appends each datagram to its sender's lane. A full
-//     queue (all senders, or this sender) drops and counts it. A lane is run
-//     by at most one worker at a time, so each sender's requests are handled
-//     in the order they arrived. A worker is started when no running worker
-//     takes lanes (they are all flushing): a read batch wakes one worker, not
-//     one per sender. Where handlers may wait on the network (a store behind
-//     NATS, or any name directory or room log that is not InProcess), each
-//     ready lane may have a worker of its own.
-//  3. A worker (an Executor task) takes a lane's backlog, handles each
-//     datagram in order, and moves on to the next ready lane; it exits when
-//     none is left. One pool task thus serves many datagrams. Handler
-//     panics are recovered per datagram.
+//     oversize ones and, with flood control on, those over a source's
+//     rate, taking fresh buffers in their place. It never answers garbage.
+//     On Linux the socket is out of Go's poller (udpio.NewOpts) and the
+//     reader, locked to its thread, sleeps in recvmmsg itself
+//     (MSG_WAITFORONE on the socket the relay made blocking) when the
+//     socket is empty: one system call per batch. With --readers N there
+//     are N sockets in an SO_REUSEPORT group, one reader each; the kernel
+//     keeps each sender on one socket.
+//  2. Where handlers never wait (the default: rooms, names and sessions in
+//     this process), the reader handles the batch itself, datagram by
+//     datagram in order (steps 4-5), while they are warm in its cache, and
+//     up to Workers Executor tasks send the fan-out (flushers.go), as
+//     nats-server's read loop processes what it read and its write loops
+//     send. A quiet batch (at most 4 datagrams after 500 µs without any)
+//     leaves at once from the reader (fanout.FlushQuiet), as a
+//     one-goroutine loop would send it. When the fan-out is behind,
+//     publishing waits for it (journalLimit), the reader reads no more
+//     meanwhile, and the backlog waits in the socket's buffer (16 MiB);
+//     what the kernel drops beyond it is counted (rcvbuf).
+//  3. Where handlers may wait on the network (a store behind NATS or
+//     --data-dir: any name directory or room log that is not InProcess),
+//     the reader only hands the batch to the dispatcher, in one step. The
+//     dispatcher appends each datagram to its sender's lane; a full queue
+//     (all senders, or this sender) drops and counts it. A lane is run by
+//     at most one worker (an Executor task) at a time, so each sender's
+//     requests are handled in the order they arrived, and each ready lane
+//     may have a worker of its own, so that one sender's wait holds up no
+//     other. A worker takes a lane's backlog, handles each datagram in
+//     order, and moves on to the next ready lane; it exits when none is
+//     left. Handler panics are recovered per datagram.
 //  4. dispatch parses the datagram and runs the row of the handler table for
 //     its verb; the row's fields carry the checks (must be a member, must
 //     name oneself). Garbage is counted, never answered.
@@ -42,11 +46,11 @@
 //     (RoomLog.Append), then queued, in sequence order (room.deliver), with
 //     the room's snapshot of members (one atomic load, no lock), in each
 //     shard's outbox (fanout.go; sixteen shards per CPU, each member in the
-//     shard its address picks). A worker flushes when no lane waits (at low
-//     load: after each datagram) or after 16 datagrams: a shard nobody is
-//     sending gets it as its sender until it is empty, so at low load the
-//     event leaves at once and under load the events of many lanes leave
-//     together, packed for v2 members into datagrams up to the send budget
+//     shard its address picks). The reader kicks the flushers after each
+//     batch; a worker flushes when no lane waits (at low load: after each
+//     datagram) or after 16 datagrams: a shard nobody is sending gets it as
+//     its sender until it is empty, so at low load the event leaves at once
+//     and under load the events of many batches leave together, packed for v2 members into datagrams up to the send budget
 //     (larger to loopback) and 64 frames. A reply to a member queues behind what was
 //     queued before it. Every datagram of a flush, whatever its room, goes
 //     through the shard's udpio.Batch: sendmmsg with MSG_DONTWAIT on the

@@ -196,9 +196,11 @@ func (e *outEvent) cutOf() wire.EventCut {
 
 // journalLimit bounds the events published while a goroutine is packing:
 // a producer that finds this many waits for the packer to take them
-// (backpressure reaches the dispatcher's bounded queue, where excess is
-// dropped and counted). With nobody packing, what waits for the next flush
-// is bounded by the lane batches being handled (workers × sender queue).
+// (backpressure reaches the reader, which handles where handlers never
+// wait: the backlog then waits in the socket; elsewhere the dispatcher's
+// bounded queue, where excess is dropped and counted). With nobody
+// packing, what waits for the next flush is bounded by the batches being
+// handled (a read batch, or workers × sender queue).
 const journalLimit = 4096
 
 // jobsInFlight bounds the jobs posted and not yet sent by every shard they
@@ -413,6 +415,20 @@ func (f *fanout) pack() {
 			f.packEvents(f.taken)
 			clear(f.taken)
 		})
+}
+
+// packIfFull packs the journal here if it holds journalLimit events and
+// nobody is packing: a reader that handles its batches publishes and reads
+// on while the tasks it kicked have not started, and the journal stays
+// bounded all the same (while a goroutine packs, or no more jobs may be
+// posted, publishing waits instead).
+func (f *fanout) packIfFull() {
+	f.mu.Lock()
+	full := len(f.journal) >= journalLimit && !f.packing
+	f.mu.Unlock()
+	if full {
+		f.pack()
+	}
 }
 
 // mayPostLocked reports whether another job may be posted now: fewer than

@@ -18,10 +18,12 @@ import (
 	"github.com/chatrelay/chatrelay/relay/wire"
 )
 
-// The queue in front of the workers. The reader moves datagrams out of
-// the kernel's receive buffer as fast as they come, so under a burst it is
-// this queue, not the socket's buffer, that decides between a late chat
-// and a dropped one. DefaultQueueLimit holds about what the daemon's
+// The queue in front of the workers, where handlers may wait (a store
+// behind the network; where they never wait the reader handles each batch
+// and the backlog stays in the socket's buffer). There the reader moves
+// datagrams out of the kernel's receive buffer as fast as they come, so
+// under a burst it is this queue, not the socket's buffer, that decides
+// between a late chat and a dropped one. DefaultQueueLimit holds about what the daemon's
 // buffer would (16 MiB, which the kernel doubles; a small datagram costs
 // it about 1 KiB): with 8,192 the relay dropped at the input where a loop
 // that leaves its backlog in the kernel delivered every chat, at the same
@@ -48,12 +50,15 @@ type Config struct {
 	// LimitLoopbackPerIP applies MaxPerIP to loopback addresses too.
 	// Default false: loopback is exempt (local bots, tests, load tools).
 	LimitLoopbackPerIP bool
-	// Workers bounds how many handler tasks run at once. It should equal
-	// the Executor's capacity. Default 16.
+	// Workers bounds how many Executor tasks run at once: the tasks that
+	// send the fan-out of batches the reader handled, or, where handlers
+	// may wait, the workers that handle. It should equal the Executor's
+	// capacity. Default 16.
 	Workers int
 	// QueueLimit bounds the datagrams waiting for a worker, over all
-	// senders; beyond it datagrams are dropped (queue_full). Default
-	// DefaultQueueLimit.
+	// senders, where handlers may wait (elsewhere the reader handles each
+	// batch and the backlog waits in the socket); beyond it datagrams are
+	// dropped (queue_full). Default DefaultQueueLimit.
 	QueueLimit int
 	// SenderQueueLimit bounds the datagrams waiting from one sender;
 	// beyond it that sender's datagrams are dropped (sender_queue).
@@ -149,9 +154,10 @@ type Config struct {
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 
-	// handOff: the reader hands every datagram to the Executor and never
-	// handles a quiet batch itself (set by tests that hold the executor
-	// or the fan-out's sender, which the reader would otherwise be).
+	// handOff: the reader hands every datagram to the dispatcher and its
+	// workers, as where handlers may wait, and never handles a batch
+	// itself (set by tests that hold the executor or the fan-out's sender,
+	// which the reader would otherwise be).
 	handOff bool
 }
 
@@ -295,6 +301,10 @@ type Server struct {
 	cookies *cookies
 	flood   *flood.Limiter
 	bg      sync.WaitGroup // evictions started off the reader
+	// onReader: handlers never wait (nothing behind the network) and the
+	// reader handles its read batches itself; send sends their fan-out.
+	onReader bool
+	send     *flushers
 
 	// set once by Serve, read-only afterwards
 	conn  *udpio.Conn   // sends everything; the first of conns
@@ -363,6 +373,8 @@ func New(cfg Config) (*Server, error) {
 	mayWait := !inProcess(cfg.Names) || !inProcess(cfg.Logs) || cfg.Sessions != nil || cfg.Cluster != nil
 	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, mayWait, s.obs, s.handle, s.release, s.flushBatch)
 	s.disp.afterQuiet = s.flushQuiet
+	s.onReader = !mayWait && !cfg.handOff
+	s.send = newFlushers(cfg.Executor, cfg.Workers, s.flushBatch)
 	return s, nil
 }
 
@@ -468,10 +480,13 @@ func yieldThread() {
 	runtime.LockOSThread()
 }
 
-// readLoop only reads, checks size and hands off without blocking; it never
-// parses or answers (miekg/dns serveUDP, wireguard-go RoutineReceiveIncoming).
-// Each datagram's buffer is handed off with it, and the reader takes a
-// fresh one in its place: exactly one Put per Get.
+// readLoop reads, checks size and, where handlers never wait, handles
+// each batch itself and leaves the sending to tasks (nats-server's read
+// loop); where they may wait it hands each batch off without blocking
+// (miekg/dns serveUDP, wireguard-go RoutineReceiveIncoming). Garbage is
+// counted, never answered. Each datagram's buffer goes with it to its
+// handler, and the reader takes a fresh one in its place: exactly one Put
+// per Get.
 func (s *Server) readLoop(conn *udpio.Conn) error {
 	// The reader sleeps and wakes in recvmmsg's kernel wait on a thread of
 	// its own, not through the scheduler and its netpoller (udpio.Reader).
@@ -547,8 +562,29 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 			bufs[i] = s.bufs.Get().(*[]byte)
 			p.Buf = *bufs[i]
 		}
+		quiet := len(gs) <= quietBatch
+		if len(gs) > 0 && s.onReader {
+			// Handlers never wait: the reader handles the batch, in
+			// order, where the datagrams are warm, and tasks send its
+			// fan-out (flushers); while that is behind, publishing waits
+			// for it (journalLimit) and the backlog waits in the socket.
+			// A quiet batch after a gap leaves at once from here, as a
+			// one-goroutine loop would send it (FlushQuiet).
+			for i := range gs {
+				s.handle(&gs[i])
+				gs[i] = datagram{}
+			}
+			gs = gs[:0]
+			if quiet && idle {
+				s.flushQuiet()
+				yieldThread()
+			} else {
+				s.fan.packIfFull()
+				s.send.kick()
+			}
+			continue
+		}
 		if len(gs) > 0 { // the whole batch in one step: one lock, one worker woken
-			quiet := len(gs) <= quietBatch
 			var h handoff
 			refused, h = s.disp.enqueueAll(gs, refused, quiet && idle && !s.cfg.handOff)
 			gs = gs[:0]
@@ -591,6 +627,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.StopReading()
 	}
 	<-s.readDone
+	s.send.wait()
 	s.unfollowAll()
 	close(s.stopSweep)
 	<-s.sweepDone

@@ -5,8 +5,11 @@ package relay_test
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
 
 	"github.com/chatrelay/chatrelay/relay"
 	"github.com/chatrelay/chatrelay/relay/relaytest"
@@ -122,5 +125,99 @@ func TestDefaultQueueAbsorbsABurst(t *testing.T) {
 	eventually(t, "every chat of the burst broadcast", func() bool { return rec.kind(relay.KindChat) == burst })
 	if d := rec.drop(relay.DropQueueFull) + rec.drop(relay.DropSenderQueue); d != 1 {
 		t.Fatalf("%d dropped in all, want only the one beyond the queue", d)
+	}
+}
+
+// holdSends is a recorder whose Delivered, called by whatever goroutine
+// sent, waits while holding is set: the relay's sending stops.
+type holdSends struct {
+	*recorder
+	holding atomic.Bool
+	held    atomic.Int64 // sends waiting now
+	release chan struct{}
+}
+
+func (h *holdSends) Delivered(int) {
+	if h.holding.Load() {
+		h.held.Add(1)
+		<-h.release
+		h.held.Add(-1)
+	}
+}
+
+func (h *holdSends) open() {
+	if h.holding.CompareAndSwap(true, false) {
+		close(h.release)
+	}
+}
+
+// TestOverloadedRelayLeavesTheBacklogInTheSocket: with rooms in memory the
+// reader handles each read batch and pool tasks send the fan-out. While
+// nothing can be sent, the fan-out fills, the reader waits for it, and the
+// kernel drops what the relay's socket cannot hold; the admin socket
+// answers meanwhile. Once sending goes on, every chat is either broadcast
+// or counted as dropped at the socket (rcvbuf), none shed by a queue, and
+// the member hears the sender again.
+func TestOverloadedRelayLeavesTheBacklogInTheSocket(t *testing.T) {
+	rec := &holdSends{recorder: newRecorder(), release: make(chan struct{})}
+	r := relaytest.Start(t, func(c *relay.Config) { c.Observer = rec })
+	t.Cleanup(rec.open) // runs first, even if the test fails while holding
+	alice := dial(t, r).login("alice")
+	bob := dial(t, r).login("bob")
+	alice.expect("bob joined the chat room")
+	relay.WaitFanoutIdle(r.Server)
+	rec.holding.Store(true)
+
+	const n = 50000
+	port := int(r.Addr.Port())
+	before, base := procUDP(t, port).drops, r.Server.Stats()
+	// In bursts of 64 (sendmmsg), as many clients at once would send.
+	pc := ipv4.NewPacketConn(bob.conn)
+	ms := make([]ipv4.Message, 64)
+	for i := 0; i < n; i += len(ms) {
+		batch := ms[:min(len(ms), n-i)]
+		for j := range batch {
+			batch[j] = ipv4.Message{Buffers: [][]byte{fmt.Appendf(nil, "C bob %d", i+j)}}
+		}
+		for sent := 0; sent < len(batch); {
+			k, err := pc.WriteBatch(batch[sent:], 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sent += k
+		}
+	}
+	eventually(t, "the kernel to drop at the relay's socket", func() bool { return procUDP(t, port).drops > before })
+	if rec.held.Load() == 0 {
+		t.Fatal("no send was held")
+	}
+	start := time.Now()
+	if _, final := admin(t, r, "stats"); final != "ok" || time.Since(start) > 2*time.Second {
+		t.Fatalf("stats while nothing can be sent: %q after %v", final, time.Since(start))
+	}
+
+	rec.open()
+	// Everything the relay read is broadcast and sent (to alice, whose
+	// own socket overflowed: she has some of the burst), and its socket
+	// is empty.
+	eventually(t, "the burst handled and sent", func() bool {
+		st, chats := r.Server.Stats(), uint64(rec.kind(relay.KindChat))
+		return procUDP(t, port).rxQueue == 0 && st.DatagramsReceived-base.DatagramsReceived == chats && st.Deliveries-base.Deliveries == chats
+	})
+	for { // alice reads what she has: everything was sent, so a pause means none is left
+		alice.conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, err := alice.conn.Read(alice.buf); err != nil {
+			break
+		}
+	}
+	bob.send("C bob still here")
+	alice.expect("bob says: still here")
+	// The socket's drop count comes with the next datagram it reads
+	// (SO_RXQ_OVFL): the one above.
+	eventually(t, "every chat broadcast or counted as dropped at the socket", func() bool {
+		return rec.kind(relay.KindChat)+rec.drop(relay.DropRcvbuf) == n+1
+	})
+	if shed := rec.drop(relay.DropQueueFull) + rec.drop(relay.DropSenderQueue); shed != 0 || rec.drop(relay.DropRcvbuf) == 0 {
+		t.Fatalf("%d shed by a queue, %d dropped at the socket: want none, and some", shed, rec.drop(relay.DropRcvbuf))
 	}
 }
