@@ -85,5 +85,8 @@ func (f *flushers) run() {
 	}
 }
 
+// idle reports that no task is running.
+func (f *flushers) idle() bool { return f.running.Load() == 0 }
+
 // wait returns once every task has ended. Nothing may kick meanwhile.
 func (f *flushers) wait() { f.wg.Wait() }

@@ -451,15 +451,17 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 	return err
 }
 
-// quietBatch is the largest read batch that the reader, finding no worker
-// running, handles itself (handleHere) if it came after quietGap without
-// datagrams, or, where handlers may wait, yields its thread to the one
-// worker it woke (readLoop). At the latency step (20 members, 200 chats/s)
-// handing a chat to a worker cost 40-80 µs of median delivery against a
-// one-goroutine loop; handled here it costs none with one delivery per
-// chat (docs/BENCHMARKS.md, issue 11 round eight). Under load read batches
-// are larger, workers are running and datagrams keep coming: the reader
-// only reads and hands off.
+// quietBatch is the largest read batch whose fan-out the reader sends
+// itself (FlushQuiet) if it came after quietGap without datagrams, where
+// handlers never wait; where they may wait, the largest that the reader,
+// finding no worker running, yields its thread to the one worker it woke
+// (readLoop). At the latency step (20 members, 200 chats/s) handing a
+// chat to a worker cost 40-80 µs of median delivery against a
+// one-goroutine loop; sent from the reader it costs none with one delivery
+// per chat (docs/BENCHMARKS.md, issue 11 round eight). Under load read
+// batches are larger and datagrams keep coming: the reader handles and
+// pool tasks send (flushers), or, where handlers may wait, it only reads
+// and hands off.
 const quietBatch = 4
 
 // quietGap is how long the reader must have had nothing to read before it
@@ -511,6 +513,7 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 	var refused []refusal
 	var lastRead time.Time // when the last Read returned datagrams
 	for {
+		asked := time.Now()
 		n, err := r.Read(pkts)
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
@@ -534,6 +537,7 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 		failures = 0
 		now := time.Now() // monotonic
 		idle := now.Sub(lastRead) >= quietGap
+		waited := now.Sub(asked) >= quietGap // in Read: nothing came meanwhile
 		lastRead = now
 		if d := conn.RxDrops(); d != rxDrops {
 			// The kernel dropped datagrams at our socket (receive buffer
@@ -568,14 +572,18 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 			// order, where the datagrams are warm, and tasks send its
 			// fan-out (flushers); while that is behind, publishing waits
 			// for it (journalLimit) and the backlog waits in the socket.
-			// A quiet batch after a gap leaves at once from here, as a
-			// one-goroutine loop would send it (FlushQuiet).
+			// A quiet batch that the reader waited for, with no task
+			// sending, leaves at once from here, as a one-goroutine loop
+			// would send it (FlushQuiet). Not one that came while the
+			// reader handled or sent: in a room of 1,000 each chat is
+			// 999 datagrams, and a reader sending them all itself would
+			// be the relay's only sender.
 			for i := range gs {
 				s.handle(&gs[i])
 				gs[i] = datagram{}
 			}
 			gs = gs[:0]
-			if quiet && idle {
+			if quiet && waited && s.send.idle() {
 				s.flushQuiet()
 				yieldThread()
 			} else {
