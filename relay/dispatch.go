@@ -59,7 +59,6 @@ type dispatcher struct {
 	handle       func(*datagram) // handles one datagram and releases its buffer
 	release      func(*datagram) // releases a dropped datagram's buffer
 	afterBatch   func()          // runs after each lane batch, without mu (the fan-out's flush)
-	afterQuiet   func()          // afterBatch in a batch the reader handles itself (drain(true))
 	obs          Observer
 	maxQueued    int
 	maxPerSender int
@@ -86,7 +85,6 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLa
 	}
 	d := &dispatcher{
 		afterBatch:   afterBatch,
-		afterQuiet:   afterBatch,
 		exec:         exec,
 		handle:       handle,
 		release:      release,
@@ -106,19 +104,15 @@ func newDispatcher(exec Executor, maxQueued, maxPerSender, maxWorkers int, perLa
 type handoff int
 
 const (
-	handedOff  handoff = iota // workers that were running, or that it started, handle the batch
-	wokeIdle                  // no worker was running: it started one
-	handleHere                // no worker was running and the batch is quiet: the caller MUST drain(true)
+	handedOff handoff = iota // workers that were running, or that it started, handle the batch
+	wokeIdle                 // no worker was running: it started one
 )
 
 // enqueueAll takes ownership of every datagram in gs (a read batch), under
 // one lock, and starts the workers they need. It never blocks. A refused
 // datagram's buffer is released and the drop counted; refused is scratch
 // space for them (it may be nil) and is returned for reuse. gs is cleared.
-// If quiet, no worker is running and handlers never wait (not perLane), it
-// starts none: the caller, counted as the worker, handles the batch itself
-// (handleHere).
-func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal, quiet bool) (_ []refusal, h handoff) {
+func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal) (_ []refusal, h handoff) {
 	refused = refused[:0]
 	d.mu.Lock()
 	for i := range gs {
@@ -149,9 +143,6 @@ func (d *dispatcher) enqueueAll(gs []datagram, refused []refusal, quiet bool) (_
 	starts := d.startsLocked()
 	if starts > 0 && d.workers == starts {
 		h = wokeIdle
-		if quiet && starts == 1 && !d.perLane {
-			h, starts = handleHere, 0
-		}
 	}
 	d.obs.Queued(d.queued) // under mu, so the gauge's updates are in order
 	d.mu.Unlock()
@@ -305,7 +296,6 @@ func (d *dispatcher) invokeFailed() {
 	}
 }
 
-// run is the executor task: it drains ready lanes until none is left.
 // flushEvery is how many datagrams a worker handles, while lanes keep
 // waiting, before it flushes the fan-out. Lanes keep waiting from well
 // below the relay's limit: at 27,777 room10 chats/s, 64 datagrams were
@@ -314,21 +304,12 @@ func (d *dispatcher) invokeFailed() {
 // is 1.1-1.3 ms, for no more CPU per delivery (docs/BENCHMARKS.md).
 const flushEvery = 16
 
-func (d *dispatcher) run() { d.drain(false) }
-
-// drain is run; inline, for the reader after handleHere: it handles the
-// lanes ready when it starts, flushes with afterQuiet, and leaves any lane
-// ready since to a worker it starts.
-func (d *dispatcher) drain(inline bool) {
+// run is the executor task: it handles ready lanes until none is left.
+func (d *dispatcher) run() {
 	unflushed := 0 // datagrams handled since this worker last flushed
 	after := d.afterBatch
-	d.mu.Lock()           // startsLocked counted this worker among the takers
-	lanes := d.readyLen() // inline: how many lanes it may still take
-	if inline {
-		after = d.afterQuiet
-	}
-	for d.readyLen() > 0 && (!inline || lanes > 0) {
-		lanes--
+	d.mu.Lock() // startsLocked counted this worker among the takers
+	for d.readyLen() > 0 {
 		l := d.popReadyLocked()
 		batch := l.items
 		l.items = l.spare[:0]

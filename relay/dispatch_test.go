@@ -43,7 +43,7 @@ func (e *refusingExec) Invoke(task func()) error {
 // enqueue hands d one datagram, as a read batch of one (enqueueAll).
 func (d *dispatcher) enqueue(g datagram) {
 	gs := [1]datagram{g}
-	d.enqueueAll(gs[:], nil, false)
+	d.enqueueAll(gs[:], nil)
 }
 
 // closeDrained closes d, failing t unless its queue drains within 5 s,
@@ -185,7 +185,7 @@ func TestDispatcherWorkersForAReadBatch(t *testing.T) {
 				batch = append(batch, datagram{n: i, from: from})
 			}
 		}
-		d.enqueueAll(batch, nil, false)
+		d.enqueueAll(batch, nil)
 		exec.mu.Lock()
 		invokes := exec.invokes
 		exec.mu.Unlock()
@@ -266,75 +266,49 @@ func TestWorkersPerLaneWhereHandlersMayWait(t *testing.T) {
 
 func (e *countingExec) count() int { e.mu.Lock(); defer e.mu.Unlock(); return e.invokes }
 
-// A quiet batch at an idle dispatcher is its caller's to handle (the
-// reader's): no task is started, and drain(true) handles every datagram, in
-// order, and flushes with afterQuiet. A batch that is not quiet, or one
-// for handlers that may wait (perLane), goes to a worker as before, and so
-// does a quiet one while a worker runs.
-func TestDispatcherQuietBatchIsTheReadersToHandle(t *testing.T) {
-	var (
-		mu              sync.Mutex
-		handled         []int
-		released        int
-		batches, quiets int
-		hold, held      = make(chan struct{}), make(chan struct{})
-	)
-	exec := &countingExec{gate: make(chan struct{})}
-	close(exec.gate)
-	handle := func(g *datagram) {
-		if g.n == 99 { // the worker of the last case: held while a quiet batch arrives
-			close(held)
-			<-hold
+// A batch at an idle dispatcher wakes a worker (wokeIdle: the reader may
+// yield to it); while a worker runs, a batch is that worker's (handedOff),
+// whether its handlers may wait or not.
+func TestDispatcherHandoffs(t *testing.T) {
+	for _, perLane := range []bool{false, true} {
+		var (
+			mu         sync.Mutex
+			handled    []int
+			hold, held = make(chan struct{}), make(chan struct{})
+		)
+		exec := &countingExec{gate: make(chan struct{})}
+		close(exec.gate)
+		handle := func(g *datagram) {
+			if g.n == 99 { // held while another batch arrives
+				close(held)
+				<-hold
+			}
+			mu.Lock()
+			handled = append(handled, g.n)
+			mu.Unlock()
 		}
+		d := newDispatcher(exec, 100, 10, 4, perLane, NopObserver{}, handle, func(*datagram) {}, nil)
+		a := netip.MustParseAddrPort("127.0.0.1:1")
+		if _, h := d.enqueueAll([]datagram{{n: 4, from: a}}, nil); h != wokeIdle || exec.count() != 1 {
+			t.Errorf("perLane %v: at an idle dispatcher: handoff %d and %d tasks, want wokeIdle and 1", perLane, h, exec.count())
+		}
+		until(t, "the worker to finish", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 1 })
+		until(t, "the worker to end", func() bool { d.mu.Lock(); defer d.mu.Unlock(); return d.workers == 0 })
+
+		d.enqueue(datagram{n: 99, from: a})
+		<-held
+		if _, h := d.enqueueAll([]datagram{{n: 5, from: a}}, nil); h != handedOff {
+			t.Errorf("perLane %v: the same sender's batch while its worker runs: handoff %d, want handedOff", perLane, h)
+		}
+		close(hold)
+		until(t, "the held worker to finish", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 3 })
 		mu.Lock()
-		handled, released = append(handled, g.n), released+1
+		if fmt.Sprint(handled) != "[4 99 5]" {
+			t.Errorf("perLane %v: handled %v, want [4 99 5]", perLane, handled)
+		}
 		mu.Unlock()
+		closeDrained(t, d, &exec.wg)
 	}
-	d := newDispatcher(exec, 100, 10, 4, false, NopObserver{}, handle,
-		func(*datagram) { mu.Lock(); released++; mu.Unlock() },
-		func() { mu.Lock(); batches++; mu.Unlock() })
-	d.afterQuiet = func() { mu.Lock(); quiets++; mu.Unlock() }
-	a, b := netip.MustParseAddrPort("127.0.0.1:1"), netip.MustParseAddrPort("127.0.0.1:2")
-
-	gs := []datagram{{n: 1, from: a}, {n: 2, from: b}, {n: 3, from: a}}
-	if _, h := d.enqueueAll(gs, nil, true); h != handleHere {
-		t.Fatalf("quiet batch at an idle dispatcher: handoff %d, want handleHere", h)
-	}
-	if n := exec.count(); n != 0 {
-		t.Fatalf("%d tasks started for a batch the reader handles", n)
-	}
-	d.drain(true)
-	mu.Lock()
-	if want := []int{1, 3, 2}; fmt.Sprint(handled) != fmt.Sprint(want) || quiets != 1 || batches != 0 {
-		t.Errorf("drained %v with %d quiet and %d worker flushes, want %v, 1 and 0", handled, quiets, batches, want)
-	}
-	handled = nil
-	mu.Unlock()
-	if d.workers != 0 || d.takers != 0 {
-		t.Fatalf("after drain: %d workers, %d takers", d.workers, d.takers)
-	}
-
-	if _, h := d.enqueueAll([]datagram{{n: 4, from: a}}, nil, false); h != wokeIdle || exec.count() != 1 {
-		t.Errorf("batch not quiet: handoff %d and %d tasks, want wokeIdle and 1", h, exec.count())
-	}
-	until(t, "the worker to finish", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 1 && batches == 1 })
-
-	// While a worker runs, a quiet batch is that worker's.
-	d.enqueue(datagram{n: 99, from: a})
-	<-held
-	if _, h := d.enqueueAll([]datagram{{n: 5, from: b}}, nil, true); h != handedOff {
-		t.Errorf("quiet batch while a worker runs: handoff %d, want handedOff", h)
-	}
-	close(hold)
-	until(t, "the held worker to finish", func() bool { mu.Lock(); defer mu.Unlock(); return len(handled) == 3 })
-	closeDrained(t, d, &exec.wg)
-
-	// Handlers that may wait: never on the reader.
-	p := newDispatcher(exec, 100, 10, 4, true, NopObserver{}, handle, func(*datagram) {}, nil)
-	if _, h := p.enqueueAll([]datagram{{n: 6, from: a}}, nil, true); h != wokeIdle {
-		t.Errorf("perLane: handoff %d, want wokeIdle", h)
-	}
-	closeDrained(t, p, &exec.wg)
 }
 
 // until polls cond every millisecond until it holds, failing t after 5 s.
@@ -353,7 +327,7 @@ func until(t *testing.T, what string, cond func() bool) {
 // in order.
 func TestDispatcherReusesLanes(t *testing.T) {
 	var handled []int
-	d := newDispatcher(refusingExecForever{}, 100, 10, 4, false, NopObserver{},
+	d := newDispatcher(inlineExec{}, 100, 10, 4, false, NopObserver{},
 		func(g *datagram) { handled = append(handled, g.n) }, func(*datagram) {}, nil)
 	senders := []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:4000"), netip.MustParseAddrPort("127.0.0.1:4001")}
 	gs := make([]datagram, 0, len(senders))
@@ -365,11 +339,10 @@ func TestDispatcherReusesLanes(t *testing.T) {
 			n++
 			gs = append(gs, datagram{n: n, from: from})
 		}
-		// A quiet batch with no worker running is the caller's to drain.
-		if _, h := d.enqueueAll(gs, nil, true); h != handleHere {
-			t.Fatalf("batch %d: handoff %v, want handleHere", n, h)
+		// The worker it starts runs inline: the batch is handled on return.
+		if _, h := d.enqueueAll(gs, nil); h != wokeIdle {
+			t.Fatalf("batch %d: handoff %v, want wokeIdle", n, h)
 		}
-		d.drain(true)
 	}
 	cycle() // the first lanes are new
 	if allocs := testing.AllocsPerRun(200, cycle); allocs != 0 {
@@ -384,6 +357,11 @@ func TestDispatcherReusesLanes(t *testing.T) {
 		}
 	}
 }
+
+// inlineExec runs each task in Invoke, before it returns.
+type inlineExec struct{}
+
+func (inlineExec) Invoke(task func()) error { task(); return nil }
 
 // refusingExecForever refuses every task: a test that drains by itself
 // must never start a worker.
@@ -440,7 +418,7 @@ func TestDispatcherFlushesABusyWorkersEventsOften(t *testing.T) {
 	for i := range 200 {
 		batch = append(batch, datagram{n: i, from: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(1000+i%100))})
 	}
-	d.enqueueAll(batch, nil, false)
+	d.enqueueAll(batch, nil)
 	close(exec.gate)
 	closeDrained(t, d, &exec.wg)
 	total := 0

@@ -22,9 +22,10 @@
 //     datagram in order (steps 4-5), while they are warm in its cache, and
 //     up to Workers Executor tasks send the fan-out (flushers.go), as
 //     nats-server's read loop processes what it read and its write loops
-//     send. A quiet batch (at most 4 datagrams after 500 µs without any)
-//     leaves at once from the reader (fanout.FlushQuiet), as a
-//     one-goroutine loop would send it. When the fan-out is behind,
+//     send. A quiet batch (at most 4 datagrams that the reader waited
+//     500 µs for, with no task sending) leaves at once from the reader
+//     (fanout.FlushQuiet), as a one-goroutine loop would send it. When the
+//     fan-out is behind,
 //     publishing waits for it (journalLimit), the reader reads no more
 //     meanwhile, and the backlog waits in the socket's buffer (16 MiB);
 //     what the kernel drops beyond it is counted (rcvbuf).

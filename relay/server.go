@@ -372,7 +372,6 @@ func New(cfg Config) (*Server, error) {
 	// a worker of its own (InProcess).
 	mayWait := !inProcess(cfg.Names) || !inProcess(cfg.Logs) || cfg.Sessions != nil || cfg.Cluster != nil
 	s.disp = newDispatcher(cfg.Executor, cfg.QueueLimit, cfg.SenderQueueLimit, cfg.Workers, mayWait, s.obs, s.handle, s.release, s.flushBatch)
-	s.disp.afterQuiet = s.flushQuiet
 	s.onReader = !mayWait && !cfg.handOff
 	s.send = newFlushers(cfg.Executor, cfg.Workers, s.flushBatch)
 	return s, nil
@@ -464,11 +463,13 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 // and hands off.
 const quietBatch = 4
 
-// quietGap is how long the reader must have had nothing to read before it
-// handles a batch itself. Under load a small batch with no worker running
-// also comes at the start of a burst (room10 at 60,000 chats/s: 28-183
-// times in 3 s; with the gap 53-60), and while the reader sends its
-// fan-out it reads nothing.
+// quietGap is how long the reader must have waited in the read for a
+// batch before it sends the batch's fan-out itself. Under load a small
+// batch with no task sending also comes at the start of a burst (room10 at
+// 60,000 chats/s: 28-183 times in 3 s; with the gap 53-60), and while the
+// reader sends its fan-out it reads nothing: a batch that came meanwhile,
+// however small, is the tasks' to send (in a room of 1,000, 999 datagrams
+// a chat).
 const quietGap = 500 * time.Microsecond
 
 // yieldThread lets the reader's goroutine be rescheduled, on any thread:
@@ -511,7 +512,6 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 	var rxDrops uint32                   // the kernel's drop count already reported
 	gs := make([]datagram, 0, len(pkts)) // the batch for the dispatcher
 	var refused []refusal
-	var lastRead time.Time // when the last Read returned datagrams
 	for {
 		asked := time.Now()
 		n, err := r.Read(pkts)
@@ -535,10 +535,7 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 			continue
 		}
 		failures = 0
-		now := time.Now() // monotonic
-		idle := now.Sub(lastRead) >= quietGap
-		waited := now.Sub(asked) >= quietGap // in Read: nothing came meanwhile
-		lastRead = now
+		waited := time.Since(asked) >= quietGap // in Read: nothing came meanwhile
 		if d := conn.RxDrops(); d != rxDrops {
 			// The kernel dropped datagrams at our socket (receive buffer
 			// full): they are lost before we ever saw them, but counted.
@@ -594,17 +591,9 @@ func (s *Server) readLoop(conn *udpio.Conn) error {
 		}
 		if len(gs) > 0 { // the whole batch in one step: one lock, one worker woken
 			var h handoff
-			refused, h = s.disp.enqueueAll(gs, refused, quiet && idle && !s.cfg.handOff)
+			refused, h = s.disp.enqueueAll(gs, refused)
 			gs = gs[:0]
-			switch {
-			case h == handleHere:
-				// A quiet relay whose handlers never wait: the reader
-				// handles the batch itself, as a one-goroutine loop would,
-				// with no worker to wake (the handlers and the fan-out
-				// never block: sends do not wait).
-				s.disp.drain(true)
-				yieldThread()
-			case h == wokeIdle && quiet:
+			if h == wokeIdle && quiet {
 				// Handlers may wait (a store behind the network), so a
 				// worker handles the batch: let it run here, now, on this
 				// CPU where the datagram is warm, instead of waiting for
