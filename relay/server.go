@@ -23,11 +23,11 @@ import (
 // and the backlog stays in the socket's buffer). There the reader moves
 // datagrams out of the kernel's receive buffer as fast as they come, so
 // under a burst it is this queue, not the socket's buffer, that decides
-// between a late chat and a dropped one. DefaultQueueLimit holds about what the daemon's
-// buffer would (16 MiB, which the kernel doubles; a small datagram costs
-// it about 1 KiB): with 8,192 the relay dropped at the input where a loop
-// that leaves its backlog in the kernel delivered every chat, at the same
-// CPU per delivery (docs/BENCHMARKS.md, issue 11 round ten). Each waiting
+// between a late chat and a dropped one. DefaultQueueLimit holds about
+// what the daemon's buffer would (16 MiB, which the kernel doubles; a small
+// datagram costs it about 1 KiB): with 8,192 the relay dropped at the input
+// where a loop that leaves its backlog in the kernel delivered every chat,
+// at the same CPU per delivery (docs/BENCHMARKS.md, issue 11 round ten). Each waiting
 // datagram holds a buffer of MaxDatagram+1 bytes, so the default costs at
 // most about 33 MiB, only while the relay is behind.
 // DefaultSenderQueueLimit is a quarter of it, so that one sender cannot
