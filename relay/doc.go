@@ -25,10 +25,9 @@
 //     send. A quiet batch (at most 4 datagrams that the reader waited
 //     500 µs for, with no task sending) leaves at once from the reader
 //     (fanout.FlushQuiet), as a one-goroutine loop would send it. When the
-//     fan-out is behind,
-//     publishing waits for it (journalLimit), the reader reads no more
-//     meanwhile, and the backlog waits in the socket's buffer (16 MiB);
-//     what the kernel drops beyond it is counted (rcvbuf).
+//     fan-out is behind, publishing waits for it (journalLimit), the reader
+//     reads no more meanwhile, and the backlog waits in the socket's buffer
+//     (16 MiB); what the kernel drops beyond it is counted (rcvbuf).
 //  3. Where handlers may wait on the network (a store behind NATS or
 //     --data-dir: any name directory or room log that is not InProcess),
 //     the reader only hands the batch to the dispatcher, in one step. The
@@ -51,9 +50,10 @@
 //     batch; a worker flushes when no lane waits (at low load: after each
 //     datagram) or after 16 datagrams: a shard nobody is sending gets it as
 //     its sender until it is empty, so at low load the event leaves at once
-//     and under load the events of many batches leave together, packed for v2 members into datagrams up to the send budget
-//     (larger to loopback) and 64 frames. A reply to a member queues behind what was
-//     queued before it. Every datagram of a flush, whatever its room, goes
+//     and under load the events of many batches leave together, packed for
+//     v2 members into datagrams up to the send budget (larger to loopback)
+//     and 64 frames. A reply to a member queues behind what was queued
+//     before it. Every datagram of a flush, whatever its room, goes
 //     through the shard's udpio.Batch: sendmmsg with MSG_DONTWAIT on the
 //     shard's sender socket (at most 8, shared by the shards: a member's
 //     datagrams always leave through the same one), up to 1,024 datagrams

@@ -33,8 +33,8 @@ type flushers struct {
 	ending func() // tests: runs when a task found no kick, before it stops counting itself
 }
 
-func newFlushers(exec Executor, max int, flush func()) *flushers {
-	f := &flushers{exec: exec, max: int32(max), flush: flush}
+func newFlushers(exec Executor, limit int, flush func()) *flushers {
+	f := &flushers{exec: exec, max: int32(limit), flush: flush}
 	f.task = f.run
 	return f
 }

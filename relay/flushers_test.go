@@ -99,3 +99,37 @@ func TestFlushersKickAsATaskEnds(t *testing.T) {
 		t.Fatalf("%d of 2 published batches sent once every task ended", sent.Load())
 	}
 }
+
+// TestRunningCountsSendingTasks: chatrelay_pool_running (Server.Running)
+// counts the tasks sending a reader's fan-out, not only the dispatcher's
+// workers, which rooms in memory never start: a task held while it runs
+// is one, and none once it ends.
+func TestRunningCountsSendingTasks(t *testing.T) {
+	release := make(chan struct{})
+	exec := &heldExec{release: release}
+	s, err := New(Config{Executor: exec, Flood: FloodOff()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.send.kick()
+	if n := s.Running(); n != 1 {
+		t.Errorf("one sending task held: Running %d, want 1", n)
+	}
+	close(release)
+	exec.wg.Wait()
+	if n := s.Running(); n != 0 {
+		t.Errorf("the task ended: Running %d, want 0", n)
+	}
+}
+
+// heldExec runs each task on a goroutine once release is closed.
+type heldExec struct {
+	release chan struct{}
+	wg      sync.WaitGroup
+}
+
+func (e *heldExec) Invoke(task func()) error {
+	e.wg.Add(1)
+	go func() { defer e.wg.Done(); <-e.release; task() }()
+	return nil
+}

@@ -27,9 +27,9 @@ import (
 // what the daemon's buffer would (16 MiB, which the kernel doubles; a small
 // datagram costs it about 1 KiB): with 8,192 the relay dropped at the input
 // where a loop that leaves its backlog in the kernel delivered every chat,
-// at the same CPU per delivery (docs/BENCHMARKS.md, issue 11 round ten). Each waiting
-// datagram holds a buffer of MaxDatagram+1 bytes, so the default costs at
-// most about 33 MiB, only while the relay is behind.
+// at the same CPU per delivery (docs/BENCHMARKS.md, issue 11 round ten).
+// Each waiting datagram holds a buffer of MaxDatagram+1 bytes, so the
+// default costs at most about 33 MiB, only while the relay is behind.
 // DefaultSenderQueueLimit is a quarter of it, so that one sender cannot
 // fill it.
 const (
@@ -451,8 +451,8 @@ func (s *Server) ServeGroup(ucs []*net.UDPConn) error {
 }
 
 // quietBatch is the largest read batch whose fan-out the reader sends
-// itself (FlushQuiet) if it came after quietGap without datagrams, where
-// handlers never wait; where they may wait, the largest that the reader,
+// itself (FlushQuiet) if it waited quietGap for it and no task is sending,
+// where handlers never wait; where they may wait, the largest that the reader,
 // finding no worker running, yields its thread to the one worker it woke
 // (readLoop). At the latency step (20 members, 200 chats/s) handing a
 // chat to a worker cost 40-80 µs of median delivery against a
@@ -671,11 +671,13 @@ func (s *Server) Addr() net.Addr {
 	return s.conn.LocalAddr()
 }
 
-// Running returns how many worker tasks are handling datagrams now.
+// Running returns how many Executor tasks run now: the workers handling
+// datagrams where handlers may wait, and the tasks sending the fan-out of
+// batches the reader handled (chatrelay_pool_running).
 func (s *Server) Running() int {
 	s.disp.mu.Lock()
 	defer s.disp.mu.Unlock()
-	return s.disp.workers
+	return s.disp.workers + int(s.send.running.Load())
 }
 
 // Registry returns the member registry, once Serve runs.
