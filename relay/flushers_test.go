@@ -105,8 +105,7 @@ func TestFlushersKickAsATaskEnds(t *testing.T) {
 // workers, which rooms in memory never start: a task held while it runs
 // is one, and none once it ends.
 func TestRunningCountsSendingTasks(t *testing.T) {
-	release := make(chan struct{})
-	exec := &heldExec{release: release}
+	exec := &gatedExec{gate: make(chan struct{})}
 	s, err := New(Config{Executor: exec, Flood: FloodOff()})
 	if err != nil {
 		t.Fatal(err)
@@ -115,21 +114,9 @@ func TestRunningCountsSendingTasks(t *testing.T) {
 	if n := s.Running(); n != 1 {
 		t.Errorf("one sending task held: Running %d, want 1", n)
 	}
-	close(release)
+	close(exec.gate)
 	exec.wg.Wait()
 	if n := s.Running(); n != 0 {
 		t.Errorf("the task ended: Running %d, want 0", n)
 	}
-}
-
-// heldExec runs each task on a goroutine once release is closed.
-type heldExec struct {
-	release chan struct{}
-	wg      sync.WaitGroup
-}
-
-func (e *heldExec) Invoke(task func()) error {
-	e.wg.Add(1)
-	go func() { defer e.wg.Done(); <-e.release; task() }()
-	return nil
 }
