@@ -40,6 +40,7 @@ type ScenarioReport struct {
 	Senders    int           `json:"senders"`
 	Rooms      int           `json:"rooms,omitempty"` // the members are in this many rooms of Members/Rooms (rooms1000)
 	DurationS  float64       `json:"step_duration_s"`
+	Turns      int           `json:"turns,omitempty"` // each step ran in this many turns of DurationS/Turns, pooled
 	Budget     int           `json:"budget_bytes"`
 	RefSenders int           `json:"ref_senders,omitempty"`  // sender threads of batch and coalesce
 	DerivedOf  string        `json:"derived_from,omitempty"` // the rows are those of that scenario
@@ -55,7 +56,11 @@ func (s *ScenarioReport) Title() string {
 	if s.Rooms > 1 {
 		members = fmt.Sprintf("%d members in %d rooms of %d", s.Members, s.Rooms, s.Members/s.Rooms)
 	}
-	t := fmt.Sprintf("%s: %s, %d senders, %v per step, budget %d bytes", s.Name, members, s.Senders, time.Duration(s.DurationS*float64(time.Second)), s.Budget)
+	per := fmt.Sprintf("%v per step", time.Duration(s.DurationS*float64(time.Second)))
+	if s.Turns > 1 {
+		per += fmt.Sprintf(" in %d turns", s.Turns)
+	}
+	t := fmt.Sprintf("%s: %s, %d senders, %s, budget %d bytes", s.Name, members, s.Senders, per, s.Budget)
 	if s.RefSenders > 0 {
 		t += fmt.Sprintf(", %d reference senders", s.RefSenders)
 	}
@@ -76,8 +81,14 @@ type preset struct {
 	rates    []int // offered chats/s, in order
 	ladder   bool  // climb: a relay stops after --stop-after failing steps, then --bisect steps between its best pass and first failure
 	duration time.Duration
-	relays   []string
-	derive   string // take the rows of this (earlier) scenario instead of running
+	// turns > 1: each step runs as this many turns of duration/turns, the
+	// relays all started at once and taking turns (the order reversed every
+	// turn), and a relay's turns at a rate are pooled into one row
+	// (poolTurns): its deliveries of the whole duration, spread over the
+	// same minutes as the others'.
+	turns  int
+	relays []string
+	derive string // take the rows of this (earlier) scenario instead of running
 }
 
 // deliveryLadder is the offered deliveries/s that room scenarios climb,
@@ -105,7 +116,7 @@ func room(name string, members int) preset {
 
 // presets returns the scenarios of a --scenario value, in run order.
 func presets(name string) ([]preset, error) {
-	latency := preset{name: "latency", members: 20, senders: 4, rates: []int{200}, duration: 3 * time.Second,
+	latency := preset{name: "latency", members: 20, senders: 4, rates: []int{200}, duration: 3 * time.Second, turns: 3,
 		relays: append(allRelays[:len(allRelays):len(allRelays)], relayDurable)} // one step: durability's p99 is cheap to know
 	v2 := room("v2room100", 100)
 	v2.relays = []string{relayV2, refCoalesce, refNATS}
@@ -184,6 +195,9 @@ func bench(c config, stderr io.Writer) (*Report, error) {
 			p.duration = c.sc.Duration
 		}
 		sr := ScenarioReport{Name: p.name, Members: p.members, Senders: p.senders, DurationS: p.duration.Seconds(), Budget: c.sc.Budget, RefSenders: c.sc.RefSenders}
+		if p.turns > 1 {
+			sr.Turns = p.turns
+		}
 		began := time.Now()
 		if p.derive != "" {
 			sr.DerivedOf = p.derive
@@ -231,12 +245,13 @@ func contains(list []string, s string) bool {
 }
 
 // runPreset runs p's relays, each a fresh process with p's room logged
-// in once: on a room ladder (--alternate) all at once, taking turns at
-// each rate; else one after another. Their steps are appended to sr.
+// in once: on a room ladder or a step in turns (--alternate) all at once,
+// taking turns at each rate; else one after another. Their steps are
+// appended to sr.
 func (e *env) runPreset(p preset, sr *ScenarioReport) {
 	sc := e.c.sc
 	sc.Members, sc.Senders, sc.Duration = p.members, p.senders, p.duration
-	if p.ladder && e.c.alternate && len(p.relays) > 1 {
+	if (p.ladder || p.turns > 1) && e.c.alternate && len(p.relays) > 1 {
 		err := raiseFDLimit(uint64(len(p.relays)*sc.Members) + 256)
 		if err == nil {
 			e.runTurns(p, p.relays, sc, sr)

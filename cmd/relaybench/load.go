@@ -89,6 +89,108 @@ type Result struct {
 	VsBatch    float64 `json:"deliveries_vs_batch,omitempty"`
 	VsCoalesce float64 `json:"deliveries_vs_coalesce,omitempty"`
 	VsNATS     float64 `json:"deliveries_vs_nats,omitempty"`
+
+	lat *hist // the delivery times the quantiles come from (poolTurns)
+}
+
+// derive sets what res's counts, windows, CPU seconds and delivery times
+// lat give: deliveries/s over the window, the delivery ratio, rx units and
+// bytes per delivery, the latency quantiles and CPU µs per delivery (where
+// the CPU seconds are known).
+func (res *Result) derive(lat *hist) {
+	if res.Window > 0 {
+		res.DeliveriesPerS = float64(res.Delivered) / res.Window
+	}
+	if res.Expected > 0 {
+		res.Ratio = float64(res.Delivered) / float64(res.Expected)
+	}
+	if res.Delivered > 0 {
+		res.RxPerDeliv = float64(res.RxUnits) / float64(res.Delivered)
+		res.BytesPerDeliv = float64(res.RxBytes) / float64(res.Delivered)
+	}
+	res.P50us = float64(lat.quantile(0.50)) / 1e3
+	res.P99us = float64(lat.quantile(0.99)) / 1e3
+	res.P999us = float64(lat.quantile(0.999)) / 1e3
+	res.MaxUs = float64(lat.quantile(1)) / 1e3
+	if res.Delivered > 0 && res.RelayCPUs >= 0 {
+		res.CPUusPerDeliv = res.RelayCPUs * 1e6 / float64(res.Delivered)
+	}
+	if res.Delivered > 0 && res.BrokerCPUs > 0 {
+		res.BrokerUsPerDel = res.BrokerCPUs * 1e6 / float64(res.Delivered)
+	}
+}
+
+// poolTurns is one row for turns, one relay's steps at one rate taken in
+// turns with other relays': their counts, windows and CPU seconds added
+// up, their delivery times merged, so that its quantiles are those of
+// every delivery of every turn. It kept up if every turn did, and the
+// tool was saturated or limited if it was in any turn. A CPU figure or a
+// drop count unknown in one turn is unknown (-1).
+func poolTurns(turns []Result) Result {
+	p := turns[0]
+	p.lat = new(hist)
+	p.Sent, p.SendErrors, p.Expected, p.Delivered = 0, 0, 0, 0
+	p.Duplicates, p.Reordered, p.Echoes, p.Stale, p.Other, p.Foreign = 0, 0, 0, 0, 0, 0
+	p.RxUnits, p.RxBytes, p.Closed, p.Window, p.SendWindow = 0, 0, 0, 0, 0
+	p.RelayCPUs, p.BrokerCPUs, p.SockDrops, p.ByNode = 0, 0, 0, nil
+	p.ToolCPUcores, p.RecvThreadMax, p.KeptUp = 0, 0, true
+	p.CPUusPerDeliv, p.BrokerUsPerDel = 0, 0
+	unknown := func(sum *float64, v float64) {
+		if *sum < 0 || v < 0 {
+			*sum = -1
+		} else {
+			*sum += v
+		}
+	}
+	for _, r := range turns {
+		p.Sent += r.Sent
+		p.SendErrors += r.SendErrors
+		p.Expected += r.Expected
+		p.Delivered += r.Delivered
+		p.Duplicates += r.Duplicates
+		p.Reordered += r.Reordered
+		p.Echoes += r.Echoes
+		p.Stale += r.Stale
+		p.Other += r.Other
+		p.Foreign += r.Foreign
+		p.RxUnits += r.RxUnits
+		p.RxBytes += r.RxBytes
+		p.Closed += r.Closed
+		p.Window += r.Window
+		p.SendWindow += r.SendWindow
+		unknown(&p.RelayCPUs, r.RelayCPUs)
+		unknown(&p.BrokerCPUs, r.BrokerCPUs)
+		if p.SockDrops < 0 || r.SockDrops < 0 {
+			p.SockDrops = -1
+		} else {
+			p.SockDrops += r.SockDrops
+		}
+		for i, row := range r.ByNode {
+			if p.ByNode == nil {
+				p.ByNode = make([][]int64, len(r.ByNode))
+			}
+			if len(p.ByNode[i]) < len(row) {
+				p.ByNode[i] = append(p.ByNode[i], make([]int64, len(row)-len(p.ByNode[i]))...)
+			}
+			for j, v := range row {
+				p.ByNode[i][j] += v
+			}
+		}
+		p.ToolCPUcores += r.ToolCPUcores * r.Window // weighted by the turn's length
+		p.RecvThreadMax = max(p.RecvThreadMax, r.RecvThreadMax)
+		p.ToolSaturated = p.ToolSaturated || r.ToolSaturated
+		p.ToolLimited = p.ToolLimited || r.ToolLimited
+		p.KeptUp = p.KeptUp && r.KeptUp
+		if r.lat != nil {
+			p.lat.merge(r.lat)
+		}
+	}
+	if p.Window > 0 {
+		p.ToolCPUcores /= p.Window
+	}
+	p.derive(p.lat)
+	p.Sustained = p.Ratio >= 0.999 && p.KeptUp && p.Foreign == 0
+	return p
 }
 
 // session is the logged-in members of one relay (or of several sharing
@@ -490,36 +592,17 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 	}
 	res.Window = end.Sub(start).Seconds()
 	res.SendWindow = sendEnd.Sub(start).Seconds()
-	if res.Window > 0 {
-		res.DeliveriesPerS = float64(res.Delivered) / res.Window
-	}
-	if res.Expected > 0 {
-		res.Ratio = float64(res.Delivered) / float64(res.Expected)
-	}
-	if res.Delivered > 0 {
-		res.RxPerDeliv = float64(res.RxUnits) / float64(res.Delivered)
-		res.BytesPerDeliv = float64(res.RxBytes) / float64(res.Delivered)
-	}
-	res.P50us = float64(lat.quantile(0.50)) / 1e3
-	res.P99us = float64(lat.quantile(0.99)) / 1e3
-	res.P999us = float64(lat.quantile(0.999)) / 1e3
-	res.MaxUs = float64(lat.quantile(1)) / 1e3
 	measured := time.Since(start).Seconds()
 	if before.relay >= 0 && after.relay >= 0 {
 		res.RelayCPUs = after.relay - before.relay
-		if res.Delivered > 0 {
-			res.CPUusPerDeliv = res.RelayCPUs * 1e6 / float64(res.Delivered)
-		}
 	}
 	if s.brokerCPU != nil {
 		res.BrokerCPUs = -1
 		if before.broker >= 0 && after.broker >= 0 {
 			res.BrokerCPUs = after.broker - before.broker
-			if res.Delivered > 0 {
-				res.BrokerUsPerDel = res.BrokerCPUs * 1e6 / float64(res.Delivered)
-			}
 		}
 	}
+	res.derive(&lat)
 	if measured > 0 {
 		res.ToolCPUcores = (after.self - before.self) / measured
 		for i := range after.threads {
@@ -527,6 +610,7 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 		}
 	}
 	res.ToolSaturated = res.RecvThreadMax > 0.9 || res.ToolCPUcores > 0.9*float64(runtime.NumCPU())
+	res.lat = &lat
 	// The schedule ends at Duration; late by more than 10% (+50 ms for
 	// timer slack) means the senders could not keep it. Over UDP that is the
 	// tool's limit; over TCP it is the broker's backpressure.

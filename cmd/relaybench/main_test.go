@@ -623,30 +623,43 @@ func TestRunSurvivesAFailingRelay(t *testing.T) {
 	}
 }
 
+// turnsEnv is an env for runPreset in turns, on the references (chatrelay's
+// binary is /bin/false: it cannot start), its stderr in errb.
+func turnsEnv(t *testing.T) (e *env, errb *bytes.Buffer) {
+	self, devnull := selfAndDevNull(t)
+	errb = new(bytes.Buffer)
+	c := config{relayBin: "/bin/false", stopAfter: 1, bisect: 1, alternate: true,
+		sc: Scenario{Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget, V2Rev: wire.Rev, RefSenders: 2}}
+	return &env{c: c, tmp: t.TempDir(), self: self, relayBin: c.relayBin, logs: devnull, stderr: errb, start: time.Now()}, errb
+}
+
+// stepsRun lists the steps of scenario that errb says ran, in order, each
+// as "relay rate duration".
+func stepsRun(errb *bytes.Buffer, scenario string) []string {
+	var order []string
+	for _, line := range strings.Split(errb.String(), "\n") {
+		var name, dur string
+		var rate int
+		if _, err := fmt.Sscanf(line, "relaybench: "+scenario+": %s %d chats/s for %s", &name, &rate, &dur); err == nil {
+			order = append(order, fmt.Sprintf("%s %d %s", strings.TrimSuffix(name, ","), rate, dur))
+		}
+	}
+	return order
+}
+
 // TestTurns: on a ladder the relays are all started and logged in at once
 // and take turns at each rate, the order reversed at every rate; a relay
 // that cannot start is reported and the others still climb; rows come out
 // grouped by relay, in the ladder's order.
 func TestTurns(t *testing.T) {
-	self, devnull := selfAndDevNull(t)
-	var errb bytes.Buffer
-	c := config{relayBin: "/bin/false", stopAfter: 1, bisect: 1, alternate: true,
-		sc: Scenario{Receivers: 2, RcvBuf: 1 << 20, Drain: 3 * time.Second, Budget: defaultBudget, V2Rev: wire.Rev, RefSenders: 2}}
-	e := &env{c: c, tmp: t.TempDir(), self: self, relayBin: c.relayBin, logs: devnull, stderr: &errb, start: time.Now()}
+	e, errb := turnsEnv(t)
 	p := preset{name: "turns", members: 10, senders: 2, rates: []int{200, 400}, ladder: true,
 		duration: 250 * time.Millisecond, relays: []string{refNaive, relayClassic, refBatch}}
 	var sr ScenarioReport
 	e.runPreset(p, &sr)
 
-	var order []string
-	for _, line := range strings.Split(errb.String(), "\n") {
-		var name string
-		var rate int
-		if _, err := fmt.Sscanf(line, "relaybench: turns: %s %d chats/s", &name, &rate); err == nil {
-			order = append(order, fmt.Sprintf("%s%d", strings.TrimSuffix(name, ","), rate))
-		}
-	}
-	if want := []string{"naive200", "batch200", "batch400", "naive400"}; !slices.Equal(order, want) {
+	order := stepsRun(errb, "turns")
+	if want := []string{"naive 200 250ms", "batch 200 250ms", "batch 400 250ms", "naive 400 250ms"}; !slices.Equal(order, want) {
 		t.Errorf("steps ran in the order %v, want %v\n%s", order, want, errb.String())
 	}
 	var got []string
@@ -661,5 +674,70 @@ func TestTurns(t *testing.T) {
 	}
 	if len(e.failures) != 1 || !strings.Contains(e.failures[0], relayClassic) || !strings.Contains(errb.String(), "FAILED") {
 		t.Errorf("failures %q", e.failures)
+	}
+}
+
+// TestPoolTurns: a relay's turns at one rate make one row whose counts,
+// windows and CPU are the turns' sums and whose quantiles are those of all
+// its deliveries: a burst of slow deliveries in one turn shows in the
+// pooled p99.9 and maximum, and decides the p99 only if it is over 1% of
+// them all.
+func TestPoolTurns(t *testing.T) {
+	turn := func(n int, us int64, cpu float64, keptUp bool) Result {
+		r := Result{Relay: relayClassic, OfferedRate: 200, Sent: int64(n) / 19, Expected: int64(n), Delivered: int64(n),
+			RxUnits: int64(n), RxBytes: 76 * int64(n), Window: 1, SendWindow: 0.99, RelayCPUs: cpu, ToolCPUcores: 0.2, KeptUp: keptUp}
+		r.lat = new(hist)
+		for range n {
+			r.lat.add(us * 1000)
+		}
+		r.derive(r.lat)
+		return r
+	}
+	quick, burst := turn(3800, 200, 0.05, true), turn(38, 5000, 0.01, true)
+	p := poolTurns([]Result{quick, quick, burst})
+	if p.Delivered != 2*3800+38 || p.Expected != p.Delivered || p.Window != 3 || p.RelayCPUs != 0.11 {
+		t.Errorf("pooled counts: delivered %d of %d, window %v, relay CPU %v", p.Delivered, p.Expected, p.Window, p.RelayCPUs)
+	}
+	if burst.P99us < 4900 || p.P99us > 210 || p.P999us < 4900 || p.MaxUs < 4900 {
+		t.Errorf("a burst of 38 slow deliveries in 7,638: turn p99 %.0f µs; pooled p99 %.0f, p99.9 %.0f, max %.0f",
+			burst.P99us, p.P99us, p.P999us, p.MaxUs)
+	}
+	if !p.Sustained || p.DeliveriesPerS != float64(p.Delivered)/3 || p.CPUusPerDeliv != 0.11*1e6/float64(p.Delivered) {
+		t.Errorf("pooled: sustained %v, %v deliveries/s, %v µs per delivery", p.Sustained, p.DeliveriesPerS, p.CPUusPerDeliv)
+	}
+	slow := turn(380, 5000, -1, false)
+	if p := poolTurns([]Result{quick, slow}); p.Sustained || p.RelayCPUs != -1 || p.P99us < 4900 {
+		t.Errorf("a turn that did not keep up, CPU unknown, 9%% slow: sustained %v, relay CPU %v, p99 %.0f", p.Sustained, p.RelayCPUs, p.P99us)
+	}
+}
+
+// TestLatencyInTurns: a step in turns (the latency step) starts its relays
+// at once and runs its turns alternating, the order reversed every turn,
+// and reports one row per relay with every turn's chats and deliveries,
+// and each turn's p99 in a note.
+func TestLatencyInTurns(t *testing.T) {
+	e, errb := turnsEnv(t)
+	p := preset{name: "lat", members: 10, senders: 2, rates: []int{200}, turns: 3,
+		duration: 600 * time.Millisecond, relays: []string{refNaive, refBatch}}
+	var sr ScenarioReport
+	e.runPreset(p, &sr)
+
+	order := stepsRun(errb, "lat")
+	if want := []string{"naive 200 200ms", "batch 200 200ms", "batch 200 200ms", "naive 200 200ms", "naive 200 200ms", "batch 200 200ms"}; !slices.Equal(order, want) {
+		t.Errorf("turns ran in the order %v, want %v\n%s", order, want, errb.String())
+	}
+	if len(sr.Results) != 2 {
+		t.Fatalf("%d rows, want one per relay: %+v", len(sr.Results), sr.Results)
+	}
+	for i, r := range sr.Results {
+		if r.Relay != p.relays[i] || r.Sent != 3*40 || r.Expected != r.Sent*9 || r.Delivered != r.Expected || !r.Sustained {
+			t.Errorf("%s: sent %d (want 120 in three turns), delivered %d of %d, sustained %v", r.Relay, r.Sent, r.Delivered, r.Expected, r.Sustained)
+		}
+		if r.P50us <= 0 || r.P99us < r.P50us || r.MaxUs < r.P99us {
+			t.Errorf("%s: latency percentiles make no sense: %+v", r.Relay, r)
+		}
+	}
+	if len(sr.Notes) != 2 || !strings.Contains(sr.Notes[0], "naive at 200 chats/s: p99 of its 3 turns") {
+		t.Errorf("notes %q", sr.Notes)
 	}
 }

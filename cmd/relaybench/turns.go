@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -99,8 +100,20 @@ func (e *env) climbInTurns(scenario string, dur time.Duration, cs []*climber, ra
 // runTurns starts the relays names, logs p's room in on each, climbs p's
 // rates on them in turns (climbInTurns, --bisect steps) and stops them;
 // their rows are appended to sr grouped by relay, in names' order. A relay
-// that cannot start is reported and the others still climb.
+// that cannot start is reported and the others still climb. With p.turns
+// > 1 each rate is p.turns steps of sc.Duration/p.turns in turns, pooled
+// into one row per relay and rate (poolTurns).
 func (e *env) runTurns(p preset, names []string, sc Scenario, sr *ScenarioReport) {
+	rates := p.rates
+	if p.turns > 1 {
+		sc.Duration /= time.Duration(p.turns)
+		rates = nil
+		for _, r := range p.rates {
+			for range p.turns {
+				rates = append(rates, r)
+			}
+		}
+	}
 	var cs []*climber
 	var stops []func()
 	defer func() {
@@ -131,8 +144,34 @@ func (e *env) runTurns(p preset, names []string, sc Scenario, sr *ScenarioReport
 			return r, err
 		}})
 	}
-	e.climbInTurns(p.name, sc.Duration, cs, p.rates, p.ladder, e.c.bisect, &sr.Notes)
+	e.climbInTurns(p.name, sc.Duration, cs, rates, p.ladder, e.c.bisect, &sr.Notes)
 	for _, c := range cs {
-		sr.Results = append(sr.Results, c.rows...)
+		if p.turns <= 1 {
+			sr.Results = append(sr.Results, c.rows...)
+			continue
+		}
+		for _, rate := range p.rates {
+			var turns []Result
+			for _, r := range c.rows {
+				if r.OfferedRate == rate {
+					turns = append(turns, r)
+				}
+			}
+			if len(turns) == 0 {
+				continue
+			}
+			pooled := poolTurns(turns)
+			sr.Results = append(sr.Results, pooled)
+			sr.Notes = append(sr.Notes, fmt.Sprintf("%s at %d chats/s: p99 of its %d turns %s µs (pooled %.0f)", c.name, rate, len(turns), turnP99s(turns), pooled.P99us))
+		}
 	}
+}
+
+// turnP99s lists the turns' p99s in µs, comma-separated.
+func turnP99s(turns []Result) string {
+	s := make([]string, len(turns))
+	for i, r := range turns {
+		s[i] = fmt.Sprintf("%.0f", r.P99us)
+	}
+	return strings.Join(s, ", ")
 }
