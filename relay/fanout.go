@@ -42,8 +42,8 @@ import (
 //     finds the shard without a sender, to that shard's members only, so
 //     that as many goroutines can be in sendmmsg at once as there are
 //     shards. The shards share at most 8 sender sockets; a quiet relay's
-//     reader sends the jobs of all the idle shards of a socket together
-//     (FlushQuiet), one system call per socket.
+//     reader sends the jobs of all the idle shards together (FlushQuiet),
+//     in one system call.
 //
 // Nothing ever waits for more: at low load a lane's batch is one datagram
 // and its event leaves at once, from the goroutine that made it, with no
@@ -240,10 +240,11 @@ type fanout struct {
 	budget, loopBudget int         // SendBudget, LoopbackSendBudget
 	conn               *udpio.Conn // set by Serve before the first datagram is read
 
-	// The shards share sender sockets: shard s sends on slot slotOf(s),
-	// so that a quiet flush sends all of a socket's shards in one system
-	// call (FlushQuiet). quiet[g] is slot g's.
-	quiet []*quietSlot
+	// The shards share sender sockets (descriptors of one socket): shard
+	// s sends on slot slotOf(s). A quiet flush sends the idle shards
+	// together, in one system call (FlushQuiet).
+	sockets int
+	quiet   quietSlot
 
 	mu       sync.Mutex // protects journal, packing, inflight and packedIn; taken under feed.mu, before an outbox's mu
 	journal  []outEvent // published, in order, not yet packed
@@ -293,10 +294,7 @@ func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int
 	for i := range f.shards {
 		f.shards[i] = newOutbox(i)
 	}
-	f.quiet = make([]*quietSlot, min(len(f.shards), SenderSockets))
-	for i := range f.quiet {
-		f.quiet[i] = &quietSlot{}
-	}
+	f.sockets = min(len(f.shards), SenderSockets)
 	f.changed.L = &f.mu
 	f.counts = make([]int32, len(f.shards)*kinds)
 	f.offs = make([]int32, len(f.shards)*kinds)
@@ -850,7 +848,7 @@ func (f *fanout) flushShard(o *outbox) {
 // the caller, which has each shard's turn) for that shard, in order,
 // through b: a flush of many small rooms' events fills each sendmmsg (up
 // to 1,024) instead of making one per room, and a quiet flush sends the
-// shards of one socket together (FlushQuiet). A member's datagrams of a
+// idle shards together (FlushQuiet). A member's datagrams of a
 // job leave back to back (member by member, not event by event): the
 // kernel enqueues them on the member's socket in a row, cache-warm, and
 // its reader wakes once for them; in room10 at the limit that is 10-15%
@@ -923,41 +921,41 @@ func (f *fanout) flushBatch(b *udpio.Batch, datagrams, frames *int) {
 const SenderSockets = 8
 
 // slotOf is the sender socket (udpio.Conn.NewBatchOn's slot) of shard s.
-func (f *fanout) slotOf(s int) int { return s % len(f.quiet) }
+func (f *fanout) slotOf(s int) int { return s % f.sockets }
 
-// quietSlot is what FlushQuiet needs to send a slot's shards together.
+// quietSlot is what FlushQuiet needs to send the idle shards together.
 type quietSlot struct {
-	mu    sync.Mutex // held (TryLock) by the goroutine sending the slot's shards together
+	mu    sync.Mutex // held (TryLock) by the goroutine sending the shards together
 	batch *udpio.Batch
 	taken []*outbox // the shards it took
 }
 
 // FlushQuiet is Flush for a relay with nothing else under way: the reader
-// handling a small read batch itself. The shards of a sender socket that
-// have jobs and no sender are sent together, one system call per socket
-// instead of one per shard: a chat to a room of 20 leaves in 8 sendmmsg
-// calls at most, not 19, and its last member has it sooner. Each member's
-// datagrams still leave through its shard's socket, in order. Then it
+// handling a small read batch itself. The shards that have jobs and no
+// sender are sent together, in one system call instead of one per shard:
+// a chat to a room of 20 leaves in one sendmmsg, not 19 (or 8, one per
+// sender socket, before round fourteen: 13 µs of median delivery time at
+// the latency step, docs/BENCHMARKS.md). The sender sockets are
+// descriptors of one socket, and each shard's turn is this goroutine's
+// while it sends, so each member's datagrams still leave in order. Then it
 // flushes as Flush does, for whatever came meanwhile.
 func (f *fanout) FlushQuiet() {
 	f.pack()
-	for g := range f.quiet {
-		f.sendSlot(g)
-	}
+	f.sendIdle()
 	f.Flush()
 }
 
-// sendSlot sends together the jobs of slot g's shards that have no sender,
+// sendIdle sends together the jobs of the shards that have no sender,
 // unless another goroutine is doing so (Flush then sends them shard by
 // shard).
-func (f *fanout) sendSlot(g int) {
-	q := f.quiet[g]
+func (f *fanout) sendIdle() {
+	q := &f.quiet
 	if !q.mu.TryLock() {
 		return
 	}
 	defer q.mu.Unlock()
-	for s := g; s < len(f.shards); s += len(f.quiet) {
-		if o := f.shards[s]; o.claim() {
+	for _, o := range f.shards {
+		if o.claim() {
 			q.taken = append(q.taken, o)
 		}
 	}
@@ -965,7 +963,7 @@ func (f *fanout) sendSlot(g int) {
 		return
 	}
 	if q.batch == nil {
-		q.batch = f.conn.NewBatchOn(g)
+		q.batch = f.conn.NewBatchOn(0)
 	}
 	defer func() { // the shards' turns end, also after a panic (as takeTurn's)
 		for _, o := range q.taken {
