@@ -55,10 +55,10 @@
 //     and 64 frames. A reply to a member queues behind what was queued
 //     before it. Every datagram of a flush, whatever its room, goes
 //     through the shard's udpio.Batch: sendmmsg with MSG_DONTWAIT on the
-//     shard's sender socket (at most 8, shared by the shards: a member's
-//     datagrams always leave through the same one), up to 1,024 datagrams
-//     per call, so many small
-//     rooms fill each call; a failing or
+//     shard's sender socket (at most 8, shared by the shards, all sending
+//     from the relay's address; the reader's quiet flush sends the idle
+//     shards together on one), up to 1,024 datagrams per call, so many
+//     small rooms fill each call; a failing or
 //     full recipient is counted and skipped, and no send can block a worker.
 //
 // # The seam

@@ -240,9 +240,9 @@ type fanout struct {
 	budget, loopBudget int         // SendBudget, LoopbackSendBudget
 	conn               *udpio.Conn // set by Serve before the first datagram is read
 
-	// The shards share sender sockets (descriptors of one socket): shard
-	// s sends on slot slotOf(s). A quiet flush sends the idle shards
-	// together, in one system call (FlushQuiet).
+	// The shards share sender sockets, all sending from the relay's
+	// address: shard s sends on slot slotOf(s). A quiet flush sends the
+	// idle shards together on slot 0, in one system call (FlushQuiet).
 	sockets int
 	quiet   quietSlot
 
@@ -935,10 +935,13 @@ type quietSlot struct {
 // sender are sent together, in one system call instead of one per shard:
 // a chat to a room of 20 leaves in one sendmmsg, not 19 (or 8, one per
 // sender socket, before round fourteen: 13 µs of median delivery time at
-// the latency step, docs/BENCHMARKS.md). The sender sockets are
-// descriptors of one socket, and each shard's turn is this goroutine's
-// while it sends, so each member's datagrams still leave in order. Then it
-// flushes as Flush does, for whatever came meanwhile.
+// the latency step, docs/BENCHMARKS.md). Every sender socket sends from
+// the relay's address (a descriptor of its socket, or a socket of its
+// reuseport group bound to it), and each shard's turn is this goroutine's
+// while it sends, so each member's datagrams still leave one after
+// another, in order, as they do when a shard's turn passes from one
+// goroutine (and CPU) to another. Then it flushes as Flush does, for
+// whatever came meanwhile.
 func (f *fanout) FlushQuiet() {
 	f.pack()
 	f.sendIdle()
