@@ -125,23 +125,12 @@ func (res *Result) derive(lat *hist) {
 // up, their delivery times merged, so that its quantiles are those of
 // every delivery of every turn. It kept up if every turn did, and the
 // tool was saturated or limited if it was in any turn. A CPU figure or a
-// drop count unknown in one turn is unknown (-1).
+// drop count unknown in one turn is unknown (-1). Deliveries by node are
+// not pooled: no step in turns spans several relays.
 func poolTurns(turns []Result) Result {
-	p := turns[0]
-	p.lat = new(hist)
-	p.Sent, p.SendErrors, p.Expected, p.Delivered = 0, 0, 0, 0
-	p.Duplicates, p.Reordered, p.Echoes, p.Stale, p.Other, p.Foreign = 0, 0, 0, 0, 0, 0
-	p.RxUnits, p.RxBytes, p.Closed, p.Window, p.SendWindow = 0, 0, 0, 0, 0
-	p.RelayCPUs, p.BrokerCPUs, p.SockDrops, p.ByNode = 0, 0, 0, nil
-	p.ToolCPUcores, p.RecvThreadMax, p.KeptUp = 0, 0, true
-	p.CPUusPerDeliv, p.BrokerUsPerDel = 0, 0
-	unknown := func(sum *float64, v float64) {
-		if *sum < 0 || v < 0 {
-			*sum = -1
-		} else {
-			*sum += v
-		}
-	}
+	t := turns[0]
+	p := Result{Scenario: t.Scenario, Relay: t.Relay, Proto: t.Proto, V2Rev: t.V2Rev, Members: t.Members,
+		Senders: t.Senders, OfferedRate: t.OfferedRate, KeptUp: true, lat: new(hist)}
 	for _, r := range turns {
 		p.Sent += r.Sent
 		p.SendErrors += r.SendErrors
@@ -158,24 +147,9 @@ func poolTurns(turns []Result) Result {
 		p.Closed += r.Closed
 		p.Window += r.Window
 		p.SendWindow += r.SendWindow
-		unknown(&p.RelayCPUs, r.RelayCPUs)
-		unknown(&p.BrokerCPUs, r.BrokerCPUs)
-		if p.SockDrops < 0 || r.SockDrops < 0 {
-			p.SockDrops = -1
-		} else {
-			p.SockDrops += r.SockDrops
-		}
-		for i, row := range r.ByNode {
-			if p.ByNode == nil {
-				p.ByNode = make([][]int64, len(r.ByNode))
-			}
-			if len(p.ByNode[i]) < len(row) {
-				p.ByNode[i] = append(p.ByNode[i], make([]int64, len(row)-len(p.ByNode[i]))...)
-			}
-			for j, v := range row {
-				p.ByNode[i][j] += v
-			}
-		}
+		addKnown(&p.RelayCPUs, r.RelayCPUs)
+		addKnown(&p.BrokerCPUs, r.BrokerCPUs)
+		addKnown(&p.SockDrops, r.SockDrops)
 		p.ToolCPUcores += r.ToolCPUcores * r.Window // weighted by the turn's length
 		p.RecvThreadMax = max(p.RecvThreadMax, r.RecvThreadMax)
 		p.ToolSaturated = p.ToolSaturated || r.ToolSaturated
@@ -189,9 +163,23 @@ func poolTurns(turns []Result) Result {
 		p.ToolCPUcores /= p.Window
 	}
 	p.derive(p.lat)
-	p.Sustained = p.Ratio >= 0.999 && p.KeptUp && p.Foreign == 0
+	p.Sustained = p.sustained()
 	return p
 }
+
+// addKnown adds v to *sum, where -1 means unknown: unknown in either is
+// unknown in the sum.
+func addKnown[T int64 | float64](sum *T, v T) {
+	if *sum < 0 || v < 0 {
+		*sum = -1
+	} else {
+		*sum += v
+	}
+}
+
+// sustained is the step's verdict: at least 99.9% delivered, kept up,
+// and no chat in a room it was not sent to.
+func (res *Result) sustained() bool { return res.Ratio >= 0.999 && res.KeptUp && res.Foreign == 0 }
 
 // session is the logged-in members of one relay (or of several sharing
 // the room: lay.nodes), in one room or several (lay); it runs steps.
@@ -617,5 +605,5 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 	late := res.SendWindow > sc.Duration.Seconds()*1.1+0.05
 	res.ToolLimited = late && s.proto != ProtoNATS
 	res.KeptUp = !late && res.Window <= sc.Duration.Seconds()*1.1+0.25
-	res.Sustained = res.Ratio >= 0.999 && res.KeptUp && res.Foreign == 0
+	res.Sustained = res.sustained()
 }
