@@ -116,7 +116,7 @@ func room(name string, members int) preset {
 
 // presets returns the scenarios of a --scenario value, in run order.
 func presets(name string) ([]preset, error) {
-	latency := preset{name: "latency", members: 20, senders: 4, rates: []int{200}, duration: 3 * time.Second, turns: 3,
+	latency := preset{name: "latency", members: 20, senders: 4, rates: []int{200}, duration: 6 * time.Second, turns: 12,
 		relays: append(allRelays[:len(allRelays):len(allRelays)], relayDurable)} // one step: durability's p99 is cheap to know
 	v2 := room("v2room100", 100)
 	v2.relays = []string{relayV2, refCoalesce, refNATS}
