@@ -120,22 +120,14 @@ func (s *Server) logRefused(r *room, kind string, err error) {
 
 // enter puts m in room r, unless m left the relay meanwhile (a kick or an
 // eviction racing the login), and returns the members to tell about the
-// join. If reply is not nil it is queued for m first, under r's feed lock:
-// no event of r can come between, so m gets reply before any event of r,
-// and is in r once it has reply.
-func (s *Server) enter(r *room, m *Member, reply []byte) ([]*Member, bool) {
-	var (
-		others []*Member
-		ok     bool
-	)
-	if reply != nil {
-		r.feed.mu.Lock()
-		s.out.Queue(m, reply)
-		others, ok = r.join(m)
-		r.feed.mu.Unlock()
-	} else {
-		others, ok = r.join(m)
-	}
+// join. queue queues m's answer (Delivery.Queue, QueueFrames) under r's
+// feed lock, just before m joins: no event of r can come between, so m
+// gets its answer before any event of r, and is in r once it has it.
+func (s *Server) enter(r *room, m *Member, queue func()) ([]*Member, bool) {
+	r.feed.mu.Lock()
+	queue()
+	others, ok := r.join(m)
+	r.feed.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
@@ -995,7 +987,14 @@ func (f *fanout) Reply(to netip.AddrPort, local netip.Addr, b []byte) {
 // SendFrames sends encoded frame lines to the v2 member m, packed into as
 // few datagrams as its send budget allows (compact for a member of
 // revision 2; rows, with their ids, for revision 3), as Send does.
-func (f *fanout) SendFrames(m *Member, lines [][]byte) {
+func (f *fanout) SendFrames(m *Member, lines [][]byte) { f.packFrames(m, lines, f.Send) }
+
+// QueueFrames is SendFrames as Queue: queued, sent by the next Flush.
+func (f *fanout) QueueFrames(m *Member, lines [][]byte) { f.packFrames(m, lines, f.Queue) }
+
+// packFrames packs lines for m as SendFrames says and hands each datagram
+// to out.
+func (f *fanout) packFrames(m *Member, lines [][]byte, out func(*Member, []byte)) {
 	if len(lines) == 0 {
 		return
 	}
@@ -1009,11 +1008,11 @@ func (f *fanout) SendFrames(m *Member, lines [][]byte) {
 			cut = wire.CutEvent(l)
 		}
 		if d, _ := p.Add(l, cut); d != nil {
-			f.Send(m, d) // a receiver refuses a datagram of more than 64 lines whole
+			out(m, d) // a receiver refuses a datagram of more than 64 lines whole
 		}
 	}
 	if d, _ := p.Flush(); d != nil {
-		f.Send(m, d)
+		out(m, d)
 	}
 }
 

@@ -117,7 +117,7 @@ func (s *Server) handleLogin(g *datagram, req wire.Request, _ *Member, now time.
 	// The OK is queued before m is in main, in one step: every event m
 	// receives comes after its OK, and by the time m has its OK it is in
 	// the room, so a login right after it is announced to m.
-	others, _ := s.enter(s.main, m, []byte(wire.ReplyOK))
+	others, _ := s.enter(s.main, m, func() { s.out.Queue(m, []byte(wire.ReplyOK)) })
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	s.announce(s.main, others, m, wire.FrameJoin, "", classicLine(s.words().Join, m.Name), KindJoin)

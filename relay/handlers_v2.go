@@ -298,10 +298,23 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, _ *room, now tim
 	}
 	base := s.main.log.Latest()
 	m.v2.base.Store(base)
-	s.welcome(m, base)
-	s.out.SendFrames(m, s.main.log.Backlog(s.cfg.Backlog, base))
-	s.welcomeInbox(m)
-	others, _ := s.enter(s.main, m, nil)
+	backlog := s.main.log.Backlog(s.cfg.Backlog, base) // read before the feed lock: a log may be remote
+	// The welcome, the backlog and the inbox's welcome are queued as m
+	// enters main, in one step (enter): once m has its welcome it is in
+	// main: a login right after it is announced to m, live, and that
+	// member has m's join in its backlog, as history. Events of main between
+	// base and the entry reach m by repair, as after a lost datagram.
+	welcome, inboxW := s.welcomeFrame(m, base), []byte(nil)
+	if in := m.inbox.Load(); in != nil {
+		inboxW = inboxWelcome(in)
+	}
+	others, _ := s.enter(s.main, m, func() {
+		s.out.Queue(m, welcome)
+		s.out.QueueFrames(m, backlog)
+		if inboxW != nil {
+			s.out.Queue(m, inboxW)
+		}
+	})
 	s.obs.Login(LoginOK)
 	s.log.Info("login", zap.String("name", m.Name), zap.Stringer("addr", m.Addr()), zap.String("proto", m.Proto))
 	// others is a shared snapshot: never append to it in place.
@@ -311,16 +324,24 @@ func (s *Server) v2Hello(g *datagram, f *wire.Frame, _ *Member, _ *room, now tim
 }
 
 // welcome tells m it is in, as of room event seq.
-func (s *Server) welcome(m *Member, seq uint64) {
+func (s *Server) welcome(m *Member, seq uint64) { s.out.Send(m, s.welcomeFrame(m, seq)) }
+
+// welcomeFrame is welcome's datagram.
+func (s *Server) welcomeFrame(m *Member, seq uint64) []byte {
 	rev := uint64(m.rev.Load())
-	s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: s.main.name, Name: m.Name, Token: m.Token, Epoch: s.main.log.Epoch(), Seq: seq, Rev: rev})
+	return encodeV2Reply(&wire.Frame{T: wire.FrameWelcome, Room: s.main.name, Name: m.Name, Token: m.Token, Epoch: s.main.log.Epoch(), Seq: seq, Rev: rev})
 }
 
 // welcomeInbox tells a revision-1 member where its inbox stands.
 func (s *Server) welcomeInbox(m *Member) {
 	if in := m.inbox.Load(); in != nil {
-		s.sendV2(m, &wire.Frame{T: wire.FrameWelcome, Room: wire.Inbox, Epoch: in.log.Epoch(), Seq: in.log.Latest()})
+		s.out.Send(m, inboxWelcome(in))
 	}
+}
+
+// inboxWelcome is welcomeInbox's datagram.
+func inboxWelcome(in *room) []byte {
+	return encodeV2Reply(&wire.Frame{T: wire.FrameWelcome, Room: wire.Inbox, Epoch: in.log.Epoch(), Seq: in.log.Latest()})
 }
 
 func (s *Server) v2Resume(g *datagram, f *wire.Frame, _ *Member, _ *room, now time.Time) {

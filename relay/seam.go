@@ -140,6 +140,9 @@ type Delivery interface {
 	// Queue queues b for m behind what is queued for it, without sending:
 	// the next Flush sends it. It may be called under a room's feed lock.
 	Queue(m *Member, b []byte)
+	// QueueFrames is SendFrames as Queue does it: queued, not sent, and it
+	// may be called under a room's feed lock.
+	QueueFrames(m *Member, lines [][]byte)
 	// Reply sends b to an address that holds no session.
 	Reply(to netip.AddrPort, local netip.Addr, b []byte)
 	// Publish queues a sequenced room event for e.Members. A room's events

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -389,4 +390,38 @@ func TestV2RepeatedHelloGetsTheSameWelcome(t *testing.T) {
 		t.Fatalf("backlog %+v", h)
 	}
 	alice.sync("alice") // and no second join notice
+}
+
+// A v2 member that has its welcome is in main, as a classic member that
+// has its OK is: a login right after the welcome is announced to it live,
+// and the new member has its join in the backlog, as history, never live.
+// Thirty pairs, each logging in the moment the first has its welcome.
+func TestV2WelcomedMemberIsInMain(t *testing.T) {
+	r := relaytest.Start(t)
+	for i := range 30 {
+		first, second := dialV2(t, r), dialV2(t, r)
+		a, b := fmt.Sprintf("first%d", i), fmt.Sprintf("second%d", i)
+		first.login(a)
+		w := second.login(b)
+		var seen bool
+		for {
+			f := second.next()
+			if f.T == wire.FrameJoin && f.From == a {
+				if !f.History || f.Seq > w.Seq {
+					t.Fatalf("pair %d: %s's join came live (%+v) after the welcome %+v: it was not in main at its welcome", i, a, f, w)
+				}
+				seen = true
+			}
+			if f.T == wire.FrameJoin && f.From == b && !f.History {
+				break
+			}
+		}
+		if !seen {
+			t.Fatalf("pair %d: no join of %s in %s's backlog, before its own: %s was not in main at its welcome", i, a, b, a)
+		}
+		first.settle()
+		if f := first.expectT(wire.FrameJoin); f.From != b || f.History {
+			t.Fatalf("pair %d: %s got %+v, want %s's join, live", i, a, f, b)
+		}
+	}
 }
