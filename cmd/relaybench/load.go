@@ -94,10 +94,11 @@ type Result struct {
 }
 
 // derive sets what res's counts, windows, CPU seconds and delivery times
-// lat give: deliveries/s over the window, the delivery ratio, rx units and
-// bytes per delivery, the latency quantiles and CPU µs per delivery (where
-// the CPU seconds are known).
-func (res *Result) derive(lat *hist) {
+// (res.lat) give: deliveries/s over the window, the delivery ratio, rx
+// units and bytes per delivery, the latency quantiles and CPU µs per
+// delivery (where the CPU seconds are known).
+func (res *Result) derive() {
+	lat := res.lat
 	if res.Window > 0 {
 		res.DeliveriesPerS = float64(res.Delivered) / res.Window
 	}
@@ -162,7 +163,7 @@ func poolTurns(turns []Result) Result {
 	if p.Window > 0 {
 		p.ToolCPUcores /= p.Window
 	}
-	p.derive(p.lat)
+	p.derive()
 	p.Sustained = p.sustained()
 	return p
 }
@@ -590,7 +591,8 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 			res.BrokerCPUs = after.broker - before.broker
 		}
 	}
-	res.derive(&lat)
+	res.lat = &lat
+	res.derive()
 	if measured > 0 {
 		res.ToolCPUcores = (after.self - before.self) / measured
 		for i := range after.threads {
@@ -598,7 +600,6 @@ func (s *session) tally(res *Result, rs []*receiver, start, sendEnd time.Time, b
 		}
 	}
 	res.ToolSaturated = res.RecvThreadMax > 0.9 || res.ToolCPUcores > 0.9*float64(runtime.NumCPU())
-	res.lat = &lat
 	// The schedule ends at Duration; late by more than 10% (+50 ms for
 	// timer slack) means the senders could not keep it. Over UDP that is the
 	// tool's limit; over TCP it is the broker's backpressure.

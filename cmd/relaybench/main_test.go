@@ -690,7 +690,7 @@ func TestPoolTurns(t *testing.T) {
 		for range n {
 			r.lat.add(us * 1000)
 		}
-		r.derive(r.lat)
+		r.derive()
 		return r
 	}
 	quick, burst := turn(3800, 200, 0.05, true), turn(38, 5000, 0.01, true)
