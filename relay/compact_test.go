@@ -16,7 +16,7 @@ func (c *v2c) recvEvents(n int) (datagrams []string, events []wire.Frame) {
 	c.t.Helper()
 	for len(events) < n {
 		d := c.recv()
-		fs, err := wire.DecodeV2Compact(nil, []byte(d))
+		fs, err := wire.DecodeV2Wide(nil, []byte(d))
 		if err != nil {
 			c.t.Fatalf("%q: %v", d, err)
 		}
@@ -180,4 +180,98 @@ func framePtrs(fs []wire.Frame) []*wire.Frame {
 		ptrs[i] = &fs[i]
 	}
 	return ptrs
+}
+
+// TestRevision4WideDatagrams: 100 chats that leave together reach a member
+// of revision 4 on loopback in one datagram of 101 lines (a context line and
+// 100 rows, 8,192 bytes allowed), which a receiver of revision 3 would
+// refuse, and their revision-4 sender likewise, ids kept; a member of
+// revision 3 gets them as before, in datagrams of at most 64 lines. A
+// repair of the 100 is one datagram for revision 4 and two for revision 3.
+func TestRevision4WideDatagrams(t *testing.T) {
+	g := newGate()
+	// One shard: the test holds its one sender.
+	r := relaytest.Start(t, func(c *relay.Config) {
+		c.Observer, c.Workers, c.FanoutShards, c.Flood = g, 4, 1, relay.FloodOff()
+		relay.HandOffAlways(c) // the gate holds a worker, not the reader
+	})
+	t.Cleanup(g.open) // registered after Start's: runs first, so shutdown never waits on the gate
+	classic := dial(t, r).login("classic")
+	classic.sync("classic")
+	three := dialV2(t, r)
+	three.loginRev("three", 3)
+	classic.expect("three joined the chat room")
+	four := dialV2(t, r)
+	four.loginRev("four", 4)
+	classic.expect("four joined the chat room")
+	three.expectT(wire.FrameJoin)
+	snd := dialV2(t, r)
+	snd.loginRev("snd", 4)
+	classic.expect("snd joined the chat room")
+	three.expectT(wire.FrameJoin)
+	four.expectT(wire.FrameJoin)
+
+	relay.WaitFanoutIdle(r.Server)
+	g.arm()
+	classic.send("C classic first")
+	g.held(t)
+	const n = 100
+	var chats []*wire.Frame
+	for i := range n {
+		chats = append(chats, &wire.Frame{T: wire.FrameChat, Room: wire.RoomMain, ID: uint64(i + 1), Text: fmt.Sprintf("c%03d", i)})
+	}
+	for i := 0; i < n; i += 10 {
+		snd.sendFrames(chats[i : i+10]...) // within the relay's 1,024 bytes in
+	}
+	eventually(t, "chats queued", func() bool { return g.chats() == n+1 })
+	g.open()
+
+	var from uint64 // the first of the 100's seq
+	for _, c := range []*v2c{three, four} {
+		f := c.expectT(wire.FrameChat)
+		if f.From != "classic" || f.Text != "first" {
+			t.Fatalf("first event %+v", f)
+		}
+		from = f.Seq + 1
+	}
+	snd.expectT(wire.FrameChat)
+	check := func(who string, c *v2c, datagrams int, ids bool) {
+		t.Helper()
+		ds, evs := c.recvEvents(n)
+		for i, f := range evs {
+			wantID := uint64(0)
+			if ids {
+				wantID = uint64(i + 1)
+			}
+			if f.T != wire.FrameChat || f.From != "snd" || f.Text != chats[i].Text || f.ID != wantID {
+				t.Fatalf("%s: event %d %+v, want snd's %q with id %d", who, i, f, chats[i].Text, wantID)
+			}
+		}
+		if len(ds) != datagrams {
+			t.Fatalf("%s: %d chats came in %d datagrams, want %d", who, n, len(ds), datagrams)
+		}
+		for _, d := range ds {
+			lines := strings.Count(d, "\n") - 1
+			_, err := wire.DecodeV2Compact(nil, []byte(d))
+			switch {
+			case lines > wire.MaxFramesPerDatagram && err == nil:
+				t.Fatalf("%s: revision 3's decoder read %d lines", who, lines)
+			case lines > wire.MaxFramesPerDatagram && datagrams != 1:
+				t.Fatalf("%s: a datagram of %d lines", who, lines)
+			}
+		}
+	}
+	check("four (revision 4)", four, 1, false)
+	check("snd (revision 4, its echo)", snd, 1, true)
+	check("three (revision 3)", three, 2, false)
+	for i := range n {
+		classic.expect("snd says: " + chats[i].Text)
+	}
+
+	// A repair is packed for one member, to its revision's bound.
+	for _, c := range []*v2c{three, four} {
+		c.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: wire.RoomMain, FromSeq: from, ToSeq: from + n - 1})
+	}
+	check("four's repair", four, 1, true)
+	check("three's repair", three, 2, true)
 }

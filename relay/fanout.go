@@ -34,7 +34,8 @@ import (
 //     compact (a context line states the events' room, epoch and first seq
 //     once), revision 3 gets chats as rows without their ids, but a member
 //     that sent a chat of the group, whose copy keeps its ids (its
-//     acknowledgement): one packing per revision present and per such
+//     acknowledgement), and revision 4 the same in datagrams of up to
+//     wire.MaxLinesWide lines: one packing per revision present and per such
 //     sender, never one per member or per shard. Classic members receive
 //     one line per datagram, as classic clients expect, each line encoded
 //     once for all of them.
@@ -252,7 +253,7 @@ type fanout struct {
 	keys    []int32       // their shard and kind (shard*kinds+kind), by f.tos's index
 	counts  []int32       // members of a group by shard*kinds+kind
 	offs    []int32       // where each shard*kinds+kind starts in the job's dests
-	own     []*Member     // the members of revision 3 who sent a chat of the group
+	own     []*Member     // the members of revision 3 or 4 who sent a chat of the group
 	postTo  []int         // post's list of shards
 
 	freeMu sync.Mutex // protects free
@@ -268,6 +269,8 @@ const (
 	kindCompactLo        //
 	kindRows             // revision 3, rows without ids
 	kindRowsLo           //
+	kindWide             // revision 4: rows, up to wire.MaxLinesWide lines
+	kindWideLo           //
 	kinds
 )
 
@@ -279,6 +282,7 @@ var kindPacking = [kinds]struct {
 	kindFull: {1, false}, kindFullLo: {1, true},
 	kindCompact: {2, false}, kindCompactLo: {2, true},
 	kindRows: {3, false}, kindRowsLo: {3, true},
+	kindWide: {4, false}, kindWideLo: {4, true},
 }
 
 func newFanout(shards int, obs Observer, log *zap.Logger, budget, loopBudget int) *fanout {
@@ -521,6 +525,9 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 				continue
 			}
 			kind = kindRows
+			if rev >= 4 {
+				kind = kindWide
+			}
 		case rev == 2:
 			kind = kindCompact
 		default:
@@ -577,12 +584,12 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 			}
 		}
 	}
-	// A sender of revision 3 gets its own packing: its chats' rows keep
+	// A sender of revision 3 or 4 gets its own packing: its chats' rows keep
 	// their ids (its acknowledgement), everyone else's leave them out.
 	for _, m := range f.own {
 		d := m.Dest()
 		dg0 := len(j.dgs)
-		f.packInto(j, evs, f.budgetFor(d), 3, m)
+		f.packInto(j, evs, f.budgetFor(d), m.rev.Load(), m)
 		to := int32(len(j.dests))
 		j.dests = append(j.dests, d)
 		j.addSend(f.shardOf(d.Addr), dg0, to, to+1)
@@ -594,7 +601,7 @@ func (f *fanout) packGroup(j *job, evs []outEvent) {
 }
 
 // rowSenders returns the senders of the chats of evs that a row carries
-// with an id (only v2 chats have one); those of revision 3 get a packing
+// with an id (only v2 chats have one); those of revision 3 or 4 get a packing
 // of their own (packGroup). The slice is f's, valid until the next call.
 func (f *fanout) rowSenders(evs []outEvent) []*Member {
 	f.senders = f.senders[:0]
@@ -607,18 +614,19 @@ func (f *fanout) rowSenders(evs []outEvent) []*Member {
 }
 
 // packInto adds to j evs packed once, in datagrams of at most budget
-// bytes, in the form of revision rev; at revision 3, only the chats of own
+// bytes, in the form of revision rev; from revision 3, only the chats of own
 // (nil: none) keep their ids.
 func (f *fanout) packInto(j *job, evs []outEvent, budget int, rev uint32, own *Member) {
 	j.packed = true
-	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
+	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3, MaxLines: wire.MaxLines(uint64(rev))}
 	p.Reset(j.arena)
 	for i := range evs {
 		cut := evs[i].cutOf()
 		if p.Rows && (own == nil || evs[i].except != own) {
 			cut = cut.WithoutID()
 		}
-		// A receiver refuses a datagram of more than 64 lines whole.
+		// A receiver refuses a datagram of more lines than its revision's
+		// MaxLines whole: the Packer keeps to them.
 		if d, n := p.Add(evs[i].v2, cut); d != nil {
 			j.dgs = append(j.dgs, dgram{b: d, events: n})
 		}
@@ -986,7 +994,8 @@ func (f *fanout) Reply(to netip.AddrPort, local netip.Addr, b []byte) {
 
 // SendFrames sends encoded frame lines to the v2 member m, packed into as
 // few datagrams as its send budget allows (compact for a member of
-// revision 2; rows, with their ids, for revision 3), as Send does.
+// revision 2; rows, with their ids, for revision 3 and 4; as many lines a
+// datagram as m's revision reads), as Send does.
 func (f *fanout) SendFrames(m *Member, lines [][]byte) { f.packFrames(m, lines, f.Send) }
 
 // QueueFrames is SendFrames as Queue: queued, sent by the next Flush.
@@ -1000,7 +1009,7 @@ func (f *fanout) packFrames(m *Member, lines [][]byte, out func(*Member, []byte)
 	}
 	budget := f.budgetFor(m.Dest())
 	rev := m.rev.Load()
-	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3}
+	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3, MaxLines: wire.MaxLines(uint64(rev))}
 	p.Reset(make([]byte, 0, budget))
 	for _, l := range lines {
 		var cut wire.EventCut
@@ -1008,7 +1017,7 @@ func (f *fanout) packFrames(m *Member, lines [][]byte, out func(*Member, []byte)
 			cut = wire.CutEvent(l)
 		}
 		if d, _ := p.Add(l, cut); d != nil {
-			out(m, d) // a receiver refuses a datagram of more than 64 lines whole
+			out(m, d) // within m's revision's MaxLines, which m's client enforces
 		}
 	}
 	if d, _ := p.Flush(); d != nil {

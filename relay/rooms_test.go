@@ -544,14 +544,25 @@ func TestAdminRoomVerbs(t *testing.T) {
 	}
 }
 
-// A receiver rejects a datagram of more than wire.MaxFramesPerDatagram
-// frames whole (lines: revision 2's context lines count), so the relay
-// never packs more, however small the events: a repair of 150 one-letter
-// chats comes as several datagrams, each of which decodes.
+// A receiver rejects a datagram of more lines than its revision reads
+// (wire.MaxLines: 64 up to revision 3, 256 from 4; revision 2's context
+// lines count) whole, so the relay never packs more, however small the
+// events: a repair of 152 one-letter chats comes to revision 3 as several
+// datagrams, each of which decodes, and to revision 4 as one.
 func TestPackedDatagramsHoldAtMost64Frames(t *testing.T) {
+	for _, tc := range []struct {
+		rev       uint64
+		decode    func([]wire.Frame, []byte) ([]wire.Frame, error)
+		datagrams int // 0: several
+	}{{3, wire.DecodeV2Compact, 0}, {4, wire.DecodeV2Wide, 1}} {
+		t.Run("revision "+strconv.FormatUint(tc.rev, 10), func(t *testing.T) { packedRepair(t, tc.rev, tc.decode, tc.datagrams) })
+	}
+}
+
+func packedRepair(t *testing.T, rev uint64, decode func([]wire.Frame, []byte) ([]wire.Frame, error), datagrams int) {
 	r := relaytest.Start(t, func(c *relay.Config) { c.Flood = relay.FloodOff() })
 	alice, bob := dialV2(t, r), dialV2(t, r)
-	alice.login1("alice")
+	alice.loginRev("alice", rev)
 	bob.login1("bob")
 	alice.expectT(wire.FrameJoin)
 	for i := 1; i <= 150; i++ {
@@ -562,17 +573,21 @@ func TestPackedDatagramsHoldAtMost64Frames(t *testing.T) {
 		last = alice.expectT(wire.FrameChat).Seq
 	}
 	alice.sendFrames(&wire.Frame{T: wire.FrameRepair, Room: "main", FromSeq: 1, ToSeq: 152})
-	got := 0
+	got, n := 0, 0
 	for got < 152 {
 		d := alice.recv() // next() would fail the test on an undecodable datagram too; say why here
+		n++
 		// Context lines count as lines, not as events.
-		fs, err := wire.DecodeV2Compact(nil, []byte(d))
+		fs, err := decode(nil, []byte(d))
 		if err != nil {
-			t.Fatalf("a repair datagram does not decode (%v): %d lines", err, strings.Count(d, "\n")-1)
+			t.Fatalf("a repair datagram does not decode at revision %d (%v): %d lines", rev, err, strings.Count(d, "\n")-1)
 		}
 		got += len(fs)
 	}
-	if got != 152 {
+	switch {
+	case got != 152:
 		t.Fatalf("%d events repaired, want 152", got)
+	case datagrams == 0 && n < 2, datagrams > 0 && n != datagrams:
+		t.Fatalf("revision %d: the repair came in %d datagrams, want %d (0: several)", rev, n, datagrams)
 	}
 }

@@ -37,7 +37,7 @@ func (c *v2c) next() wire.Frame {
 	c.t.Helper()
 	for len(c.pending) == 0 {
 		d := c.recv()
-		fs, err := wire.DecodeV2Compact(nil, []byte(d)) // revision 2's context lines applied
+		fs, err := wire.DecodeV2Wide(nil, []byte(d)) // revision 2's context lines applied, revision 4's lines read
 		if err != nil {
 			c.t.Fatalf("not v2: %q: %v", d, err)
 		}

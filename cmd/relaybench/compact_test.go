@@ -54,14 +54,28 @@ func TestReceiverReadsCompactDatagrams(t *testing.T) {
 	if r.st.delivered != 0 || r.st.other != 1 {
 		t.Errorf("65 lines: delivered %d, other %d; want it refused whole", r.st.delivered, r.st.other)
 	}
+	// A member of revision 4 reads up to 256 lines (wide datagrams), as
+	// its client does, and refuses 257.
+	r = newReceiver()
+	r.seqs = 400
+	r.st.seen = [][]uint64{make([]uint64, 7), make([]uint64, 7), make([]uint64, 7), make([]uint64, 7)}
+	r.ms[0].rev = 4
+	r.datagram(0, tooMany)
+	if r.st.delivered != wire.MaxFramesPerDatagram || r.st.other != 0 {
+		t.Errorf("65 lines at revision 4: delivered %d, other %d; want every chat", r.st.delivered, r.st.other)
+	}
+	r.datagram(0, wire.EncodeV2Compact(chats(100, wire.MaxLinesWide)...)) // 257 lines
+	if r.st.delivered != wire.MaxFramesPerDatagram || r.st.other != 1 {
+		t.Errorf("257 lines at revision 4: delivered %d in all, other %d; want it refused whole", r.st.delivered, r.st.other)
+	}
 }
 
 // TestV2Room100Revisions: v2room100's members offer the newest revision
 // unless --v2-rev says otherwise, and a tiny run of the scenario's room
 // (100 members, its first offered rate, 300 ms) delivers every chat at
-// revisions 3, 2 and 1 alike, each relay answering the revision asked for.
+// revisions 4, 3, 2 and 1 alike, each relay answering the revision asked for.
 func TestV2Room100Revisions(t *testing.T) {
-	for _, args := range [][]string{{"--v2-rev", "4"}, {"--v2-rev", "-1"}, {"--v2-rev", "x"}} {
+	for _, args := range [][]string{{"--v2-rev", "5"}, {"--v2-rev", "-1"}, {"--v2-rev", "x"}} {
 		if _, err := parse(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parse(%q): no error", args)
 		}
@@ -76,7 +90,7 @@ func TestV2Room100Revisions(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		rev  uint64
-	}{{[]string{"--scenario", "v2room100"}, wire.Rev}, {[]string{"--scenario", "v2room100", "--v2-rev", "2"}, 2}, {[]string{"--scenario", "v2room100", "--v2-rev", "1"}, 1}} {
+	}{{[]string{"--scenario", "v2room100"}, wire.Rev}, {[]string{"--scenario", "v2room100", "--v2-rev", "3"}, 3}, {[]string{"--scenario", "v2room100", "--v2-rev", "2"}, 2}, {[]string{"--scenario", "v2room100", "--v2-rev", "1"}, 1}} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			c, err := parse(tc.args, &bytes.Buffer{})
 			if err != nil || c.sc.V2Rev != tc.rev {

@@ -173,10 +173,11 @@ func (r *receiver) datagram(li int, p []byte) {
 	v2 := wire.IsV2(p)
 	if v2 {
 		p = p[len(wire.V2Magic):]
-		// A client refuses a datagram of more frames whole
-		// (wire.DecodeV2): so does the tool, or a relay or reference that
-		// packs more would be credited with deliveries no client sees.
-		if bytes.Count(p, []byte{'\n'}) > wire.MaxFramesPerDatagram {
+		// A client refuses a datagram of more lines than its revision
+		// reads whole (wire.DecodeV2Compact, wire.DecodeV2Wide): so does
+		// the tool, or a relay or reference that packs more would be
+		// credited with deliveries no client sees.
+		if bytes.Count(p, []byte{'\n'}) > wire.MaxLines(r.ms[li].rev) {
 			r.st.other++
 			return
 		}

@@ -473,7 +473,7 @@ func (f *former) run(rate int, exited func() bool, progress io.Writer) error {
 				if err != nil {
 					break
 				}
-				if frames, err = wire.DecodeV2Compact(frames[:0], buf[:c]); err == nil {
+				if frames, err = wire.DecodeV2Wide(frames[:0], buf[:c]); err == nil {
 					f.handle(i, frames, time.Now())
 				}
 			}

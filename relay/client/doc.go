@@ -12,7 +12,7 @@
 //
 // # Rooms and direct messages (revision 1)
 //
-// The hello says the client speaks revision 3 (wire.Rev); the welcome says
+// The hello says the client speaks revision 4 (wire.Rev); the welcome says
 // what the relay speaks (Rev). With revision 1 or later the session is in main and
 // may Join and Part other rooms, SendTo a room, Msg a member, list the
 // relay's Rooms and ask WhoIn a room; with a revision-0 relay those calls
@@ -27,7 +27,8 @@
 //
 // A relay of revision 2 packs a room's events into datagrams that state
 // their room, epoch and first seq once, in a context line (wire.FrameCtx).
-// The client reads every datagram through wire.DecodeV2Compact, which gives
+// The client reads every datagram through wire.DecodeV2Wide (which reads
+// datagrams of up to wire.MaxLinesWide lines, revision 4), which gives
 // each event its fields back before anything else sees it, so repair,
 // dedupe and Events work on whole frames as with revision 1. A relay of
 // revision 0 or 1 never sends a context line, and its datagrams read as
@@ -39,6 +40,13 @@
 // ["from","text"], and keeps a chat's id only in its sender's copy: the
 // echo by which this client acknowledges its own chats (the id is there)
 // works as before, and a chat from someone else has ID 0.
+//
+// # Wide datagrams (revision 4)
+//
+// A relay of revision 4 packs up to wire.MaxLinesWide lines into a
+// datagram to this client (up to wire.MaxFramesPerDatagram below it), and
+// still reads no more than wire.MaxFramesPerDatagram from it: the client
+// packs what it sends as before.
 //
 // # Several relays: failover
 //

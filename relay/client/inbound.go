@@ -29,8 +29,10 @@ func (c *Client) onDatagram(p inbound) {
 	}
 	c.stats.received.Add(1)
 	// Context lines (revision 2) are applied whatever the revision: a
-	// relay of revision 0 or 1 never sends one.
-	frames, err := wire.DecodeV2Compact(nil, p.data)
+	// relay of revision 0 or 1 never sends one; and a datagram may carry
+	// up to wire.MaxLinesWide lines (revision 4): a relay below it never
+	// sends more than wire.MaxFramesPerDatagram.
+	frames, err := wire.DecodeV2Wide(nil, p.data)
 	if err != nil {
 		return // not v2, or garbage: never answered
 	}

@@ -23,8 +23,9 @@ const maxJSONNesting = 10000
 // itself (no copy; the caller guarantees b is neither modified nor reused
 // while they are in use); otherwise they share one private copy of b.
 // Strings with escapes are always freshly allocated. With rows set, a line
-// that is a JSON array is a chat row of revision 3 (decodeRow).
-func decodeV2(dst []Frame, b []byte, alias, rows bool) ([]Frame, error) {
+// that is a JSON array is a chat row of revision 3 (decodeRow). More than
+// maxLines lines is ErrV2TooManyFrames.
+func decodeV2(dst []Frame, b []byte, alias, rows bool, maxLines int) ([]Frame, error) {
 	if !IsV2(b) {
 		return dst, ErrUnknownVerb
 	}
@@ -50,7 +51,7 @@ func decodeV2(dst []Frame, b []byte, alias, rows bool) ([]Frame, error) {
 		if len(strings.TrimSpace(line)) == 0 {
 			continue
 		}
-		if len(dst)-start == MaxFramesPerDatagram {
+		if len(dst)-start == maxLines {
 			clear(dst[start:])
 			return dst[:start], ErrV2TooManyFrames
 		}

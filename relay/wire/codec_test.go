@@ -73,7 +73,7 @@ func checkDecodeAgrees(t *testing.T, b []byte) {
 	want, wantErr := decodeV2Reference(nil, b)
 	for _, alias := range []bool{false, true} {
 		in := bytes.Clone(b)
-		got, err := decodeV2(nil, in, alias, false)
+		got, err := decodeV2(nil, in, alias, false, MaxFramesPerDatagram)
 		if !errors.Is(err, wantErr) || (err == nil) != (wantErr == nil) {
 			t.Fatalf("decode(alias=%v) of %q: error %v, encoding/json says %v", alias, b, err, wantErr)
 		}

@@ -75,8 +75,18 @@ func ApplyContext(frames []Frame) []Frame {
 // context lines alone has no frame (ErrV2NoFrames). The lines, context
 // lines included, are at most MaxFramesPerDatagram.
 func DecodeV2Compact(dst []Frame, b []byte) ([]Frame, error) {
+	return decodeV2Compact(dst, b, MaxFramesPerDatagram)
+}
+
+// DecodeV2Wide is DecodeV2Compact for a receiver of revision 4: a datagram
+// may carry up to MaxLinesWide lines, context lines included.
+func DecodeV2Wide(dst []Frame, b []byte) ([]Frame, error) {
+	return decodeV2Compact(dst, b, MaxLinesWide)
+}
+
+func decodeV2Compact(dst []Frame, b []byte, maxLines int) ([]Frame, error) {
 	start := len(dst)
-	dst, err := decodeV2(dst, b, false, true)
+	dst, err := decodeV2(dst, b, false, true, maxLines)
 	if err != nil {
 		return dst, err
 	}
@@ -210,7 +220,7 @@ type Compactor struct {
 func (c *Compactor) Reset() { *c = Compactor{Rows: c.Rows} }
 
 // Lines returns the lines written since Reset, context lines included: a
-// receiver refuses a datagram of more than MaxFramesPerDatagram.
+// receiver refuses a datagram of more than its revision's MaxLines.
 func (c *Compactor) Lines() int { return c.lines }
 
 // Events returns the event lines written since Reset.
@@ -290,14 +300,17 @@ func encodeCompacted(c Compactor, frames []*Frame) []byte {
 
 // Packer packs frame lines into v2 datagrams one after another in one
 // buffer: each datagram at most Budget bytes (one line alone may be more)
-// and MaxFramesPerDatagram lines, in full form, or in compact form when
-// Compact is set (revision 2). A datagram it returns is a slice of the
+// and MaxLines lines (MaxFramesPerDatagram when 0), in full form, or in
+// compact form when Compact is set (revision 2). A datagram it returns is a slice of the
 // buffer that is never written again. The zero Packer (with Budget set)
 // packs into a buffer of its own.
 type Packer struct {
 	Budget  int  // the largest datagram, in bytes
 	Compact bool // revision 2: context lines and compact events
 	Rows    bool // revision 3 (with Compact): chats as rows
+	// MaxLines bounds a datagram's lines, context lines included: the
+	// receiver's MaxLines(rev); 0 is MaxFramesPerDatagram.
+	MaxLines int
 
 	buf    []byte
 	open   bool // a datagram is open: it begins at buf[start]
@@ -334,7 +347,11 @@ func (p *Packer) Add(line []byte, cut EventCut) (done []byte, events int) {
 	if p.Compact {
 		lines = p.c.Lines()
 	}
-	if p.events > 0 && (len(p.buf)-p.start > p.Budget || lines > MaxFramesPerDatagram) {
+	maxLines := p.MaxLines
+	if maxLines == 0 {
+		maxLines = MaxFramesPerDatagram
+	}
+	if p.events > 0 && (len(p.buf)-p.start > p.Budget || lines > maxLines) {
 		p.buf, p.c = p.buf[:mark], saved
 		done, events = p.Flush()
 		p.begin()

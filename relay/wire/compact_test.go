@@ -6,6 +6,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -471,4 +472,72 @@ func FuzzCompactPacker(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPackerMaxLines: a Packer keeps to the receiver's line bound, 64 lines
+// below revision 4 and 256 from it (wide datagrams); a datagram of more than
+// 64 lines is refused whole by DecodeV2Compact (a receiver of revision 2 or
+// 3) and read by DecodeV2Wide, which refuses more than 256.
+func TestPackerMaxLines(t *testing.T) {
+	if MaxLines(3) != MaxFramesPerDatagram || MaxLines(4) != MaxLinesWide || MaxLinesWide != 256 {
+		t.Fatalf("MaxLines(3) = %d, MaxLines(4) = %d", MaxLines(3), MaxLines(4))
+	}
+	var events []Frame
+	for i := range 600 {
+		events = append(events, Frame{T: FrameChat, Room: RoomMain, Seq: uint64(100 + i), Epoch: "5f3a9c01", From: "alice", Text: strconv.Itoa(i)})
+	}
+	for _, tc := range []struct {
+		rev      uint64
+		maxLines int
+		decode   func([]Frame, []byte) ([]Frame, error)
+	}{
+		{3, 64, DecodeV2Compact},
+		{4, 256, DecodeV2Wide},
+	} {
+		p := Packer{Budget: 8192, Compact: true, Rows: true, MaxLines: MaxLines(tc.rev)}
+		var got []Frame
+		var sizes []int
+		check := func(d []byte, n int) {
+			t.Helper()
+			if d == nil {
+				return
+			}
+			lines := bytes.Count(d, []byte("\n")) - 1 // the CR2 line
+			if lines > tc.maxLines {
+				t.Fatalf("rev %d: a datagram of %d lines", tc.rev, lines)
+			}
+			fs, err := tc.decode(nil, d)
+			if err != nil || len(fs) != n {
+				t.Fatalf("rev %d: %v, %d frames for %d events", tc.rev, err, len(fs), n)
+			}
+			if lines > MaxFramesPerDatagram {
+				if _, err := DecodeV2Compact(nil, d); !errors.Is(err, ErrV2TooManyFrames) {
+					t.Fatalf("DecodeV2Compact read a datagram of %d lines: %v", lines, err)
+				}
+			}
+			got, sizes = append(got, fs...), append(sizes, n)
+		}
+		for i := range events {
+			l := AppendFrame(nil, &events[i])
+			check(p.Add(l, CutEvent(l)))
+		}
+		check(p.Flush())
+		if !reflect.DeepEqual(got, events) {
+			t.Fatalf("rev %d: %d events back of %d, not the same", tc.rev, len(got), len(events))
+		}
+		// Each datagram but the last is full to the line bound: one
+		// context line and its rows, far below 8,192 bytes.
+		for _, n := range sizes[:len(sizes)-1] {
+			if n != tc.maxLines-1 {
+				t.Fatalf("rev %d: datagrams of %v events, want %d each but the last", tc.rev, sizes, tc.maxLines-1)
+			}
+		}
+	}
+	over := "CR2\n" + strings.Repeat("{\"t\":\"join\",\"room\":\"main\",\"from\":\"a\"}\n", MaxLinesWide+1)
+	if fs, err := DecodeV2Wide(nil, []byte(over)); !errors.Is(err, ErrV2TooManyFrames) || len(fs) != 0 {
+		t.Fatalf("DecodeV2Wide read %d lines: %d frames, %v", MaxLinesWide+1, len(fs), err)
+	}
+	if fs, err := DecodeV2Wide(nil, []byte(over[:len(over)-len("{\"t\":\"join\",\"room\":\"main\",\"from\":\"a\"}\n")])); err != nil || len(fs) != MaxLinesWide {
+		t.Fatalf("DecodeV2Wide of %d lines: %d frames, %v", MaxLinesWide, len(fs), err)
+	}
 }

@@ -14,8 +14,24 @@ const V2Magic = "CR2\n"
 // RoomMain is the one room, named in every frame.
 const RoomMain = "main"
 
-// MaxFramesPerDatagram bounds how many frames one datagram may carry.
+// MaxFramesPerDatagram bounds how many lines (frames, and from revision 2
+// context lines) one datagram may carry: every datagram a client sends the
+// relay, and every datagram to a receiver below revision 4.
 const MaxFramesPerDatagram = 64
+
+// MaxLinesWide bounds the lines of a datagram to a receiver of revision 4
+// (wide datagrams): an 8,192-byte datagram to loopback holds 105 of the
+// load tool's chat rows, where 64 lines held 63.
+const MaxLinesWide = 256
+
+// MaxLines returns the most lines a datagram to a receiver of revision rev
+// may carry: MaxLinesWide from revision 4, else MaxFramesPerDatagram.
+func MaxLines(rev uint64) int {
+	if rev >= 4 {
+		return MaxLinesWide
+	}
+	return MaxFramesPerDatagram
+}
 
 // Frame types. See docs/PROTOCOL.md.
 const (
@@ -70,10 +86,12 @@ const (
 // messages (msg, dm, the inbox) and history (older events on request); 2
 // packs room events compactly (a ctx line states their room, epoch and
 // first seq once: compact.go); 3 writes chats as rows, their ids only in
-// their senders' copies (rows.go). A client says which it speaks in its hello
+// their senders' copies (rows.go); 4 lets a datagram to the client carry up
+// to MaxLinesWide lines instead of MaxFramesPerDatagram (wide datagrams). A
+// client says which it speaks in its hello
 // ("rev"); the relay answers with the revision it will use in the welcome,
 // and never sends a client what its revision does not know.
-const Rev = 3
+const Rev = 4
 
 // Inbox is the room name of a session's own inbox, where its direct
 // messages arrive as sequenced events (each session has its own sequence).
@@ -158,7 +176,8 @@ func IsV2(b []byte) bool { return bytes.HasPrefix(b, []byte(V2Magic)) }
 var (
 	// ErrV2NoFrames reports a v2 datagram with no frame after the magic.
 	ErrV2NoFrames = errors.New("relay: v2 datagram without frames")
-	// ErrV2TooManyFrames reports more than MaxFramesPerDatagram frames.
+	// ErrV2TooManyFrames reports more lines than the decoder's bound:
+	// MaxFramesPerDatagram, or MaxLinesWide for DecodeV2Wide.
 	ErrV2TooManyFrames = errors.New("relay: too many v2 frames")
 	// ErrV2BadFrame reports a line that is not a JSON object with a "t".
 	ErrV2BadFrame = errors.New("relay: malformed v2 frame")
@@ -172,12 +191,16 @@ var (
 // Each line is decoded exactly as encoding/json would decode it into a
 // Frame (see v2codec.go). The frames do not alias b: b may be reused at
 // once.
-func DecodeV2(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, false, false) }
+func DecodeV2(dst []Frame, b []byte) ([]Frame, error) {
+	return decodeV2(dst, b, false, false, MaxFramesPerDatagram)
+}
 
 // DecodeV2InPlace is DecodeV2 without the copies: the frames' strings
 // alias b, so they are valid only while b is neither modified nor reused.
 // Whatever outlives that must be copied. It allocates only to grow dst.
-func DecodeV2InPlace(dst []Frame, b []byte) ([]Frame, error) { return decodeV2(dst, b, true, false) }
+func DecodeV2InPlace(dst []Frame, b []byte) ([]Frame, error) {
+	return decodeV2(dst, b, true, false, MaxFramesPerDatagram)
+}
 
 // DecodeFrameInPlace decodes one frame line (a JSON object, with or
 // without its "\n") into f, whose strings then alias line. It reports
