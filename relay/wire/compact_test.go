@@ -345,6 +345,7 @@ func FuzzDecodeV2Compact(f *testing.F) {
 	}
 	f.Add([]byte("CR2\n[\"a\",\"b\"]\n{\"t\":\"ctx\",\"seq\":3}\n[\"c\",\"d\",1]\r\n\n[\"e\",\"f\"]"))
 	f.Add([]byte("CR2\n" + strings.Repeat("[\"a\",\"b\"]\n", MaxFramesPerDatagram) + "[1]\n"))
+	f.Add([]byte("CR2\n{\"t\":\"ctx\",\"room\":\"main\",\"seq\":7,\"epoch\":\"e\"}\n" + strings.Repeat("[\"a\",\"b\"]\n", 100)))
 	for _, v := range goldenVectors(f) {
 		f.Add([]byte(v.Datagram))
 	}
@@ -357,6 +358,11 @@ func FuzzDecodeV2Compact(f *testing.F) {
 		plain, perr := DecodeV2(nil, rowsToObjects(b))
 		got, err := DecodeV2Compact(nil, b)
 		want := applyContextReference(plain)
+		// Revision 4 reads every datagram revisions 2 and 3 read, the same,
+		// and differs only where they refuse too many lines.
+		if wide, werr := DecodeV2Wide(nil, b); !errors.Is(err, ErrV2TooManyFrames) && (!errors.Is(werr, err) || !reflect.DeepEqual(wide, got)) {
+			t.Fatalf("revision 4 reads %q as %v %+v, revision 3 as %v %+v", b, werr, wide, err, got)
+		}
 		switch {
 		case perr != nil:
 			if !errors.Is(err, perr) || len(got) != 0 {
@@ -392,11 +398,13 @@ func FuzzDecodeV2Compact(f *testing.F) {
 // repeats, the largest seq, frames without some of the three) compact, and
 // as rows: the datagrams read back as the events in order (a row may have
 // dropped an id it was told to), each within the budget (but one of a
-// single event) and MaxFramesPerDatagram lines.
+// single event) and MaxFramesPerDatagram lines (MaxLinesWide for
+// revision 4).
 func FuzzCompactPacker(f *testing.F) {
 	f.Add("main,dev", []byte{1, 2, 3, 0x41, 5, 0x86, 7}, "hi", uint16(300))
 	f.Add("main", []byte{0xff, 0xfe, 0x7f, 0x3f, 0x3f, 0x3f}, "", uint16(0))
 	f.Add("@,开发,\"q\\", []byte{9, 9, 9, 9, 0xc0, 0x30, 0x10}, strings.Repeat("x", 100), uint16(1200))
+	f.Add("main", bytes.Repeat([]byte{0}, 150), "x", uint16(8192)) // more than 64 lines: wide at revision 4
 	f.Fuzz(func(t *testing.T, rooms string, spec []byte, text string, budget uint16) {
 		if !utf8.ValidString(rooms) || !utf8.ValidString(text) || len(spec) > 200 {
 			return
@@ -430,9 +438,15 @@ func FuzzCompactPacker(f *testing.F) {
 			events = nil
 		}
 		// Compact (revision 2), then as rows (revision 3) with the ids of
-		// the events at odd indexes dropped where a row carries them.
-		for _, rows := range []bool{false, true} {
-			p := Packer{Budget: int(budget), Compact: true, Rows: rows}
+		// the events at odd indexes dropped where a row carries them, then
+		// so in wide datagrams (revision 4, read by DecodeV2Wide).
+		for _, form := range []struct {
+			rows     bool
+			maxLines int
+			decode   func([]Frame, []byte) ([]Frame, error)
+		}{{false, 0, DecodeV2Compact}, {true, 0, DecodeV2Compact}, {true, MaxLinesWide, DecodeV2Wide}} {
+			rows := form.rows
+			p := Packer{Budget: int(budget), Compact: true, Rows: rows, MaxLines: form.maxLines}
 			var got []Frame
 			take := func(d []byte, n int) {
 				if d == nil {
@@ -441,7 +455,7 @@ func FuzzCompactPacker(f *testing.F) {
 				if n > 1 && len(d) > int(budget) {
 					t.Fatalf("%d bytes, budget %d", len(d), budget)
 				}
-				fs, err := DecodeV2Compact(nil, d)
+				fs, err := form.decode(nil, d)
 				if err != nil || len(fs) != n {
 					t.Fatalf("%q: %v, %d frames, want %d", d, err, len(fs), n)
 				}
