@@ -71,6 +71,7 @@ type config struct {
 	relayLogs   bool
 	stopAfter   int
 	bisect      int // steps between a ladder's best pass and first failure, each halving the gap
+	retries     int // times a ladder step not sustained is run again before it counts as failed
 	alternate   bool
 	timeLimit   time.Duration
 	storm       stormConfig // --scenario joinstorm
@@ -97,9 +98,10 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.scenario, "scenario", "", "preset: room10, room100, room1000, latency, v2room100, or all (the ladders); or joinstorm (10,000 classic logins at 1,000/s with retries, then a chat: see --storm-*; not part of all); or rooms1000 (relay CPU per delivery in 1,000 rooms of 10 v2 members against one room of 100, on one ladder of offered deliveries/s, the steps alternating: see --rooms-*; not part of all); or nodes2 (a room on two relays sharing one NATS JetStream server against one relay on it, in memory and --data-dir: p99 at 20 x 200 chats/s, then the room100 ladder, the relays' steps alternating: see --nodes-*; not part of all)")
 	fs.StringVar(&c.plotDir, "plot", "", "write SVG and PNG charts against room size into `dir` (room scenarios)")
 	fs.IntVar(&c.stopAfter, "stop-after", -1, "a relay stops climbing the rates after this many steps below 99.9% (0: run every rate; default 1 with --scenario, else 0)")
+	fs.IntVar(&c.retries, "retries", -1, "on a ladder, a step not sustained (and not limited by the load tool) is run again at the same rate, after the other relays' turns at it, up to this many times; the rate is sustained if one run of it is, and every run is reported (0: never; default 1 with --scenario, else 0)")
 	fs.IntVar(&c.bisect, "bisect", 2, "on a room ladder, steps between a relay's best sustained rate and its first failure, each at the geometric mean of the two (1: to about x1.22; 2: x1.11; 3: x1.05)")
 	fs.BoolVar(&c.alternate, "alternate", true, "on a room ladder, start every relay at once and let them take turns at each rate (false: one relay's whole ladder after another's)")
-	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 9m30s)")
+	fs.DurationVar(&c.timeLimit, "time-limit", 0, "skip the steps that would start after this much time (0: none; --scenario all: 12m)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print JSON instead of tables")
 	fs.StringVar(&c.jsonFile, "json-file", "", "also write the JSON report to `path` (tables still print)")
 	fs.BoolVar(&c.relayLogs, "relay-logs", false, "pass the relays' stderr through")
@@ -188,6 +190,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("--stop-after: 0 or more")
 	case c.bisect < 0 || c.bisect > 5:
 		return c, errors.New("--bisect: 0 to 5")
+	case c.retries < -1 || c.retries > 3:
+		return c, errors.New("--retries: 0 to 3")
 	case c.timeLimit < 0:
 		return c, errors.New("--time-limit: 0 or more")
 	}
@@ -197,8 +201,14 @@ func parse(args []string, stderr io.Writer) (config, error) {
 			c.stopAfter = 1
 		}
 	}
+	if c.retries < 0 {
+		c.retries = 0
+		if c.scenario != "" {
+			c.retries = 1
+		}
+	}
 	if c.timeLimit == 0 && c.scenario == "all" {
-		c.timeLimit = 9*time.Minute + 30*time.Second
+		c.timeLimit = 12 * time.Minute
 	}
 	if c.timeLimit == 0 && c.scenario == nodesScenario {
 		c.timeLimit = nodesTimeLimit

@@ -425,6 +425,7 @@ func TestParseFlags(t *testing.T) {
 		{"--members", "1"},
 		{"--bisect", "-1"},
 		{"--bisect", "9"},
+		{"--retries", "4"},
 		{"extra"},
 	}
 	for _, args := range bad {
@@ -437,8 +438,11 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("--proto both: %v %v", c.relays, err)
 	}
 	c, err = parse([]string{"--scenario", "all"}, &bytes.Buffer{})
-	if err != nil || c.stopAfter != 1 || c.timeLimit == 0 || c.bisect != 2 {
-		t.Errorf("--scenario all: stop-after %d, time limit %v, bisect %d, %v", c.stopAfter, c.timeLimit, c.bisect, err)
+	if err != nil || c.stopAfter != 1 || c.timeLimit != 12*time.Minute || c.bisect != 2 || c.retries != 1 {
+		t.Errorf("--scenario all: stop-after %d, time limit %v, bisect %d, retries %d, %v", c.stopAfter, c.timeLimit, c.bisect, c.retries, err)
+	}
+	if c, err := parse([]string{"--rates", "1000,2000"}, &bytes.Buffer{}); err != nil || c.retries != 0 || c.stopAfter != 0 {
+		t.Errorf("no scenario: retries %d, stop-after %d, %v; want 0, 0", c.retries, c.stopAfter, err)
 	}
 	ps, _ := presets("all")
 	var names []string
@@ -510,6 +514,81 @@ func TestBisect(t *testing.T) {
 	}
 	if !slices.Equal(b, []int{63_333, 94_444, 77_339, 69_986, 73_570}) || cb.lastPass != 69_986 {
 		t.Errorf("b stepped %v, best %d", b, cb.lastPass)
+	}
+}
+
+// TestRetry: with --retries 1, a ladder step not sustained is run once more
+// at the same rate after every other relay's turn at it, and the rate is
+// sustained if that run is; a relay that fails both runs stops there (and
+// its bisection steps are retried alike); a step the load tool could not
+// offer is not retried; every run is a row.
+func TestRetry(t *testing.T) {
+	e := &env{c: config{stopAfter: 1, retries: 1}, stderr: io.Discard, start: time.Now()}
+	var order []string // every step, "name@rate", in the order run
+	fake := func(name string, capacity int, flaky map[int]int, toolAt int) *climber {
+		return &climber{name: name, gone: func() error { return nil }, run: func(rate int) (Result, error) {
+			order = append(order, fmt.Sprintf("%s@%d", name, rate))
+			if rate == toolAt {
+				return Result{OfferedRate: rate, ToolLimited: true}, nil
+			}
+			if flaky[rate] > 0 { // noise: this many runs at rate fail first
+				flaky[rate]--
+				return Result{OfferedRate: rate}, nil
+			}
+			return Result{OfferedRate: rate, Sustained: rate <= capacity}, nil
+		}}
+	}
+	rates := []int{63_333, 94_444, 141_666}
+	a := fake("a", 1<<30, map[int]int{141_666: 1}, 0) // one noisy run at its top step
+	b := fake("b", 70_000, nil, 0)                    // a real limit between 63,333 and 94,444
+	var notes []string
+	e.climbInTurns("t", time.Second, []*climber{a, b}, rates, true, 1, &notes)
+	want := []string{
+		"a@63333", "b@63333",
+		"b@94444", "a@94444", "b@94444", // b's failure is run again after a's turn
+		"a@141666", "a@141666", // the order is a, b again; b stopped; a's noisy run is retried
+		"b@77339", "b@77339", // b's bisection step, not sustained either, retried
+	}
+	if !slices.Equal(order, want) {
+		t.Errorf("steps %v\nwant %v", order, want)
+	}
+	if a.lastPass != 141_666 || a.firstFail != 0 || len(a.rows) != 4 {
+		t.Errorf("a: best %d, first failure %d, %d rows; want 141666, none, 4 rows", a.lastPass, a.firstFail, len(a.rows))
+	}
+	if b.lastPass != 63_333 || b.firstFail != 77_339 || len(b.rows) != 5 {
+		t.Errorf("b: best %d, first failure %d, %d rows; want 63333, 77339, 5 rows", b.lastPass, b.firstFail, len(b.rows))
+	}
+	if !slices.Contains(notes, "a: 141666 chats/s run 2 times: sustained") || !slices.Contains(notes, "b: 94444 chats/s run 2 times: not sustained") {
+		t.Errorf("notes %q", notes)
+	}
+	// The summary takes the sustained run: a's limit is its top step.
+	var rows []Result
+	for _, c := range []*climber{a, b} {
+		for _, r := range c.rows {
+			r.Relay = c.name
+			rows = append(rows, r)
+		}
+	}
+	for _, s := range summarize(rows, []string{"a", "b"}) {
+		if want := map[string]int{"a": 141_666, "b": 63_333}[s.Relay]; s.SustainedRate != want {
+			t.Errorf("%s: sustained at %d, want %d", s.Relay, s.SustainedRate, want)
+		}
+	}
+
+	// A step the load tool could not offer stops the climb, unretried.
+	order = nil
+	c := fake("c", 1<<30, nil, 94_444)
+	e.climbInTurns("t", time.Second, []*climber{c}, rates, true, 0, &notes)
+	if !slices.Equal(order, []string{"c@63333", "c@94444"}) || !c.done {
+		t.Errorf("tool-limited: steps %v, done %v", order, c.done)
+	}
+	// --retries 0: as before, one run per step.
+	order = nil
+	e.c.retries = 0
+	d := fake("d", 1<<30, map[int]int{94_444: 1}, 0)
+	e.climbInTurns("t", time.Second, []*climber{d}, rates, true, 0, &notes)
+	if !slices.Equal(order, []string{"d@63333", "d@94444"}) || d.lastPass != 63_333 {
+		t.Errorf("no retries: steps %v, best %d", order, d.lastPass)
 	}
 }
 

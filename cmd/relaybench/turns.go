@@ -35,27 +35,44 @@ func (e *env) failed(notes *[]string, scenario, relay string, err error) {
 // climbInTurns runs rates on cs, steps of dur, the set-ups taking turns at
 // each rate with the order reversed at every rate, so that none always
 // goes first and all meet the machine's drift at the same minutes. On a
-// ladder a set-up stops climbing after --stop-after steps not sustained,
-// or at a step the load tool could not offer or measure; then, in turns
-// again, up to bisects steps each between its best pass and its first
-// failure (nextBisect). A set-up whose step fails takes no more steps;
-// the others go on.
+// ladder a step not sustained, unless the load tool was the limit, is run
+// again up to --retries times, after every set-up's turn at that rate,
+// and the rate is sustained if one of its runs is (each run is a row: a
+// second of this shared machine's noise no longer decides a set-up's
+// limit alone). A set-up stops climbing after --stop-after rates not
+// sustained, or at a step the load tool could not offer or measure; then,
+// in turns again, up to bisects steps each between its best pass and its
+// first failure (nextBisect), retried alike. A set-up whose step fails
+// (an error) takes no more steps; the others go on.
 func (e *env) climbInTurns(scenario string, dur time.Duration, cs []*climber, rates []int, ladder bool, bisects int, notes *[]string) {
-	step := func(c *climber, rate int) {
+	// run runs one step of c at rate and keeps its row; false: none.
+	run := func(c *climber, rate int) (Result, bool) {
 		if e.overTime() {
 			*notes = append(*notes, fmt.Sprintf("%s: stopped at %d chats/s: past --time-limit %v", c.name, rate, e.c.timeLimit))
 			c.done = true
-			return
+			return Result{}, false
 		}
 		fmt.Fprintf(e.stderr, "relaybench: %s: %s, %d chats/s for %v ...\n", scenario, c.name, rate, dur)
 		r, err := c.run(rate)
 		if err != nil {
 			e.failed(notes, scenario, c.name, fmt.Errorf("at %d chats/s: %w", rate, err))
 			c.done, c.broken = true, true
-			return
+			return Result{}, false
 		}
 		r.Scenario, r.Relay = scenario, c.name
 		c.rows = append(c.rows, r)
+		return r, true
+	}
+	retry := func(r Result) bool { return ladder && !r.Sustained && !r.ToolLimited && !r.ToolSaturated }
+	// judge counts c's step at rate, whose last run was r.
+	judge := func(c *climber, rate int, r Result, runs int) {
+		if runs > 1 {
+			verdict := "not sustained"
+			if r.Sustained {
+				verdict = "sustained"
+			}
+			*notes = append(*notes, fmt.Sprintf("%s: %d chats/s run %d times: %s", c.name, rate, runs, verdict))
+		}
 		if r.Sustained {
 			c.lastPass = max(c.lastPass, rate)
 		} else if c.fails++; c.firstFail == 0 || rate < c.firstFail {
@@ -78,22 +95,54 @@ func (e *env) climbInTurns(scenario string, dur time.Duration, cs []*climber, ra
 		}
 		return reversed
 	}
-	for i, rate := range rates {
-		for _, c := range inTurn(i) {
-			if !c.done {
-				step(c, rate)
-			}
+	// round gives each of cs its rate (rateOf; false: none this round),
+	// in turn, then runs again, in turn, the steps that were not
+	// sustained, up to --retries times, before judging them.
+	round := func(order []*climber, rateOf func(*climber) (int, bool)) {
+		type pending struct {
+			c    *climber
+			rate int
+			runs int
 		}
-	}
-	for i := 0; ladder && i < bisects; i++ {
-		for _, c := range inTurn(len(rates) + i) {
-			if c.broken || c.gone() != nil {
+		var again []pending
+		for _, c := range order {
+			rate, ok := rateOf(c)
+			if !ok {
 				continue
 			}
-			if mid, ok := nextBisect(c.lastPass, c.firstFail); ok {
-				step(c, mid)
+			if r, ok := run(c, rate); ok {
+				if retry(r) && e.c.retries > 0 {
+					again = append(again, pending{c, rate, 1})
+				} else {
+					judge(c, rate, r, 1)
+				}
 			}
 		}
+		for len(again) > 0 {
+			var next []pending
+			for _, p := range again {
+				r, ok := run(p.c, p.rate)
+				switch {
+				case !ok:
+				case retry(r) && p.runs+1 <= e.c.retries:
+					next = append(next, pending{p.c, p.rate, p.runs + 1})
+				default:
+					judge(p.c, p.rate, r, p.runs+1)
+				}
+			}
+			again = next
+		}
+	}
+	for i, rate := range rates {
+		round(inTurn(i), func(c *climber) (int, bool) { return rate, !c.done })
+	}
+	for i := 0; ladder && i < bisects; i++ {
+		round(inTurn(len(rates)+i), func(c *climber) (int, bool) {
+			if c.broken || c.gone() != nil {
+				return 0, false
+			}
+			return nextBisect(c.lastPass, c.firstFail)
+		})
 	}
 }
 
