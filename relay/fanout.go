@@ -618,7 +618,7 @@ func (f *fanout) rowSenders(evs []outEvent) []*Member {
 // (nil: none) keep their ids.
 func (f *fanout) packInto(j *job, evs []outEvent, budget int, rev uint32, own *Member) {
 	j.packed = true
-	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3, MaxLines: wire.MaxLines(uint64(rev))}
+	p := wire.PackerFor(uint64(rev), budget)
 	p.Reset(j.arena)
 	for i := range evs {
 		cut := evs[i].cutOf()
@@ -1009,7 +1009,7 @@ func (f *fanout) packFrames(m *Member, lines [][]byte, out func(*Member, []byte)
 	}
 	budget := f.budgetFor(m.Dest())
 	rev := m.rev.Load()
-	p := wire.Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3, MaxLines: wire.MaxLines(uint64(rev))}
+	p := wire.PackerFor(uint64(rev), budget)
 	p.Reset(make([]byte, 0, budget))
 	for _, l := range lines {
 		var cut wire.EventCut

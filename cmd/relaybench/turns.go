@@ -63,7 +63,10 @@ func (e *env) climbInTurns(scenario string, dur time.Duration, cs []*climber, ra
 		c.rows = append(c.rows, r)
 		return r, true
 	}
-	retry := func(r Result) bool { return ladder && !r.Sustained && !r.ToolLimited && !r.ToolSaturated }
+	// again says whether a step whose last of runs runs was r runs again.
+	again := func(r Result, runs int) bool {
+		return ladder && !r.Sustained && !r.ToolLimited && !r.ToolSaturated && runs <= e.c.retries
+	}
 	// judge counts c's step at rate, whose last run was r.
 	judge := func(c *climber, rate int, r Result, runs int) {
 		if runs > 1 {
@@ -104,33 +107,25 @@ func (e *env) climbInTurns(scenario string, dur time.Duration, cs []*climber, ra
 			rate int
 			runs int
 		}
-		var again []pending
+		var todo []pending
 		for _, c := range order {
-			rate, ok := rateOf(c)
-			if !ok {
-				continue
-			}
-			if r, ok := run(c, rate); ok {
-				if retry(r) && e.c.retries > 0 {
-					again = append(again, pending{c, rate, 1})
-				} else {
-					judge(c, rate, r, 1)
-				}
+			if rate, ok := rateOf(c); ok {
+				todo = append(todo, pending{c, rate, 0})
 			}
 		}
-		for len(again) > 0 {
+		for len(todo) > 0 {
 			var next []pending
-			for _, p := range again {
+			for _, p := range todo {
 				r, ok := run(p.c, p.rate)
-				switch {
+				switch p.runs++; {
 				case !ok:
-				case retry(r) && p.runs+1 <= e.c.retries:
-					next = append(next, pending{p.c, p.rate, p.runs + 1})
+				case again(r, p.runs):
+					next = append(next, p)
 				default:
-					judge(p.c, p.rate, r, p.runs+1)
+					judge(p.c, p.rate, r, p.runs)
 				}
 			}
-			again = next
+			todo = next
 		}
 	}
 	for i, rate := range rates {

@@ -319,6 +319,13 @@ type Packer struct {
 	c      Compactor
 }
 
+// PackerFor returns the Packer of a receiver of revision rev: compact from
+// revision 2, chats as rows from 3, and as many lines a datagram as
+// MaxLines(rev); budget is the largest datagram in bytes.
+func PackerFor(rev uint64, budget int) Packer {
+	return Packer{Budget: budget, Compact: rev >= 2, Rows: rev >= 3, MaxLines: MaxLines(rev)}
+}
+
 // Reset makes p pack into buf, after what buf holds.
 func (p *Packer) Reset(buf []byte) {
 	p.buf, p.open, p.start, p.events = buf, false, 0, 0

@@ -508,7 +508,7 @@ func TestPackerMaxLines(t *testing.T) {
 		{3, 64, DecodeV2Compact},
 		{4, 256, DecodeV2Wide},
 	} {
-		p := Packer{Budget: 8192, Compact: true, Rows: true, MaxLines: MaxLines(tc.rev)}
+		p := PackerFor(tc.rev, 8192) // rows, compact, the revision's bound
 		var got []Frame
 		var sizes []int
 		check := func(d []byte, n int) {
